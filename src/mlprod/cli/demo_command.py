@@ -1,0 +1,56 @@
+"""``mlprod demo``: NYC flights 2013 through production, end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mlprod.cli.state import err, out, state
+from mlprod.demo import DemoSummary, run_demo
+from mlprod.workspace import default_demo_home, locate, open_or_init
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+
+
+def demo(
+    requests: Annotated[int, typer.Option(min=1, help="HTTP prediction requests to send.")] = 1000,
+    train_limit: Annotated[
+        int | None, typer.Option(min=100, help="Train on a random sample of this many rows (default: all).")
+    ] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="LightGBM boosting rounds.")] = 200,
+) -> None:
+    """Ingest January-June 2013 flights, train, register, serve over HTTP, predict July, log it all.
+
+    Uses the current workspace (--workspace, $MLPROD_HOME, or one found upward), else its own under
+    ~/.cache/mlprod/demo. Safe to interrupt and rerun.
+    """
+    home = state.workspace or locate() or default_demo_home()
+    err.print(f"workspace: {home}")
+    with open_or_init(Path(home)) as ws:
+        summary = run_demo(
+            ws, requests=requests, train_limit=train_limit, num_boost_round=rounds, console=err
+        )
+    out.print(render_summary(summary))
+    out.print(f"Explore it: MLPROD_HOME={summary.workspace} mlprod models history flights-delay")
+
+
+def render_summary(s: DemoSummary) -> Table:
+    table = Table(title="mlprod demo: NYC flights 2013", show_header=False)
+    table.add_row(
+        "rows ingested (Jan-Jun)", f"{s.rows_ingested:,} (dataset 'flights' version {s.dataset_version})"
+    )
+    table.add_row("training rows", f"{s.train_rows:,}")
+    table.add_row("model", f"flights-delay version {s.model_version} (@champion)")
+    table.add_row("AUC on July", f"{s.auc:.4f} ({s.test_rows:,} flights)")
+    table.add_row("HTTP requests", f"{s.requests:,} ({s.failed_requests} failed)")
+    table.add_row("latency p50 / p99", f"{s.latency_p50_ms:.2f} ms / {s.latency_p99_ms:.2f} ms")
+    table.add_row("predictions logged", f"{s.predictions_logged:,}")
+    table.add_row("served vs in-process", f"max |difference| {s.max_served_difference:.2e}")
+    table.add_row("workspace", str(s.workspace))
+    table.add_row("total time", f"{s.seconds:.1f} s")
+    return table

@@ -1,0 +1,18 @@
+"""Command groups the system will have but this release does not implement yet."""
+
+from __future__ import annotations
+
+import typer
+
+from mlprod.errors import MlprodError
+
+
+def planned_group(description: str) -> typer.Typer:
+    """A group that shows in ``--help`` and says plainly, when run, that it is not available yet."""
+    group = typer.Typer(help=f"{description} (not available yet)")
+
+    @group.callback(invoke_without_command=True)
+    def _not_yet(ctx: typer.Context) -> None:
+        raise MlprodError(f"`mlprod {ctx.info_name}` is planned but not available in this release")
+
+    return group

@@ -1,0 +1,62 @@
+"""``mlprod serve`` (online) and ``mlprod predict`` (batch)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import typer
+
+from mlprod.cli.data_commands import read_table_file
+from mlprod.cli.state import err, open_workspace, out
+from mlprod.models import Registry
+from mlprod.serve import create_app, serve_forever
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("predict")(predict)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default: serve.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: serve.port; 0 picks a free one).")] = None,
+) -> None:
+    """Serve registered models over HTTP until interrupted (Ctrl-C flushes the prediction log)."""
+    with open_workspace() as ws:
+        bind_host = host or ws.config.serve.host
+        bind_port = ws.config.serve.port if port is None else port
+        if not _is_loopback(bind_host):
+            err.print(
+                f"warning: serving on {bind_host} without authentication; anyone who can reach it can predict"
+            )
+        out.print(f"mlprod serving workspace {ws.root} on http://{bind_host}:{bind_port} (Ctrl-C to stop)")
+        serve_forever(create_app(ws), host=bind_host, port=bind_port)
+
+
+def predict(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME/VERSION or NAME@ALIAS.")],
+    source: Annotated[Path, typer.Argument(help="Parquet or CSV file of inputs.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write.")],
+) -> None:
+    """Batch prediction: score every row of a file and write inputs plus a prediction column."""
+    table = read_table_file(source)
+    with open_workspace() as ws:
+        model = Registry(ws).load(ref)
+    predictions = model.predict_frame(table.to_pandas())
+    result = table.append_column(model.signature.output, pa.array(predictions, type=pa.float64()))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(result, output)
+    out.print(f"wrote {len(predictions):,} predictions of {model.model}/{model.version} to {output}")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,32 @@
+"""What the root command's options set for every subcommand, and how they open the workspace."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from mlprod.workspace import HOME_ENV, Workspace
+
+
+@dataclass
+class CliState:
+    debug: bool = False
+    workspace: Path | None = None
+
+
+state = CliState()
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def open_workspace() -> Workspace:
+    """The workspace named by ``--workspace``, else by ``MLPROD_HOME``, else found upward."""
+    if state.workspace is not None:
+        return Workspace.open(state.workspace)
+    return Workspace.find(environ=os.environ)
+
+
+__all__ = ["HOME_ENV", "CliState", "err", "open_workspace", "out", "state"]

@@ -1,0 +1,55 @@
+"""``mlprod init`` and ``mlprod info``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlalchemy.engine import make_url
+
+from mlprod.cli.state import open_workspace, out
+from mlprod.data import DatasetStore
+from mlprod.models import Registry
+from mlprod.workspace import Workspace
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("info")(info)
+
+
+def init(
+    path: Annotated[
+        Path, typer.Argument(help="Directory to make a workspace (created if missing).")
+    ] = Path(),
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Metadata database URL, e.g. postgresql+psycopg://user:pw@host/db (default: SQLite)."
+        ),
+    ] = None,
+) -> None:
+    """Create a workspace: mlprod.toml, the metadata database (migrated) and the artifact store."""
+    with Workspace.init(path, database_url=database_url) as ws:
+        out.print(f"Initialised mlprod workspace in {ws.root}")
+        out.print(f"  metadata database: {_hide_password(ws.database_url)}")
+        out.print(f"  artifacts:         {ws.artifacts.root}")
+
+
+def info() -> None:
+    """Show where the current workspace keeps its data and what it holds."""
+    with open_workspace() as ws:
+        table = Table(show_header=False, box=None)
+        table.add_row("workspace", str(ws.root))
+        table.add_row("metadata database", _hide_password(ws.database_url))
+        table.add_row("artifacts", str(ws.artifacts.root))
+        table.add_row("prediction log", str(ws.prediction_log_dir))
+        table.add_row("datasets", str(len(DatasetStore(ws).names())))
+        table.add_row("models", str(len(Registry(ws).models())))
+        out.print(table)
+
+
+def _hide_password(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,74 @@
+"""The one exception hierarchy of mlprod.
+
+Every error a user can cause or fix is an ``MlprodError``; the CLI prints its message on one line
+and exits with ``exit_code``, the HTTP layer (``mlprod.serve``) maps it to a status code. Anything
+else escaping is a bug in mlprod.
+
+    MlprodError
+    ├── WorkspaceError            no workspace, unreadable workspace, already initialised
+    ├── ConfigError               mlprod.toml or MLPROD_* value that does not validate
+    ├── DatabaseError             metadata database unreachable or failing
+    ├── ArtifactError
+    │   ├── ArtifactNotFoundError (also KeyError)
+    │   └── ArtifactCorruptedError  blob content no longer matches its sha256
+    ├── NotFoundError (also LookupError)   unknown dataset, model, version or alias
+    ├── AlreadyExistsError
+    ├── InvalidInputError (also ValueError) bad request or argument; names the field
+    │   └── PayloadTooLargeError  a request body over the configured limit
+    └── ModelFormatError          a model that cannot be stored or loaded safely
+"""
+
+from __future__ import annotations
+
+
+class MlprodError(Exception):
+    """Base class: a problem the user can understand and act on."""
+
+    exit_code = 2
+
+
+class WorkspaceError(MlprodError):
+    """The workspace is missing, unreadable or cannot be created."""
+
+
+class ConfigError(MlprodError):
+    """A configuration value is unknown or has the wrong type."""
+
+
+class DatabaseError(MlprodError):
+    """The metadata database cannot be reached or refused an operation."""
+
+
+class ArtifactError(MlprodError):
+    """A blob in the artifact store cannot be written or read."""
+
+
+class ArtifactNotFoundError(ArtifactError, KeyError):
+    """No blob with this sha256 exists in the store."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ArtifactCorruptedError(ArtifactError):
+    """A blob's content no longer matches the sha256 it is named by."""
+
+
+class NotFoundError(MlprodError, LookupError):
+    """A named thing (dataset, model, version, alias) does not exist."""
+
+
+class AlreadyExistsError(MlprodError):
+    """A thing that must be unique already exists."""
+
+
+class InvalidInputError(MlprodError, ValueError):
+    """An argument or request does not match what was expected."""
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """A request body is larger than the configured limit."""
+
+
+class ModelFormatError(MlprodError):
+    """A model cannot be serialized or deserialized in a safe format."""

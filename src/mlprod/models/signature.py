@@ -1,0 +1,174 @@
+"""A model version's input and output schema, and the one encoder from inputs to a feature matrix.
+
+Training, batch prediction and online serving all go through ``FeatureEncoder``, so a category is
+mapped to the same code everywhere. Online requests take the row path (plain Python and numpy, no
+pandas); batch work takes the vectorised frame path. A test checks the two agree.
+
+Examples:
+    >>> sig = Signature(inputs=(InputField("distance", "number"),
+    ...                         InputField("carrier", "category", ("AA", "UA"))))
+    >>> sig.encoder().encode_rows([{"distance": 1400, "carrier": "UA"}]).tolist()
+    [[1400.0, 1.0]]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from mlprod.errors import InvalidInputError
+
+FieldKind = Literal["number", "category"]
+
+
+@dataclass(frozen=True)
+class InputField:
+    """One model input: a number, or a category from a known list (others encode as missing)."""
+
+    name: str
+    kind: FieldKind
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a model version takes and returns."""
+
+    inputs: tuple[InputField, ...]
+    output: str = "probability"
+    task: str = "binary_classification"
+
+    @property
+    def input_names(self) -> list[str]:
+        return [f.name for f in self.inputs]
+
+    @property
+    def categorical_indices(self) -> list[int]:
+        return [i for i, f in enumerate(self.inputs) if f.kind == "category"]
+
+    def encoder(self) -> FeatureEncoder:
+        return FeatureEncoder(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "output": self.output,
+            "inputs": [
+                {
+                    "name": f.name,
+                    "kind": f.kind,
+                    **({"categories": list(f.categories)} if f.kind == "category" else {}),
+                }
+                for f in self.inputs
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Signature:
+        inputs = tuple(
+            InputField(item["name"], item["kind"], tuple(item.get("categories", ())))
+            for item in data["inputs"]
+        )
+        return cls(inputs=inputs, output=data["output"], task=data["task"])
+
+    @classmethod
+    def infer(cls, frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> Signature:
+        """Build a signature from training data; categories are the sorted values seen."""
+        missing = [c for c in [*numeric, *categorical] if c not in frame.columns]
+        if missing:
+            raise InvalidInputError(
+                f"training data lacks input column(s) {missing}; it has {list(frame.columns)}"
+            )
+        fields = [InputField(name, "number") for name in numeric]
+        for name in categorical:
+            values = sorted({str(v) for v in frame[name].dropna().unique()})
+            fields.append(InputField(name, "category", tuple(values)))
+        return cls(inputs=tuple(fields))
+
+
+@dataclass
+class FeatureEncoder:
+    """Turns rows, columns or a frame into the float64 matrix the model was trained on."""
+
+    signature: Signature
+    _codes: list[dict[str, float] | None] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._codes = [
+            {c: float(i) for i, c in enumerate(f.categories)} if f.kind == "category" else None
+            for f in self.signature.inputs
+        ]
+
+    def encode_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Encode a list of JSON-like objects, one per prediction; extra keys are ignored."""
+        if not isinstance(rows, Sequence) or isinstance(rows, str | bytes):
+            raise InvalidInputError(f"expected a list of rows (objects), got {type(rows).__name__}")
+        matrix = np.empty((len(rows), len(self.signature.inputs)), dtype=np.float64)
+        for r, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                raise InvalidInputError(f"row {r}: expected an object of fields, got {row!r}")
+            for j, (spec, codes) in enumerate(zip(self.signature.inputs, self._codes, strict=True)):
+                if spec.name not in row:
+                    raise InvalidInputError(
+                        f"row {r}: missing field {spec.name!r} (expected {self.signature.input_names})"
+                    )
+                matrix[r, j] = _encode_value(row[spec.name], spec, codes, where=f"row {r}")
+        return matrix
+
+    def encode_columns(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+        """Encode a mapping of column name to equally long lists of values."""
+        if not isinstance(columns, Mapping):
+            raise InvalidInputError(f"expected an object of columns, got {type(columns).__name__}")
+        lengths = {name: len(columns[name]) for name in self.signature.input_names if name in columns}
+        missing = [name for name in self.signature.input_names if name not in columns]
+        if missing:
+            raise InvalidInputError(f"missing column(s) {missing} (expected {self.signature.input_names})")
+        if len(set(lengths.values())) > 1:
+            raise InvalidInputError(f"columns have different lengths: {lengths}")
+        n = next(iter(lengths.values()), 0)
+        matrix = np.empty((n, len(self.signature.inputs)), dtype=np.float64)
+        for j, (spec, codes) in enumerate(zip(self.signature.inputs, self._codes, strict=True)):
+            values = columns[spec.name]
+            for r in range(n):
+                matrix[r, j] = _encode_value(values[r], spec, codes, where=f"column {spec.name!r} index {r}")
+        return matrix
+
+    def encode_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        """Vectorised encoding of a pandas frame (training and batch prediction)."""
+        missing = [name for name in self.signature.input_names if name not in frame.columns]
+        if missing:
+            raise InvalidInputError(f"missing column(s) {missing} (expected {self.signature.input_names})")
+        matrix = np.empty((len(frame), len(self.signature.inputs)), dtype=np.float64)
+        for j, spec in enumerate(self.signature.inputs):
+            column = frame[spec.name]
+            if spec.kind == "category":
+                as_text = column.astype("string")
+                codes = pd.Categorical(as_text, categories=list(spec.categories)).codes
+                matrix[:, j] = np.where(codes < 0, np.nan, codes)
+            else:
+                try:
+                    matrix[:, j] = pd.to_numeric(column, errors="raise").to_numpy(
+                        dtype=np.float64, na_value=np.nan
+                    )
+                except (TypeError, ValueError) as exc:
+                    raise InvalidInputError(f"column {spec.name!r} expects numbers: {exc}") from exc
+        return matrix
+
+
+def _encode_value(value: Any, spec: InputField, codes: dict[str, float] | None, *, where: str) -> float:
+    if value is None:
+        return math.nan
+    if codes is not None:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise InvalidInputError(
+                f"{where}: field {spec.name!r} expects a category (string), got {value!r}"
+            )
+        return codes.get(str(value), math.nan)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(f"{where}: field {spec.name!r} expects a number, got {value!r}")
+    return float(value)

@@ -1,0 +1,38 @@
+"""Mapping of mlprod errors to HTTP status codes and JSON error bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlprod.errors import (
+    AlreadyExistsError,
+    ArtifactError,
+    DatabaseError,
+    InvalidInputError,
+    MlprodError,
+    ModelFormatError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+
+_STATUS: list[tuple[type[MlprodError], int, str]] = [
+    (NotFoundError, 404, "not_found"),
+    (PayloadTooLargeError, 413, "payload_too_large"),
+    (InvalidInputError, 422, "invalid_input"),
+    (AlreadyExistsError, 409, "already_exists"),
+    (DatabaseError, 503, "database_unavailable"),
+    (ArtifactError, 500, "artifact_error"),
+    (ModelFormatError, 500, "model_format_error"),
+]
+
+
+def status_for(exc: MlprodError) -> tuple[int, str]:
+    """The most specific ``(status, code)`` for an error; 400 for any other user error."""
+    for cls, status, code in _STATUS:
+        if isinstance(exc, cls):
+            return status, code
+    return 400, "bad_request"
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}

@@ -1,0 +1,59 @@
+"""Loaded models for the server, keyed by reference, so requests never touch the registry.
+
+A ``name/VERSION`` reference is immutable and cached for good. A ``name@alias`` or bare ``name``
+reference is re-resolved at most every ``refresh_seconds``, so alias moves are picked up without a
+restart; requests keep being served by the old version until the new one is loaded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from mlprod.models import LoadedModel, Registry, parse_ref
+
+
+@dataclass
+class _Entry:
+    model: LoadedModel
+    resolved_at: float
+    immutable: bool
+
+
+class ModelCache:
+    """Resolve and load models on first use; serve them from memory afterwards."""
+
+    def __init__(self, registry: Registry, *, refresh_seconds: float = 2.0) -> None:
+        self._registry = registry
+        self._refresh = refresh_seconds
+        self._entries: dict[str, _Entry] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def peek(self, ref: str) -> LoadedModel | None:
+        """The cached model when it is fresh, without blocking; None when ``get`` must run."""
+        entry = self._entries.get(ref)
+        if entry is None or not self._fresh(entry):
+            return None
+        return entry.model
+
+    def get(self, ref: str) -> LoadedModel:
+        """The model ``ref`` points to, loading or re-resolving it when needed (blocking)."""
+        with self._guard:
+            lock = self._locks.setdefault(ref, threading.Lock())
+        with lock:
+            entry = self._entries.get(ref)
+            if entry is not None and self._fresh(entry):
+                return entry.model
+            parsed = parse_ref(ref)
+            version = self._registry.get(parsed)
+            if entry is not None and entry.model.version == version.version:
+                entry.resolved_at = time.monotonic()
+                return entry.model
+            model = self._registry.load(version)
+            self._entries[ref] = _Entry(model, time.monotonic(), immutable=parsed.version is not None)
+            return model
+
+    def _fresh(self, entry: _Entry) -> bool:
+        return entry.immutable or time.monotonic() - entry.resolved_at < self._refresh

@@ -1,0 +1,88 @@
+"""Running the ASGI app with uvicorn: in the foreground (``mlprod serve``) or on a background thread
+bound to a free loopback port (the demo and the tests talk to it over real HTTP)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from types import TracebackType
+
+import uvicorn
+from fastapi import FastAPI
+
+from mlprod.errors import MlprodError
+
+_STARTUP_TIMEOUT_SECONDS = 30.0
+
+
+def serve_forever(app: FastAPI, *, host: str, port: int) -> None:
+    """Serve until interrupted; the app's shutdown flushes the prediction log."""
+    uvicorn.Server(_config(app)).run(sockets=[_bind(host, port)])
+
+
+class BackgroundServer:
+    """Serve ``app`` on a uvicorn thread; ``url`` is known once started.
+
+    Examples:
+        >>> from fastapi import FastAPI
+        >>> import httpx
+        >>> app = FastAPI()
+        >>> _ = app.get("/ping")(lambda: {"pong": True})
+        >>> with BackgroundServer(app) as server:
+        ...     httpx.get(server.url + "/ping").json()
+        {'pong': True}
+    """
+
+    def __init__(self, app: FastAPI, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._socket = _bind(host, port)
+        bound_host, bound_port = self._socket.getsockname()[:2]
+        self.url = f"http://{bound_host}:{bound_port}"
+        self._server = uvicorn.Server(_config(app))
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, name="mlprod-server", daemon=True
+        )
+
+    def start(self) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + _STARTUP_TIMEOUT_SECONDS
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise MlprodError(f"the prediction server at {self.url} did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Graceful shutdown: finish in-flight requests, run the app's shutdown, join the thread."""
+        self._server.should_exit = True
+        self._thread.join()
+        self._socket.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _config(app: FastAPI) -> uvicorn.Config:
+    return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise MlprodError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock

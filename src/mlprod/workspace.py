@@ -1,0 +1,198 @@
+"""The workspace: the root object that every other part of mlprod receives what it needs from.
+
+A workspace is a directory holding ``mlprod.toml``, a metadata database (SQLite ``meta.db`` unless
+the config names another URL), an artifact store and a prediction log. ``mlprod.toml`` is written
+last when creating one, so a directory without it is not a workspace, whatever else it holds.
+
+Examples:
+    >>> import tempfile
+    >>> with Workspace.init(tempfile.mkdtemp()) as ws:
+    ...     ws.config.serve.port
+    8000
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from sqlalchemy.engine import Engine
+
+from mlprod.artifacts import ArtifactStore
+from mlprod.config import CONFIG_FILENAME, Config, apply_env_overrides, load_config, render_config
+from mlprod.errors import WorkspaceError
+from mlprod.meta.database import connect, is_at_head, upgrade_to_head
+
+HOME_ENV = "MLPROD_HOME"
+SQLITE_FILENAME = "meta.db"
+
+
+class Workspace:
+    """An open workspace: its config, metadata engine and artifact store."""
+
+    def __init__(self, root: Path, config: Config) -> None:
+        self.root = root
+        self.config = config
+        self.engine: Engine = connect(self.database_url)
+        try:
+            if not is_at_head(self.engine):
+                upgrade_to_head(self.engine)
+            self.artifacts = ArtifactStore(self._resolve(config.artifacts.path))
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    @property
+    def database_url(self) -> str:
+        return self.config.database.url or f"sqlite:///{self.root / SQLITE_FILENAME}"
+
+    @property
+    def prediction_log_dir(self) -> Path:
+        return self._resolve(self.config.prediction_log.path)
+
+    @classmethod
+    def init(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        database_url: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Workspace:
+        """Create a workspace at ``path`` and open it; on failure leave nothing behind."""
+        root = Path(path).expanduser().resolve()
+        if (root / CONFIG_FILENAME).exists():
+            raise WorkspaceError(f"{root} is already an mlprod workspace ({CONFIG_FILENAME} exists)")
+        if root.exists() and not root.is_dir():
+            raise WorkspaceError(f"cannot create a workspace at {root}: it is a file")
+        config = Config()
+        if database_url:
+            config.database.url = database_url
+        existed = root.exists()
+        before = set(os.listdir(root)) if existed else set()
+        workspace: Workspace | None = None
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            workspace = cls(root, apply_env_overrides(config, environ))
+            _write_atomically(root / CONFIG_FILENAME, render_config(config))
+        except BaseException as exc:
+            if workspace is not None:
+                workspace.close()
+            _remove_new_entries(root, existed, before)
+            if isinstance(exc, OSError):
+                raise WorkspaceError(f"cannot create a workspace at {root}: {exc}") from exc
+            raise
+        return workspace
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> Workspace:
+        """Open the workspace whose root is ``path``."""
+        root = Path(path).expanduser().resolve()
+        config_path = root / CONFIG_FILENAME
+        if not root.is_dir():
+            raise WorkspaceError(f"workspace {root} does not exist; create it with `mlprod init {root}`")
+        if not config_path.is_file():
+            raise WorkspaceError(
+                f"{root} is not an mlprod workspace (no {CONFIG_FILENAME}); "
+                f"create one with `mlprod init {root}`"
+            )
+        return cls(root, load_config(config_path, environ))
+
+    @classmethod
+    def find(
+        cls,
+        start: str | os.PathLike[str] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> Workspace:
+        """Open the workspace named by ``MLPROD_HOME``, else the nearest one at or above ``start``."""
+        found = locate(start, environ=environ)
+        if found is None:
+            here = Path(start or Path.cwd()).resolve()
+            raise WorkspaceError(
+                f"no mlprod workspace in {here} or any parent; run `mlprod init` there or set {HOME_ENV}"
+            )
+        return cls.open(found, environ=environ)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+    def _resolve(self, configured: str) -> Path:
+        path = Path(configured).expanduser()
+        return path if path.is_absolute() else self.root / path
+
+
+def locate(
+    start: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+) -> Path | None:
+    """The workspace root that ``find`` would open, or None when there is none."""
+    env = os.environ if environ is None else environ
+    if env.get(HOME_ENV):
+        return Path(env[HOME_ENV]).expanduser().resolve()
+    here = Path(start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / CONFIG_FILENAME).is_file():
+            return candidate
+    return None
+
+
+def default_demo_home(environ: Mapping[str, str] | None = None) -> Path:
+    """Where ``mlprod demo`` keeps its workspace when none is found: the user's cache directory."""
+    env = os.environ if environ is None else environ
+    cache = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "mlprod" / "demo"
+
+
+def open_or_init(path: Path, *, environ: Mapping[str, str] | None = None) -> Workspace:
+    """Open the workspace at ``path``, creating it first when there is none."""
+    if (path / CONFIG_FILENAME).is_file():
+        return Workspace.open(path, environ=environ)
+    return Workspace.init(path, environ=environ)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _remove_new_entries(root: Path, existed: bool, before: set[str]) -> None:
+    """Undo a failed ``init``: remove what it created and nothing that was there before."""
+    if not root.exists():
+        return
+    if not existed:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for name in set(os.listdir(root)) - before:
+        target = root / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+
+
+__all__ = ["HOME_ENV", "Workspace", "default_demo_home", "locate", "open_or_init"]
