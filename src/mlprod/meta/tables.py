@@ -6,6 +6,9 @@ own the rows (``data``, ``models``, ``serve``) hold the queries.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -20,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData(
     naming_convention={
@@ -32,6 +36,23 @@ metadata = MetaData(
 
 SHA256 = String(64)
 
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"naive datetime {value} given; mlprod stores aware UTC times only")
+        return None if value is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
 dataset_versions = Table(
     "dataset_versions",
     metadata,
@@ -43,7 +64,7 @@ dataset_versions = Table(
     Column("schema", JSON, nullable=False),
     Column("message", Text, nullable=False, default=""),
     Column("author", String(200), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("dataset", "version"),
 )
 
@@ -52,7 +73,7 @@ registered_models = Table(
     metadata,
     Column("name", String(200), primary_key=True),
     Column("description", Text, nullable=False, default=""),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 model_versions = Table(
@@ -67,7 +88,7 @@ model_versions = Table(
     Column("params", JSON, nullable=False),
     Column("metrics", JSON, nullable=False),
     Column("lineage", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("model", "version"),
 )
 
@@ -77,7 +98,7 @@ model_aliases = Table(
     Column("model", String(200), primary_key=True),
     Column("alias", String(100), primary_key=True),
     Column("version", Integer, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
     ForeignKeyConstraint(["model", "version"], ["model_versions.model", "model_versions.version"]),
 )
 
@@ -89,7 +110,7 @@ alias_history = Table(
     Column("alias", String(100), nullable=False),
     Column("from_version", Integer, nullable=True),
     Column("to_version", Integer, nullable=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
     Column("who", String(200), nullable=False),
     Column("why", Text, nullable=False, default=""),
 )

@@ -283,9 +283,6 @@ class Registry:
 def _version(row: Mapping[str, Any]) -> ModelVersion:
     fields = {k: v for k, v in row.items() if k != "id"}
     fields["signature"] = Signature.from_dict(fields["signature"])
-    created = fields["created_at"]
-    if created.tzinfo is None:  # SQLite returns naive datetimes; they were written as UTC
-        fields["created_at"] = created.replace(tzinfo=UTC)
     return ModelVersion(**fields)
 
 

@@ -147,8 +147,8 @@ class FeatureEncoder:
         for j, spec in enumerate(self.signature.inputs):
             column = frame[spec.name]
             if spec.kind == "category":
-                as_text = column.astype("string")
-                codes = pd.Categorical(as_text, categories=list(spec.categories)).codes
+                as_text = column.astype("string").to_numpy(dtype=object, na_value=None)
+                codes = pd.Index(spec.categories, dtype=object).get_indexer(as_text)
                 matrix[:, j] = np.where(codes < 0, np.nan, codes)
             else:
                 try:

@@ -1,0 +1,89 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlprod.errors import InvalidInputError
+from mlprod.models import InputField, Signature
+
+SIG = Signature(
+    inputs=(InputField("distance", "number"), InputField("carrier", "category", ("AA", "B6", "UA")))
+)
+
+
+def test_rows_encode_categories_to_their_index() -> None:
+    matrix = SIG.encoder().encode_rows([{"distance": 10, "carrier": "UA"}, {"distance": 2.5, "carrier": "AA"}])
+    assert matrix.tolist() == [[10.0, 2.0], [2.5, 0.0]]
+
+
+def test_unseen_category_and_null_become_missing() -> None:
+    matrix = SIG.encoder().encode_rows([{"distance": None, "carrier": "ZZ"}])
+    assert math.isnan(matrix[0, 0]) and math.isnan(matrix[0, 1])
+
+
+def test_missing_field_is_named_with_its_row() -> None:
+    with pytest.raises(InvalidInputError, match=r"row 1: missing field 'carrier' \(expected \['distance', 'carrier'\]\)"):
+        SIG.encoder().encode_rows([{"distance": 1, "carrier": "AA"}, {"distance": 1}])
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"distance": "far", "carrier": "AA"}, "field 'distance' expects a number, got 'far'"),
+        ({"distance": True, "carrier": "AA"}, "field 'distance' expects a number, got True"),
+        ({"distance": 1, "carrier": [1]}, r"field 'carrier' expects a category \(string\), got \[1\]"),
+    ],
+)
+def test_wrong_types_are_named(row: dict, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        SIG.encoder().encode_rows([row])
+
+
+def test_rows_must_be_a_list_of_objects() -> None:
+    with pytest.raises(InvalidInputError, match="expected a list of rows"):
+        SIG.encoder().encode_rows({"distance": 1})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="row 0: expected an object"):
+        SIG.encoder().encode_rows([[1, "AA"]])  # type: ignore[list-item]
+
+
+def test_columns_of_different_lengths_are_refused() -> None:
+    with pytest.raises(InvalidInputError, match="columns have different lengths"):
+        SIG.encoder().encode_columns({"distance": [1, 2], "carrier": ["AA"]})
+
+
+def test_signature_round_trips_through_a_dict() -> None:
+    assert Signature.from_dict(SIG.to_dict()) == SIG
+
+
+def test_infer_collects_sorted_categories_and_checks_columns() -> None:
+    frame = pd.DataFrame({"d": [1, 2, 3], "c": ["b", "a", None]})
+    sig = Signature.infer(frame, ["d"], ["c"])
+    assert sig.inputs[1] == InputField("c", "category", ("a", "b"))
+    with pytest.raises(InvalidInputError, match=r"lacks input column\(s\) \['zz'\]"):
+        Signature.infer(frame, ["zz"], [])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False, width=32)),
+            st.one_of(st.none(), st.sampled_from(["AA", "B6", "UA", "??"])),
+        ),
+        max_size=30,
+    )
+)
+def test_row_column_and_frame_paths_agree(values: list[tuple[float | None, str | None]]) -> None:
+    """Online requests (rows/columns) and batch work (frames) must encode identically."""
+    rows = [{"distance": d, "carrier": c} for d, c in values]
+    encoder = SIG.encoder()
+    by_rows = encoder.encode_rows(rows)
+    by_columns = encoder.encode_columns({"distance": [d for d, _ in values], "carrier": [c for _, c in values]})
+    frame = pd.DataFrame({"distance": pd.array([d for d, _ in values], dtype="Float64"),
+                          "carrier": pd.array([c for _, c in values], dtype="string")})
+    by_frame = encoder.encode_frame(frame)
+    np.testing.assert_array_equal(by_rows, by_columns)
+    np.testing.assert_array_equal(by_rows, by_frame)
