@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from mlprod.models import Registry, ModelVersion, train_classifier
+from mlprod.models import ModelVersion, Registry, train_classifier
 from mlprod.workspace import Workspace
 
 POSTGRES_ENV = "MLPROD_TEST_POSTGRES_URL"

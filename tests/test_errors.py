@@ -6,9 +6,7 @@ from mlprod import errors
 from mlprod.errors import MlprodError
 from mlprod.serve.http_errors import status_for
 
-ALL_ERRORS = [
-    cls for _, cls in inspect.getmembers(errors, inspect.isclass) if issubclass(cls, MlprodError)
-]
+ALL_ERRORS = [cls for _, cls in inspect.getmembers(errors, inspect.isclass) if issubclass(cls, MlprodError)]
 
 
 def test_every_error_is_drawn_in_the_module_docstring() -> None:

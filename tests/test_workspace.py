@@ -55,7 +55,7 @@ def test_open_reports_an_unreadable_config(tmp_path: Path) -> None:
     config = tmp_path / "mlprod.toml"
     config.unlink()
     config.mkdir()  # exists but cannot be read as a file
-    with pytest.raises(WorkspaceError, match="no mlprod.toml"):
+    with pytest.raises(WorkspaceError, match=r"no mlprod\.toml"):
         Workspace.open(tmp_path)
     config.rmdir()
     config.write_bytes(b"\xff\xfe")
@@ -67,7 +67,7 @@ def test_open_with_an_unknown_key_names_it(tmp_path: Path) -> None:
     Workspace.init(tmp_path).close()
     with (tmp_path / "mlprod.toml").open("a") as f:
         f.write("\n[database]\nurll = 'x'\n")
-    with pytest.raises(ConfigError, match="mlprod.toml"):
+    with pytest.raises(ConfigError, match=r"mlprod\.toml"):
         Workspace.open(tmp_path)
 
 
@@ -87,7 +87,9 @@ def test_mlprod_home_wins_over_the_directory(tmp_path: Path) -> None:
 
 
 def test_find_without_a_workspace_says_how_to_make_one(tmp_path: Path) -> None:
-    with pytest.raises(WorkspaceError, match="no mlprod workspace in .* run `mlprod init` there or set MLPROD_HOME"):
+    with pytest.raises(
+        WorkspaceError, match=r"no mlprod workspace in .* run `mlprod init` there or set MLPROD_HOME"
+    ):
         Workspace.find(tmp_path, environ={})
 
 
@@ -97,7 +99,7 @@ def test_database_url_from_the_environment_is_used(tmp_path: Path) -> None:
         assert ws.database_url == f"sqlite:///{other}"
     assert other.is_file()
     assert not (tmp_path / "ws" / "meta.db").exists()
-    assert "url = \"\"" in (tmp_path / "ws" / "mlprod.toml").read_text()  # the environment is not persisted
+    assert 'url = ""' in (tmp_path / "ws" / "mlprod.toml").read_text()  # the environment is not persisted
 
 
 def test_open_or_init_reuses_an_existing_workspace(tmp_path: Path) -> None:

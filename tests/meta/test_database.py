@@ -47,7 +47,9 @@ def test_migrations_match_the_schema_on_postgres(postgres_url: str) -> None:
 
 def test_unreachable_server_fails_fast_with_password_hidden() -> None:
     started = time.monotonic()
-    with pytest.raises(DatabaseError, match=r"cannot connect to database postgresql\+psycopg://u:\*\*\*@127.0.0.1:1/db"):
+    with pytest.raises(
+        DatabaseError, match=r"cannot connect to database postgresql\+psycopg://u:\*\*\*@127.0.0.1:1/db"
+    ):
         connect("postgresql+psycopg://u:secret@127.0.0.1:1/db")
     assert time.monotonic() - started < 10
 

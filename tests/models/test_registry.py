@@ -19,14 +19,22 @@ def test_refs_parse_into_name_version_or_alias() -> None:
 
 @pytest.mark.parametrize(
     ("ref", "message"),
-    [("m/0", "positive integer"), ("m/x", "positive integer"), ("..", "model name"), ("../m", "positive integer"), ("m@a/b", "alias name")],
+    [
+        ("m/0", "positive integer"),
+        ("m/x", "positive integer"),
+        ("..", "model name"),
+        ("../m", "positive integer"),
+        ("m@a/b", "alias name"),
+    ],
 )
 def test_bad_refs_are_refused(ref: str, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         parse_ref(ref)
 
 
-def test_versions_are_immutable_and_numbered(workspace: Workspace, registered: ModelVersion, frame: pd.DataFrame) -> None:
+def test_versions_are_immutable_and_numbered(
+    workspace: Workspace, registered: ModelVersion, frame: pd.DataFrame
+) -> None:
     registry = Registry(workspace)
     trained = train_classifier(frame, label="y", numeric=["x"], categorical=["c"], num_boost_round=5)
     second = registry.register("toy", trained.booster, signature=trained.signature)
@@ -36,7 +44,12 @@ def test_versions_are_immutable_and_numbered(workspace: Workspace, registered: M
     assert registry.get("toy@champion").version == 1
     assert [v.version for v in registry.versions("toy")] == [1, 2]
     summary = registry.models()[0]
-    assert (summary.name, summary.latest_version, summary.num_versions, summary.aliases) == ("toy", 2, 2, {"champion": 1})
+    assert (summary.name, summary.latest_version, summary.num_versions, summary.aliases) == (
+        "toy",
+        2,
+        2,
+        {"champion": 1},
+    )
 
 
 def test_loaded_model_predicts_like_the_trained_one(workspace: Workspace, frame: pd.DataFrame) -> None:
@@ -50,7 +63,9 @@ def test_loaded_model_predicts_like_the_trained_one(workspace: Workspace, frame:
     np.testing.assert_allclose(loaded.predict_rows(rows), expected[:5], rtol=0, atol=1e-12)
 
 
-def test_alias_moves_are_recorded_with_who_and_why(workspace: Workspace, registered: ModelVersion, frame: pd.DataFrame) -> None:
+def test_alias_moves_are_recorded_with_who_and_why(
+    workspace: Workspace, registered: ModelVersion, frame: pd.DataFrame
+) -> None:
     registry = Registry(workspace)
     trained = train_classifier(frame, label="y", numeric=["x"], categorical=["c"], num_boost_round=5)
     registry.register("toy", trained.booster, signature=trained.signature)
@@ -78,10 +93,15 @@ def test_unknown_model_version_and_alias_are_named(workspace: Workspace, registe
         registry.alias_history("nope")
 
 
-def test_an_unsafe_estimator_is_refused_and_nothing_is_registered(workspace: Workspace, frame: pd.DataFrame) -> None:
+def test_an_unsafe_estimator_is_refused_and_nothing_is_registered(
+    workspace: Workspace, frame: pd.DataFrame
+) -> None:
     trained = train_classifier(frame, label="y", numeric=["x"], num_boost_round=5)
     sklearn_model = LogisticRegression().fit(frame[["x"]], frame["y"])
-    with pytest.raises(ModelFormatError, match=r"cannot store a sklearn.* safely: supported formats are lightgbm-text.*never stores or loads pickles"):
+    with pytest.raises(
+        ModelFormatError,
+        match=r"cannot store a sklearn.* safely: supported formats are lightgbm-text.*never stores or loads",
+    ):
         Registry(workspace).register("lr", sklearn_model, signature=trained.signature)
     with workspace.engine.connect() as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(registered_models)) == 0
@@ -92,7 +112,9 @@ def test_an_unsafe_estimator_is_refused_and_nothing_is_registered(workspace: Wor
 def test_a_modified_artifact_is_refused_at_load(workspace: Workspace, registered: ModelVersion) -> None:
     path = workspace.artifacts.path_of(registered.artifact_sha256)
     path.write_bytes(path.read_bytes().replace(b"learning_rate", b"learning_rata"))
-    with pytest.raises(ArtifactCorruptedError, match=f"artifact {registered.artifact_sha256} .* is corrupted"):
+    with pytest.raises(
+        ArtifactCorruptedError, match=f"artifact {registered.artifact_sha256} .* is corrupted"
+    ):
         Registry(workspace).load("toy@champion")
 
 

@@ -15,7 +15,9 @@ SIG = Signature(
 
 
 def test_rows_encode_categories_to_their_index() -> None:
-    matrix = SIG.encoder().encode_rows([{"distance": 10, "carrier": "UA"}, {"distance": 2.5, "carrier": "AA"}])
+    matrix = SIG.encoder().encode_rows(
+        [{"distance": 10, "carrier": "UA"}, {"distance": 2.5, "carrier": "AA"}]
+    )
     assert matrix.tolist() == [[10.0, 2.0], [2.5, 0.0]]
 
 
@@ -25,7 +27,9 @@ def test_unseen_category_and_null_become_missing() -> None:
 
 
 def test_missing_field_is_named_with_its_row() -> None:
-    with pytest.raises(InvalidInputError, match=r"row 1: missing field 'carrier' \(expected \['distance', 'carrier'\]\)"):
+    with pytest.raises(
+        InvalidInputError, match=r"row 1: missing field 'carrier' \(expected \['distance', 'carrier'\]\)"
+    ):
         SIG.encoder().encode_rows([{"distance": 1, "carrier": "AA"}, {"distance": 1}])
 
 
@@ -81,9 +85,15 @@ def test_row_column_and_frame_paths_agree(values: list[tuple[float | None, str |
     rows = [{"distance": d, "carrier": c} for d, c in values]
     encoder = SIG.encoder()
     by_rows = encoder.encode_rows(rows)
-    by_columns = encoder.encode_columns({"distance": [d for d, _ in values], "carrier": [c for _, c in values]})
-    frame = pd.DataFrame({"distance": pd.array([d for d, _ in values], dtype="Float64"),
-                          "carrier": pd.array([c for _, c in values], dtype="string")})
+    by_columns = encoder.encode_columns(
+        {"distance": [d for d, _ in values], "carrier": [c for _, c in values]}
+    )
+    frame = pd.DataFrame(
+        {
+            "distance": pd.array([d for d, _ in values], dtype="Float64"),
+            "carrier": pd.array([c for _, c in values], dtype="string"),
+        }
+    )
     by_frame = encoder.encode_frame(frame)
     np.testing.assert_array_equal(by_rows, by_columns)
     np.testing.assert_array_equal(by_rows, by_frame)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import typer
 from rich.table import Table
 
 from mlprod.cli.state import open_workspace, out
-from mlprod.data import DatasetStore
 from mlprod.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 app = typer.Typer(help="Versioned datasets: import, list, show.", no_args_is_help=True)
 
@@ -25,6 +24,8 @@ def import_(
     message: Annotated[str, typer.Option("--message", "-m", help="What this version is.")] = "",
 ) -> None:
     """Commit a Parquet or CSV file as the next version of a dataset."""
+    from mlprod.data import DatasetStore
+
     table = read_table_file(source)
     with open_workspace() as ws:
         version = DatasetStore(ws).commit(name, table, message=message)
@@ -34,6 +35,8 @@ def import_(
 @app.command("list")
 def list_() -> None:
     """Every dataset version in the workspace."""
+    from mlprod.data import DatasetStore
+
     with open_workspace() as ws:
         versions = DatasetStore(ws).versions()
     table = Table("dataset", "version", "rows", "columns", "created (UTC)", "message")
@@ -56,6 +59,8 @@ def show(
     head: Annotated[int, typer.Option(help="Rows to print.")] = 5,
 ) -> None:
     """Schema and first rows of a dataset version."""
+    from mlprod.data import DatasetStore
+
     with open_workspace() as ws:
         store = DatasetStore(ws)
         found = store.get(name, version)
@@ -74,6 +79,10 @@ def show(
 
 def read_table_file(path: Path) -> pa.Table:
     """Read a Parquet or CSV file into Arrow, with an error naming the file when it cannot."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
     if not path.is_file():
         raise InvalidInputError(f"{path} does not exist or is not a file")
     try:

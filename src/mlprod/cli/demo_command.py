@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from mlprod.cli.state import err, out, state
-from mlprod.demo import DemoSummary, run_demo
-from mlprod.workspace import default_demo_home, locate, open_or_init
+
+if TYPE_CHECKING:
+    from mlprod.demo import DemoSummary
 
 
 def register(app: typer.Typer) -> None:
@@ -29,6 +30,9 @@ def demo(
     Uses the current workspace (--workspace, $MLPROD_HOME, or one found upward), else its own under
     ~/.cache/mlprod/demo. Safe to interrupt and rerun.
     """
+    from mlprod.demo import run_demo
+    from mlprod.workspace import default_demo_home, locate, open_or_init
+
     home = state.workspace or locate() or default_demo_home()
     err.print(f"workspace: {home}")
     with open_or_init(Path(home)) as ws:

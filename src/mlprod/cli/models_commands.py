@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from mlprod.cli.state import open_workspace, out
-from mlprod.models import Registry
 
 app = typer.Typer(help="Model registry: list, show, alias, history.", no_args_is_help=True)
 
@@ -17,6 +16,8 @@ app = typer.Typer(help="Model registry: list, show, alias, history.", no_args_is
 @app.command("list")
 def list_() -> None:
     """Registered models with their latest version and aliases."""
+    from mlprod.models import Registry
+
     with open_workspace() as ws:
         models = Registry(ws).models()
     table = Table("model", "latest", "versions", "aliases")
@@ -29,6 +30,8 @@ def list_() -> None:
 @app.command("show")
 def show(ref: Annotated[str, typer.Argument(help="NAME, NAME/VERSION or NAME@ALIAS.")]) -> None:
     """A model version: format, artifact, signature, metrics, params and lineage."""
+    from mlprod.models import Registry
+
     with open_workspace() as ws:
         version = Registry(ws).get(ref)
     out.print(f"[bold]{version.ref}[/]  created {version.created_at:%Y-%m-%d %H:%M:%S} UTC")
@@ -53,6 +56,8 @@ def alias(
     why: Annotated[str, typer.Option(help="Reason, kept in the alias history.")] = "",
 ) -> None:
     """Point NAME@ALIAS at VERSION (recorded in the alias history)."""
+    from mlprod.models import Registry
+
     with open_workspace() as ws:
         move = Registry(ws).set_alias(name, alias, version, why=why)
     before = "nothing" if move.from_version is None else f"version {move.from_version}"
@@ -62,6 +67,8 @@ def alias(
 @app.command("history")
 def history(name: Annotated[str, typer.Argument(help="Model name.")]) -> None:
     """Every alias move of a model: when, who, from, to, why."""
+    from mlprod.models import Registry
+
     with open_workspace() as ws:
         moves = Registry(ws).alias_history(name)
     table = Table("when (UTC)", "alias", "from", "to", "who", "why")

@@ -6,14 +6,10 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import typer
 
 from mlprod.cli.data_commands import read_table_file
 from mlprod.cli.state import err, open_workspace, out
-from mlprod.models import Registry
-from mlprod.serve import create_app, serve_forever
 
 
 def register(app: typer.Typer) -> None:
@@ -26,6 +22,8 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default: serve.port; 0 picks a free one).")] = None,
 ) -> None:
     """Serve registered models over HTTP until interrupted (Ctrl-C flushes the prediction log)."""
+    from mlprod.serve import create_app, serve_forever
+
     with open_workspace() as ws:
         bind_host = host or ws.config.serve.host
         bind_port = ws.config.serve.port if port is None else port
@@ -34,7 +32,10 @@ def serve(
                 f"warning: serving on {bind_host} without authentication; anyone who can reach it can predict"
             )
         out.print(f"mlprod serving workspace {ws.root} on http://{bind_host}:{bind_port} (Ctrl-C to stop)")
-        serve_forever(create_app(ws), host=bind_host, port=bind_port)
+        try:
+            serve_forever(create_app(ws), host=bind_host, port=bind_port)
+        except KeyboardInterrupt:  # Ctrl-C is how a foreground server is meant to stop
+            err.print("stopped; prediction log flushed")
 
 
 def predict(
@@ -43,6 +44,11 @@ def predict(
     output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write.")],
 ) -> None:
     """Batch prediction: score every row of a file and write inputs plus a prediction column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlprod.models import Registry
+
     table = read_table_file(source)
     with open_workspace() as ws:
         model = Registry(ws).load(ref)

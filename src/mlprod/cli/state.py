@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from mlprod.workspace import HOME_ENV, Workspace
+if TYPE_CHECKING:
+    from mlprod.workspace import Workspace
 
 
 @dataclass
@@ -24,9 +26,11 @@ err = Console(stderr=True, soft_wrap=True)
 
 def open_workspace() -> Workspace:
     """The workspace named by ``--workspace``, else by ``MLPROD_HOME``, else found upward."""
+    from mlprod.workspace import Workspace
+
     if state.workspace is not None:
         return Workspace.open(state.workspace)
     return Workspace.find(environ=os.environ)
 
 
-__all__ = ["HOME_ENV", "CliState", "err", "open_workspace", "out", "state"]
+__all__ = ["CliState", "err", "open_workspace", "out", "state"]

@@ -7,12 +7,8 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy.engine import make_url
 
 from mlprod.cli.state import open_workspace, out
-from mlprod.data import DatasetStore
-from mlprod.models import Registry
-from mlprod.workspace import Workspace
 
 
 def register(app: typer.Typer) -> None:
@@ -32,6 +28,8 @@ def init(
     ] = None,
 ) -> None:
     """Create a workspace: mlprod.toml, the metadata database (migrated) and the artifact store."""
+    from mlprod.workspace import Workspace
+
     with Workspace.init(path, database_url=database_url) as ws:
         out.print(f"Initialised mlprod workspace in {ws.root}")
         out.print(f"  metadata database: {_hide_password(ws.database_url)}")
@@ -40,6 +38,9 @@ def init(
 
 def info() -> None:
     """Show where the current workspace keeps its data and what it holds."""
+    from mlprod.data import DatasetStore
+    from mlprod.models import Registry
+
     with open_workspace() as ws:
         table = Table(show_header=False, box=None)
         table.add_row("workspace", str(ws.root))
@@ -52,4 +53,6 @@ def info() -> None:
 
 
 def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
     return make_url(url).render_as_string(hide_password=True)

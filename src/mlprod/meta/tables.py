@@ -53,6 +53,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+
 dataset_versions = Table(
     "dataset_versions",
     metadata,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from mlprod.models.signature import Signature
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 
 class LoadedModel:

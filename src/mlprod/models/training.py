@@ -5,14 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from mlprod.errors import InvalidInputError
 from mlprod.models.signature import Signature
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary",
@@ -48,6 +50,8 @@ def train_classifier(
     num_boost_round: int = 200,
 ) -> TrainedModel:
     """Fit a LightGBM binary classifier predicting ``label`` (0/1) from the named inputs."""
+    import lightgbm as lgb  # imported on use: it pulls in scikit-learn and SciPy (~1.5 s)
+
     if label not in frame.columns:
         raise InvalidInputError(f"training data has no label column {label!r}; it has {list(frame.columns)}")
     if len(frame) == 0:

@@ -21,8 +21,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from mlprod.errors import InvalidInputError, MlprodError, PayloadTooLargeError
 from mlprod.models import LoadedModel, Registry, parse_ref
@@ -57,6 +59,16 @@ def create_app(workspace: Workspace, *, alias_refresh_seconds: float = 2.0) -> F
     async def _mlprod_error(_request: Request, exc: MlprodError) -> JSONResponse:
         status, code = status_for(exc)
         return JSONResponse(error_body(code, str(exc)), status_code=status)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        message = f"no route {request.method} {request.url.path}" if exc.status_code == 404 else exc.detail
+        return JSONResponse(error_body("http_error", str(message)), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return JSONResponse(error_body("invalid_input", problems), status_code=422)
 
     @app.get("/v2/health/live")
     async def live() -> dict[str, bool]:

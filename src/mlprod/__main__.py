@@ -1,0 +1,5 @@
+"""``python -m mlprod`` runs the command line."""
+
+from mlprod.cli import main
+
+main()
