@@ -247,7 +247,7 @@ class Registry:
                     .where(model_aliases.c.model == name, model_aliases.c.alias == alias)
                     .values(version=version, updated_at=now)
                 )
-            move = {
+            move: dict[str, Any] = {
                 "model": name,
                 "alias": alias,
                 "from_version": current,
@@ -280,7 +280,7 @@ class Registry:
             raise NotFoundError(f"model {name!r} is not registered (models: {', '.join(known) or 'none'})")
 
 
-def _version(row: Mapping[str, Any]) -> ModelVersion:
+def _version(row: Mapping[str, Any] | sa.RowMapping) -> ModelVersion:
     fields = {k: v for k, v in row.items() if k != "id"}
     fields["signature"] = Signature.from_dict(fields["signature"])
     return ModelVersion(**fields)

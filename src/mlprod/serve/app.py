@@ -90,7 +90,9 @@ def create_app(workspace: Workspace, *, alias_refresh_seconds: float = 2.0) -> F
     async def predict(request: Request, ref: str) -> Response:
         started = time.perf_counter()
         body = await _read_json(request, max_body)
-        model = cache.peek(ref) or await run_in_threadpool(cache.get, ref)
+        model = cache.peek(ref)
+        if model is None:
+            model = await run_in_threadpool(cache.get, ref)
         rows, predictions = _predict(model, body)
         request_id = str(body.get("id") or uuid.uuid4())
         latency_ms = (time.perf_counter() - started) * 1000

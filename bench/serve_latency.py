@@ -1,0 +1,66 @@
+"""Single-row prediction latency: in-process vs over HTTP through ``mlprod serve``, side by side.
+
+Run: ``.venv/bin/python bench/serve_latency.py [--requests N]``. Trains the demo model on the
+flights data in a temporary workspace, then times the same rows both ways in one run and prints
+p50/p99 and their ratio (the cost of the HTTP layer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import httpx
+import numpy as np
+
+from mlprod.demo.flights import CATEGORICAL, LABEL, NUMERIC, features_and_label, load_flights, request_rows
+from mlprod.models import Registry, train_classifier
+from mlprod.serve import BackgroundServer, create_app
+from mlprod.workspace import Workspace
+
+
+def percentiles(samples_ms: list[float]) -> tuple[float, float]:
+    return float(np.percentile(samples_ms, 50)), float(np.percentile(samples_ms, 99))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp, Workspace.init(tmp) as ws:
+        train = features_and_label(load_flights(range(1, 7)))
+        trained = train_classifier(train, label=LABEL, numeric=NUMERIC, categorical=CATEGORICAL)
+        registry = Registry(ws)
+        version = registry.register("flights-delay", trained.booster, signature=trained.signature)
+        registry.set_alias("flights-delay", "champion", version.version)
+        rows = request_rows(features_and_label(load_flights([7])).sample(args.requests, random_state=1))
+
+        model = registry.load("flights-delay@champion")
+        in_process = []
+        for row in rows:
+            started = time.perf_counter()
+            model.predict_rows([row])
+            in_process.append((time.perf_counter() - started) * 1000)
+
+        over_http = []
+        with BackgroundServer(create_app(ws)) as server, httpx.Client(base_url=server.url) as client:
+            for row in rows[:50]:  # warm-up: connection, model load
+                client.post("/v1/models/flights-delay@champion/predict", json={"rows": [row]})
+            for row in rows:
+                started = time.perf_counter()
+                client.post("/v1/models/flights-delay@champion/predict", json={"rows": [row]})
+                over_http.append((time.perf_counter() - started) * 1000)
+
+    ip50, ip99 = percentiles(in_process)
+    hp50, hp99 = percentiles(over_http)
+    print(f"single-row predict, {args.requests} requests, LightGBM {trained.params['num_boost_round']} trees")
+    print(f"{'path':<28}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"{'in-process (numpy)':<28}{ip50:>10.3f}{ip99:>10.3f}")
+    print(f"{'HTTP (uvicorn + httpx)':<28}{hp50:>10.3f}{hp99:>10.3f}")
+    print(f"{'ratio HTTP / in-process':<28}{hp50 / ip50:>10.1f}{hp99 / ip99:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()

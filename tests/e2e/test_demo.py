@@ -1,0 +1,121 @@
+"""The demo, end to end, as a user runs it: real data, real training, real HTTP."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlprod.data import DatasetStore
+from mlprod.models import Registry
+from mlprod.serve import read_prediction_log
+from mlprod.workspace import Workspace
+
+SMALL = ["--requests", "40", "--train-limit", "20000", "--rounds", "30"]
+
+
+def run_demo(workspace: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlprod", "-C", str(workspace), "demo", *SMALL, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def summary_value(stdout: str, label: str) -> str:
+    match = re.search(rf"│ {re.escape(label)}\s*│ (.+?)\s*│", stdout)
+    assert match, f"{label!r} not in summary:\n{stdout}"
+    return match.group(1)
+
+
+@pytest.mark.e2e
+def test_demo_runs_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
+    workspace = tmp_path / "demo"
+    result = run_demo(workspace)
+    assert result.returncode == 0, result.stderr
+    assert f"workspace: {workspace}" in result.stderr
+    auc = float(summary_value(result.stdout, "AUC on July").split()[0])
+    assert 0.6 < auc < 0.9  # schedule features carry real but limited signal
+    assert summary_value(result.stdout, "HTTP requests") == "40 (0 failed)"
+    assert summary_value(result.stdout, "predictions logged") == "40"
+    assert summary_value(result.stdout, "served vs in-process") == "max |difference| 0.00e+00"
+    p50, p99 = re.findall(r"([\d.]+) ms", summary_value(result.stdout, "latency p50 / p99"))
+    assert 0 < float(p50) <= float(p99)
+
+    with Workspace.open(workspace) as ws:
+        stored = DatasetStore(ws).get("flights")
+        assert stored.num_rows == 166_158  # January to June 2013
+        version = Registry(ws).get("flights-delay@champion")
+        assert version.lineage["dataset_version"] == stored.version
+        assert version.metrics["july_auc"] == pytest.approx(auc, abs=1e-4)
+        log = read_prediction_log(ws.prediction_log_dir)
+        assert log.num_rows == 40
+
+
+@pytest.mark.e2e
+def test_demo_without_a_workspace_uses_the_cache_directory(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = subprocess.run(
+        [sys.executable, "-m", "mlprod", "demo", *SMALL],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"workspace: {tmp_path / 'cache' / 'mlprod' / 'demo'}" in result.stderr
+    assert (tmp_path / "cache" / "mlprod" / "demo" / "mlprod.toml").is_file()
+
+
+@pytest.mark.e2e
+def test_kill_9_at_any_point_then_rerun_works(tmp_path: Path) -> None:
+    """SIGKILL the demo at several moments; every rerun must succeed on the same workspace."""
+    workspace = tmp_path / "demo"
+    killed_at = []
+    for delay in (0.3, 1.0, 2.0, 3.0, 4.5):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlprod", "-C", str(workspace), "demo", *SMALL, "--requests", "400"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed_at.append(delay)
+        proc.wait()
+    assert killed_at, "the demo finished before any kill; nothing was tested"
+
+    result = run_demo(workspace)
+    assert result.returncode == 0, result.stderr
+    with Workspace.open(workspace) as ws:
+        registry = Registry(ws)
+        champion = registry.get("flights-delay@champion")
+        assert registry.load(champion).predict_rows(
+            [
+                {
+                    "day_of_week": 1,
+                    "dep_hour": 8,
+                    "arr_hour": 11,
+                    "distance": 1000,
+                    "carrier": "UA",
+                    "origin": "EWR",
+                    "dest": "ORD",
+                }
+            ]
+        ).shape == (1,)
+        history = registry.alias_history("flights-delay")
+        assert history[-1].to_version == champion.version
+        assert len(DatasetStore(ws).versions("flights")) == 1  # identical data is never stored twice
+        for sha in ws.artifacts:
+            ws.artifacts.verify(sha)  # no half-written blob anywhere
+        read_prediction_log(ws.prediction_log_dir)  # every log file parses
