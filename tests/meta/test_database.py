@@ -72,7 +72,12 @@ def test_sqlite_in_a_missing_directory(tmp_path) -> None:
 def test_sqlite_ddl_is_transactional(tmp_path) -> None:
     """A migration interrupted half-way must leave no table behind (kill -9 during init)."""
     engine = connect(f"sqlite:///{tmp_path / 'meta.db'}")
-    with pytest.raises(RuntimeError), engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE half (x INTEGER)")
-        raise RuntimeError("killed")
+
+    def interrupted_migration() -> None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE half (x INTEGER)")
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        interrupted_migration()
     assert "half" not in sa.inspect(engine).get_table_names()
