@@ -17,7 +17,6 @@ Examples:
 
 from __future__ import annotations
 
-import getpass
 import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from mlprod.errors import InvalidInputError, NotFoundError
+from mlprod.identity import current_user
 from mlprod.meta.tables import dataset_versions
 from mlprod.names import check_name
 from mlprod.workspace import Workspace
@@ -73,7 +73,7 @@ class DatasetStore:
                 "num_rows": table.num_rows,
                 "schema": {field.name: str(field.type) for field in table.schema},
                 "message": message,
-                "author": _who(),
+                "author": current_user(),
                 "created_at": datetime.now(UTC),
             }
             try:
@@ -140,10 +140,3 @@ def _to_parquet(table: pa.Table) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     return buffer.getvalue()
-
-
-def _who() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"

@@ -13,7 +13,6 @@ Examples:
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from mlprod.errors import InvalidInputError, NotFoundError
+from mlprod.identity import current_user
 from mlprod.meta.tables import alias_history, model_aliases, model_versions, registered_models
 from mlprod.models.formats import deserialize, serialize
 from mlprod.models.loaded import LoadedModel
@@ -253,7 +253,7 @@ class Registry:
                 "from_version": current,
                 "to_version": version,
                 "at": now,
-                "who": _who(),
+                "who": current_user(),
                 "why": why,
             }
             conn.execute(alias_history.insert().values(**move))
@@ -284,10 +284,3 @@ def _version(row: Mapping[str, Any] | sa.RowMapping) -> ModelVersion:
     fields = {k: v for k, v in row.items() if k != "id"}
     fields["signature"] = Signature.from_dict(fields["signature"])
     return ModelVersion(**fields)
-
-
-def _who() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
