@@ -14,9 +14,15 @@ import mlprod
 SRC = Path(mlprod.__file__).parent
 PACKAGES = ["mlprod.data", "mlprod.demo", "mlprod.evaluate", "mlprod.meta", "mlprod.models", "mlprod.monitor",
             "mlprod.serve"]  # fmt: skip
-LAYER = {"errors": 0, "config": 0, "names": 0, "identity": 0, "artifacts": 0, "meta": 0, "workspace": 0,
-         "data": 1, "features": 2, "models": 3, "evaluate": 4, "serve": 4, "monitor": 4, "loop": 5, "ui": 6, "cli": 6,
-         "demo": 6, "__main__": 6}  # fmt: skip
+LAYER = {
+    **dict.fromkeys(["errors", "config", "names", "identity", "artifacts", "meta", "workspace"], 0),
+    "data": 1,
+    "features": 2,
+    "models": 3,
+    **dict.fromkeys(["evaluate", "serve", "monitor"], 4),
+    "loop": 5,
+    **dict.fromkeys(["ui", "cli", "demo", "__main__"], 6),
+}
 
 
 @pytest.mark.parametrize("name", PACKAGES)
