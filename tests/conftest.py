@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from mlprod.models import ModelVersion, Registry, train_classifier
+from mlprod.models import EstimatorSpec, ModelVersion, Registry, train_classifier
 from mlprod.workspace import Workspace
 
 POSTGRES_ENV = "MLPROD_TEST_POSTGRES_URL"
@@ -71,8 +71,14 @@ def frame() -> pd.DataFrame:
 @pytest.fixture
 def registered(workspace: Workspace, frame: pd.DataFrame) -> ModelVersion:
     """Model ``toy`` version 1, with ``@champion`` pointing at it."""
-    trained = train_classifier(frame, label="y", numeric=["x"], categorical=["c"], num_boost_round=20)
+    trained = train_classifier(
+        frame,
+        label="y",
+        numeric=["x"],
+        categorical=["c"],
+        estimator=EstimatorSpec("lightgbm", {"n_estimators": 20}),
+    )
     registry = Registry(workspace)
-    version = registry.register("toy", trained.booster, signature=trained.signature, metrics={"auc": 0.9})
+    version = registry.register("toy", trained.model, signature=trained.signature, metrics={"auc": 0.9})
     registry.set_alias("toy", "champion", version.version, why="first")
     return version

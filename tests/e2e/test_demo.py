@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from mlprod.data import DatasetStore
-from mlprod.models import Registry
+from mlprod.models import Registry, list_runs
 from mlprod.serve import read_prediction_log
 from mlprod.workspace import Workspace
 
-SMALL = ["--requests", "40", "--train-limit", "20000", "--rounds", "30"]
+SMALL = ["--requests", "40", "--rounds", "30"]
 
 
 def run_demo(workspace: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -53,11 +53,20 @@ def test_demo_runs_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
     with Workspace.open(workspace) as ws:
         stored = DatasetStore(ws).get("flights")
         assert stored.num_rows == 166_158  # January to June 2013
-        version = Registry(ws).get("flights-delay@champion")
-        assert version.lineage["dataset_version"] == stored.version
-        assert version.metrics["july_auc"] == pytest.approx(auc, abs=1e-4)
+        registry = Registry(ws)
+        champion = registry.get("flights-delay@champion")
+        assert champion.lineage["dataset_version"] == stored.version
+        assert champion.lineage["dataset_sha256"] == stored.artifact_sha256
+        runs = list_runs(ws, model="flights-delay")
+        assert sorted(r.params["estimator"] for r in runs) == ["lightgbm", "xgboost"]
+        assert {r.status for r in runs} == {"finished"}
+        best = max(runs, key=lambda r: r.metrics["validation_auc"])
+        assert champion.version == best.model_version  # the better run was promoted
+        assert registry.export_of(champion, "onnx").parity_max_abs_diff <= 1e-5
+        assert registry.alias_history("flights-delay")[-1].to_version == champion.version
         log = read_prediction_log(ws.prediction_log_dir)
         assert log.num_rows == 40
+        assert set(log.column("version").to_pylist()) == {champion.version}
 
 
 @pytest.mark.e2e

@@ -3,10 +3,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
 
 from mlprod.errors import ArtifactCorruptedError, InvalidInputError, ModelFormatError, NotFoundError
 from mlprod.meta.tables import model_versions, registered_models
-from mlprod.models import ModelRef, ModelVersion, Registry, parse_ref, train_classifier
+from mlprod.models import EstimatorSpec, ModelRef, ModelVersion, Registry, parse_ref, train_classifier
 from mlprod.workspace import Workspace
 
 
@@ -36,8 +38,14 @@ def test_versions_are_immutable_and_numbered(
     workspace: Workspace, registered: ModelVersion, frame: pd.DataFrame
 ) -> None:
     registry = Registry(workspace)
-    trained = train_classifier(frame, label="y", numeric=["x"], categorical=["c"], num_boost_round=5)
-    second = registry.register("toy", trained.booster, signature=trained.signature)
+    trained = train_classifier(
+        frame,
+        label="y",
+        numeric=["x"],
+        categorical=["c"],
+        estimator=EstimatorSpec("lightgbm", {"n_estimators": 5}),
+    )
+    second = registry.register("toy", trained.model, signature=trained.signature)
     assert (registered.version, second.version) == (1, 2)
     assert registry.get("toy").version == 2
     assert registry.get("toy/1") == registered
@@ -53,11 +61,17 @@ def test_versions_are_immutable_and_numbered(
 
 
 def test_loaded_model_predicts_like_the_trained_one(workspace: Workspace, frame: pd.DataFrame) -> None:
-    trained = train_classifier(frame, label="y", numeric=["x"], categorical=["c"], num_boost_round=10)
+    trained = train_classifier(
+        frame,
+        label="y",
+        numeric=["x"],
+        categorical=["c"],
+        estimator=EstimatorSpec("lightgbm", {"n_estimators": 10}),
+    )
     registry = Registry(workspace)
-    version = registry.register("toy", trained.booster, signature=trained.signature)
+    version = registry.register("toy", trained.model, signature=trained.signature)
     loaded = registry.load(version.ref)
-    expected = trained.booster.predict(trained.signature.encoder().encode_frame(frame))
+    expected = trained.predict_frame(frame)
     np.testing.assert_allclose(loaded.predict_frame(frame), expected, rtol=0, atol=1e-12)
     rows = frame[["x", "c"]].head(5).to_dict(orient="records")
     np.testing.assert_allclose(loaded.predict_rows(rows), expected[:5], rtol=0, atol=1e-12)
@@ -67,8 +81,14 @@ def test_alias_moves_are_recorded_with_who_and_why(
     workspace: Workspace, registered: ModelVersion, frame: pd.DataFrame
 ) -> None:
     registry = Registry(workspace)
-    trained = train_classifier(frame, label="y", numeric=["x"], categorical=["c"], num_boost_round=5)
-    registry.register("toy", trained.booster, signature=trained.signature)
+    trained = train_classifier(
+        frame,
+        label="y",
+        numeric=["x"],
+        categorical=["c"],
+        estimator=EstimatorSpec("lightgbm", {"n_estimators": 5}),
+    )
+    registry.register("toy", trained.model, signature=trained.signature)
     registry.set_alias("toy", "champion", 2, why="better AUC")
     history = registry.alias_history("toy")
     assert [(m.alias, m.from_version, m.to_version, m.why) for m in history] == [
@@ -93,16 +113,37 @@ def test_unknown_model_version_and_alias_are_named(workspace: Workspace, registe
         registry.alias_history("nope")
 
 
-def test_an_unsafe_estimator_is_refused_and_nothing_is_registered(
-    workspace: Workspace, frame: pd.DataFrame
+class HandMadeModel:
+    """A classifier of the user's own, which no safe format can store."""
+
+    def fit(self, x, y):
+        return self
+
+    def predict_proba(self, x):
+        return np.full((len(x), 2), 0.5)
+
+
+def unsafe_models(frame: pd.DataFrame) -> list:
+    with_function = make_pipeline(FunctionTransformer(lambda x: x * 2), LogisticRegression())
+    return [HandMadeModel(), with_function.fit(frame[["x"]].to_numpy(), frame["y"])]
+
+
+@pytest.mark.parametrize(
+    ("index", "message"),
+    [
+        (0, r"cannot store a tests\.models\.test_registry\.HandMadeModel safely: supported formats are "
+            r"lightgbm-text, xgboost-ubj, sklearn-skops .* never stores or loads pickles"),
+        (1, r"Pipeline contains types mlprod does not trust to load: .*lambda"),
+    ],
+)  # fmt: skip
+def test_an_unsafe_model_is_refused_and_nothing_is_registered(
+    workspace: Workspace, frame: pd.DataFrame, index: int, message: str
 ) -> None:
-    trained = train_classifier(frame, label="y", numeric=["x"], num_boost_round=5)
-    sklearn_model = LogisticRegression().fit(frame[["x"]], frame["y"])
-    with pytest.raises(
-        ModelFormatError,
-        match=r"cannot store a sklearn.* safely: supported formats are lightgbm-text.*never stores or loads",
-    ):
-        Registry(workspace).register("lr", sklearn_model, signature=trained.signature)
+    trained = train_classifier(
+        frame, label="y", numeric=["x"], estimator=EstimatorSpec("lightgbm", {"n_estimators": 5})
+    )
+    with pytest.raises(ModelFormatError, match=message):
+        Registry(workspace).register("unsafe", unsafe_models(frame)[index], signature=trained.signature)
     with workspace.engine.connect() as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(registered_models)) == 0
         assert conn.scalar(sa.select(sa.func.count()).select_from(model_versions)) == 0
@@ -120,11 +161,17 @@ def test_a_modified_artifact_is_refused_at_load(workspace: Workspace, registered
 
 @pytest.mark.postgres
 def test_registry_on_postgres(tmp_path, postgres_url: str, frame: pd.DataFrame) -> None:
-    trained = train_classifier(frame, label="y", numeric=["x"], categorical=["c"], num_boost_round=5)
+    trained = train_classifier(
+        frame,
+        label="y",
+        numeric=["x"],
+        categorical=["c"],
+        estimator=EstimatorSpec("lightgbm", {"n_estimators": 5}),
+    )
     with Workspace.init(tmp_path, database_url=postgres_url) as ws:
         registry = Registry(ws)
         for _ in range(3):
-            registry.register("pg", trained.booster, signature=trained.signature, lineage={"k": [1, 2]})
+            registry.register("pg", trained.model, signature=trained.signature, lineage={"k": [1, 2]})
         registry.set_alias("pg", "champion", 2)
         assert registry.get("pg@champion").lineage == {"k": [1, 2]}
         assert registry.get("pg").version == 3

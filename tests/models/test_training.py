@@ -4,17 +4,23 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from mlprod.errors import InvalidInputError
-from mlprod.models import train_classifier
+from mlprod.models import EstimatorSpec, train_classifier
 from tests.conftest import make_frame
 
 
 def test_trained_model_learns_the_signal() -> None:
     train, test = make_frame(3000, seed=1), make_frame(2000, seed=2)
-    trained = train_classifier(train, label="y", numeric=["x"], categorical=["c"], num_boost_round=30)
-    p = trained.booster.predict(trained.signature.encoder().encode_frame(test))
+    trained = train_classifier(
+        train,
+        label="y",
+        numeric=["x"],
+        categorical=["c"],
+        estimator=EstimatorSpec("lightgbm", {"n_estimators": 30}),
+    )
+    p = trained.predict_frame(test)
     assert roc_auc_score(test["y"], p) > 0.85
     assert trained.train_rows == 3000
-    assert trained.params["num_boost_round"] == 30
+    assert trained.params["n_estimators"] == 30
     assert trained.signature.input_names == ["x", "c"]
 
 

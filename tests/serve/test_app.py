@@ -9,7 +9,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from mlprod.models import ModelVersion, Registry, train_classifier
+from mlprod.models import EstimatorSpec, ModelVersion, Registry, train_classifier
 from mlprod.serve import BackgroundServer, create_app, read_prediction_log
 from mlprod.workspace import Workspace
 
@@ -100,8 +100,14 @@ def test_alias_move_is_picked_up_without_restart(
 ) -> None:
     assert client.post("/v1/models/toy@champion/predict", json={"rows": [ROW]}).json()["version"] == 1
     registry = Registry(workspace)
-    trained = train_classifier(frame, label="y", numeric=["x"], categorical=["c"], num_boost_round=3)
-    registry.register("toy", trained.booster, signature=trained.signature)
+    trained = train_classifier(
+        frame,
+        label="y",
+        numeric=["x"],
+        categorical=["c"],
+        estimator=EstimatorSpec("lightgbm", {"n_estimators": 3}),
+    )
+    registry.register("toy", trained.model, signature=trained.signature)
     registry.set_alias("toy", "champion", 2)
     deadline = time.monotonic() + 5
     versions = set()

@@ -20,12 +20,10 @@ def register(app: typer.Typer) -> None:
 
 def demo(
     requests: Annotated[int, typer.Option(min=1, help="HTTP prediction requests to send.")] = 1000,
-    train_limit: Annotated[
-        int | None, typer.Option(min=100, help="Train on a random sample of this many rows (default: all).")
-    ] = None,
-    rounds: Annotated[int, typer.Option(min=1, help="LightGBM boosting rounds.")] = 200,
+    rounds: Annotated[int, typer.Option(min=1, help="Boosting rounds of each candidate model.")] = 200,
 ) -> None:
-    """Ingest January-June 2013 flights, train, register, serve over HTTP, predict July, log it all.
+    """Ingest January-June 2013 flights, train LightGBM and XGBoost runs, promote the better one,
+    serve it over HTTP, predict July, log it all.
 
     Uses the current workspace (--workspace, $MLPROD_HOME, or one found upward), else its own under
     ~/.cache/mlprod/demo. Safe to interrupt and rerun.
@@ -36,9 +34,7 @@ def demo(
     home = state.workspace or locate() or default_demo_home()
     err.print(f"workspace: {home}")
     with open_or_init(Path(home)) as ws:
-        summary = run_demo(
-            ws, requests=requests, train_limit=train_limit, num_boost_round=rounds, console=err
-        )
+        summary = run_demo(ws, requests=requests, rounds=rounds, console=err)
     out.print(render_summary(summary))
     out.print(f"Explore it: MLPROD_HOME={summary.workspace} mlprod models history flights-delay")
 
@@ -48,8 +44,15 @@ def render_summary(s: DemoSummary) -> Table:
     table.add_row(
         "rows ingested (Jan-Jun)", f"{s.rows_ingested:,} (dataset 'flights' version {s.dataset_version})"
     )
-    table.add_row("training rows", f"{s.train_rows:,}")
-    table.add_row("model", f"flights-delay version {s.model_version} (@champion)")
+    for c in s.candidates:
+        table.add_row(
+            f"run {c.run_id[:8]} {c.estimator}",
+            f"flights-delay/{c.version}: validation AUC {c.validation_auc:.4f}, July AUC {c.july_auc:.4f}",
+        )
+    table.add_row(
+        "champion",
+        f"flights-delay/{s.champion.version} ({s.champion.estimator}), ONNX parity {s.onnx_parity:.1e}",
+    )
     table.add_row("AUC on July", f"{s.auc:.4f} ({s.test_rows:,} flights)")
     table.add_row("HTTP requests", f"{s.requests:,} ({s.failed_requests} failed)")
     table.add_row("latency p50 / p99", f"{s.latency_p50_ms:.2f} ms / {s.latency_p99_ms:.2f} ms")

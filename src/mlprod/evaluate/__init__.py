@@ -1,5 +1,5 @@
 """Evaluation of model versions."""
 
-from mlprod.evaluate.metrics import binary_classification_metrics
+from mlprod.models.metrics import binary_classification_metrics
 
 __all__ = ["binary_classification_metrics"]

@@ -14,8 +14,10 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
+    Index,
     Integer,
     MetaData,
     String,
@@ -90,7 +92,64 @@ model_versions = Table(
     Column("metrics", JSON, nullable=False),
     Column("lineage", JSON, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("run_id", String(32), nullable=True),
+    Column("sample_sha256", SHA256, nullable=True),
     UniqueConstraint("model", "version"),
+)
+
+model_version_metrics = Table(
+    "model_version_metrics",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("value", Float, nullable=False),
+    ForeignKeyConstraint(["model", "version"], ["model_versions.model", "model_versions.version"]),
+    Index("ix_model_version_metrics_key_value", "key", "value"),
+)
+
+model_version_tags = Table(
+    "model_version_tags",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("value", String(500), nullable=False),
+    ForeignKeyConstraint(["model", "version"], ["model_versions.model", "model_versions.version"]),
+    Index("ix_model_version_tags_key_value", "key", "value"),
+)
+
+model_exports = Table(
+    "model_exports",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("format", String(50), primary_key=True),
+    Column("artifact_sha256", SHA256, nullable=False),
+    Column("parity_max_abs_diff", Float, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    ForeignKeyConstraint(["model", "version"], ["model_versions.model", "model_versions.version"]),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("model", String(200), nullable=False, index=True),
+    Column("status", String(20), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("params", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("lineage", JSON, nullable=False),
+    Column("code_version", String(100), nullable=True),
+    Column("packages", JSON, nullable=False),
+    Column("duration_seconds", Float, nullable=True),
+    Column("peak_memory_mb", Float, nullable=True),
+    Column("model_version", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("who", String(200), nullable=False),
 )
 
 model_aliases = Table(
@@ -114,4 +173,5 @@ alias_history = Table(
     Column("at", UTCDateTime(), nullable=False),
     Column("who", String(200), nullable=False),
     Column("why", Text, nullable=False, default=""),
+    Column("action", String(20), nullable=False, server_default="set"),
 )

@@ -1,28 +1,47 @@
-"""Training, the model registry and safe model formats."""
+"""Training runs, the model registry and safe model formats."""
 
+from mlprod.models.estimators import EstimatorSpec
 from mlprod.models.loaded import LoadedModel
+from mlprod.models.metrics import binary_classification_metrics
 from mlprod.models.registry import (
     AliasMove,
+    MetricFilter,
+    ModelExport,
     ModelRef,
     ModelSummary,
     ModelVersion,
     Registry,
+    parse_metric_filter,
     parse_ref,
 )
+from mlprod.models.runs import RunRecord, RunResult, get_run, list_runs, run_training
 from mlprod.models.signature import FeatureEncoder, InputField, Signature
 from mlprod.models.training import TrainedModel, train_classifier
+from mlprod.models.training_spec import TrainingSpec, build_frame
 
 __all__ = [
     "AliasMove",
+    "EstimatorSpec",
     "FeatureEncoder",
     "InputField",
     "LoadedModel",
+    "MetricFilter",
+    "ModelExport",
     "ModelRef",
     "ModelSummary",
     "ModelVersion",
     "Registry",
+    "RunRecord",
+    "RunResult",
     "Signature",
     "TrainedModel",
+    "TrainingSpec",
+    "binary_classification_metrics",
+    "build_frame",
+    "get_run",
+    "list_runs",
+    "parse_metric_filter",
     "parse_ref",
+    "run_training",
     "train_classifier",
 ]

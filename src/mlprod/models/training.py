@@ -1,43 +1,34 @@
-"""Training a LightGBM binary classifier on a pandas frame through the model's own encoder."""
+"""Fitting a binary classifier on a pandas frame through the model's own encoder."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mlprod.errors import InvalidInputError
+from mlprod.models.estimators import EstimatorSpec, json_params
 from mlprod.models.signature import Signature
-
-if TYPE_CHECKING:
-    import lightgbm as lgb
-
-DEFAULT_PARAMS: dict[str, Any] = {
-    "objective": "binary",
-    "learning_rate": 0.1,
-    "num_leaves": 63,
-    "min_data_in_leaf": 50,
-    "feature_fraction": 0.9,
-    "verbosity": -1,
-    "num_threads": 2,
-    "seed": 7,
-    "deterministic": True,
-}
 
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A fitted booster with the signature it was trained under."""
+    """A fitted estimator with the signature it was trained under."""
 
-    booster: lgb.Booster
+    model: Any
     signature: Signature
     params: dict[str, Any]
     train_rows: int
     seconds: float
+
+    def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        """Positive-class probabilities for the rows of ``frame``."""
+        matrix = self.signature.encoder().encode_frame(frame)
+        return np.asarray(self.model.predict_proba(matrix)[:, 1], dtype=np.float64)
 
 
 def train_classifier(
@@ -46,12 +37,39 @@ def train_classifier(
     label: str,
     numeric: Sequence[str],
     categorical: Sequence[str] = (),
-    params: Mapping[str, Any] | None = None,
-    num_boost_round: int = 200,
+    estimator: EstimatorSpec | Any = None,
 ) -> TrainedModel:
-    """Fit a LightGBM binary classifier predicting ``label`` (0/1) from the named inputs."""
-    import lightgbm as lgb  # imported on use: it pulls in scikit-learn and SciPy (~1.5 s)
+    """Fit a binary classifier predicting ``label`` (0/1) from the named inputs.
 
+    ``estimator`` is an ``EstimatorSpec`` (LightGBM by default) or any unfitted object with
+    ``fit`` and ``predict_proba``.
+    """
+    check_label(frame, label)
+    signature = Signature.infer(frame, numeric, categorical)
+    model = (estimator or EstimatorSpec()).build() if _is_spec(estimator) else estimator
+    if not (hasattr(model, "fit") and hasattr(model, "predict_proba")):
+        raise InvalidInputError(f"{type(model).__qualname__} is not a classifier with fit and predict_proba")
+    matrix = signature.encoder().encode_frame(frame)
+    y = frame[label].to_numpy(dtype=np.int64)
+    fit_args: dict[str, Any] = {}
+    if type(model).__module__.split(".")[0] == "lightgbm":
+        fit_args["categorical_feature"] = signature.categorical_indices
+    started = time.perf_counter()
+    try:
+        model.fit(matrix, y, **fit_args)
+    except ValueError as exc:  # e.g. an estimator that does not accept missing values
+        raise InvalidInputError(f"{type(model).__qualname__} could not be fitted: {exc}") from exc
+    return TrainedModel(
+        model=model,
+        signature=signature,
+        params=json_params(model),
+        train_rows=len(frame),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def check_label(frame: pd.DataFrame, label: str) -> None:
+    """Refuse a label that is missing, has gaps, is not 0/1, or is constant."""
     if label not in frame.columns:
         raise InvalidInputError(f"training data has no label column {label!r}; it has {list(frame.columns)}")
     if len(frame) == 0:
@@ -64,21 +82,7 @@ def train_classifier(
         raise InvalidInputError(f"label column {label!r} must be 0/1, got values {sorted(classes)[:5]}")
     if len(classes) < 2:
         raise InvalidInputError(f"label column {label!r} is constant ({classes.pop()!r}): nothing to learn")
-    signature = Signature.infer(frame, numeric, categorical)
-    merged = {**DEFAULT_PARAMS, **(params or {})}
-    started = time.perf_counter()
-    dataset = lgb.Dataset(
-        signature.encoder().encode_frame(frame),
-        label=y.to_numpy(dtype=np.float64),
-        feature_name=signature.input_names,
-        categorical_feature=signature.categorical_indices,
-        free_raw_data=True,
-    )
-    booster = lgb.train(merged, dataset, num_boost_round=num_boost_round)
-    return TrainedModel(
-        booster=booster,
-        signature=signature,
-        params={**merged, "num_boost_round": num_boost_round},
-        train_rows=len(frame),
-        seconds=time.perf_counter() - started,
-    )
+
+
+def _is_spec(estimator: Any) -> bool:
+    return estimator is None or isinstance(estimator, EstimatorSpec)

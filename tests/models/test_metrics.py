@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from mlprod.errors import InvalidInputError
-from mlprod.evaluate import binary_classification_metrics
+from mlprod.models.metrics import binary_classification_metrics
 
 
 def test_metrics_on_a_hand_computed_example() -> None:

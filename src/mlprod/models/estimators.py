@@ -1,0 +1,99 @@
+"""Estimator specs: which model family to fit and with what parameters.
+
+Built in: ``lightgbm`` (LGBMClassifier), ``xgboost`` (XGBClassifier) and ``sklearn`` with the class
+named by ``class_path`` (e.g. ``sklearn.ensemble.HistGradientBoostingClassifier``). Any fitted
+object with ``fit`` and ``predict_proba`` can also be trained directly; whether it can be stored
+safely is decided when it is registered.
+
+Examples:
+    >>> EstimatorSpec("lightgbm", {"n_estimators": 50}).build().n_estimators
+    50
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlprod.errors import InvalidInputError
+
+ESTIMATOR_KINDS = ("lightgbm", "xgboost", "sklearn")
+
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lightgbm": {
+        "n_estimators": 200,
+        "learning_rate": 0.1,
+        "num_leaves": 63,
+        "min_child_samples": 50,
+        "colsample_bytree": 0.9,
+        "random_state": 7,
+        "deterministic": True,
+        "verbosity": -1,
+    },
+    "xgboost": {
+        "n_estimators": 200,
+        "learning_rate": 0.1,
+        "max_depth": 6,
+        "tree_method": "hist",
+        "random_state": 7,
+    },
+    "sklearn": {},
+}
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """A model family and its parameters (defaults filled in for the built-in families)."""
+
+    kind: str = "lightgbm"
+    params: dict[str, Any] = field(default_factory=dict)
+    class_path: str | None = None
+
+    def build(self) -> Any:
+        """A new, unfitted estimator."""
+        threads = os.cpu_count() or 1
+        params = {**_DEFAULTS.get(self.kind, {}), **self.params}
+        if self.kind == "lightgbm":
+            from lightgbm import LGBMClassifier
+
+            return LGBMClassifier(**{"n_jobs": threads, **params})
+        if self.kind == "xgboost":
+            from xgboost import XGBClassifier
+
+            return XGBClassifier(**{"n_jobs": threads, **params})
+        if self.kind == "sklearn":
+            return _import_class(self.class_path)(**params)
+        raise InvalidInputError(
+            f"unknown estimator kind {self.kind!r}; expected one of {', '.join(ESTIMATOR_KINDS)}"
+        )
+
+
+def json_params(estimator: Any) -> dict[str, Any]:
+    """The estimator's parameters, with anything that is not plain JSON written as its repr."""
+    raw = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
+    return {k: v if _plain_json(v) else repr(v) for k, v in raw.items()}
+
+
+def _plain_json(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)  # NaN is not JSON, and PostgreSQL refuses it
+    return isinstance(value, str | int | bool | type(None))
+
+
+def _import_class(class_path: str | None) -> Any:
+    if not class_path or "." not in class_path:
+        raise InvalidInputError(
+            "estimator kind 'sklearn' needs class_path, "
+            "e.g. 'sklearn.ensemble.HistGradientBoostingClassifier'"
+        )
+    module_name, _, class_name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInputError(f"cannot import estimator class {class_path!r}: {exc}") from exc
+    if not (hasattr(cls, "fit") and hasattr(cls, "predict_proba")):
+        raise InvalidInputError(f"{class_path} is not a classifier with fit and predict_proba")
+    return cls

@@ -1,0 +1,272 @@
+"""Training runs: fit from a declared spec, record everything needed to trust the result.
+
+A run records its parameters, validation metrics, lineage (dataset version and sha256, the
+feature-set definition hash), the code version (git commit when run inside a repository), package
+versions, duration and peak memory. A run that fails is recorded as failed with its error, and
+registers nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from mlprod.data import DatasetStore
+from mlprod.errors import InvalidInputError, NotFoundError
+from mlprod.identity import current_user
+from mlprod.meta.tables import runs
+from mlprod.models.metrics import binary_classification_metrics
+from mlprod.models.registry import ModelVersion, Registry
+from mlprod.models.training import TrainedModel, check_label, train_classifier
+from mlprod.models.training_spec import LABEL_COLUMN, TrainingSpec, build_frame, split_by_time
+from mlprod.workspace import Workspace
+
+TRACKED_PACKAGES = (
+    "mlprod", "numpy", "pandas", "pyarrow", "duckdb", "scikit-learn", "lightgbm", "xgboost", "skops",
+    "onnx", "onnxruntime",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One training run as stored."""
+
+    id: str
+    model: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    lineage: dict[str, Any]
+    code_version: str | None
+    packages: dict[str, str]
+    duration_seconds: float | None
+    peak_memory_mb: float | None
+    model_version: int | None
+    error: str | None
+    who: str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run: RunRecord
+    trained: TrainedModel
+    version: ModelVersion | None
+    validation: pd.DataFrame
+
+
+def run_training(
+    workspace: Workspace,
+    spec: TrainingSpec,
+    *,
+    frame: pa.Table | pd.DataFrame | None = None,
+    register: bool = True,
+) -> RunResult:
+    """Train ``spec`` on its dataset version (or on ``frame``), record the run, register the model."""
+    run_id = uuid.uuid4().hex
+    started = datetime.now(UTC)
+    with workspace.engine.begin() as conn:
+        conn.execute(
+            runs.insert().values(
+                id=run_id, model=spec.model, status="running", started_at=started, params={}, metrics={},
+                lineage={}, code_version=code_version(), packages=package_versions(), who=current_user(),
+            )
+        )  # fmt: skip
+    try:
+        result = _train(workspace, spec, frame, run_id, register)
+    except BaseException as exc:
+        _finish(workspace, run_id, started, status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    record = _finish(
+        workspace,
+        run_id,
+        started,
+        status="finished",
+        params=result.params,
+        metrics=result.metrics,
+        lineage=result.lineage,
+        peak_memory_mb=result.peak_memory_mb,
+        model_version=None if result.version is None else result.version.version,
+    )
+    return RunResult(record, result.trained, result.version, result.validation)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    trained: TrainedModel
+    params: dict[str, Any]
+    version: ModelVersion | None
+    metrics: dict[str, float]
+    lineage: dict[str, Any]
+    validation: pd.DataFrame
+    peak_memory_mb: float
+
+
+def _train(
+    workspace: Workspace,
+    spec: TrainingSpec,
+    frame: pa.Table | pd.DataFrame | None,
+    run_id: str,
+    register: bool,
+) -> _Outcome:
+    if frame is None:
+        if spec.dataset is None:
+            raise NotFoundError(f"training spec for {spec.model!r} names no dataset and no frame was given")
+        datasets = DatasetStore(workspace)
+        source = datasets.get(spec.dataset, spec.dataset_version)
+        table = datasets.read(source.dataset, source.version)
+        origin = {
+            "dataset": source.dataset,
+            "dataset_version": source.version,
+            "dataset_sha256": source.artifact_sha256,
+        }
+    else:
+        table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+        origin = {"dataset": None, "source": "in-memory frame", "source_rows": table.num_rows}
+    full = build_frame(spec, table)
+    check_label(full, LABEL_COLUMN)
+    train, validation, cut = split_by_time(full, spec.validation_fraction)
+    check_label(validation, LABEL_COLUMN)
+    with PeakMemory() as memory:
+        trained = train_classifier(
+            train,
+            label=LABEL_COLUMN,
+            numeric=spec.numeric,
+            categorical=spec.categorical,
+            estimator=spec.estimator.spec(),
+        )
+    scores = binary_classification_metrics(validation[LABEL_COLUMN], trained.predict_frame(validation))
+    metrics = {f"validation_{k}": v for k, v in scores.items()} | {"train_seconds": trained.seconds}
+    lineage = origin | {
+        "feature_set_hash": spec.feature_set_hash(),
+        "features": dict(spec.features),
+        "categorical": list(spec.categorical),
+        "label": spec.label,
+        "where": spec.where,
+        "time": spec.time,
+        "split_time": str(cut),
+        "train_rows": len(train),
+        "validation_rows": len(validation),
+        "run_id": run_id,
+    }
+    params = trained.params | {"estimator": spec.estimator.kind}
+    version = None
+    if register:
+        version = Registry(workspace).register(
+            spec.model,
+            trained.model,
+            signature=trained.signature,
+            params=params,
+            metrics=metrics,
+            lineage=lineage,
+            tags=spec.tags,
+            description=spec.description,
+            run_id=run_id,
+            sample=trained.signature.encoder().encode_frame(validation.head(512)),
+        )
+    return _Outcome(trained, params, version, metrics, lineage, validation, memory.peak_mb)
+
+
+def _finish(workspace: Workspace, run_id: str, started: datetime, **values: Any) -> RunRecord:
+    finished = datetime.now(UTC)
+    values |= {"finished_at": finished, "duration_seconds": (finished - started).total_seconds()}
+    with workspace.engine.begin() as conn:
+        conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
+    return get_run(workspace, run_id)
+
+
+def get_run(workspace: Workspace, run_id: str) -> RunRecord:
+    """The run whose id starts with ``run_id`` (at least 6 characters)."""
+    if len(run_id) < 6:
+        raise InvalidInputError(f"run id {run_id!r} is too short: give at least 6 characters")
+    with workspace.engine.connect() as conn:
+        rows = conn.execute(runs.select().where(runs.c.id.startswith(run_id)).limit(2)).all()
+    if not rows:
+        raise NotFoundError(f"run {run_id!r} not found")
+    if len(rows) > 1:
+        raise InvalidInputError(f"run id {run_id!r} is ambiguous: give more characters")
+    return RunRecord(**rows[0]._mapping)
+
+
+def list_runs(workspace: Workspace, *, model: str | None = None, limit: int = 50) -> list[RunRecord]:
+    query = runs.select().order_by(runs.c.started_at.desc()).limit(limit)
+    if model is not None:
+        query = query.where(runs.c.model == model)
+    with workspace.engine.connect() as conn:
+        return [RunRecord(**row._mapping) for row in conn.execute(query)]
+
+
+def code_version(cwd: str | None = None) -> str | None:
+    """The git commit of the working directory's repository (``+dirty`` with local changes)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+class PeakMemory:
+    """Peak resident memory of this process while the block runs, sampled every few milliseconds.
+
+    Reads ``/proc/self/statm`` (Linux); elsewhere falls back to the process-lifetime peak.
+    """
+
+    _INTERVAL = 0.005
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="peak-memory", daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self.peak_mb = _rss_mb()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, _rss_mb())
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._INTERVAL):
+            self.peak_mb = max(self.peak_mb, _rss_mb())
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

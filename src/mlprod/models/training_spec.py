@@ -1,0 +1,167 @@
+"""What a training run does, declared: data, label, features, split and estimator.
+
+Features and the label are SQL expressions (DuckDB) over the dataset's columns, so the feature-set
+definition is plain data whose hash goes into the run's lineage. A spec is written in TOML::
+
+    model = "flights-delay"
+    dataset = "flights"
+    label = "arr_delay > 15"
+    where = "arr_delay IS NOT NULL"
+    time = "time_hour"
+    validation_fraction = 0.2
+    categorical = ["carrier"]
+
+    [features]
+    dep_hour = "sched_dep_time // 100"
+    carrier = "carrier"
+
+    [estimator]
+    kind = "lightgbm"
+    params = { n_estimators = 200 }
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlprod.errors import InvalidInputError
+from mlprod.models.estimators import ESTIMATOR_KINDS, EstimatorSpec
+from mlprod.names import check_name
+
+LABEL_COLUMN = "_label"
+TIME_COLUMN = "_time"
+
+
+class EstimatorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = "lightgbm"
+    class_path: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in ESTIMATOR_KINDS:
+            raise ValueError(f"unknown estimator kind {kind!r}; expected one of {', '.join(ESTIMATOR_KINDS)}")
+        return kind
+
+    def spec(self) -> EstimatorSpec:
+        return EstimatorSpec(self.kind, dict(self.params), self.class_path)
+
+
+class TrainingSpec(BaseModel):
+    """A training run's declaration (see the module docstring for the TOML form)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    dataset: str | None = None
+    dataset_version: int | None = None
+    label: str
+    features: dict[str, str]
+    categorical: list[str] = Field(default_factory=list)
+    where: str | None = None
+    time: str
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    estimator: EstimatorConfig = Field(default_factory=EstimatorConfig)
+    tags: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingSpec:
+        check_name(self.model, "model")
+        if not self.features:
+            raise ValueError("features must name at least one feature")
+        for name in self.features:
+            if name.startswith("_") or not name.isidentifier():
+                raise ValueError(f"feature name {name!r} must be an identifier not starting with '_'")
+        unknown = [c for c in self.categorical if c not in self.features]
+        if unknown:
+            raise ValueError(f"categorical names {unknown} that are not features")
+        return self
+
+    @property
+    def numeric(self) -> list[str]:
+        return [name for name in self.features if name not in self.categorical]
+
+    def feature_set_hash(self) -> str:
+        """sha256 of the canonical feature-set definition: features, categorical, label, filter."""
+        definition = {
+            "features": self.features,
+            "categorical": sorted(self.categorical),
+            "label": self.label,
+            "where": self.where,
+        }
+        return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+
+    @classmethod
+    def from_toml(cls, path: Path) -> TrainingSpec:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"cannot read training spec {path}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidInputError(f"{path}: not valid TOML: {exc}") from exc
+        return cls.parse(raw, where=str(path))
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any], *, where: str = "training spec") -> TrainingSpec:
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg'].removeprefix('Value error, ')}"
+                for e in exc.errors()
+            )
+            raise InvalidInputError(f"{where}: {problems}") from exc
+
+
+def build_frame(spec: TrainingSpec, table: pa.Table, *, with_label: bool = True) -> pd.DataFrame:
+    """Evaluate the spec's SQL over ``table``: one column per feature, plus label and time."""
+    columns = [f"{expression} AS {_quote(name)}" for name, expression in spec.features.items()]
+    if with_label:
+        columns.append(f"CAST(({spec.label}) AS INTEGER) AS {LABEL_COLUMN}")
+    columns.append(f"{spec.time} AS {TIME_COLUMN}")
+    sql = f"SELECT {', '.join(columns)} FROM source" + (f" WHERE {spec.where}" if spec.where else "")
+    try:
+        with duckdb.connect() as conn:
+            conn.register("source", table)
+            return conn.execute(sql).df()
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InvalidInputError(
+            f"training spec for {spec.model!r} does not evaluate on the data: {first}"
+        ) from exc
+
+
+def split_by_time(frame: pd.DataFrame, validation_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame, Any]:
+    """Train on the earliest rows, validate on the latest ``validation_fraction`` by time.
+
+    Rows sharing the cut time all go to validation, so no time is on both sides.
+    """
+    if len(frame) < 2:
+        raise InvalidInputError(f"need at least 2 rows to split into train and validation, got {len(frame)}")
+    times = frame[TIME_COLUMN]
+    if times.isna().any():
+        raise InvalidInputError(f"the time expression is null for {int(times.isna().sum())} rows")
+    ordered = np.sort(times.to_numpy())
+    cut = ordered[min(len(ordered) - 1, int(len(ordered) * (1 - validation_fraction)))]
+    train, validation = frame[times < cut], frame[times >= cut]
+    if len(train) == 0:
+        raise InvalidInputError("every row has the same time: nothing is left to train on before the cut")
+    return train.reset_index(drop=True), validation.reset_index(drop=True), cut
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
