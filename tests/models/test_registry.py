@@ -8,7 +8,15 @@ from sklearn.preprocessing import FunctionTransformer
 
 from mlprod.errors import ArtifactCorruptedError, InvalidInputError, ModelFormatError, NotFoundError
 from mlprod.meta.tables import model_versions, registered_models
-from mlprod.models import EstimatorSpec, ModelRef, ModelVersion, Registry, parse_ref, train_classifier
+from mlprod.models import (
+    EstimatorSpec,
+    ModelRef,
+    ModelVersion,
+    Registry,
+    parse_metric_filter,
+    parse_ref,
+    train_classifier,
+)
 from mlprod.workspace import Workspace
 
 
@@ -176,3 +184,123 @@ def test_registry_on_postgres(tmp_path, postgres_url: str, frame: pd.DataFrame) 
         assert registry.get("pg@champion").lineage == {"k": [1, 2]}
         assert registry.get("pg").version == 3
         assert registry.load("pg@champion").predict_rows([{"x": 0.0, "c": "a"}]).shape == (1,)
+
+
+def register_n(
+    workspace: Workspace, frame: pd.DataFrame, name: str, n: int, **kwargs: object
+) -> list[ModelVersion]:
+    trained = train_classifier(frame, label="y", numeric=["x"], categorical=["c"],
+                               estimator=EstimatorSpec("lightgbm", {"n_estimators": 5}))  # fmt: skip
+    sample = trained.signature.encoder().encode_frame(frame.head(100))
+    registry = Registry(workspace)
+    return [
+        registry.register(name, trained.model, signature=trained.signature, sample=sample, **kwargs)
+        for _ in range(n)
+    ]
+
+
+def test_rollback_walks_back_through_the_alias_history(workspace: Workspace, frame: pd.DataFrame) -> None:
+    register_n(workspace, frame, "m", 3)
+    registry = Registry(workspace)
+    for version in (1, 2, 3):
+        registry.set_alias("m", "champion", version)
+    assert registry.rollback("m", "champion", why="v3 hurt conversions").to_version == 2
+    assert registry.rollback("m", "champion").to_version == 1
+    assert registry.get("m@champion").version == 1
+    with pytest.raises(InvalidInputError, match="m@champion has no earlier target to roll back to"):
+        registry.rollback("m", "champion")
+    history = registry.alias_history("m")
+    assert [(h.action, h.from_version, h.to_version) for h in history] == [
+        ("set", None, 1), ("set", 1, 2), ("set", 2, 3), ("rollback", 3, 2), ("rollback", 2, 1),
+    ]  # fmt: skip
+    assert history[3].why == "v3 hurt conversions"
+    assert history[4].why == "rollback"
+
+
+def test_rollback_of_an_alias_that_never_moved(workspace: Workspace, registered: ModelVersion) -> None:
+    with pytest.raises(NotFoundError, match="model 'toy' has no alias 'staging' to roll back"):
+        Registry(workspace).rollback("toy", "staging")
+    with pytest.raises(InvalidInputError, match="no earlier target"):
+        Registry(workspace).rollback("toy", "champion")
+
+
+def test_search_by_name_tag_and_metric_threshold(workspace: Workspace, frame: pd.DataFrame) -> None:
+    register_n(workspace, frame, "fraud-eu", 1, metrics={"auc": 0.91}, tags={"team": "risk"})
+    register_n(workspace, frame, "fraud-us", 1, metrics={"auc": 0.72}, tags={"team": "risk"})
+    register_n(workspace, frame, "churn", 1, metrics={"auc": 0.95}, tags={"team": "growth"})
+    registry = Registry(workspace)
+    refs = lambda found: [v.ref for v in found]  # noqa: E731
+    assert refs(registry.search(name="fraud")) == ["fraud-eu/1", "fraud-us/1"]
+    assert refs(registry.search(tags={"team": "risk"}, metric="auc>=0.9")) == ["fraud-eu/1"]
+    assert refs(registry.search(metric="auc<0.8")) == ["fraud-us/1"]
+    assert refs(registry.search(metric="auc>0.99")) == []
+    assert refs(registry.search(name="%")) == []  # LIKE wildcards are taken literally
+    registry.set_tags("churn/1", {"team": "risk", "stage": "prod"})
+    assert registry.tags("churn/1") == {"stage": "prod", "team": "risk"}
+    assert refs(registry.search(tags={"team": "risk"})) == ["churn/1", "fraud-eu/1", "fraud-us/1"]
+
+
+@pytest.mark.parametrize("text", ["auc", "auc>>1", "auc>=high", ">=0.5"])
+def test_bad_metric_filters_are_refused(text: str) -> None:
+    with pytest.raises(InvalidInputError, match="metric filter"):
+        parse_metric_filter(text)
+
+
+def test_non_finite_metrics_are_refused(workspace: Workspace, frame: pd.DataFrame) -> None:
+    with pytest.raises(InvalidInputError, match="metric 'auc' is nan; metrics must be finite"):
+        register_n(workspace, frame, "m", 1, metrics={"auc": float("nan")})
+    assert Registry(workspace).models() == []
+
+
+def test_onnx_export_is_parity_checked_and_loadable(workspace: Workspace, frame: pd.DataFrame) -> None:
+    register_n(workspace, frame, "m", 1)
+    registry = Registry(workspace)
+    exported = registry.export("m/1")
+    assert 0 <= exported.parity_max_abs_diff <= 1e-5
+    onnx_model = registry.load("m/1", format="onnx")
+    native = registry.load("m/1")
+    rows = frame[["x", "c"]].head(20).to_dict(orient="records")
+    assert onnx_model.format == "onnx"
+    assert np.max(np.abs(onnx_model.predict_rows(rows) - native.predict_rows(rows))) <= 1e-5
+    assert [e.format for e in registry.exports("m/1")] == ["onnx"]
+
+
+def test_an_export_outside_tolerance_is_refused_with_the_difference(
+    workspace: Workspace, frame: pd.DataFrame
+) -> None:
+    register_n(workspace, frame, "m", 1)
+    with pytest.raises(
+        ModelFormatError,
+        match=r"ONNX export of m/1 refused: .* differ by up to [0-9.e-]+ on 100 sample rows "
+        r"\(allowed 1e-15\)",
+    ):
+        Registry(workspace).export("m/1", tolerance=1e-15)
+    with pytest.raises(
+        NotFoundError, match="m/1 has no onnx export; create it with `mlprod models export m/1`"
+    ):
+        Registry(workspace).load("m/1", format="onnx")
+
+
+def test_an_unconvertible_model_is_refused_clearly(workspace: Workspace, frame: pd.DataFrame) -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    trained = train_classifier(frame, label="y", numeric=["x"], categorical=["c"],
+                               estimator=HistGradientBoostingClassifier(max_iter=5))  # fmt: skip
+    registry = Registry(workspace)
+    sample = trained.signature.encoder().encode_frame(frame.head(10))
+    registry.register("hgb", trained.model, signature=trained.signature, sample=sample)
+    with pytest.raises(ModelFormatError, match=r"cannot convert hgb/1 \(sklearn-skops\) to ONNX"):
+        registry.export("hgb/1")
+
+
+def test_export_needs_sample_rows(workspace: Workspace, registered: ModelVersion) -> None:
+    with pytest.raises(InvalidInputError, match="toy/1 has no stored sample rows"):
+        Registry(workspace).export("toy/1")
+
+
+def test_a_tampered_onnx_export_is_refused(workspace: Workspace, frame: pd.DataFrame) -> None:
+    register_n(workspace, frame, "m", 1)
+    exported = Registry(workspace).export("m/1")
+    workspace.artifacts.path_of(exported.artifact_sha256).write_bytes(b"evil")
+    with pytest.raises(ArtifactCorruptedError, match=exported.artifact_sha256):
+        Registry(workspace).load("m/1", format="onnx")

@@ -23,6 +23,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn._loss.loss.HalfBinomialLoss",
     "sklearn.tree._tree.Tree",
     "collections.OrderedDict",
+    "numpy.dtype",
 )
 
 
