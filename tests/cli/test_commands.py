@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -149,3 +150,102 @@ def test_non_loopback_serve_warns(mlprod: Run, ws_with_model: Path) -> None:
 
 def test_environment_is_isolated() -> None:
     assert not [k for k in os.environ if k.startswith("MLPROD_") and k != "MLPROD_TEST_POSTGRES_URL"]
+
+
+SPEC = """
+model = "toy"
+dataset = "toy-data"
+label = "y"
+time = "t"
+categorical = ["c"]
+tags = {{ team = "search" }}
+
+[features]
+x = "x"
+c = "c"
+
+[estimator]
+kind = "{kind}"
+params = {{ n_estimators = 20 }}
+"""
+
+
+@pytest.fixture
+def ws_with_data(workspace: Workspace, tmp_path: Path) -> Path:
+    import pyarrow as pa
+
+    from mlprod.data import DatasetStore
+    from tests.conftest import make_frame
+
+    frame = make_frame(2000, seed=9)
+    frame["t"] = range(len(frame))
+    DatasetStore(workspace).commit("toy-data", pa.Table.from_pandas(frame, preserve_index=False))
+    for kind in ("lightgbm", "xgboost"):
+        (tmp_path / f"{kind}.toml").write_text(SPEC.format(kind=kind))
+    return workspace.root
+
+
+def test_train_runs_rollback_export_search(mlprod: Run, ws_with_data: Path, tmp_path: Path) -> None:
+    first = mlprod(
+        "models", "train", str(tmp_path / "lightgbm.toml"), "--alias", "champion", cwd=ws_with_data
+    )
+    assert first.returncode == 0, first.stderr
+    assert "toy/1 (@champion)" in first.stdout
+    assert re.search(r"validation_auc\s+│ 0\.[89]\d+", first.stdout)
+    second = mlprod(
+        "models", "train", str(tmp_path / "xgboost.toml"), "--alias", "champion", cwd=ws_with_data
+    )
+    assert "toy/2 (@champion)" in second.stdout
+
+    runs = mlprod("models", "runs", cwd=ws_with_data).stdout
+    assert "lightgbm" in runs and "xgboost" in runs and runs.count("finished") == 2
+
+    shown = mlprod("models", "show", "toy@champion", cwd=ws_with_data).stdout
+    assert "toy-data version 1 (sha256" in shown
+    assert "feature set" in shown and "xgboost-ubj" in shown and "team=search" in shown
+
+    rolled = mlprod("models", "rollback", "toy", "champion", "--why", "bad canary", cwd=ws_with_data)
+    assert "toy@champion rolled back: version 2 → version 1" in rolled.stdout
+    history = mlprod("models", "history", "toy", cwd=ws_with_data).stdout
+    assert "rollback" in history and "bad canary" in history
+
+    onnx_file = tmp_path / "toy.onnx"
+    exported = mlprod("models", "export", "toy@champion", "-o", str(onnx_file), cwd=ws_with_data)
+    assert exported.returncode == 0, exported.stderr
+    assert "toy/1 exported to onnx: parity max |diff|" in exported.stdout
+    assert onnx_file.stat().st_size > 1000
+
+    found = mlprod(
+        "models", "search", "--tag", "team=search", "--metric", "validation_auc>=0.5", cwd=ws_with_data
+    )
+    assert "toy/2" in found.stdout and "toy/1" in found.stdout
+    assert "no matching versions" in mlprod("models", "search", "--name", "nope", cwd=ws_with_data).stdout
+    tagged = mlprod("models", "tag", "toy/1", "stage=prod", cwd=ws_with_data)
+    assert "stage=prod, team=search" in tagged.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["models", "train", "missing.toml"], "cannot read training spec"),
+        (["models", "search", "--metric", "auc>>1"], "metric filter 'auc>>1': '>1' is not a number"),
+        (["models", "tag", "toy/1", "novalue"], "tag 'novalue' should be KEY=VALUE"),
+        (["models", "rollback", "ghost"], "model 'ghost' is not registered"),
+        (["models", "export", "toy/9"], "model 'toy' has no version 9"),
+    ],
+)
+def test_models_bad_input(mlprod: Run, ws_with_model: Path, args: list[str], message: str) -> None:
+    result = mlprod(*args, cwd=ws_with_model)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_train_with_a_bad_spec_registers_nothing(mlprod: Run, ws_with_data: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SPEC.format(kind="lightgbm").replace('label = "y"', 'label = "y_typo"'))
+    result = mlprod("models", "train", str(bad), cwd=ws_with_data)
+    assert result.returncode == 2
+    assert "does not evaluate on the data" in result.stderr and "y_typo" in result.stderr
+    assert "no models registered yet" in mlprod("models", "list", cwd=ws_with_data).stdout
+    assert "failed" in mlprod("models", "runs", cwd=ws_with_data).stdout
