@@ -75,3 +75,15 @@ def test_overrides_do_not_touch_the_original() -> None:
     original = Config()
     apply_env_overrides(original, {"MLPROD_SERVE_PORT": "1234"})
     assert original.serve.port == 8000
+
+
+def test_a_misspelled_environment_variable_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="unknown environment variable MLPROD_DATABSE_URL"):
+        apply_env_overrides(Config(), {"MLPROD_DATABSE_URL": "postgresql://x"})
+    with pytest.raises(ConfigError, match="unknown environment variable MLPROD_SERVE_PROT"):
+        apply_env_overrides(Config(), {"MLPROD_SERVE_PROT": "1"})
+
+
+def test_variables_that_are_not_overrides_are_allowed() -> None:
+    env = {"MLPROD_HOME": "/x", "MLPROD_DEBUG": "1", "MLPROD_TEST_POSTGRES_URL": "y", "PATH": "/bin"}
+    assert apply_env_overrides(Config(), env) == Config()

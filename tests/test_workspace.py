@@ -120,3 +120,29 @@ def test_workspace_on_postgres(tmp_path: Path, postgres_url: str) -> None:
         assert not (tmp_path / "meta.db").exists()
     with Workspace.open(tmp_path) as reopened:
         assert reopened.database_url == postgres_url
+
+
+def test_failed_init_removes_the_parent_directories_it_created(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseError):
+        Workspace.init(tmp_path / "a" / "b" / "c", database_url="postgresql+psycopg://u@127.0.0.1:1/db")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_schema_newer_than_this_mlprod_is_named(tmp_path: Path) -> None:
+    Workspace.init(tmp_path).close()
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'meta.db'}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
+    engine.dispose()
+    with pytest.raises(DatabaseError, match="written by a newer mlprod: upgrade mlprod"):
+        Workspace.open(tmp_path)
+
+
+def test_temporaries_of_killed_writers_are_cleaned_on_open(tmp_path: Path) -> None:
+    Workspace.init(tmp_path).close()
+    stale = tmp_path / "artifacts" / "tmp" / "put-killed"
+    stale.write_bytes(b"half a blob")
+    old = 1_000_000_000
+    os.utime(stale, (old, old))
+    Workspace.open(tmp_path).close()
+    assert not stale.exists()

@@ -23,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mlprod.errors import ConfigError
 
 CONFIG_FILENAME = "mlprod.toml"
+# MLPROD_* variables that are not config overrides; any other unknown one is a typo and an error.
+OTHER_VARIABLES = frozenset({"MLPROD_HOME", "MLPROD_DEBUG"})
+TEST_VARIABLE_PREFIX = "MLPROD_TEST_"
 
 
 class _Section(BaseModel):
@@ -88,19 +91,40 @@ def apply_env_overrides(config: Config, environ: Mapping[str, str] | None = None
     import os
 
     env = os.environ if environ is None else environ
+    _refuse_unknown_variables(env)
     updated = config.model_copy(deep=True)
-    for section_name in Config.model_fields:
-        section: _Section = getattr(updated, section_name)
-        for key in type(section).model_fields:
-            var = f"MLPROD_{section_name}_{key}".upper()
-            if var not in env:
-                continue
-            try:
-                setattr(section, key, env[var])
-            except ValidationError as exc:
-                detail = exc.errors()[0]["msg"]
-                raise ConfigError(f"environment {var}={env[var]!r}: {detail}") from exc
+    for var, dotted in override_variables().items():
+        if var not in env:
+            continue
+        section_name, key = dotted.split(".")
+        try:
+            setattr(getattr(updated, section_name), key, env[var])
+        except ValidationError as exc:
+            detail = exc.errors()[0]["msg"]
+            raise ConfigError(f"environment {var}={env[var]!r}: {detail}") from exc
     return updated
+
+
+def override_variables() -> dict[str, str]:
+    """Every ``MLPROD_<SECTION>_<KEY>`` override, mapped to its ``section.key``."""
+    return {
+        f"MLPROD_{section}_{key}".upper(): f"{section}.{key}"
+        for section, info in Config.model_fields.items()
+        for key in info.annotation.model_fields  # type: ignore[union-attr]
+    }
+
+
+def _refuse_unknown_variables(env: Mapping[str, str]) -> None:
+    known = override_variables()
+    for name in env:
+        if not name.startswith("MLPROD_") or name in known or name in OTHER_VARIABLES:
+            continue
+        if name.startswith(TEST_VARIABLE_PREFIX):
+            continue
+        raise ConfigError(
+            f"unknown environment variable {name}; mlprod reads {', '.join(sorted(OTHER_VARIABLES))} "
+            f"and MLPROD_<SECTION>_<KEY> overrides such as {', '.join(sorted(known)[:3])}, …"
+        )
 
 
 def render_config(config: Config) -> str:

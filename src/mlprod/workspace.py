@@ -42,6 +42,7 @@ class Workspace:
             if not is_at_head(self.engine):
                 upgrade_to_head(self.engine)
             self.artifacts = ArtifactStore(self._resolve(config.artifacts.path))
+            self.artifacts.remove_stale_temporaries()  # left by writers killed mid-write
         except BaseException:
             self.engine.dispose()
             raise
@@ -73,6 +74,7 @@ class Workspace:
             config.database.url = database_url
         existed = root.exists()
         before = set(os.listdir(root)) if existed else set()
+        first_created = next((p for p in reversed((root, *root.parents)) if not p.exists()), None)
         workspace: Workspace | None = None
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -82,6 +84,8 @@ class Workspace:
             if workspace is not None:
                 workspace.close()
             _remove_new_entries(root, existed, before)
+            if first_created is not None:
+                shutil.rmtree(first_created, ignore_errors=True)
             if isinstance(exc, OSError):
                 raise WorkspaceError(f"cannot create a workspace at {root}: {exc}") from exc
             raise

@@ -249,3 +249,16 @@ def test_train_with_a_bad_spec_registers_nothing(mlprod: Run, ws_with_data: Path
     assert "does not evaluate on the data" in result.stderr and "y_typo" in result.stderr
     assert "no models registered yet" in mlprod("models", "list", cwd=ws_with_data).stdout
     assert "failed" in mlprod("models", "runs", cwd=ws_with_data).stdout
+
+
+def test_batch_predict_to_an_unwritable_place(
+    mlprod: Run, ws_with_model: Path, frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.parquet"
+    frame[["x", "c"]].head(5).to_parquet(source)
+    (tmp_path / "afile").write_text("")
+    result = mlprod(
+        "predict", "toy", str(source), "-o", str(tmp_path / "afile" / "out.parquet"), cwd=ws_with_model
+    )
+    assert result.returncode == 2
+    assert f"error: cannot write predictions to {tmp_path / 'afile' / 'out.parquet'}" in result.stderr

@@ -83,3 +83,16 @@ def test_planned_groups_say_so(mlprod: Run, group: str) -> None:
 
 def test_usage_errors_exit_2(mlprod: Run) -> None:
     assert mlprod("models", "alias", "m").returncode == 2
+
+
+def test_misspelled_environment_variable_is_one_line(mlprod: Run, tmp_path: Path) -> None:
+    mlprod("init", "ws")
+    result = mlprod("info", cwd=tmp_path / "ws", env={"MLPROD_DATABSE_URL": "postgresql://x"})
+    assert_one_line_error(result, "unknown environment variable MLPROD_DATABSE_URL")
+
+
+def test_port_out_of_range_is_a_usage_error(mlprod: Run, tmp_path: Path) -> None:
+    mlprod("init", "ws")
+    result = mlprod("serve", "--port", "70000", cwd=tmp_path / "ws")
+    assert result.returncode == 2
+    assert "Invalid value for '--port': Input should be less than or equal to 65535" in result.stderr

@@ -17,7 +17,7 @@ from mlprod.models import Registry, list_runs
 from mlprod.serve import read_prediction_log
 from mlprod.workspace import Workspace
 
-SMALL = ["--requests", "40", "--rounds", "30"]
+SMALL = ["--requests", "40", "--rounds", "30", "--sample", "0.1"]
 
 
 def run_demo(workspace: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -42,8 +42,8 @@ def test_demo_runs_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
     result = run_demo(workspace)
     assert result.returncode == 0, result.stderr
     assert f"workspace: {workspace}" in result.stderr
-    auc = float(summary_value(result.stdout, "AUC on July").split()[0])
-    assert 0.6 < auc < 0.9  # schedule features carry real but limited signal
+    auc = float(summary_value(result.stdout, "AUC on July (champion)").split()[0])
+    assert 0.55 < auc < 0.9  # schedule features carry real but limited signal
     assert summary_value(result.stdout, "HTTP requests") == "40 (0 failed)"
     assert summary_value(result.stdout, "predictions logged") == "40"
     assert summary_value(result.stdout, "served vs in-process") == "max |difference| 0.00e+00"
@@ -52,18 +52,19 @@ def test_demo_runs_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
 
     with Workspace.open(workspace) as ws:
         stored = DatasetStore(ws).get("flights")
-        assert stored.num_rows == 166_158  # January to June 2013
+        assert stored.num_rows == 16_616  # a tenth of January to June 2013
         registry = Registry(ws)
         champion = registry.get("flights-delay@champion")
         assert champion.lineage["dataset_version"] == stored.version
         assert champion.lineage["dataset_sha256"] == stored.artifact_sha256
-        runs = list_runs(ws, model="flights-delay")
-        assert sorted(r.params["estimator"] for r in runs) == ["lightgbm", "xgboost"]
-        assert {r.status for r in runs} == {"finished"}
-        best = max(runs, key=lambda r: r.metrics["validation_auc"])
-        assert champion.version == best.model_version  # the better run was promoted
+        runs = {r.params["estimator"]: r for r in list_runs(ws, model="flights-delay")}
+        assert {r.status for r in runs.values()} == {"finished"}
+        assert champion.version == runs["lightgbm"].model_version
+        assert registry.get("flights-delay@challenger").version == runs["xgboost"].model_version
+        assert champion.format == "lightgbm-text"
         assert registry.export_of(champion, "onnx").parity_max_abs_diff <= 1e-5
-        assert registry.alias_history("flights-delay")[-1].to_version == champion.version
+        champion_moves = [m for m in registry.alias_history("flights-delay") if m.alias == "champion"]
+        assert champion_moves[-1].to_version == champion.version
         log = read_prediction_log(ws.prediction_log_dir)
         assert log.num_rows == 40
         assert set(log.column("version").to_pylist()) == {champion.version}
@@ -122,7 +123,7 @@ def test_kill_9_at_any_point_then_rerun_works(tmp_path: Path) -> None:
                 }
             ]
         ).shape == (1,)
-        history = registry.alias_history("flights-delay")
+        history = [m for m in registry.alias_history("flights-delay") if m.alias == "champion"]
         assert history[-1].to_version == champion.version
         assert len(DatasetStore(ws).versions("flights")) == 1  # identical data is never stored twice
         for sha in ws.artifacts:

@@ -1,4 +1,6 @@
+import socket
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -7,7 +9,7 @@ import sqlalchemy as sa
 
 from mlprod.data import DatasetStore
 from mlprod.errors import InvalidInputError, NotFoundError
-from mlprod.meta.tables import model_versions
+from mlprod.meta.tables import model_versions, runs
 from mlprod.models import Registry, TrainingSpec, get_run, list_runs, run_training
 from mlprod.models.runs import code_version
 from mlprod.workspace import Workspace
@@ -115,3 +117,14 @@ def test_short_or_unknown_run_ids(workspace: Workspace) -> None:
         get_run(workspace, "ab")
     with pytest.raises(NotFoundError, match="run 'abcdef' not found"):
         get_run(workspace, "abcdef")
+
+
+def test_a_run_whose_process_died_reads_as_interrupted(workspace: Workspace) -> None:
+    proc = subprocess.Popen(["true"])
+    proc.wait()  # its pid no longer names a live process
+    row = {"id": "deadbeef" * 4, "model": "m", "status": "running", "started_at": datetime.now(UTC),
+           "params": {}, "metrics": {}, "lineage": {}, "packages": {}, "who": "t",
+           "host": socket.gethostname(), "pid": proc.pid}  # fmt: skip
+    with workspace.engine.begin() as conn:
+        conn.execute(runs.insert().values(**row))
+    assert get_run(workspace, "deadbeef").status == "interrupted"

@@ -130,3 +130,53 @@ def test_every_prediction_is_logged_by_shutdown(workspace: Workspace, registered
     assert set(log["route"]) == {"toy@champion"}
     assert log["inputs"].iloc[0] == '{"x": 0.3, "c": "a"}'
     assert (log["latency_ms"] > 0).all()
+
+
+def test_columns_that_are_not_lists_are_a_422(client: httpx.Client) -> None:
+    response = client.post("/v1/models/toy/predict", json={"columns": {"x": 1.0, "c": "a"}})
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == "column 'x' must be a list of values, got float"
+
+
+def test_large_requests_are_answered_off_the_event_loop_identically(
+    workspace: Workspace, client: httpx.Client
+) -> None:
+    rows = [{"x": i / 100, "c": "abc"[i % 3]} for i in range(500)]
+    response = client.post("/v1/models/toy@champion/predict", json={"rows": rows})
+    expected = Registry(workspace).load("toy/1").predict_rows(rows).tolist()
+    assert response.json()["predictions"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_an_unexpected_failure_is_a_json_500(client: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlprod.models import LoadedModel
+
+    def broken(self: LoadedModel, matrix: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(LoadedModel, "predict_matrix", broken)
+    response = client.post("/v1/models/toy/predict", json={"rows": [ROW]})
+    assert response.status_code == 500
+    assert response.json()["error"] == {
+        "code": "internal_error",
+        "message": "internal error: RuntimeError; see the server log",
+    }
+
+
+def test_readiness_follows_the_database(workspace: Workspace, registered: ModelVersion, tmp_path) -> None:
+    from mlprod.meta.database import connect
+
+    with BackgroundServer(create_app(workspace)) as server:
+        assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
+        good = workspace.engine
+        (tmp_path / "gone").mkdir()
+        workspace.engine = connect(f"sqlite:///{tmp_path / 'gone' / 'meta.db'}")
+        (tmp_path / "gone" / "meta.db").unlink()
+        (tmp_path / "gone").rmdir()
+        workspace.engine.dispose()
+        try:
+            response = httpx.get(f"{server.url}/v2/health/ready")
+        finally:
+            workspace.engine = good
+    assert response.status_code == 503
+    assert response.json()["ready"] is False
+    assert "metadata database unavailable" in response.json()["reason"]

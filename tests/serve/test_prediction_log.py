@@ -86,3 +86,19 @@ def test_a_crash_loses_at_most_the_last_flush_interval(tmp_path: Path) -> None:
     assert early == {f"early-{i}" for i in range(20)}
     assert (log["request_id"] == "late").sum() > 0
     assert not [p for p in tmp_path.rglob("*.parquet") if p.name.startswith(".")]
+
+
+def test_a_failed_write_keeps_the_records_and_the_writer_alive(tmp_path: Path) -> None:
+    blocked = tmp_path / "log"
+    blocked.write_text("a file where the log directory should be")
+    writer = PredictionLogWriter(blocked, flush_interval=0.05)
+    try:
+        append(writer, "kept")
+        time.sleep(0.3)  # several failed flushes
+        blocked.unlink()
+        deadline = time.monotonic() + 5
+        while read_prediction_log(blocked).num_rows == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert read_prediction_log(blocked).column("request_id").to_pylist() == ["kept"]
+    finally:
+        writer.close()

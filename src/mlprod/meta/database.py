@@ -14,6 +14,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
@@ -55,6 +56,11 @@ def upgrade_to_head(engine: Engine) -> None:
         with engine.begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+    except CommandError as exc:
+        raise DatabaseError(
+            f"the metadata database's schema is unknown to this mlprod ({exc}); "
+            "it was probably written by a newer mlprod: upgrade mlprod"
+        ) from exc
     except SQLAlchemyError as exc:
         raise DatabaseError(f"migrating the metadata database failed: {exc}") from exc
 
@@ -62,8 +68,11 @@ def upgrade_to_head(engine: Engine) -> None:
 def is_at_head(engine: Engine) -> bool:
     """True when the database schema is at the newest migration."""
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision() == head
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision() == head
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"cannot read the metadata database's schema version: {exc}") from exc
 
 
 def _alembic_config() -> AlembicConfig:

@@ -150,6 +150,8 @@ runs = Table(
     Column("model_version", Integer, nullable=True),
     Column("error", Text, nullable=True),
     Column("who", String(200), nullable=False),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
 )
 
 model_aliases = Table(

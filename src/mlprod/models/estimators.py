@@ -54,7 +54,9 @@ class EstimatorSpec:
 
     def build(self) -> Any:
         """A new, unfitted estimator."""
-        threads = os.cpu_count() or 1
+        # One core is left free: OpenMP workers spin-wait, and a fit oversubscribed by one other
+        # busy process was measured 6x slower than on one thread fewer.
+        threads = max(1, (os.cpu_count() or 2) - 1)
         params = {**_DEFAULTS.get(self.kind, {}), **self.params}
         if self.kind == "lightgbm":
             from lightgbm import LGBMClassifier

@@ -3,14 +3,16 @@
 A run records its parameters, validation metrics, lineage (dataset version and sha256, the
 feature-set definition hash), the code version (git commit when run inside a repository), package
 versions, duration and peak memory. A run that fails is recorded as failed with its error, and
-registers nothing.
+registers nothing; a run whose process died (``kill -9``) reads as ``interrupted``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import resource
+import socket
 import subprocess
 import threading
 import uuid
@@ -28,7 +30,7 @@ from mlprod.identity import current_user
 from mlprod.meta.tables import runs
 from mlprod.models.metrics import binary_classification_metrics
 from mlprod.models.registry import ModelVersion, Registry
-from mlprod.models.training import TrainedModel, check_label, train_classifier
+from mlprod.models.training import Progress, TrainedModel, check_label, train_classifier
 from mlprod.models.training_spec import LABEL_COLUMN, TrainingSpec, build_frame, split_by_time
 from mlprod.workspace import Workspace
 
@@ -57,6 +59,8 @@ class RunRecord:
     model_version: int | None
     error: str | None
     who: str
+    host: str
+    pid: int
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,12 @@ def run_training(
     *,
     frame: pa.Table | pd.DataFrame | None = None,
     register: bool = True,
+    progress: Progress | None = None,
 ) -> RunResult:
-    """Train ``spec`` on its dataset version (or on ``frame``), record the run, register the model."""
+    """Train ``spec`` on its dataset version (or on ``frame``), record the run, register the model.
+
+    ``progress(done, total)`` reports boosting rounds (LightGBM and XGBoost).
+    """
     run_id = uuid.uuid4().hex
     started = datetime.now(UTC)
     with workspace.engine.begin() as conn:
@@ -82,10 +90,11 @@ def run_training(
             runs.insert().values(
                 id=run_id, model=spec.model, status="running", started_at=started, params={}, metrics={},
                 lineage={}, code_version=code_version(), packages=package_versions(), who=current_user(),
+                host=socket.gethostname(), pid=os.getpid(),
             )
         )  # fmt: skip
     try:
-        result = _train(workspace, spec, frame, run_id, register)
+        result = _train(workspace, spec, frame, run_id, register, progress)
     except BaseException as exc:
         _finish(workspace, run_id, started, status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -120,6 +129,7 @@ def _train(
     frame: pa.Table | pd.DataFrame | None,
     run_id: str,
     register: bool,
+    progress: Progress | None,
 ) -> _Outcome:
     if frame is None:
         if spec.dataset is None:
@@ -146,6 +156,7 @@ def _train(
             numeric=spec.numeric,
             categorical=spec.categorical,
             estimator=spec.estimator.spec(),
+            progress=progress,
         )
     scores = binary_classification_metrics(validation[LABEL_COLUMN], trained.predict_frame(validation))
     metrics = {f"validation_{k}": v for k, v in scores.items()} | {"train_seconds": trained.seconds}
@@ -197,7 +208,7 @@ def get_run(workspace: Workspace, run_id: str) -> RunRecord:
         raise NotFoundError(f"run {run_id!r} not found")
     if len(rows) > 1:
         raise InvalidInputError(f"run id {run_id!r} is ambiguous: give more characters")
-    return RunRecord(**rows[0]._mapping)
+    return _record(rows[0]._mapping)
 
 
 def list_runs(workspace: Workspace, *, model: str | None = None, limit: int = 50) -> list[RunRecord]:
@@ -205,7 +216,24 @@ def list_runs(workspace: Workspace, *, model: str | None = None, limit: int = 50
     if model is not None:
         query = query.where(runs.c.model == model)
     with workspace.engine.connect() as conn:
-        return [RunRecord(**row._mapping) for row in conn.execute(query)]
+        return [_record(row._mapping) for row in conn.execute(query)]
+
+
+def _record(row: Any) -> RunRecord:
+    record = RunRecord(**row)
+    if record.status == "running" and record.host == socket.gethostname() and not _alive(record.pid):
+        return dataclasses.replace(record, status="interrupted")
+    return record
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def code_version(cwd: str | None = None) -> str | None:

@@ -124,8 +124,14 @@ class FeatureEncoder:
         """Encode a mapping of column name to equally long lists of values."""
         if not isinstance(columns, Mapping):
             raise InvalidInputError(f"expected an object of columns, got {type(columns).__name__}")
-        lengths = {name: len(columns[name]) for name in self.signature.input_names if name in columns}
         missing = [name for name in self.signature.input_names if name not in columns]
+        for name in self.signature.input_names:
+            values = columns.get(name)
+            if name in columns and (not isinstance(values, Sequence) or isinstance(values, str | bytes)):
+                raise InvalidInputError(
+                    f"column {name!r} must be a list of values, got {type(values).__name__}"
+                )
+        lengths = {name: len(columns[name]) for name in self.signature.input_names if name in columns}
         if missing:
             raise InvalidInputError(f"missing column(s) {missing} (expected {self.signature.input_names})")
         if len(set(lengths.values())) > 1:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,11 +38,13 @@ def train_classifier(
     numeric: Sequence[str],
     categorical: Sequence[str] = (),
     estimator: EstimatorSpec | Any = None,
+    progress: Progress | None = None,
 ) -> TrainedModel:
     """Fit a binary classifier predicting ``label`` (0/1) from the named inputs.
 
     ``estimator`` is an ``EstimatorSpec`` (LightGBM by default) or any unfitted object with
-    ``fit`` and ``predict_proba``.
+    ``fit`` and ``predict_proba``. ``progress(done, total)`` is called after each boosting round
+    of LightGBM and XGBoost models.
     """
     check_label(frame, label)
     signature = Signature.infer(frame, numeric, categorical)
@@ -52,8 +54,11 @@ def train_classifier(
     matrix = signature.encoder().encode_frame(frame)
     y = frame[label].to_numpy(dtype=np.int64)
     fit_args: dict[str, Any] = {}
-    if type(model).__module__.split(".")[0] == "lightgbm":
+    family = type(model).__module__.split(".")[0]
+    if family == "lightgbm":
         fit_args["categorical_feature"] = signature.categorical_indices
+    if progress is not None:
+        _report_rounds(model, family, fit_args, progress)
     started = time.perf_counter()
     try:
         model.fit(matrix, y, **fit_args)
@@ -82,6 +87,24 @@ def check_label(frame: pd.DataFrame, label: str) -> None:
         raise InvalidInputError(f"label column {label!r} must be 0/1, got values {sorted(classes)[:5]}")
     if len(classes) < 2:
         raise InvalidInputError(f"label column {label!r} is constant ({classes.pop()!r}): nothing to learn")
+
+
+Progress = Callable[[int, int], None]
+
+
+def _report_rounds(model: Any, family: str, fit_args: dict[str, Any], progress: Progress) -> None:
+    total = int(getattr(model, "n_estimators", 0) or 0)
+    if family == "lightgbm":
+        fit_args["callbacks"] = [lambda env: progress(env.iteration + 1, env.end_iteration)]
+    elif family == "xgboost":
+        from xgboost.callback import TrainingCallback
+
+        class _Rounds(TrainingCallback):
+            def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+                progress(epoch + 1, total)
+                return False
+
+        model.set_params(callbacks=[_Rounds()])
 
 
 def _is_spec(estimator: Any) -> bool:

@@ -14,24 +14,30 @@ the prediction log.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from mlprod.errors import InvalidInputError, MlprodError, PayloadTooLargeError
+from mlprod.errors import DatabaseError, InvalidInputError, MlprodError, PayloadTooLargeError
 from mlprod.models import LoadedModel, Registry, parse_ref
 from mlprod.serve.http_errors import error_body, status_for
 from mlprod.serve.model_cache import ModelCache
 from mlprod.serve.prediction_log import PredictionLogWriter
 from mlprod.workspace import Workspace
+
+log = logging.getLogger(__name__)
+INLINE_ROWS = 64  # larger requests are predicted on a worker thread, off the event loop
 
 
 def create_app(workspace: Workspace, *, alias_refresh_seconds: float = 2.0) -> FastAPI:
@@ -70,13 +76,24 @@ def create_app(workspace: Workspace, *, alias_refresh_seconds: float = 2.0) -> F
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return JSONResponse(error_body("invalid_input", problems), status_code=422)
 
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        message = f"internal error: {type(exc).__name__}; see the server log"
+        return JSONResponse(error_body("internal_error", message), status_code=500)
+
     @app.get("/v2/health/live")
     async def live() -> dict[str, bool]:
         return {"live": True}
 
     @app.get("/v2/health/ready")
-    async def ready() -> dict[str, bool]:
-        return {"ready": True}
+    async def ready() -> JSONResponse:
+        """Ready when the metadata database answers (models are resolved through it)."""
+        try:
+            await run_in_threadpool(_ping, workspace)
+        except MlprodError as exc:
+            return JSONResponse({"ready": False, "reason": str(exc)}, status_code=503)
+        return JSONResponse({"ready": True})
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
@@ -93,7 +110,10 @@ def create_app(workspace: Workspace, *, alias_refresh_seconds: float = 2.0) -> F
         model = cache.peek(ref)
         if model is None:
             model = await run_in_threadpool(cache.get, ref)
-        rows, predictions = _predict(model, body)
+        if _row_count(body) > INLINE_ROWS:
+            rows, predictions = await run_in_threadpool(_predict, model, body)
+        else:
+            rows, predictions = _predict(model, body)
         request_id = str(body.get("id") or uuid.uuid4())
         latency_ms = (time.perf_counter() - started) * 1000
         request.app.state.prediction_log.append(
@@ -140,6 +160,21 @@ async def _read_json(request: Request, max_body: int) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidInputError('request body must be a JSON object with "rows" or "columns"')
     return body
+
+
+def _row_count(body: dict[str, Any]) -> int:
+    data = body.get("rows", body.get("columns"))
+    if isinstance(data, dict):
+        data = next(iter(data.values()), [])
+    return len(data) if isinstance(data, list) else 0
+
+
+def _ping(workspace: Workspace) -> None:
+    try:
+        with workspace.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"metadata database unavailable: {str(exc).splitlines()[0]}") from exc
 
 
 def _predict(model: LoadedModel, body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[float]]:

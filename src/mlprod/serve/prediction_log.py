@@ -10,6 +10,7 @@ partial file. A crash (``kill -9``) loses at most what was buffered since the la
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import uuid
@@ -22,6 +23,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+log = logging.getLogger(__name__)
 SCHEMA = pa.schema(
     [
         ("request_id", pa.string()),
@@ -82,7 +84,11 @@ class PredictionLogWriter:
             self._wake.set()
 
     def flush(self) -> int:
-        """Write what is buffered to a new file now; return the number of rows written."""
+        """Write what is buffered to a new file now; return the number of rows written.
+
+        When the write fails the records go back to the front of the buffer, to be retried on
+        the next flush, and the error is raised.
+        """
         with self._write_lock:
             with self._lock:
                 records, self._buffer = self._buffer, []
@@ -93,7 +99,12 @@ class PredictionLogWriter:
                 [pa.array(col, type=field.type) for col, field in zip(columns, SCHEMA, strict=True)],
                 schema=SCHEMA,
             )
-            _write_parquet_atomically(table, self.directory / f"date={records[0][2]:%Y-%m-%d}")
+            try:
+                _write_parquet_atomically(table, self.directory / f"date={records[0][2]:%Y-%m-%d}")
+            except BaseException:
+                with self._lock:
+                    self._buffer[:0] = records
+                raise
             return len(records)
 
     def close(self) -> None:
@@ -106,10 +117,19 @@ class PredictionLogWriter:
         self.flush()
 
     def _run(self) -> None:
+        failing = False
         while not self._closed.is_set():
             self._wake.wait(self.flush_interval)
             self._wake.clear()
-            self.flush()
+            try:
+                self.flush()
+            except OSError as exc:  # keep serving; the records stay buffered for the next try
+                if not failing:
+                    log.error("prediction log: cannot write to %s (%s); retrying every %.1fs",
+                              self.directory, exc, self.flush_interval)  # fmt: skip
+                failing = True
+            else:
+                failing = False
 
 
 def read_prediction_log(directory: str | os.PathLike[str]) -> pa.Table:
