@@ -65,7 +65,8 @@ def test_signature_round_trips_through_a_dict() -> None:
 def test_infer_collects_sorted_categories_and_checks_columns() -> None:
     frame = pd.DataFrame({"d": [1, 2, 3], "c": ["b", "a", None]})
     sig = Signature.infer(frame, ["d"], ["c"])
-    assert sig.inputs[1] == InputField("c", "category", ("a", "b"))
+    assert sig.inputs[0] == InputField("d", "number", dtype="int64")
+    assert sig.inputs[1].categories == ("a", "b")
     with pytest.raises(InvalidInputError, match=r"lacks input column\(s\) \['zz'\]"):
         Signature.infer(frame, ["zz"], [])
 
@@ -97,3 +98,18 @@ def test_row_column_and_frame_paths_agree(values: list[tuple[float | None, str |
     by_frame = encoder.encode_frame(frame)
     np.testing.assert_array_equal(by_rows, by_columns)
     np.testing.assert_array_equal(by_rows, by_frame)
+
+
+def test_integer_inputs_refuse_fractions_on_every_path() -> None:
+    sig = Signature(inputs=(InputField("hour", "number", dtype="int64"),))
+    encoder = sig.encoder()
+    assert encoder.encode_rows([{"hour": 7}, {"hour": 8.0}, {"hour": None}])[:2].tolist() == [[7.0], [8.0]]
+    with pytest.raises(InvalidInputError, match=r"row 0: field 'hour' expects an integer \(int64\), got 7.5"):
+        encoder.encode_rows([{"hour": 7.5}])
+    with pytest.raises(InvalidInputError, match=r"column 'hour' expects integers \(int64\), got fractions"):
+        encoder.encode_frame(pd.DataFrame({"hour": [7.0, 7.5]}))
+
+
+def test_signature_records_the_output_schema() -> None:
+    assert SIG.to_dict()["output"] == "probability"
+    assert SIG.to_dict()["output_dtype"] == "float64"

@@ -135,11 +135,15 @@ def show(ref: RefArg) -> None:
     )
     out.print(f"format {version.format}, artifact sha256 {version.artifact_sha256}")
     out.print(_lineage_table(version, run.code_version if run else None, run.id if run else None))
-    inputs = Table("input", "kind", "categories")
+    inputs = Table("input", "kind", "dtype", "categories")
     for field in version.signature.inputs:
-        inputs.add_row(field.name, field.kind, str(len(field.categories)) if field.categories else "")
+        inputs.add_row(
+            field.name, field.kind, field.dtype, str(len(field.categories)) if field.categories else ""
+        )
     out.print(inputs)
-    out.print(f"output: {version.signature.output} ({version.signature.task})")
+    out.print(
+        f"output: {version.signature.output} {version.signature.output_dtype} ({version.signature.task})"
+    )
     metrics = Table("metric", "value")
     for name, value in sorted(version.metrics.items()):
         metrics.add_row(name, f"{value:.4f}")

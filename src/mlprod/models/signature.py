@@ -28,20 +28,29 @@ FieldKind = Literal["number", "category"]
 
 @dataclass(frozen=True)
 class InputField:
-    """One model input: a number, or a category from a known list (others encode as missing)."""
+    """One model input: a number, or a category from a known list (others encode as missing).
+
+    ``dtype`` is the training column's type; an ``int*`` number refuses values with a fraction.
+    """
 
     name: str
     kind: FieldKind
     categories: tuple[str, ...] = ()
+    dtype: str = "float64"
+
+    @property
+    def integral(self) -> bool:
+        return self.kind == "number" and self.dtype.lower().lstrip("u").startswith("int")
 
 
 @dataclass(frozen=True)
 class Signature:
-    """What a model version takes and returns."""
+    """What a model version takes (inputs) and returns (``output``, a float64 per row)."""
 
     inputs: tuple[InputField, ...]
     output: str = "probability"
     task: str = "binary_classification"
+    output_dtype: str = "float64"
 
     @property
     def input_names(self) -> list[str]:
@@ -58,10 +67,12 @@ class Signature:
         return {
             "task": self.task,
             "output": self.output,
+            "output_dtype": self.output_dtype,
             "inputs": [
                 {
                     "name": f.name,
                     "kind": f.kind,
+                    "dtype": f.dtype,
                     **({"categories": list(f.categories)} if f.kind == "category" else {}),
                 }
                 for f in self.inputs
@@ -71,10 +82,17 @@ class Signature:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Signature:
         inputs = tuple(
-            InputField(item["name"], item["kind"], tuple(item.get("categories", ())))
+            InputField(
+                item["name"], item["kind"], tuple(item.get("categories", ())), item.get("dtype", "float64")
+            )
             for item in data["inputs"]
         )
-        return cls(inputs=inputs, output=data["output"], task=data["task"])
+        return cls(
+            inputs=inputs,
+            output=data["output"],
+            task=data["task"],
+            output_dtype=data.get("output_dtype", "float64"),
+        )
 
     @classmethod
     def infer(cls, frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> Signature:
@@ -84,10 +102,10 @@ class Signature:
             raise InvalidInputError(
                 f"training data lacks input column(s) {missing}; it has {list(frame.columns)}"
             )
-        fields = [InputField(name, "number") for name in numeric]
+        fields = [InputField(name, "number", dtype=str(frame[name].dtype)) for name in numeric]
         for name in categorical:
             values = sorted({str(v) for v in frame[name].dropna().unique()})
-            fields.append(InputField(name, "category", tuple(values)))
+            fields.append(InputField(name, "category", tuple(values), dtype=str(frame[name].dtype)))
         return cls(inputs=tuple(fields))
 
 
@@ -158,11 +176,14 @@ class FeatureEncoder:
                 matrix[:, j] = np.where(codes < 0, np.nan, codes)
             else:
                 try:
-                    matrix[:, j] = pd.to_numeric(column, errors="raise").to_numpy(
-                        dtype=np.float64, na_value=np.nan
-                    )
+                    values = pd.to_numeric(column, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
                 except (TypeError, ValueError) as exc:
                     raise InvalidInputError(f"column {spec.name!r} expects numbers: {exc}") from exc
+                if spec.integral and np.any(values[~np.isnan(values)] % 1):
+                    raise InvalidInputError(
+                        f"column {spec.name!r} expects integers ({spec.dtype}), got fractions"
+                    )
+                matrix[:, j] = values
         return matrix
 
 
@@ -177,4 +198,8 @@ def _encode_value(value: Any, spec: InputField, codes: dict[str, float] | None, 
         return codes.get(str(value), math.nan)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInputError(f"{where}: field {spec.name!r} expects a number, got {value!r}")
+    if spec.integral and isinstance(value, float) and not value.is_integer():
+        raise InvalidInputError(
+            f"{where}: field {spec.name!r} expects an integer ({spec.dtype}), got {value!r}"
+        )
     return float(value)
