@@ -71,6 +71,10 @@ def registry_at_scale(ws: Workspace, models: int, per_model: int) -> None:
             "search tag + metric",
             lambda: registry.search(tags={"team": "team-3"}, metric="validation_auc>=0.9"),
         ),
+        (
+            "search metric >=0.5, no limit (every match)",
+            lambda: registry.search(metric="validation_auc>=0.5", limit=10**6),
+        ),
         (f"get {middle}/{per_model}", lambda: registry.get(f"{middle}/{per_model}")),
         (f"versions of {middle}", lambda: registry.versions(middle)),
     ]

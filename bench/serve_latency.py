@@ -14,8 +14,9 @@ import time
 import httpx
 import numpy as np
 
-from mlprod.demo.flights import CATEGORICAL, LABEL, NUMERIC, features_and_label, load_flights, request_rows
-from mlprod.models import Registry, train_classifier
+from mlprod.demo.flights import load_flights, request_rows, training_spec
+from mlprod.models import Registry, build_frame, train_classifier
+from mlprod.models.training_spec import LABEL_COLUMN
 from mlprod.serve import BackgroundServer, create_app
 from mlprod.workspace import Workspace
 
@@ -30,12 +31,19 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, Workspace.init(tmp) as ws:
-        train = features_and_label(load_flights(range(1, 7)))
-        trained = train_classifier(train, label=LABEL, numeric=NUMERIC, categorical=CATEGORICAL)
+        spec = training_spec("lightgbm", rounds=200)
+        train = build_frame(spec, load_flights(range(1, 7)))
+        trained = train_classifier(
+            train,
+            label=LABEL_COLUMN,
+            numeric=spec.numeric,
+            categorical=spec.categorical,
+            estimator=spec.estimator.spec(),
+        )
         registry = Registry(ws)
-        version = registry.register("flights-delay", trained.booster, signature=trained.signature)
+        version = registry.register("flights-delay", trained.model, signature=trained.signature)
         registry.set_alias("flights-delay", "champion", version.version)
-        rows = request_rows(features_and_label(load_flights([7])).sample(args.requests, random_state=1))
+        rows = request_rows(build_frame(spec, load_flights([7])).sample(args.requests, random_state=1))
 
         model = registry.load("flights-delay@champion")
         in_process = []
@@ -55,7 +63,7 @@ def main() -> None:
 
     ip50, ip99 = percentiles(in_process)
     hp50, hp99 = percentiles(over_http)
-    print(f"single-row predict, {args.requests} requests, LightGBM {trained.params['num_boost_round']} trees")
+    print(f"single-row predict, {args.requests} requests, LightGBM {trained.params['n_estimators']} trees")
     print(f"{'path':<28}{'p50 ms':>10}{'p99 ms':>10}")
     print(f"{'in-process (numpy)':<28}{ip50:>10.3f}{ip99:>10.3f}")
     print(f"{'HTTP (uvicorn + httpx)':<28}{hp50:>10.3f}{hp99:>10.3f}")

@@ -1,0 +1,26 @@
+"""The benchmarks stay runnable: each one runs end to end at a tiny size (figures are not checked)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "expected"),
+    [
+        ("registry.py", ["--models", "5", "--versions-per-model", "2", "--requests", "20"], "onnx / native"),
+        ("serve_latency.py", ["--requests", "20"], "ratio HTTP / in-process"),
+    ],
+)
+def test_benchmark_runs(script: str, args: list[str], expected: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout
