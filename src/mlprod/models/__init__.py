@@ -11,6 +11,7 @@ from mlprod.models.registry import (
     ModelSummary,
     ModelVersion,
     Registry,
+    VersionSummary,
     parse_metric_filter,
     parse_ref,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "Signature",
     "TrainedModel",
     "TrainingSpec",
+    "VersionSummary",
     "binary_classification_metrics",
     "build_frame",
     "get_run",

@@ -87,6 +87,21 @@ class ModelVersion:
 
 
 @dataclass(frozen=True)
+class VersionSummary:
+    """What a search returns per version: enough to choose one, cheap to list by the thousand."""
+
+    model: str
+    version: int
+    format: str
+    created_at: datetime
+    metrics: dict[str, float]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model}/{self.version}"
+
+
+@dataclass(frozen=True)
 class AliasMove:
     """One entry of an alias history: who pointed which alias from where to where, and why."""
 
@@ -303,9 +318,13 @@ class Registry:
         tags: Mapping[str, str] | None = None,
         metric: MetricFilter | str | None = None,
         limit: int = 100,
-    ) -> list[ModelVersion]:
-        """Versions whose model name contains ``name``, that carry all ``tags`` and pass ``metric``."""
-        query = model_versions.select()
+    ) -> list[VersionSummary]:
+        """Versions whose model name contains ``name``, that carry all ``tags`` and pass ``metric``.
+
+        At most ``limit``, ordered by model name, newest version first; ``get`` gives the full one.
+        """
+        mv = model_versions.c
+        query = sa.select(mv.model, mv.version, mv.format, mv.created_at, mv.metrics)
         if name:
             escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             query = query.where(model_versions.c.model.like(f"%{escaped}%", escape="\\"))
@@ -336,9 +355,9 @@ class Registry:
                     condition,
                 )
             )
-        query = query.order_by(model_versions.c.model, model_versions.c.version.desc()).limit(limit)
+        query = query.order_by(mv.model, mv.version.desc()).limit(limit)
         with self._ws.engine.connect() as conn:
-            return [_version(row._mapping) for row in conn.execute(query)]
+            return [VersionSummary(*row) for row in conn.execute(query)]
 
     # -- tags -------------------------------------------------------------------------------------
 
