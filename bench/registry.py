@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlprod.data import DatasetStore
 from mlprod.demo.flights import load_flights, request_rows, training_spec
-from mlprod.models import EstimatorSpec, Registry, build_frame, train_classifier
-from mlprod.models.training_spec import LABEL_COLUMN
+from mlprod.models import EstimatorSpec, Registry, build_frame, run_training, train_classifier
 from mlprod.workspace import Workspace
 
 GOAL_MS = 100.0
@@ -96,14 +96,12 @@ def registry_at_scale(ws: Workspace, models: int, per_model: int) -> None:
 
 def native_vs_onnx(ws: Workspace, requests: int) -> None:
     spec = training_spec("lightgbm", rounds=200)
-    frame = build_frame(spec, load_flights(range(1, 7)))
-    trained = train_classifier(frame, label=LABEL_COLUMN, numeric=spec.numeric, categorical=spec.categorical,
-                               estimator=spec.estimator.spec())  # fmt: skip
+    DatasetStore(ws).commit("flights", load_flights(range(1, 7)))
+    version = run_training(ws, spec).version
+    assert version is not None
     registry = Registry(ws)
-    sample = trained.signature.encoder().encode_frame(frame.sample(512, random_state=0))
-    version = registry.register("flights", trained.model, signature=trained.signature, sample=sample)
     export = registry.export(version.ref)
-    rows = request_rows(frame.sample(requests, random_state=1))
+    rows = request_rows(build_frame(spec, load_flights([7])).sample(requests, random_state=1))
 
     print(f"\nflights model (LightGBM, 200 trees), ONNX parity max |diff| {export.parity_max_abs_diff:.1e}")
     print(f"{'format':<16}{'load ms':>10}{'predict p50 ms':>16}{'predict p99 ms':>16}")

@@ -14,9 +14,9 @@ import time
 import httpx
 import numpy as np
 
+from mlprod.data import DatasetStore
 from mlprod.demo.flights import load_flights, request_rows, training_spec
-from mlprod.models import Registry, build_frame, train_classifier
-from mlprod.models.training_spec import LABEL_COLUMN
+from mlprod.models import Registry, build_frame, run_training
 from mlprod.serve import BackgroundServer, create_app
 from mlprod.workspace import Workspace
 
@@ -32,16 +32,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, Workspace.init(tmp) as ws:
         spec = training_spec("lightgbm", rounds=200)
-        train = build_frame(spec, load_flights(range(1, 7)))
-        trained = train_classifier(
-            train,
-            label=LABEL_COLUMN,
-            numeric=spec.numeric,
-            categorical=spec.categorical,
-            estimator=spec.estimator.spec(),
-        )
+        DatasetStore(ws).commit("flights", load_flights(range(1, 7)))
+        version = run_training(ws, spec).version
+        assert version is not None
         registry = Registry(ws)
-        version = registry.register("flights-delay", trained.model, signature=trained.signature)
         registry.set_alias("flights-delay", "champion", version.version)
         rows = request_rows(build_frame(spec, load_flights([7])).sample(args.requests, random_state=1))
 
@@ -63,7 +57,8 @@ def main() -> None:
 
     ip50, ip99 = percentiles(in_process)
     hp50, hp99 = percentiles(over_http)
-    print(f"single-row predict, {args.requests} requests, LightGBM {trained.params['n_estimators']} trees")
+    trees = spec.estimator.params["n_estimators"]
+    print(f"single-row predict, {args.requests} requests, LightGBM {trees} trees")
     print(f"{'path':<28}{'p50 ms':>10}{'p99 ms':>10}")
     print(f"{'in-process (numpy)':<28}{ip50:>10.3f}{ip99:>10.3f}")
     print(f"{'HTTP (uvicorn + httpx)':<28}{hp50:>10.3f}{hp99:>10.3f}")

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from mlprod.models import EstimatorSpec, ModelVersion, Registry, train_classifier
+from mlprod.models import EstimatorSpec, ModelVersion, Registry, TrainedModel, train_classifier
 from mlprod.workspace import Workspace
 
 POSTGRES_ENV = "MLPROD_TEST_POSTGRES_URL"
@@ -68,16 +68,21 @@ def frame() -> pd.DataFrame:
     return make_frame()
 
 
-@pytest.fixture
-def registered(workspace: Workspace, frame: pd.DataFrame) -> ModelVersion:
-    """Model ``toy`` version 1, with ``@champion`` pointing at it."""
-    trained = train_classifier(
+def train_toy(frame: pd.DataFrame, *, rounds: int = 5) -> TrainedModel:
+    """A small LightGBM model of ``y`` from ``x`` and the category ``c``."""
+    return train_classifier(
         frame,
         label="y",
         numeric=["x"],
         categorical=["c"],
-        estimator=EstimatorSpec("lightgbm", {"n_estimators": 20}),
+        estimator=EstimatorSpec("lightgbm", {"n_estimators": rounds}),
     )
+
+
+@pytest.fixture
+def registered(workspace: Workspace, frame: pd.DataFrame) -> ModelVersion:
+    """Model ``toy`` version 1, with ``@champion`` pointing at it."""
+    trained = train_toy(frame, rounds=20)
     registry = Registry(workspace)
     version = registry.register("toy", trained.model, signature=trained.signature, metrics={"auc": 0.9})
     registry.set_alias("toy", "champion", version.version, why="first")

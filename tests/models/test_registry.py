@@ -9,7 +9,6 @@ from sklearn.preprocessing import FunctionTransformer
 from mlprod.errors import ArtifactCorruptedError, InvalidInputError, ModelFormatError, NotFoundError
 from mlprod.meta.tables import model_versions, registered_models
 from mlprod.models import (
-    EstimatorSpec,
     ModelRef,
     ModelVersion,
     Registry,
@@ -18,6 +17,7 @@ from mlprod.models import (
     train_classifier,
 )
 from mlprod.workspace import Workspace
+from tests.conftest import train_toy
 
 
 def test_refs_parse_into_name_version_or_alias() -> None:
@@ -46,13 +46,7 @@ def test_versions_are_immutable_and_numbered(
     workspace: Workspace, registered: ModelVersion, frame: pd.DataFrame
 ) -> None:
     registry = Registry(workspace)
-    trained = train_classifier(
-        frame,
-        label="y",
-        numeric=["x"],
-        categorical=["c"],
-        estimator=EstimatorSpec("lightgbm", {"n_estimators": 5}),
-    )
+    trained = train_toy(frame, rounds=5)
     second = registry.register("toy", trained.model, signature=trained.signature)
     assert (registered.version, second.version) == (1, 2)
     assert registry.get("toy").version == 2
@@ -69,13 +63,7 @@ def test_versions_are_immutable_and_numbered(
 
 
 def test_loaded_model_predicts_like_the_trained_one(workspace: Workspace, frame: pd.DataFrame) -> None:
-    trained = train_classifier(
-        frame,
-        label="y",
-        numeric=["x"],
-        categorical=["c"],
-        estimator=EstimatorSpec("lightgbm", {"n_estimators": 10}),
-    )
+    trained = train_toy(frame, rounds=10)
     registry = Registry(workspace)
     version = registry.register("toy", trained.model, signature=trained.signature)
     loaded = registry.load(version.ref)
@@ -89,13 +77,7 @@ def test_alias_moves_are_recorded_with_who_and_why(
     workspace: Workspace, registered: ModelVersion, frame: pd.DataFrame
 ) -> None:
     registry = Registry(workspace)
-    trained = train_classifier(
-        frame,
-        label="y",
-        numeric=["x"],
-        categorical=["c"],
-        estimator=EstimatorSpec("lightgbm", {"n_estimators": 5}),
-    )
+    trained = train_toy(frame, rounds=5)
     registry.register("toy", trained.model, signature=trained.signature)
     registry.set_alias("toy", "champion", 2, why="better AUC")
     history = registry.alias_history("toy")
@@ -147,9 +129,7 @@ def unsafe_models(frame: pd.DataFrame) -> list:
 def test_an_unsafe_model_is_refused_and_nothing_is_registered(
     workspace: Workspace, frame: pd.DataFrame, index: int, message: str
 ) -> None:
-    trained = train_classifier(
-        frame, label="y", numeric=["x"], estimator=EstimatorSpec("lightgbm", {"n_estimators": 5})
-    )
+    trained = train_toy(frame)
     with pytest.raises(ModelFormatError, match=message):
         Registry(workspace).register("unsafe", unsafe_models(frame)[index], signature=trained.signature)
     with workspace.engine.connect() as conn:
@@ -169,13 +149,7 @@ def test_a_modified_artifact_is_refused_at_load(workspace: Workspace, registered
 
 @pytest.mark.postgres
 def test_registry_on_postgres(tmp_path, postgres_url: str, frame: pd.DataFrame) -> None:
-    trained = train_classifier(
-        frame,
-        label="y",
-        numeric=["x"],
-        categorical=["c"],
-        estimator=EstimatorSpec("lightgbm", {"n_estimators": 5}),
-    )
+    trained = train_toy(frame, rounds=5)
     with Workspace.init(tmp_path, database_url=postgres_url) as ws:
         registry = Registry(ws)
         for _ in range(3):
@@ -189,8 +163,7 @@ def test_registry_on_postgres(tmp_path, postgres_url: str, frame: pd.DataFrame) 
 def register_n(
     workspace: Workspace, frame: pd.DataFrame, name: str, n: int, **kwargs: object
 ) -> list[ModelVersion]:
-    trained = train_classifier(frame, label="y", numeric=["x"], categorical=["c"],
-                               estimator=EstimatorSpec("lightgbm", {"n_estimators": 5}))  # fmt: skip
+    trained = train_toy(frame, rounds=5)
     sample = trained.signature.encoder().encode_frame(frame.head(100))
     registry = Registry(workspace)
     return [

@@ -9,9 +9,10 @@ import httpx
 import pandas as pd
 import pytest
 
-from mlprod.models import EstimatorSpec, ModelVersion, Registry, train_classifier
+from mlprod.models import ModelVersion, Registry
 from mlprod.serve import BackgroundServer, create_app, read_prediction_log
 from mlprod.workspace import Workspace
+from tests.conftest import train_toy
 
 ROW = {"x": 0.3, "c": "a"}
 
@@ -100,13 +101,7 @@ def test_alias_move_is_picked_up_without_restart(
 ) -> None:
     assert client.post("/v1/models/toy@champion/predict", json={"rows": [ROW]}).json()["version"] == 1
     registry = Registry(workspace)
-    trained = train_classifier(
-        frame,
-        label="y",
-        numeric=["x"],
-        categorical=["c"],
-        estimator=EstimatorSpec("lightgbm", {"n_estimators": 3}),
-    )
+    trained = train_toy(frame, rounds=3)
     registry.register("toy", trained.model, signature=trained.signature)
     registry.set_alias("toy", "champion", 2)
     deadline = time.monotonic() + 5
