@@ -68,7 +68,6 @@ class RunResult:
     run: RunRecord
     trained: TrainedModel
     version: ModelVersion | None
-    validation: pd.DataFrame
 
 
 def run_training(
@@ -109,7 +108,7 @@ def run_training(
         peak_memory_mb=result.peak_memory_mb,
         model_version=None if result.version is None else result.version.version,
     )
-    return RunResult(record, result.trained, result.version, result.validation)
+    return RunResult(record, result.trained, result.version)
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,6 @@ class _Outcome:
     version: ModelVersion | None
     metrics: dict[str, float]
     lineage: dict[str, Any]
-    validation: pd.DataFrame
     peak_memory_mb: float
 
 
@@ -187,7 +185,7 @@ def _train(
             run_id=run_id,
             sample=trained.signature.encoder().encode_frame(validation.head(512)),
         )
-    return _Outcome(trained, params, version, metrics, lineage, validation, memory.peak_mb)
+    return _Outcome(trained, params, version, metrics, lineage, memory.peak_mb)
 
 
 def _finish(workspace: Workspace, run_id: str, started: datetime, **values: Any) -> RunRecord:
