@@ -81,3 +81,10 @@ def test_a_store_root_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_any_bytes_round_trip(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
     store = ArtifactStore(tmp_path_factory.mktemp("a"))
     assert store.get_bytes(store.put_bytes(data)) == data
+
+
+def test_writing_the_same_bytes_again_repairs_a_corrupted_blob(store: ArtifactStore) -> None:
+    sha = store.put_bytes(b"model")
+    store.path_of(sha).write_bytes(b"tampered")
+    assert store.put_bytes(b"model") == sha
+    assert store.get_bytes(sha) == b"model"

@@ -44,7 +44,9 @@ def test_all_is_sorted_and_names_every_public_import(name: str) -> None:
 def _imports(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mlprod."):
+        if isinstance(node, ast.ImportFrom) and node.module == "mlprod":
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mlprod."):
             found.add(node.module.split(".")[1])
         elif isinstance(node, ast.Import):
             found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("mlprod.")}

@@ -2,7 +2,8 @@
 
 Writes go to a temporary file in the store, are fsynced, then renamed into place, so a crash leaves
 either no blob or a whole one, never a partial one. Reads verify the hash, so a blob altered on
-disk is refused with an error naming it instead of being used.
+disk is refused with an error naming it instead of being used; writing the same bytes again
+repairs it.
 
 Examples:
     >>> import tempfile
@@ -55,7 +56,7 @@ class ArtifactStore:
     def put_bytes(self, data: bytes) -> str:
         """Store ``data`` and return its sha256; storing the same bytes twice is a no-op."""
         sha = sha256_bytes(data)
-        if self.exists(sha):
+        if self._intact(sha):
             return sha
         fd, tmp = tempfile.mkstemp(dir=self.root / _TMP_DIR, prefix="put-")
         try:
@@ -81,7 +82,7 @@ class ArtifactStore:
                 out.flush()
                 os.fsync(out.fileno())
             sha = digest.hexdigest()
-            if self.exists(sha):
+            if self._intact(sha):
                 Path(tmp).unlink()
             else:
                 self._commit_tmp(Path(tmp), sha)
@@ -144,6 +145,14 @@ class ArtifactStore:
             except FileNotFoundError:
                 continue
         return removed
+
+    def _intact(self, sha256: str) -> bool:
+        """True when the blob exists with the right content; a corrupted one will be overwritten."""
+        try:
+            self.verify(sha256)
+        except ArtifactError:
+            return False
+        return True
 
     def _commit_tmp(self, tmp: Path, sha: str) -> None:
         final = self.path_of(sha)

@@ -262,3 +262,21 @@ def test_batch_predict_to_an_unwritable_place(
     )
     assert result.returncode == 2
     assert f"error: cannot write predictions to {tmp_path / 'afile' / 'out.parquet'}" in result.stderr
+
+
+def test_train_with_an_invalid_alias_registers_nothing(
+    mlprod: Run, ws_with_data: Path, tmp_path: Path
+) -> None:
+    result = mlprod(
+        "models", "train", str(tmp_path / "lightgbm.toml"), "--alias", "bad alias", cwd=ws_with_data
+    )
+    assert result.returncode == 2
+    assert "alias name 'bad alias' is not valid" in result.stderr
+    assert "no models registered yet" in mlprod("models", "list", cwd=ws_with_data).stdout
+
+
+def test_export_to_a_missing_directory(mlprod: Run, ws_with_data: Path, tmp_path: Path) -> None:
+    mlprod("models", "train", str(tmp_path / "lightgbm.toml"), cwd=ws_with_data)
+    result = mlprod("models", "export", "toy/1", "-o", str(tmp_path / "nope" / "x.onnx"), cwd=ws_with_data)
+    assert result.returncode == 2
+    assert "nope is not a directory" in result.stderr

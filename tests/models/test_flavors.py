@@ -109,3 +109,28 @@ def test_skops_refuses_at_load_a_type_it_was_not_told_to_trust() -> None:
     smuggled = sio.dumps({"model": model, "payload": pd.Timestamp("2020-01-01")})
     with pytest.raises(ModelFormatError, match="refused to load scikit-learn model"):
         SklearnSkops().load(smuggled)
+
+
+def _not_binary_models() -> dict[str, Any]:
+    import lightgbm as lgb
+    import xgboost as xgb
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    three = rng.integers(0, 3, 200)
+    return {
+        "lightgbm regressor": lgb.LGBMRegressor(n_estimators=3, verbosity=-1).fit(x, x[:, 0]),
+        "lightgbm multiclass": lgb.LGBMClassifier(n_estimators=3, verbosity=-1).fit(x, three),
+        "xgboost regressor": xgb.XGBRegressor(n_estimators=3).fit(x, x[:, 0]),
+        "xgboost multiclass": xgb.XGBClassifier(n_estimators=3).fit(x, three),
+        "sklearn regressor": LinearRegression().fit(x, x[:, 0]),
+        "sklearn multiclass": LogisticRegression().fit(x, three),
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(_not_binary_models()))
+def test_models_that_are_not_binary_classifiers_are_refused(kind: str) -> None:
+    model = _not_binary_models()[kind]
+    with pytest.raises(ModelFormatError, match=r"binary classifiers|has no predict_proba"):
+        flavor_for(model).serialize(model)

@@ -128,3 +128,49 @@ def test_a_run_whose_process_died_reads_as_interrupted(workspace: Workspace) -> 
     with workspace.engine.begin() as conn:
         conn.execute(runs.insert().values(**row))
     assert get_run(workspace, "deadbeef").status == "interrupted"
+
+
+def test_an_invalid_alias_is_refused_before_anything_runs(workspace: Workspace) -> None:
+    DatasetStore(workspace).commit("toy-data", synthetic_table())
+    with pytest.raises(InvalidInputError, match="alias name 'bad alias' is not valid"):
+        run_training(workspace, spec(), alias="bad alias")
+    assert list_runs(workspace) == []
+    assert Registry(workspace).models() == []
+
+
+def test_alias_moves_with_the_registration(workspace: Workspace) -> None:
+    DatasetStore(workspace).commit("toy-data", synthetic_table())
+    result = run_training(workspace, spec(), alias="champion")
+    assert Registry(workspace).get("toy@champion").version == result.version.version
+    [move] = Registry(workspace).alias_history("toy")
+    assert move.why == f"trained by run {result.run.id}"
+
+
+def test_a_label_that_is_not_zero_or_one_is_refused(workspace: Workspace) -> None:
+    DatasetStore(workspace).commit("toy-data", synthetic_table())
+    with pytest.raises(InvalidInputError, match=r"label '\(x \+ 4\) / 8' must be 0/1 or boolean"):
+        run_training(workspace, spec(label="(x + 4) / 8"))
+    assert Registry(workspace).models() == []
+
+
+def test_a_label_constant_in_one_split_names_the_split(workspace: Workspace) -> None:
+    DatasetStore(workspace).commit("toy-data", synthetic_table())
+    with pytest.raises(
+        InvalidInputError, match=r"label 't >= 2900' in the training split \(time < .*\) is constant"
+    ):
+        run_training(workspace, spec(label="t >= 2900"))
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        {"kind": "lightgbm", "params": {"n_estimators": "ten"}},
+        {"kind": "sklearn", "class_path": "sklearn.ensemble.HistGradientBoostingClassifier",
+         "params": {"max_iters": 10}},
+    ],
+)  # fmt: skip
+def test_bad_estimator_params_are_the_users_error(workspace: Workspace, estimator: dict) -> None:
+    DatasetStore(workspace).commit("toy-data", synthetic_table())
+    with pytest.raises(InvalidInputError, match="params"):
+        run_training(workspace, spec(estimator=estimator))
+    assert Registry(workspace).models() == []

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -21,9 +22,30 @@ def test_rows_encode_categories_to_their_index() -> None:
     assert matrix.tolist() == [[10.0, 2.0], [2.5, 0.0]]
 
 
-def test_unseen_category_and_null_become_missing() -> None:
-    matrix = SIG.encoder().encode_rows([{"distance": None, "carrier": "ZZ"}])
+LENIENT = dataclasses.replace(SIG, unknown_categories="missing")
+
+
+def test_unseen_category_is_refused_naming_the_field_by_default() -> None:
+    with pytest.raises(
+        InvalidInputError, match=r"row 0: field 'carrier': 'ZZ' is not an allowed category \(3 known"
+    ):
+        SIG.encoder().encode_rows([{"distance": 1, "carrier": "ZZ"}])
+    with pytest.raises(InvalidInputError, match=r"column 'carrier' index 1: field 'carrier': 'ZZ'"):
+        SIG.encoder().encode_columns({"distance": [1, 2], "carrier": ["AA", "ZZ"]})
+    with pytest.raises(
+        InvalidInputError,
+        match=r"column 'carrier': 2 value\(s\) are not allowed categories, e.g. \['QQ', 'ZZ'\]",
+    ):
+        SIG.encoder().encode_frame(pd.DataFrame({"distance": [1, 2, 3], "carrier": ["ZZ", "AA", "QQ"]}))
+
+
+def test_unseen_category_and_null_become_missing_when_the_policy_says_so() -> None:
+    matrix = LENIENT.encoder().encode_rows([{"distance": None, "carrier": "ZZ"}])
     assert math.isnan(matrix[0, 0]) and math.isnan(matrix[0, 1])
+    assert math.isnan(SIG.encoder(lenient=True).encode_rows([{"distance": 1, "carrier": "ZZ"}])[0, 1])
+    assert (
+        SIG.encoder().encode_rows([{"distance": 1, "carrier": None}])[0, 1] != 0
+    )  # null is missing, not unknown
 
 
 def test_missing_field_is_named_with_its_row() -> None:
@@ -84,7 +106,7 @@ def test_infer_collects_sorted_categories_and_checks_columns() -> None:
 def test_row_column_and_frame_paths_agree(values: list[tuple[float | None, str | None]]) -> None:
     """Online requests (rows/columns) and batch work (frames) must encode identically."""
     rows = [{"distance": d, "carrier": c} for d, c in values]
-    encoder = SIG.encoder()
+    encoder = LENIENT.encoder()
     by_rows = encoder.encode_rows(rows)
     by_columns = encoder.encode_columns(
         {"distance": [d for d, _ in values], "carrier": [c for _, c in values]}

@@ -32,16 +32,12 @@ def train(
     alias: Annotated[str | None, typer.Option(help="Point this alias at the new version.")] = None,
 ) -> None:
     """Train a model from a spec as a recorded run and register it."""
-    from mlprod.models import Registry, TrainingSpec, run_training
+    from mlprod.models import TrainingSpec, run_training
 
     spec = TrainingSpec.from_toml(spec_file)
     with open_workspace() as ws, err.status(f"training {spec.model} ({spec.estimator.kind})"):
-        result = run_training(ws, spec)
+        result = run_training(ws, spec, alias=alias)
         assert result.version is not None
-        if alias:
-            Registry(ws).set_alias(
-                spec.model, alias, result.version.version, why=f"trained by run {result.run.id}"
-            )
     run = result.run
     table = Table(title=f"run {run.id}", show_header=False)
     table.add_row("registered", result.version.ref + (f" (@{alias})" if alias else ""))
@@ -227,10 +223,15 @@ def export(
     """Export a version (ONNX) after checking it predicts like the native model (max |diff| <= 1e-5)."""
     from mlprod.models import Registry
 
+    if output is not None and not output.parent.is_dir():
+        raise InvalidInputError(f"cannot write the export to {output}: {output.parent} is not a directory")
     with open_workspace() as ws:
         exported = Registry(ws).export(ref, format=format)
         if output is not None:
-            output.write_bytes(ws.artifacts.get_bytes(exported.artifact_sha256))
+            try:
+                output.write_bytes(ws.artifacts.get_bytes(exported.artifact_sha256))
+            except OSError as exc:
+                raise InvalidInputError(f"cannot write the export to {output}: {exc}") from exc
     out.print(
         f"{exported.model}/{exported.version} exported to {exported.format}: parity max |diff| "
         f"{exported.parity_max_abs_diff:.1e}, sha256 {exported.artifact_sha256}"

@@ -55,6 +55,7 @@ def training_spec(estimator: str, *, rounds: int) -> TrainingSpec:
             "where": "arr_delay IS NOT NULL",
             "time": "time_hour",
             "validation_fraction": 0.15,
+            "unknown_categories": "missing",  # a destination first flown in July is no reason to refuse
             "features": FEATURES,
             "categorical": CATEGORICAL,
             "estimator": {"kind": estimator, "params": {"n_estimators": rounds}},

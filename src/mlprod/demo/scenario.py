@@ -95,11 +95,8 @@ def run_demo(
         title = f"Training run: {estimator} on '{DATASET}' version {stored.version}, registered as @{alias}"
         with _step(console, title), _rounds_bar(console, estimator, rounds) as progress:
             spec = training_spec(estimator, rounds=rounds)
-            result = run_training(workspace, spec, progress=progress)
+            result = run_training(workspace, spec, alias=alias, progress=progress)
             assert result.version is not None
-            registry.set_alias(
-                MODEL, alias, result.version.version, why=f"mlprod demo: {estimator} run {result.run.id}"
-            )
             test = build_frame(spec, raw_test)
             july = binary_classification_metrics(test[LABEL_COLUMN], result.trained.predict_frame(test))
             candidates.append(

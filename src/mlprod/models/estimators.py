@@ -58,16 +58,21 @@ class EstimatorSpec:
         # busy process was measured 6x slower than on one thread fewer.
         threads = max(1, (os.cpu_count() or 2) - 1)
         params = {**_DEFAULTS.get(self.kind, {}), **self.params}
-        if self.kind == "lightgbm":
-            from lightgbm import LGBMClassifier
+        try:
+            if self.kind == "lightgbm":
+                from lightgbm import LGBMClassifier
 
-            return LGBMClassifier(**{"n_jobs": threads, **params})
-        if self.kind == "xgboost":
-            from xgboost import XGBClassifier
+                return LGBMClassifier(**{"n_jobs": threads, **params})
+            if self.kind == "xgboost":
+                from xgboost import XGBClassifier
 
-            return XGBClassifier(**{"n_jobs": threads, **params})
-        if self.kind == "sklearn":
-            return _import_class(self.class_path)(**params)
+                return XGBClassifier(**{"n_jobs": threads, **params})
+            if self.kind == "sklearn":
+                return _import_class(self.class_path)(**params)
+        except TypeError as exc:
+            raise InvalidInputError(
+                f"estimator {self.kind} does not accept params {self.params}: {exc}"
+            ) from exc
         raise InvalidInputError(
             f"unknown estimator kind {self.kind!r}; expected one of {', '.join(ESTIMATOR_KINDS)}"
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn import metrics
 
 from mlprod.errors import InvalidInputError
 
@@ -20,6 +19,8 @@ def binary_classification_metrics(
     y_true: Sequence[int] | np.ndarray, probability: Sequence[float] | np.ndarray, *, threshold: float = 0.5
 ) -> dict[str, float]:
     """AUC, accuracy, F1, log loss, Brier score and positive rate at ``threshold``."""
+    from sklearn import metrics  # imported on use: scikit-learn takes ~1 s to import
+
     y = np.asarray(y_true, dtype=np.int64)
     p = np.asarray(probability, dtype=np.float64)
     if y.shape != p.shape:

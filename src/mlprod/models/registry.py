@@ -187,12 +187,17 @@ class Registry:
         description: str = "",
         run_id: str | None = None,
         sample: np.ndarray | None = None,
+        alias: str | None = None,
+        why: str = "",
     ) -> ModelVersion:
         """Store ``model`` in a safe format and register it as the next version of ``name``.
 
-        ``sample`` (rows of the encoded input matrix) is kept for export parity checks.
+        ``sample`` (rows of the encoded input matrix) is kept for export parity checks. With
+        ``alias``, the alias moves to the new version in the same transaction (recorded with ``why``).
         """
         check_name(name, "model")
+        if alias is not None:
+            check_name(alias, "alias")
         clean_metrics = _check_metrics(metrics or {})
         clean_tags = _check_tags(tags or {})
         flavor = flavor_for(model)
@@ -237,6 +242,8 @@ class Registry:
                             model_version_tags.insert(),
                             [{**key, "key": k, "value": v} for k, v in clean_tags.items()],
                         )
+                    if alias is not None:
+                        _move_alias(conn, name, alias, (latest or 0) + 1, why=why, action="set")
             except IntegrityError:
                 continue  # a concurrent registration took the number; take the next one
             return _version(row)

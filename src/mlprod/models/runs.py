@@ -32,6 +32,7 @@ from mlprod.models.metrics import binary_classification_metrics
 from mlprod.models.registry import ModelVersion, Registry
 from mlprod.models.training import Progress, TrainedModel, check_label, train_classifier
 from mlprod.models.training_spec import LABEL_COLUMN, TrainingSpec, build_frame, split_by_time
+from mlprod.names import check_name
 from mlprod.workspace import Workspace
 
 TRACKED_PACKAGES = (
@@ -76,12 +77,16 @@ def run_training(
     *,
     frame: pa.Table | pd.DataFrame | None = None,
     register: bool = True,
+    alias: str | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
     """Train ``spec`` on its dataset version (or on ``frame``), record the run, register the model.
 
+    With ``alias``, the alias points at the new version as part of its registration.
     ``progress(done, total)`` reports boosting rounds (LightGBM and XGBoost).
     """
+    if alias is not None:
+        check_name(alias, "alias")
     run_id = uuid.uuid4().hex
     started = datetime.now(UTC)
     with workspace.engine.begin() as conn:
@@ -93,7 +98,7 @@ def run_training(
             )
         )  # fmt: skip
     try:
-        result = _train(workspace, spec, frame, run_id, register, progress)
+        result = _train(workspace, spec, frame, run_id, register, alias, progress)
     except BaseException as exc:
         _finish(workspace, run_id, started, status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -127,6 +132,7 @@ def _train(
     frame: pa.Table | pd.DataFrame | None,
     run_id: str,
     register: bool,
+    alias: str | None,
     progress: Progress | None,
 ) -> _Outcome:
     if frame is None:
@@ -144,9 +150,12 @@ def _train(
         table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
         origin = {"dataset": None, "source": "in-memory frame", "source_rows": table.num_rows}
     full = build_frame(spec, table)
-    check_label(full, LABEL_COLUMN)
+    check_label(full, LABEL_COLUMN, described_as=f"label {spec.label!r}")
     train, validation, cut = split_by_time(full, spec.validation_fraction)
-    check_label(validation, LABEL_COLUMN)
+    check_label(
+        train, LABEL_COLUMN, described_as=f"label {spec.label!r} in the training split (time < {cut})"
+    )
+    check_label(validation, LABEL_COLUMN, described_as=f"label {spec.label!r} in the validation split")
     with PeakMemory() as memory:
         trained = train_classifier(
             train,
@@ -154,6 +163,7 @@ def _train(
             numeric=spec.numeric,
             categorical=spec.categorical,
             estimator=spec.estimator.spec(),
+            unknown_categories=spec.unknown_categories,
             progress=progress,
         )
     scores = binary_classification_metrics(validation[LABEL_COLUMN], trained.predict_frame(validation))
@@ -183,7 +193,9 @@ def _train(
             tags=spec.tags,
             description=spec.description,
             run_id=run_id,
-            sample=trained.signature.encoder().encode_frame(validation.head(512)),
+            sample=trained.signature.encoder(lenient=True).encode_frame(validation.head(512)),
+            alias=alias,
+            why=f"trained by run {run_id}",
         )
     return _Outcome(trained, params, version, metrics, lineage, memory.peak_mb)
 

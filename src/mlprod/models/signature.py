@@ -24,6 +24,7 @@ import pandas as pd
 from mlprod.errors import InvalidInputError
 
 FieldKind = Literal["number", "category"]
+UnknownCategories = Literal["error", "missing"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Signature:
     output: str = "probability"
     task: str = "binary_classification"
     output_dtype: str = "float64"
+    unknown_categories: UnknownCategories = "error"
 
     @property
     def input_names(self) -> list[str]:
@@ -60,14 +62,17 @@ class Signature:
     def categorical_indices(self) -> list[int]:
         return [i for i, f in enumerate(self.inputs) if f.kind == "category"]
 
-    def encoder(self) -> FeatureEncoder:
-        return FeatureEncoder(self)
+    def encoder(self, *, lenient: bool = False) -> FeatureEncoder:
+        """The encoder; ``lenient`` treats unknown categories as missing whatever the policy
+        (for scoring held-out data during training, where new categories are expected)."""
+        return FeatureEncoder(self, strict=self.unknown_categories == "error" and not lenient)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.task,
             "output": self.output,
             "output_dtype": self.output_dtype,
+            "unknown_categories": self.unknown_categories,
             "inputs": [
                 {
                     "name": f.name,
@@ -92,11 +97,23 @@ class Signature:
             output=data["output"],
             task=data["task"],
             output_dtype=data.get("output_dtype", "float64"),
+            unknown_categories=data.get("unknown_categories", "error"),
         )
 
     @classmethod
-    def infer(cls, frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> Signature:
-        """Build a signature from training data; categories are the sorted values seen."""
+    def infer(
+        cls,
+        frame: pd.DataFrame,
+        numeric: Sequence[str],
+        categorical: Sequence[str],
+        *,
+        unknown_categories: UnknownCategories = "error",
+    ) -> Signature:
+        """Build a signature from training data; categories are the sorted values seen.
+
+        ``unknown_categories`` says what serving does with a category not seen in training:
+        ``"error"`` refuses the input naming the field, ``"missing"`` encodes it as missing.
+        """
         missing = [c for c in [*numeric, *categorical] if c not in frame.columns]
         if missing:
             raise InvalidInputError(
@@ -106,14 +123,19 @@ class Signature:
         for name in categorical:
             values = sorted({str(v) for v in frame[name].dropna().unique()})
             fields.append(InputField(name, "category", tuple(values), dtype=str(frame[name].dtype)))
-        return cls(inputs=tuple(fields))
+        return cls(inputs=tuple(fields), unknown_categories=unknown_categories)
 
 
 @dataclass
 class FeatureEncoder:
-    """Turns rows, columns or a frame into the float64 matrix the model was trained on."""
+    """Turns rows, columns or a frame into the float64 matrix the model was trained on.
+
+    With ``strict``, a category outside the signature's list is an error naming the field;
+    otherwise it is encoded as missing.
+    """
 
     signature: Signature
+    strict: bool = False
     _codes: list[dict[str, float] | None] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -135,7 +157,7 @@ class FeatureEncoder:
                     raise InvalidInputError(
                         f"row {r}: missing field {spec.name!r} (expected {self.signature.input_names})"
                     )
-                matrix[r, j] = _encode_value(row[spec.name], spec, codes, where=f"row {r}")
+                matrix[r, j] = _encode_value(row[spec.name], spec, codes, self.strict, where=f"row {r}")
         return matrix
 
     def encode_columns(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
@@ -159,7 +181,8 @@ class FeatureEncoder:
         for j, (spec, codes) in enumerate(zip(self.signature.inputs, self._codes, strict=True)):
             values = columns[spec.name]
             for r in range(n):
-                matrix[r, j] = _encode_value(values[r], spec, codes, where=f"column {spec.name!r} index {r}")
+                where = f"column {spec.name!r} index {r}"
+                matrix[r, j] = _encode_value(values[r], spec, codes, self.strict, where=where)
         return matrix
 
     def encode_frame(self, frame: pd.DataFrame) -> np.ndarray:
@@ -173,6 +196,13 @@ class FeatureEncoder:
             if spec.kind == "category":
                 as_text = column.astype("string").to_numpy(dtype=object, na_value=None)
                 codes = pd.Index(spec.categories, dtype=object).get_indexer(as_text)
+                unknown = (codes < 0) & pd.notna(as_text)
+                if self.strict and unknown.any():
+                    examples = sorted({str(v) for v in as_text[unknown]})[:5]
+                    raise InvalidInputError(
+                        f"column {spec.name!r}: {int(unknown.sum())} value(s) are not allowed categories, "
+                        f"e.g. {examples} ({len(spec.categories)} known)"
+                    )
                 matrix[:, j] = np.where(codes < 0, np.nan, codes)
             else:
                 try:
@@ -187,7 +217,9 @@ class FeatureEncoder:
         return matrix
 
 
-def _encode_value(value: Any, spec: InputField, codes: dict[str, float] | None, *, where: str) -> float:
+def _encode_value(
+    value: Any, spec: InputField, codes: dict[str, float] | None, strict: bool, *, where: str
+) -> float:
     if value is None:
         return math.nan
     if codes is not None:
@@ -195,7 +227,15 @@ def _encode_value(value: Any, spec: InputField, codes: dict[str, float] | None, 
             raise InvalidInputError(
                 f"{where}: field {spec.name!r} expects a category (string), got {value!r}"
             )
-        return codes.get(str(value), math.nan)
+        code = codes.get(str(value))
+        if code is None:
+            if strict:
+                raise InvalidInputError(
+                    f"{where}: field {spec.name!r}: {value!r} is not an allowed category "
+                    f"({len(spec.categories)} known, e.g. {list(spec.categories[:3])})"
+                )
+            return math.nan
+        return code
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInputError(f"{where}: field {spec.name!r} expects a number, got {value!r}")
     if spec.integral and isinstance(value, float) and not value.is_integer():

@@ -12,7 +12,7 @@ import pandas as pd
 
 from mlprod.errors import InvalidInputError
 from mlprod.models.estimators import EstimatorSpec, json_params
-from mlprod.models.signature import Signature
+from mlprod.models.signature import Signature, UnknownCategories
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,8 @@ class TrainedModel:
     seconds: float
 
     def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
-        """Positive-class probabilities for the rows of ``frame``."""
-        matrix = self.signature.encoder().encode_frame(frame)
+        """Positive-class probabilities for the rows of ``frame`` (unknown categories as missing)."""
+        matrix = self.signature.encoder(lenient=True).encode_frame(frame)
         return np.asarray(self.model.predict_proba(matrix)[:, 1], dtype=np.float64)
 
 
@@ -38,16 +38,18 @@ def train_classifier(
     numeric: Sequence[str],
     categorical: Sequence[str] = (),
     estimator: EstimatorSpec | Any = None,
+    unknown_categories: UnknownCategories = "error",
     progress: Progress | None = None,
 ) -> TrainedModel:
     """Fit a binary classifier predicting ``label`` (0/1) from the named inputs.
 
     ``estimator`` is an ``EstimatorSpec`` (LightGBM by default) or any unfitted object with
-    ``fit`` and ``predict_proba``. ``progress(done, total)`` is called after each boosting round
+    ``fit`` and ``predict_proba``. ``unknown_categories`` is the serving policy recorded in the
+    signature (see ``Signature.infer``). ``progress(done, total)`` is called after each boosting round
     of LightGBM and XGBoost models.
     """
     check_label(frame, label)
-    signature = Signature.infer(frame, numeric, categorical)
+    signature = Signature.infer(frame, numeric, categorical, unknown_categories=unknown_categories)
     model = (estimator or EstimatorSpec()).build() if _is_spec(estimator) else estimator
     if not (hasattr(model, "fit") and hasattr(model, "predict_proba")):
         raise InvalidInputError(f"{type(model).__qualname__} is not a classifier with fit and predict_proba")
@@ -62,8 +64,14 @@ def train_classifier(
     started = time.perf_counter()
     try:
         model.fit(matrix, y, **fit_args)
-    except ValueError as exc:  # e.g. an estimator that does not accept missing values
-        raise InvalidInputError(f"{type(model).__qualname__} could not be fitted: {exc}") from exc
+    except Exception as exc:
+        # Bad parameters and unsuitable data surface as TypeError/ValueError or the library's own
+        # error; say so as the user's error. Anything else is ours and propagates.
+        if not isinstance(exc, TypeError | ValueError) and type(exc).__name__ not in _LIBRARY_ERRORS:
+            raise
+        raise InvalidInputError(
+            f"{type(model).__qualname__} could not be fitted (check estimator.params): {exc}"
+        ) from exc
     return TrainedModel(
         model=model,
         signature=signature,
@@ -73,23 +81,25 @@ def train_classifier(
     )
 
 
-def check_label(frame: pd.DataFrame, label: str) -> None:
-    """Refuse a label that is missing, has gaps, is not 0/1, or is constant."""
+def check_label(frame: pd.DataFrame, label: str, *, described_as: str | None = None) -> None:
+    """Refuse a label that is missing, has gaps, is not 0/1 (or boolean), or is constant."""
+    what = described_as or f"label column {label!r}"
     if label not in frame.columns:
         raise InvalidInputError(f"training data has no label column {label!r}; it has {list(frame.columns)}")
     if len(frame) == 0:
-        raise InvalidInputError("training data is empty")
+        raise InvalidInputError(f"training data is empty ({what})")
     y = frame[label]
     if y.isna().any():
-        raise InvalidInputError(f"label column {label!r} has {int(y.isna().sum())} missing values")
+        raise InvalidInputError(f"{what} has {int(y.isna().sum())} missing values")
     classes = set(np.unique(y.to_numpy()).tolist())
     if not classes <= {0, 1}:
-        raise InvalidInputError(f"label column {label!r} must be 0/1, got values {sorted(classes)[:5]}")
+        raise InvalidInputError(f"{what} must be 0/1 or boolean, got values {sorted(classes)[:5]}")
     if len(classes) < 2:
-        raise InvalidInputError(f"label column {label!r} is constant ({classes.pop()!r}): nothing to learn")
+        raise InvalidInputError(f"{what} is constant ({int(classes.pop())}): nothing to learn")
 
 
 Progress = Callable[[int, int], None]
+_LIBRARY_ERRORS = frozenset({"LightGBMError", "XGBoostError"})
 
 
 def _report_rounds(model: Any, family: str, fit_args: dict[str, Any], progress: Progress) -> None:

@@ -10,6 +10,7 @@ definition is plain data whose hash goes into the run's lineage. A spec is writt
     time = "time_hour"
     validation_fraction = 0.2
     categorical = ["carrier"]
+    unknown_categories = "missing"   # serving: unseen carriers become missing ("error" refuses)
 
     [features]
     dep_hour = "sched_dep_time // 100"
@@ -26,7 +27,7 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import numpy as np
@@ -74,6 +75,7 @@ class TrainingSpec(BaseModel):
     where: str | None = None
     time: str
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    unknown_categories: Literal["error", "missing"] = "error"
     estimator: EstimatorConfig = Field(default_factory=EstimatorConfig)
     tags: dict[str, str] = Field(default_factory=dict)
     description: str = ""
@@ -131,7 +133,7 @@ def build_frame(spec: TrainingSpec, table: pa.Table, *, with_label: bool = True)
     """Evaluate the spec's SQL over ``table``: one column per feature, plus label and time."""
     columns = [f"{expression} AS {_quote(name)}" for name, expression in spec.features.items()]
     if with_label:
-        columns.append(f"CAST(({spec.label}) AS INTEGER) AS {LABEL_COLUMN}")
+        columns.append(f"({spec.label}) AS {LABEL_COLUMN}")
     columns.append(f"{spec.time} AS {TIME_COLUMN}")
     sql = f"SELECT {', '.join(columns)} FROM source" + (f" WHERE {spec.where}" if spec.where else "")
     try:

@@ -32,6 +32,11 @@ class LightGBMText:
         booster = model.booster_ if isinstance(model, lgb.LGBMModel) else model
         if not isinstance(booster, lgb.Booster):
             raise ModelFormatError(f"{type(model).__qualname__} is not a fitted LightGBM model")
+        objective = str(booster.dump_model(num_iteration=0).get("objective", ""))
+        if not objective.startswith(("binary", "cross_entropy")) or booster.num_model_per_iteration() != 1:
+            raise ModelFormatError(
+                f"mlprod serves binary classifiers; this LightGBM model's objective is {objective!r}"
+            )
         return booster.model_to_string().encode("utf-8")
 
     def load(self, data: bytes) -> LightGBMPredictor:

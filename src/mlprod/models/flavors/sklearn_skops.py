@@ -48,6 +48,12 @@ class SklearnSkops:
             raise ModelFormatError(
                 f"{type(model).__qualname__} has no predict_proba; mlprod serves probabilities"
             )
+        classes = getattr(model, "classes_", None)
+        if classes is None or len(classes) != 2:
+            raise ModelFormatError(
+                f"mlprod serves fitted binary classifiers; this {type(model).__qualname__} has classes "
+                f"{None if classes is None else list(classes)}"
+            )
         try:
             data = bytes(sio.dumps(model))
         except (TypeError, ValueError, NotImplementedError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +32,12 @@ class XGBoostUBJ:
         booster = model.get_booster() if isinstance(model, xgb.XGBModel) else model
         if not isinstance(booster, xgb.Booster):
             raise ModelFormatError(f"{type(model).__qualname__} is not a fitted XGBoost model")
-        if booster.attr("objective") not in (None, "binary:logistic"):
-            raise ModelFormatError("only binary:logistic XGBoost models are supported")
+        objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
+        if objective != "binary:logistic":
+            raise ModelFormatError(
+                f"mlprod serves binary classifiers with probabilities; this XGBoost model's objective is "
+                f"{objective!r} (use binary:logistic)"
+            )
         return bytes(booster.save_raw("ubj"))
 
     def load(self, data: bytes) -> XGBoostPredictor:
