@@ -32,12 +32,14 @@ class LightGBMText:
         booster = model.booster_ if isinstance(model, lgb.LGBMModel) else model
         if not isinstance(booster, lgb.Booster):
             raise ModelFormatError(f"{type(model).__qualname__} is not a fitted LightGBM model")
-        objective = str(booster.dump_model(num_iteration=0).get("objective", ""))
-        if not objective.startswith(("binary", "cross_entropy")) or booster.num_model_per_iteration() != 1:
+        text = booster.model_to_string()
+        header = dict(line.split("=", 1) for line in text.split("\n\n", 1)[0].splitlines() if "=" in line)
+        objective = header.get("objective", "")
+        if not objective.startswith(("binary", "cross_entropy")) or header.get("num_class", "1") != "1":
             raise ModelFormatError(
                 f"mlprod serves binary classifiers; this LightGBM model's objective is {objective!r}"
             )
-        return booster.model_to_string().encode("utf-8")
+        return text.encode("utf-8")
 
     def load(self, data: bytes) -> LightGBMPredictor:
         import lightgbm as lgb
