@@ -25,7 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 metadata = MetaData(
     naming_convention={
@@ -98,27 +98,23 @@ model_versions = Table(
     UniqueConstraint("model", "version"),
 )
 
-model_version_metrics = Table(
-    "model_version_metrics",
-    metadata,
-    Column("model", String(200), primary_key=True),
-    Column("version", Integer, primary_key=True),
-    Column("key", String(200), primary_key=True),
-    Column("value", Float, nullable=False),
-    ForeignKeyConstraint(["model", "version"], ["model_versions.model", "model_versions.version"]),
-    Index("ix_model_version_metrics_key_value", "key", "value"),
-)
 
-model_version_tags = Table(
-    "model_version_tags",
-    metadata,
-    Column("model", String(200), primary_key=True),
-    Column("version", Integer, primary_key=True),
-    Column("key", String(200), primary_key=True),
-    Column("value", String(500), nullable=False),
-    ForeignKeyConstraint(["model", "version"], ["model_versions.model", "model_versions.version"]),
-    Index("ix_model_version_tags_key_value", "key", "value"),
-)
+def _version_key_values(name: str, value_type: TypeEngine[Any]) -> Table:
+    """A table of ``key -> value`` pairs per model version, indexed for lookups by key and value."""
+    return Table(
+        name,
+        metadata,
+        Column("model", String(200), primary_key=True),
+        Column("version", Integer, primary_key=True),
+        Column("key", String(200), primary_key=True),
+        Column("value", value_type, nullable=False),
+        ForeignKeyConstraint(["model", "version"], ["model_versions.model", "model_versions.version"]),
+        Index(f"ix_{name}_key_value", "key", "value"),
+    )
+
+
+model_version_metrics = _version_key_values("model_version_metrics", Float())
+model_version_tags = _version_key_values("model_version_tags", String(500))
 
 model_exports = Table(
     "model_exports",
