@@ -15,6 +15,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -57,6 +58,7 @@ class ArtifactStore:
         """Store ``data`` and return its sha256; storing the same bytes twice is a no-op."""
         sha = sha256_bytes(data)
         if self._intact(sha):
+            self._touch(sha)
             return sha
         fd, tmp = tempfile.mkstemp(dir=self.root / _TMP_DIR, prefix="put-")
         try:
@@ -84,6 +86,7 @@ class ArtifactStore:
             sha = digest.hexdigest()
             if self._intact(sha):
                 Path(tmp).unlink()
+                self._touch(sha)
             else:
                 self._commit_tmp(Path(tmp), sha)
         except OSError as exc:
@@ -153,6 +156,11 @@ class ArtifactStore:
         except ArtifactError:
             return False
         return True
+
+    def _touch(self, sha256: str) -> None:
+        """Mark a reused blob as recently written, so a garbage collector's grace period covers it."""
+        with contextlib.suppress(OSError):
+            os.utime(self.path_of(sha256))
 
     def _commit_tmp(self, tmp: Path, sha: str) -> None:
         final = self.path_of(sha)

@@ -13,6 +13,8 @@ else escaping is a bug in mlprod.
     │   └── ArtifactCorruptedError  blob content no longer matches its sha256
     ├── NotFoundError (also LookupError)   unknown dataset, model, version or alias
     ├── AlreadyExistsError
+    ├── ConflictError             a ref moved under a writer (compare-and-swap failed)
+    │   └── MergeConflictError    a merge left cells changed differently on both sides
     ├── InvalidInputError (also ValueError) bad request or argument; names the field
     │   └── PayloadTooLargeError  a request body over the configured limit
     └── ModelFormatError          a model that cannot be stored or loaded safely
@@ -60,6 +62,18 @@ class NotFoundError(MlprodError, LookupError):
 
 class AlreadyExistsError(MlprodError):
     """A thing that must be unique already exists."""
+
+
+class ConflictError(MlprodError):
+    """A concurrent change won: a branch moved between reading it and moving it."""
+
+
+class MergeConflictError(ConflictError):
+    """A merge found cells changed differently on both sides; ``conflicts`` lists them."""
+
+    def __init__(self, message: str, conflicts: object) -> None:
+        super().__init__(message)
+        self.conflicts = conflicts
 
 
 class InvalidInputError(MlprodError, ValueError):

@@ -56,19 +56,41 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-dataset_versions = Table(
-    "dataset_versions",
+data_tables = Table(
+    "data_tables",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("dataset", String(200), nullable=False, index=True),
-    Column("version", Integer, nullable=False),
-    Column("artifact_sha256", SHA256, nullable=False),
-    Column("num_rows", BigInteger, nullable=False),
-    Column("schema", JSON, nullable=False),
+    Column("name", String(200), primary_key=True),
+    Column("key", JSON, nullable=False),
+    Column("buckets", Integer, nullable=False),
+    Column("label", String(200), nullable=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("expectations", JSON, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("author", String(200), nullable=False),
+)
+
+data_commits = Table(
+    "data_commits",
+    metadata,
+    Column("id", SHA256, primary_key=True),
+    Column("table_name", String(200), ForeignKey("data_tables.name"), nullable=False, index=True),
+    Column("parents", JSON, nullable=False),
+    Column("operation", String(20), nullable=False),
     Column("message", Text, nullable=False, default=""),
     Column("author", String(200), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
-    UniqueConstraint("dataset", "version"),
+    Column("num_rows", BigInteger, nullable=False),
+    Column("changes", JSON, nullable=False),
+)
+
+data_refs = Table(
+    "data_refs",
+    metadata,
+    Column("table_name", String(200), ForeignKey("data_tables.name"), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("kind", String(10), nullable=False),
+    Column("commit_id", SHA256, ForeignKey("data_commits.id"), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 registered_models = Table(

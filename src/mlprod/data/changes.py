@@ -1,0 +1,115 @@
+"""Computing change sets: which keys were added, removed or changed between two sets of rows.
+
+One comparison serves commits (current rows vs incoming rows), diffs (two versions' rows) and merges,
+so "changed" means the same thing everywhere: a cell is changed when its old and new values are
+distinct, with null equal to null and NaN equal to NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import pyarrow as pa
+
+from mlprod.data.keys import bucket_ids
+from mlprod.data.storage import AFTER, BEFORE, BUCKET, after, before, conform
+
+
+def union_schema(*schemas: pa.Schema | None) -> pa.Schema:
+    """Columns of all schemas, first appearance first (a column added later is nullable)."""
+    fields: dict[str, pa.Field] = {}
+    for schema in schemas:
+        for field in schema or []:
+            fields.setdefault(field.name, field)
+    return pa.schema(list(fields.values()))
+
+
+def compare(old: pa.Table, new: pa.Table, key: Sequence[str], schema: pa.Schema, buckets: int) -> pa.Table:
+    """The change set turning ``old`` into ``new`` (both keyed by ``key``; rows absent are absent)."""
+    old, new = conform(old, schema), conform(new, schema)
+    values = [field.name for field in schema if field.name not in key]
+    q = _quote
+    join = " AND ".join(f"o.{q(k)} = n.{q(k)}" for k in key)
+    differs = " OR ".join(f"o.{q(c)} IS DISTINCT FROM n.{q(c)}" for c in values) or "FALSE"
+    select = ", ".join(
+        [f"coalesce(o.{q(k)}, n.{q(k)}) AS {q(k)}" for k in key]
+        + [f"o.__present IS NOT NULL AS {q(BEFORE)}", f"n.__present IS NOT NULL AS {q(AFTER)}"]
+        + [f"o.{q(c)} AS {q(before(c))}" for c in values]
+        + [f"n.{q(c)} AS {q(after(c))}" for c in values]
+    )
+    connection = duckdb.connect()
+    try:
+        connection.register("old_rows", old)
+        connection.register("new_rows", new)
+        changed = connection.sql(
+            f"SELECT {select} FROM (SELECT *, TRUE AS __present FROM old_rows) o "
+            f"FULL OUTER JOIN (SELECT *, TRUE AS __present FROM new_rows) n ON {join} "
+            f"WHERE o.__present IS NULL OR n.__present IS NULL OR {differs}"
+        ).to_arrow_table()
+    finally:
+        connection.close()
+    return _typed(changed, key, schema, buckets)
+
+
+def side(change: pa.Table, which: str, key: Sequence[str], schema: pa.Schema) -> pa.Table:
+    """The rows that exist on one side (``"before"`` or ``"after"``) of a change set, as table rows."""
+    exists, name = (BEFORE, before) if which == "before" else (AFTER, after)
+    present = change.filter(change.column(exists))
+    return pa.Table.from_arrays(
+        [
+            present.column(f.name if f.name in key else name(f.name))
+            if (f.name in key or name(f.name) in present.column_names)
+            else pa.nulls(present.num_rows, f.type)
+            for f in schema
+        ],
+        schema=schema,
+    ).cast(schema)
+
+
+def without_keys(rows: pa.Table, other: pa.Table, key: Sequence[str]) -> pa.Table:
+    """Rows of ``rows`` whose key is not in ``other``."""
+    if other.num_rows == 0 or rows.num_rows == 0:
+        return rows
+    kept = rows.join(other.select(list(key)), keys=list(key), join_type="left anti")
+    return kept.select(rows.column_names)
+
+
+def with_keys(rows: pa.Table, other: pa.Table, key: Sequence[str]) -> pa.Table:
+    """Rows of ``rows`` whose key is in ``other``."""
+    if other.num_rows == 0 or rows.num_rows == 0:
+        return rows.slice(0, 0)
+    kept = rows.join(other.select(list(key)), keys=list(key), join_type="left semi")
+    return kept.select(rows.column_names)
+
+
+def empty_change(key: Sequence[str], schema: pa.Schema) -> pa.Table:
+    return _typed(pa.table({}), key, schema, 1, empty=True)
+
+
+def _typed(
+    changed: pa.Table, key: Sequence[str], schema: pa.Schema, buckets: int, *, empty: bool = False
+) -> pa.Table:
+    rows = 0 if empty else changed.num_rows
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+    for k in key:
+        columns[k] = (
+            pa.array([], schema.field(k).type) if empty else changed.column(k).cast(schema.field(k).type)
+        )
+    keys = pa.table(columns)
+    columns[BUCKET] = pa.array(bucket_ids(keys, key, buckets), pa.int32())
+    for flag in (BEFORE, AFTER):
+        columns[flag] = pa.array([], pa.bool_()) if empty else changed.column(flag)
+    for prefix in (before, after):
+        for field in schema:
+            if field.name not in key:
+                columns[prefix(field.name)] = (
+                    pa.nulls(rows, field.type)
+                    if empty
+                    else changed.column(prefix(field.name)).cast(field.type)
+                )
+    return pa.table(columns)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,255 @@
+"""Three-way merge of two branches of a table, by key and by cell, against their common ancestor.
+
+A cell changed on one side only takes that side's value; the same cell changed to the same value on
+both sides is fine; changed differently on both sides it is a conflict, and so is a row deleted on
+one side and changed on the other. Conflicts are resolved by a policy (``ours``/``theirs``) or by
+rows supplied for the conflicting keys; until then nothing is committed.
+
+Examples:
+    >>> import tempfile, pyarrow as pa
+    >>> from mlprod.workspace import Workspace
+    >>> from mlprod.data.tables import TableStore
+    >>> ws = Workspace.init(tempfile.mkdtemp())
+    >>> tables = TableStore(ws)
+    >>> _ = tables.create("t", key=["id"], data=pa.table({"id": [1, 2], "x": [1, 2], "y": ["a", "b"]}))
+    >>> _ = tables.branch("t", "fix")
+    >>> _ = tables.commit("t", pa.table({"id": [1], "x": [10], "y": ["a"]}), branch="fix")
+    >>> _ = tables.commit("t", pa.table({"id": [1], "x": [1], "y": ["A"]}))
+    >>> result = merge_branches(tables, "t", "fix", into="main")
+    >>> tables.checkout("t").sort_by("id").to_pylist()
+    [{'id': 1, 'x': 10, 'y': 'A'}, {'id': 2, 'x': 2, 'y': 'b'}]
+    >>> ws.close()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlprod.data.changes import compare, empty_change, side, union_schema, with_keys, without_keys
+from mlprod.data.diff import diff_versions
+from mlprod.data.ingest import to_arrow
+from mlprod.data.keys import check_key_columns, check_unique_keys
+from mlprod.data.storage import AFTER, BEFORE, after, before
+from mlprod.data.tables import DEFAULT_BRANCH, CommitResult, TableStore
+from mlprod.errors import InvalidInputError, MergeConflictError
+
+ROW = "*"
+"""The column named by a conflict about a whole row (deleted on one side, changed on the other)."""
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """One cell (or whole row, ``column == "*"``) changed differently on both sides."""
+
+    key: dict[str, Any]
+    column: str
+    base: Any
+    ours: Any
+    theirs: Any
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """The merge commit (or fast-forward), the common ancestor, and how conflicts were settled."""
+
+    commit: CommitResult
+    base: str
+    fast_forward: bool
+    resolved_conflicts: int
+
+
+def merge_branches(
+    store: TableStore,
+    table: str,
+    source: str,
+    *,
+    into: str = DEFAULT_BRANCH,
+    policy: Literal["ours", "theirs"] | None = None,
+    resolved: Any = None,
+    message: str = "",
+) -> MergeResult:
+    """Merge ``source`` (branch, tag or commit) into branch ``into``; raise listing unresolved conflicts."""
+    if policy not in (None, "ours", "theirs"):
+        raise InvalidInputError(f"merge policy must be 'ours' or 'theirs', got {policy!r}")
+    info = store.info(table)
+    ours_id = store.resolve(table, into).id
+    store._branch_head(table, into)  # into must be a branch, not a tag
+    theirs_id = store.resolve(table, source).id
+    ours, theirs = store.manifest(ours_id), store.manifest(theirs_id)
+    base_id = store.history.merge_base(table, ours_id, theirs_id)
+    message = message or f"merge {source} into {into}"
+    if base_id == theirs_id:
+        nothing = CommitResult(
+            table, into, ours_id, False, {"added": 0, "removed": 0, "changed": 0}, ours.num_rows
+        )
+        return MergeResult(nothing, base_id, False, 0)
+    if base_id == ours_id:
+        store.history.move_branch(table, into, ours_id, theirs_id)
+        moved = CommitResult(table, into, theirs_id, True, dict(theirs.counts), theirs.num_rows)
+        return MergeResult(moved, base_id, True, 0)
+    schema = union_schema(ours.schema, theirs.schema)
+    d_ours = diff_versions(store, table, base_id, ours_id).change
+    d_theirs = diff_versions(store, table, base_id, theirs_id).change
+    key = info.key
+    target = empty_change(key, schema).schema
+    d_ours, d_theirs = _as(d_ours, target), _as(d_theirs, target)
+    theirs_only = without_keys(d_theirs, d_ours, key)
+    both_ours = with_keys(d_ours, d_theirs, key)
+    both_theirs = with_keys(d_theirs, d_ours, key).join(
+        both_ours.select(list(key)), keys=list(key), join_type="inner"
+    )
+    both_ours = both_ours.join(both_theirs.select(list(key)), keys=list(key), join_type="inner")
+    both_ours = both_ours.sort_by([(k, "ascending") for k in key])
+    both_theirs = both_theirs.sort_by([(k, "ascending") for k in key])
+    merged, conflicts, conflict_keys = _merge_overlap(both_ours, both_theirs, key, schema, policy)
+    settled = 0
+    if resolved is not None:
+        merged, conflicts, settled = _apply_resolved(
+            to_arrow(resolved), merged, conflicts, conflict_keys, key, schema, table
+        )
+    elif policy is not None:
+        settled = len({tuple(c.key.values()) for c in conflicts})
+        conflicts = []
+    if conflicts:
+        shown = "; ".join(
+            f"{c.key} {c.column}: base={c.base!r} ours={c.ours!r} theirs={c.theirs!r}" for c in conflicts[:5]
+        )
+        raise MergeConflictError(
+            f"table {table!r}: merging {source!r} into {into!r} has {len(conflicts):,} conflict(s), "
+            f"nothing was committed: {shown}{' …' if len(conflicts) > 5 else ''}. Resolve with policy "
+            "ours/theirs or supply resolved rows",
+            conflicts,
+        )
+    ours_rows = side(both_ours, "after", key, schema)
+    overlap_change = compare(ours_rows, merged, key, schema, info.buckets)
+    change = pa.concat_tables([_as(theirs_only, overlap_change.schema), overlap_change])
+    commit = store.commit_change(
+        info,
+        branch=into,
+        parent=ours,
+        parent_id=ours_id,
+        change=change,
+        schema=schema,
+        operation="merge",
+        message=message,
+        extra_parents=(theirs_id,),
+    )
+    return MergeResult(commit, base_id, False, settled)
+
+
+def _merge_overlap(
+    ours: pa.Table, theirs: pa.Table, key: Sequence[str], schema: pa.Schema, policy: str | None
+) -> tuple[pa.Table, list[Conflict], pa.Table]:
+    """Merged rows for keys both sides changed, the conflicts, and the conflicting keys."""
+    o_exists, t_exists = ours.column(AFTER), theirs.column(AFTER)
+    row_conflict = pc.xor(o_exists, t_exists)
+    conflicts: list[Conflict] = []
+    conflict_mask = row_conflict
+    keys = ours.select(list(key))
+    for i in _indices(row_conflict):
+        conflicts.append(
+            Conflict(
+                _key(keys, i),
+                ROW,
+                "present" if ours.column(BEFORE)[i].as_py() else "absent",
+                "deleted" if not o_exists[i].as_py() else "changed",
+                "deleted" if not t_exists[i].as_py() else "changed",
+            )
+        )
+    columns: dict[str, pa.ChunkedArray | pa.Array] = {k: ours.column(k) for k in key}
+    for field in schema:
+        name = field.name
+        if name in key:
+            continue
+        b, o, t = ours.column(before(name)), ours.column(after(name)), theirs.column(after(name))
+        o_same_t, o_same_b, t_same_b = _same(o, t), _same(o, b), _same(t, b)
+        take_theirs = pc.and_(pc.and_(o_exists, t_exists), pc.and_(pc.invert(o_same_t), o_same_b))
+        clash = pc.and_(
+            pc.and_(pc.and_(o_exists, t_exists), pc.invert(o_same_t)),
+            pc.and_(pc.invert(o_same_b), pc.invert(t_same_b)),
+        )
+        if policy == "theirs":
+            take_theirs = pc.or_(take_theirs, clash)
+        columns[name] = pc.if_else(take_theirs, t, o)
+        for i in _indices(clash):
+            conflicts.append(Conflict(_key(keys, i), name, b[i].as_py(), o[i].as_py(), t[i].as_py()))
+        conflict_mask = pc.or_(conflict_mask, clash)
+    merged = pa.table(columns)
+    exists = pc.and_(o_exists, t_exists)
+    if policy == "ours":
+        exists = pc.or_(exists, pc.and_(row_conflict, o_exists))
+    elif policy == "theirs":
+        exists = pc.or_(exists, pc.and_(row_conflict, t_exists))
+        merged = pa.table(
+            {
+                name: pc.if_else(
+                    pc.and_(row_conflict, t_exists), theirs.column(after(name)), merged.column(name)
+                )
+                if name not in key
+                else merged.column(name)
+                for name in merged.column_names
+            }
+        )
+    return merged.filter(exists).cast(schema), conflicts, keys.filter(conflict_mask)
+
+
+def _apply_resolved(
+    resolved: pa.Table,
+    merged: pa.Table,
+    conflicts: list[Conflict],
+    conflict_keys: pa.Table,
+    key: Sequence[str],
+    schema: pa.Schema,
+    table: str,
+) -> tuple[pa.Table, list[Conflict], int]:
+    """Replace the merged rows of the conflicting keys by the rows the user supplied."""
+    check_key_columns(resolved, key, what=f"resolved rows for table {table!r}")
+    check_unique_keys(resolved, key, what=f"resolved rows for table {table!r}")
+    missing = [f.name for f in schema if f.name not in resolved.column_names]
+    if missing:
+        raise InvalidInputError(f"resolved rows for table {table!r} lack column(s) {', '.join(missing)}")
+    resolved = resolved.select(schema.names).cast(schema)
+    stray = without_keys(resolved, conflict_keys, key)
+    if stray.num_rows:
+        raise InvalidInputError(
+            f"resolved rows for table {table!r}: {stray.num_rows:,} key(s) have no conflict, e.g. "
+            f"{stray.select(list(key)).slice(0, 3).to_pylist()}"
+        )
+    covered = {tuple(row.values()) for row in resolved.select(list(key)).to_pylist()}
+    remaining = [c for c in conflicts if tuple(c.key.values()) not in covered]
+    merged = pa.concat_tables([without_keys(merged, resolved, key), resolved])
+    return merged, remaining, len(covered)
+
+
+def _same(x: pa.ChunkedArray, y: pa.ChunkedArray) -> pa.ChunkedArray:
+    both_null = pc.and_(pc.is_null(x), pc.is_null(y))
+    equal = pc.fill_null(pc.equal(x, y), False)
+    if pa.types.is_floating(x.type):
+        equal = pc.or_(equal, pc.fill_null(pc.and_(pc.is_nan(x), pc.is_nan(y)), False))
+    return pc.or_(equal, both_null)
+
+
+def _indices(mask: pa.ChunkedArray | pa.Array) -> list[int]:
+    return [int(i) for i in pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist()] if len(mask) else []
+
+
+def _key(keys: pa.Table, i: int) -> dict[str, Any]:
+    row: dict[str, Any] = keys.slice(i, 1).to_pylist()[0]
+    return row
+
+
+def _as(change: pa.Table, schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_arrays(
+        [
+            change.column(f.name).cast(f.type)
+            if f.name in change.column_names
+            else pa.nulls(change.num_rows, f.type)
+            for f in schema
+        ],
+        schema=schema,
+    )

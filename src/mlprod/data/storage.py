@@ -1,0 +1,165 @@
+"""Reading and writing a table's objects: hash buckets, change sets, and whole versions.
+
+A *bucket* holds the rows whose key hashes to it, sorted by key, as one Parquet file named by its
+sha256. A *change set* is what one commit did: per changed key, whether the row existed before and
+after, and its values before (``before.<column>``) and after (``after.<column>``). Change sets serve
+twice: applied in order on top of the buckets they are the version's recent changes ("deltas"), and
+composed along a history they give a diff without opening any bucket.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mlprod.artifacts import ArtifactStore
+from mlprod.data.keys import bucket_ids
+from mlprod.data.manifest import ChangeRef, Manifest
+
+BUCKET = "_bucket"
+BEFORE = "_before"
+AFTER = "_after"
+_KEEP_NULLS = pc.ScalarAggregateOptions(skip_nulls=False)
+
+
+def before(column: str) -> str:
+    return f"before.{column}"
+
+
+def after(column: str) -> str:
+    return f"after.{column}"
+
+
+def write_parquet(objects: ArtifactStore, table: pa.Table) -> str:
+    """Store ``table`` as Parquet; identical rows in identical order give identical bytes and sha256."""
+    buffer = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(None), buffer, compression="zstd", row_group_size=64_000)
+    return objects.put_bytes(buffer.getvalue())
+
+
+def read_parquet(objects: ArtifactStore, sha256: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """Read a stored Parquet object after checking its sha256 (a tampered file raises)."""
+    return pq.read_table(io.BytesIO(objects.get_bytes(sha256)), columns=columns)
+
+
+def write_bucket(objects: ArtifactStore, rows: pa.Table, key: Sequence[str]) -> str | None:
+    """Store one bucket's rows sorted by key; an empty bucket is ``None`` and stores nothing."""
+    if rows.num_rows == 0:
+        return None
+    return write_parquet(objects, rows.sort_by([(name, "ascending") for name in key]))
+
+
+def write_buckets(
+    objects: ArtifactStore, rows: pa.Table, key: Sequence[str], buckets: int
+) -> tuple[list[str | None], list[int]]:
+    """Split ``rows`` into all ``buckets`` buckets and store each; return their shas and row counts."""
+    ids = bucket_ids(rows, key, buckets)
+    order = np.argsort(ids, kind="stable")
+    ordered = rows.take(pa.array(order))
+    bounds = np.searchsorted(ids[order], np.arange(buckets + 1))
+    shas: list[str | None] = []
+    counts: list[int] = []
+    for bucket in range(buckets):
+        part = ordered.slice(int(bounds[bucket]), int(bounds[bucket + 1] - bounds[bucket]))
+        shas.append(write_bucket(objects, part, key))
+        counts.append(part.num_rows)
+    return shas, counts
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns in order; columns it lacks (added later) are null."""
+    columns = [
+        table.column(field.name).cast(field.type)
+        if field.name in table.column_names
+        else pa.nulls(table.num_rows, field.type)
+        for field in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def write_change(objects: ArtifactStore, change: pa.Table) -> ChangeRef:
+    """Store a change set and remember which buckets it touches."""
+    touched = tuple(int(b) for b in np.unique(change.column(BUCKET).to_numpy()))
+    return ChangeRef(write_parquet(objects, change), change.num_rows, touched)
+
+
+def read_changes(
+    objects: ArtifactStore, refs: Iterable[ChangeRef], buckets: set[int] | None = None
+) -> list[pa.Table]:
+    """The given change sets, oldest first, optionally only their rows in ``buckets``."""
+    tables = []
+    for ref in refs:
+        if buckets is not None and not buckets.intersection(ref.buckets):
+            continue
+        table = read_parquet(objects, ref.sha256)
+        if buckets is not None:
+            table = table.filter(pc.is_in(table.column(BUCKET), pa.array(sorted(buckets), pa.int32())))
+        tables.append(table)
+    return tables
+
+
+def compose(changes: Sequence[pa.Table], key: Sequence[str]) -> pa.Table:
+    """One change set equivalent to applying ``changes`` in order: first "before", last "after" per key."""
+    if not changes:
+        raise ValueError("compose needs at least one change set")
+    if len(changes) == 1:
+        return changes[0]
+    stacked = pa.concat_tables(changes, promote_options="permissive")
+    value_columns = [name for name in stacked.column_names if name not in key]
+    how = {
+        name: "first" if name in (BEFORE, BUCKET) or name.startswith("before.") else "last"
+        for name in value_columns
+    }
+    grouped = stacked.group_by(list(key), use_threads=False).aggregate(
+        [(name, how[name], _KEEP_NULLS) for name in value_columns]
+    )
+    return pa.table(
+        {name: grouped.column(name) for name in key}
+        | {name: grouped.column(f"{name}_{how[name]}") for name in value_columns}
+    )
+
+
+def apply_changes(
+    base: pa.Table, changes: Sequence[pa.Table], key: Sequence[str], schema: pa.Schema
+) -> pa.Table:
+    """The rows of ``base`` after the change sets, in ``schema``."""
+    base = conform(base, schema)
+    if not changes:
+        return base
+    latest = compose(changes, key)
+    kept = base.join(latest.select(list(key)), keys=list(key), join_type="left anti")
+    present = latest.filter(latest.column(AFTER))
+    upserted = pa.table(
+        {
+            field.name: present.column(field.name if field.name in key else after(field.name))
+            if (field.name in key or after(field.name) in present.column_names)
+            else pa.nulls(present.num_rows, field.type)
+            for field in schema
+        }
+    )
+    return pa.concat_tables([conform(kept, schema), conform(upserted, schema)])
+
+
+def read_version(
+    objects: ArtifactStore,
+    manifest: Manifest,
+    buckets: Iterable[int] | None = None,
+    columns: Sequence[str] | None = None,
+) -> pa.Table:
+    """The rows of a version (or of some of its buckets), with every object's sha256 checked."""
+    schema = manifest.schema
+    if schema is None:
+        return pa.table({})
+    wanted = range(len(manifest.buckets)) if buckets is None else sorted(set(buckets))
+    parts = [
+        conform(read_parquet(objects, sha), schema) for sha in (manifest.buckets[b] for b in wanted) if sha
+    ]
+    base = pa.concat_tables(parts) if parts else schema.empty_table()
+    subset = None if buckets is None else set(wanted)
+    rows = apply_changes(base, read_changes(objects, manifest.deltas, subset), manifest.key, schema)
+    return rows if columns is None else rows.select(list(columns))

@@ -1,0 +1,452 @@
+"""Versioned tables: create, commit (append / upsert / delete / replace), log, checkout, branch, tag.
+
+Examples:
+    >>> import tempfile, pyarrow as pa
+    >>> from mlprod.workspace import Workspace
+    >>> ws = Workspace.init(tempfile.mkdtemp())
+    >>> tables = TableStore(ws)
+    >>> first = pa.table({"city": ["Oslo", "Rome"], "pop": [0.7, 2.8]})
+    >>> _ = tables.create("cities", key=["city"], data=first)
+    >>> result = tables.commit("cities", pa.table({"city": ["Rome"], "pop": [2.9]}), mode="upsert")
+    >>> result.counts
+    {'added': 0, 'removed': 0, 'changed': 1}
+    >>> tables.checkout("cities").sort_by("city").to_pylist()
+    [{'city': 'Oslo', 'pop': 0.7}, {'city': 'Rome', 'pop': 2.9}]
+    >>> ws.close()
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlprod.artifacts import ArtifactStore
+from mlprod.data.changes import compare, side, union_schema, with_keys
+from mlprod.data.history import BRANCH, TAG, CommitInfo, History, Ref, TableInfo
+from mlprod.data.ingest import to_arrow
+from mlprod.data.keys import bucket_ids, check_key_columns, check_unique_keys
+from mlprod.data.manifest import Manifest
+from mlprod.data.schemas import reconcile
+from mlprod.data.storage import (
+    AFTER,
+    BEFORE,
+    conform,
+    read_parquet,
+    read_version,
+    write_buckets,
+    write_change,
+)
+from mlprod.errors import InvalidInputError, NotFoundError
+from mlprod.identity import current_user
+from mlprod.names import check_name
+from mlprod.workspace import Workspace
+
+Mode = Literal["append", "upsert", "delete", "replace"]
+MODES: tuple[str, ...] = ("append", "upsert", "delete", "replace")
+DEFAULT_BRANCH = "main"
+DEFAULT_BUCKETS = 128
+COMPACT_FRACTION = 0.1
+"""Buckets are rewritten once the pending change sets hold more rows than this share of the table."""
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What a commit did: its id (the unchanged head when there was nothing to commit) and counts."""
+
+    table: str
+    branch: str
+    commit_id: str
+    committed: bool
+    counts: dict[str, int]
+    num_rows: int
+    added_columns: tuple[str, ...] = ()
+    retyped_columns: tuple[str, ...] = ()
+    rewritten_buckets: int = 0
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def short_id(self) -> str:
+        return self.commit_id[:12]
+
+
+class TableStore:
+    """All versioned tables of one workspace."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self._ws = workspace
+        self.history = History(workspace.engine)
+        self.objects = ArtifactStore(workspace.artifacts.root / "tables")
+        self._manifests: dict[str, Manifest] = {}
+        self._lock = threading.Lock()
+
+    # ---- tables -------------------------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        *,
+        key: Sequence[str],
+        data: Any = None,
+        buckets: int = DEFAULT_BUCKETS,
+        label: str | None = None,
+        description: str = "",
+        message: str = "",
+    ) -> TableInfo:
+        """A new table keyed by ``key`` with an empty first commit on ``main`` (then ``data``, if given)."""
+        check_name(name, "table")
+        key = tuple(key)
+        if not key or len(set(key)) != len(key) or not all(isinstance(k, str) and k for k in key):
+            raise InvalidInputError(f"table {name!r}: the key must be one or more distinct column names")
+        if not 1 <= buckets <= 65_536:
+            raise InvalidInputError(f"table {name!r}: buckets must be between 1 and 65536, got {buckets}")
+        batch = None if data is None else to_arrow(data)
+        if batch is not None:
+            check_key_columns(batch, key, what=f"table {name!r}")
+            if label is not None and label not in batch.column_names:
+                raise InvalidInputError(f"table {name!r}: label column {label!r} is not in the data")
+        now = datetime.now(UTC)
+        info = TableInfo(name, key, buckets, label, description, None, now, current_user())
+        root = Manifest(
+            table=name,
+            key=key,
+            schema=None,
+            buckets=(None,) * buckets,
+            bucket_rows=(0,) * buckets,
+            deltas=(),
+            change=None,
+            parents=(),
+            operation="create",
+            message=message or "create table",
+            author=info.author,
+            created_at=now,
+            num_rows=0,
+        )
+        commit_id = self._put_manifest(root)
+        self.history.create_table(info, _commit_info(commit_id, root), DEFAULT_BRANCH)
+        if batch is not None:
+            self.commit(name, batch, mode="append", message=message or "initial data")
+        return info
+
+    def info(self, name: str) -> TableInfo:
+        return self.history.table(name)
+
+    def tables(self) -> list[TableInfo]:
+        return self.history.tables()
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def resolve(self, table: str, ref: str = DEFAULT_BRANCH, *, as_of: datetime | None = None) -> CommitInfo:
+        """The commit a branch, tag or commit id (prefix) names; with ``as_of``, the last one then."""
+        self.history.table(table)
+        refs = {r.name: r for r in self.history.refs(table)}
+        commit_id = refs[ref].commit_id if ref in refs else self.history.get_commit(table, ref).id
+        if as_of is None:
+            return self.history.get_commit(table, commit_id)
+        if as_of.tzinfo is None:
+            raise InvalidInputError(f"as_of {as_of} has no time zone; give an aware time (UTC)")
+        for commit in self.history.first_parent_chain(table, commit_id):
+            if commit.created_at <= as_of:
+                return commit
+        raise NotFoundError(f"table {table!r} did not exist yet at {as_of.isoformat()} on {ref!r}")
+
+    def manifest(self, commit_id: str) -> Manifest:
+        """The manifest of a commit, read (and checked against its id) once per store."""
+        with self._lock:
+            found = self._manifests.get(commit_id)
+        if found is None:
+            found = Manifest.from_bytes(self.objects.get_bytes(commit_id))
+            with self._lock:
+                self._manifests[commit_id] = found
+        return found
+
+    def checkout(self, table: str, ref: str = DEFAULT_BRANCH, *, as_of: datetime | None = None) -> pa.Table:
+        """The rows of a version as Arrow (every object's sha256 is checked on the way)."""
+        return read_version(self.objects, self.manifest(self.resolve(table, ref, as_of=as_of).id))
+
+    def checkout_pandas(self, table: str, ref: str = DEFAULT_BRANCH, *, as_of: datetime | None = None) -> Any:
+        """The rows of a version as a pandas DataFrame."""
+        return self.checkout(table, ref, as_of=as_of).to_pandas()
+
+    def checkout_duckdb(
+        self,
+        table: str,
+        ref: str = DEFAULT_BRANCH,
+        *,
+        as_of: datetime | None = None,
+        connection: duckdb.DuckDBPyConnection | None = None,
+    ) -> duckdb.DuckDBPyRelation:
+        """The rows of a version as a DuckDB relation (on ``connection``, or DuckDB's default one)."""
+        rows = self.checkout(table, ref, as_of=as_of)
+        return (connection or duckdb.default_connection()).from_arrow(rows)
+
+    def log(self, table: str, ref: str = DEFAULT_BRANCH, *, limit: int | None = None) -> list[CommitInfo]:
+        """Commits reachable from ``ref`` along first parents, newest first."""
+        start = self.resolve(table, ref)
+        found = []
+        for commit in self.history.first_parent_chain(table, start.id):
+            found.append(commit)
+            if limit is not None and len(found) >= limit:
+                break
+        return found
+
+    def refs(self, table: str) -> list[Ref]:
+        self.history.table(table)
+        return self.history.refs(table)
+
+    # ---- branches and tags --------------------------------------------------------------------
+
+    def branch(self, table: str, name: str, start: str = DEFAULT_BRANCH) -> Ref:
+        """A new branch at ``start`` (a branch, tag or commit)."""
+        check_name(name, "branch")
+        commit = self.resolve(table, start)
+        self.history.create_ref(table, name, BRANCH, commit.id)
+        return self.history.ref(table, name)
+
+    def tag(self, table: str, name: str, ref: str = DEFAULT_BRANCH) -> Ref:
+        """A tag: a name that stays on one commit."""
+        check_name(name, "tag")
+        commit = self.resolve(table, ref)
+        self.history.create_ref(table, name, TAG, commit.id)
+        return self.history.ref(table, name)
+
+    def delete_branch(self, table: str, name: str) -> None:
+        if name == DEFAULT_BRANCH:
+            raise InvalidInputError(f"table {table!r}: the {DEFAULT_BRANCH!r} branch cannot be deleted")
+        self.history.table(table)
+        self.history.delete_ref(table, name, BRANCH)
+
+    # ---- writing ------------------------------------------------------------------------------
+
+    def commit(
+        self,
+        table: str,
+        data: Any,
+        *,
+        mode: Mode = "upsert",
+        branch: str = DEFAULT_BRANCH,
+        message: str = "",
+        allow_type_change: bool = False,
+    ) -> CommitResult:
+        """Apply ``data`` to ``branch`` as one commit; the branch moves only if nobody else moved it."""
+        if mode not in MODES:
+            raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        info = self.history.table(table)
+        head = self._branch_head(info.name, branch)
+        parent = self.manifest(head)
+        batch = to_arrow(data)
+        what = f"table {table!r}"
+        check_key_columns(batch, info.key, what=what)
+        check_unique_keys(batch, info.key, what=what)
+        fitted = reconcile(
+            table,
+            parent.schema,
+            batch,
+            info.key,
+            keys_only=mode == "delete",
+            allow_type_change=allow_type_change,
+        )
+        schema = union_schema(fitted.schema, parent.schema) if mode == "delete" else fitted.schema
+        change = self._change(info, parent, fitted.batch, mode, schema, rewrite=bool(fitted.retyped))
+        return self.commit_change(
+            info,
+            branch=branch,
+            parent=parent,
+            parent_id=head,
+            change=change,
+            schema=schema,
+            operation=mode,
+            message=message,
+            added=fitted.added,
+            retyped=fitted.retyped,
+        )
+
+    def commit_change(
+        self,
+        info: TableInfo,
+        *,
+        branch: str,
+        parent: Manifest,
+        parent_id: str,
+        change: pa.Table,
+        schema: pa.Schema,
+        operation: str,
+        message: str,
+        added: tuple[str, ...] = (),
+        retyped: tuple[str, ...] = (),
+        extra_parents: tuple[str, ...] = (),
+    ) -> CommitResult:
+        """Store a computed change set as a commit on ``branch`` (compare-and-swap from ``parent_id``)."""
+        counts = _counts(change)
+        if change.num_rows == 0 and not added and not retyped and not extra_parents:
+            return CommitResult(info.name, branch, parent_id, False, counts, parent.num_rows)
+        num_rows = parent.num_rows + counts["added"] - counts["removed"]
+        pending = sum(d.rows for d in parent.deltas) + change.num_rows
+        compact = bool(retyped) or pending > COMPACT_FRACTION * max(num_rows, parent.num_rows)
+        keep_change = change.num_rows <= COMPACT_FRACTION * max(num_rows, parent.num_rows, 1)
+        change_ref = write_change(self.objects, change) if keep_change and change.num_rows else None
+        buckets, bucket_rows, rewritten = list(parent.buckets), list(parent.bucket_rows), 0
+        deltas = parent.deltas + ((change_ref,) if change_ref else ())
+        if compact:
+            buckets, bucket_rows, rewritten = self._compacted(
+                info, parent, change, schema, rewrite_all=bool(retyped)
+            )
+            deltas = ()
+        manifest = Manifest(
+            table=info.name,
+            key=info.key,
+            schema=schema,
+            buckets=tuple(buckets),
+            bucket_rows=tuple(bucket_rows),
+            deltas=deltas,
+            change=change_ref,
+            parents=(parent_id, *extra_parents),
+            operation=operation,
+            message=message,
+            author=current_user(),
+            created_at=datetime.now(UTC),
+            num_rows=num_rows,
+            counts=counts,
+        )
+        commit_id = self._put_manifest(manifest)
+        self.history.commit(info.name, branch, parent_id, _commit_info(commit_id, manifest))
+        return CommitResult(info.name, branch, commit_id, True, counts, num_rows, added, retyped, rewritten)
+
+    def rows_for_keys(self, manifest: Manifest, keys: pa.Table, info: TableInfo) -> pa.Table:
+        """The current rows of a version for the given keys (those that exist), opening only their buckets."""
+        if manifest.schema is None or keys.num_rows == 0:
+            return pa.table({}) if manifest.schema is None else manifest.schema.empty_table()
+        touched = set(bucket_ids(keys, info.key, info.buckets).tolist())
+        return with_keys(read_version(self.objects, manifest, touched), keys, info.key)
+
+    def _change(
+        self,
+        info: TableInfo,
+        parent: Manifest,
+        batch: pa.Table,
+        mode: str,
+        schema: pa.Schema,
+        *,
+        rewrite: bool,
+    ) -> pa.Table:
+        key, what = info.key, f"table {info.name!r}"
+        if mode == "replace" or (rewrite and mode != "delete"):
+            current = (
+                read_version(self.objects, parent) if parent.schema is not None else schema.empty_table()
+            )
+            if mode != "replace":
+                batch = pa.concat_tables(
+                    [_convert(_without(current, batch, key), schema, what), batch],
+                    promote_options="permissive",
+                )
+            return compare(current, batch, key, schema, info.buckets)
+        current = self.rows_for_keys(parent, batch.select(list(key)), info)
+        if mode == "append" and current.num_rows:
+            examples = ", ".join(str(r) for r in current.select(list(key)).slice(0, 3).to_pylist())
+            raise InvalidInputError(
+                f"{what}: {current.num_rows:,} key(s) already exist, e.g. {examples}; "
+                "use mode upsert to update existing rows"
+            )
+        if mode == "delete":
+            if current.num_rows < batch.num_rows:
+                missing = _without(batch, current, key)
+                examples = ", ".join(str(r) for r in missing.slice(0, 3).to_pylist())
+                raise InvalidInputError(
+                    f"{what}: {missing.num_rows:,} key(s) to delete do not exist, e.g. {examples}"
+                )
+            return compare(current, schema.empty_table(), key, schema, info.buckets)
+        return compare(current, batch, key, schema, info.buckets)
+
+    def _compacted(
+        self, info: TableInfo, parent: Manifest, change: pa.Table, schema: pa.Schema, *, rewrite_all: bool
+    ) -> tuple[list[str | None], list[int], int]:
+        """Fold the pending change sets and ``change`` into the buckets they touch."""
+        touched: set[int] = set(range(info.buckets)) if rewrite_all else set()
+        for delta in parent.deltas:
+            touched.update(delta.buckets)
+        if change.num_rows:
+            touched.update(int(b) for b in pc.unique(change.column("_bucket")).to_pylist())
+        buckets, bucket_rows = list(parent.buckets), list(parent.bucket_rows)
+        if not touched:
+            return buckets, bucket_rows, 0
+        current = read_version(self.objects, parent, touched) if parent.schema else schema.empty_table()
+        if change.num_rows:
+            current = (
+                pa.concat_tables(
+                    [
+                        conform(_without(current, change, info.key), schema),
+                        side(change, "after", info.key, schema),
+                    ],
+                    promote_options="permissive",
+                )
+                if current.num_rows
+                else side(change, "after", info.key, schema)
+            )
+        shas, counts = write_buckets(self.objects, current.cast(schema), info.key, info.buckets)
+        for bucket in touched:
+            buckets[bucket], bucket_rows[bucket] = shas[bucket], counts[bucket]
+        return buckets, bucket_rows, len(touched)
+
+    def _branch_head(self, table: str, branch: str) -> str:
+        refs = {r.name: r for r in self.history.refs(table)}
+        found = refs.get(branch)
+        if found is None or found.kind != BRANCH:
+            what = "a tag, not a branch" if found is not None else "not a branch"
+            branches = ", ".join(r.name for r in refs.values() if r.kind == BRANCH)
+            raise NotFoundError(f"table {table!r}: {branch!r} is {what} (branches: {branches})")
+        return found.commit_id
+
+    def _put_manifest(self, manifest: Manifest) -> str:
+        data = manifest.to_bytes()
+        commit_id = self.objects.put_bytes(data)
+        with self._lock:
+            self._manifests[commit_id] = manifest
+        return commit_id
+
+    def read_object(self, sha256: str) -> pa.Table:
+        return read_parquet(self.objects, sha256)
+
+
+def _counts(change: pa.Table) -> dict[str, int]:
+    if change.num_rows == 0:
+        return {"added": 0, "removed": 0, "changed": 0}
+    was, now = change.column(BEFORE), change.column(AFTER)
+    return {
+        "added": int(pc.sum(pc.and_(pc.invert(was), now)).as_py() or 0),
+        "removed": int(pc.sum(pc.and_(was, pc.invert(now))).as_py() or 0),
+        "changed": int(pc.sum(pc.and_(was, now)).as_py() or 0),
+    }
+
+
+def _without(rows: pa.Table, other: pa.Table, key: Sequence[str]) -> pa.Table:
+    from mlprod.data.changes import without_keys
+
+    return without_keys(rows, other, key)
+
+
+def _convert(rows: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
+    """Existing rows in a changed schema, or a clear error when a value does not convert."""
+    try:
+        return conform(rows, schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InvalidInputError(f"{what}: existing values cannot take the new column type: {exc}") from exc
+
+
+def _commit_info(commit_id: str, manifest: Manifest) -> CommitInfo:
+    return CommitInfo(
+        id=commit_id,
+        table=manifest.table,
+        parents=manifest.parents,
+        operation=manifest.operation,
+        message=manifest.message,
+        author=manifest.author,
+        created_at=manifest.created_at,
+        num_rows=manifest.num_rows,
+        changes=manifest.counts,
+    )
