@@ -16,11 +16,14 @@ else escaping is a bug in mlprod.
     ├── ConflictError             a ref moved under a writer (compare-and-swap failed)
     │   └── MergeConflictError    a merge left cells changed differently on both sides
     ├── InvalidInputError (also ValueError) bad request or argument; names the field
-    │   └── PayloadTooLargeError  a request body over the configured limit
+    │   ├── PayloadTooLargeError  a request body over the configured limit
+    │   └── ValidationFailedError incoming rows break a table's expectations (``report`` says how)
     └── ModelFormatError          a model that cannot be stored or loaded safely
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class MlprodError(Exception):
@@ -71,7 +74,7 @@ class ConflictError(MlprodError):
 class MergeConflictError(ConflictError):
     """A merge found cells changed differently on both sides; ``conflicts`` lists them."""
 
-    def __init__(self, message: str, conflicts: object) -> None:
+    def __init__(self, message: str, conflicts: list[Any]) -> None:
         super().__init__(message)
         self.conflicts = conflicts
 
@@ -82,6 +85,14 @@ class InvalidInputError(MlprodError, ValueError):
 
 class PayloadTooLargeError(InvalidInputError):
     """A request body is larger than the configured limit."""
+
+
+class ValidationFailedError(InvalidInputError):
+    """Incoming rows break a table's stored expectations; ``report`` lists the violations."""
+
+    def __init__(self, message: str, report: Any) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class ModelFormatError(MlprodError):

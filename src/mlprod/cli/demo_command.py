@@ -45,8 +45,25 @@ def demo(
 
 def render_summary(s: DemoSummary) -> Table:
     table = Table(title="mlprod demo: NYC flights 2013", show_header=False)
+    for m in s.months:
+        table.add_row(
+            f"flights 2013-{m.month:02d} committed",
+            f"{m.rows:,} rows, {m.quarantined:,} quarantined, "
+            + (
+                "committed by an earlier run"
+                if m.resumed
+                else f"checks flagged: {', '.join(m.flagged_checks) or 'none'}"
+            ),
+        )
     table.add_row(
-        "rows ingested (Jan-Jun)", f"{s.rows_ingested:,} (dataset 'flights' version {s.dataset_version})"
+        "training data (Jan-Jun)",
+        f"{s.rows_ingested:,} rows, table 'flights' @jan-jun = {s.training_commit[:12]}",
+    )
+    table.add_row(
+        "June corrections merged",
+        f"{s.merge.corrected_rows:,} rows corrected on a branch, merged as {s.merge.commit_id[:12]}; "
+        f"diff jan-jun → main: +{s.merge.diff_added:,} added, ~{s.merge.diff_changed:,} changed "
+        f"({s.merge.diff_method})",
     )
     for c in s.candidates:
         table.add_row(

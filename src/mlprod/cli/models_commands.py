@@ -245,7 +245,9 @@ def _lineage_table(version: ModelVersion, code: str | None, run_id: str | None) 
     if lineage.get("dataset"):
         table.add_row(
             "dataset",
-            f"{lineage['dataset']} version {lineage['dataset_version']} (sha256 {lineage['dataset_sha256']})",
+            f"table {lineage['dataset']} @ {lineage.get('dataset_ref', 'main')}, "
+            f"commit {lineage['dataset_commit']} "
+            f"({lineage['dataset_rows']:,} rows)",
         )
     elif lineage:
         table.add_row("data", str(lineage.get("source", "unknown")))

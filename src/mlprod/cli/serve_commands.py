@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from mlprod.cli.data_commands import read_table_file
 from mlprod.cli.state import err, open_workspace, out
 from mlprod.errors import InvalidInputError
 
@@ -50,6 +49,7 @@ def predict(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from mlprod.data import read_table_file
     from mlprod.models import Registry
 
     table = read_table_file(source)

@@ -38,7 +38,7 @@ def init(
 
 def info() -> None:
     """Show where the current workspace keeps its data and what it holds."""
-    from mlprod.data import DatasetStore
+    from mlprod.data import TableStore
     from mlprod.models import Registry
 
     with open_workspace() as ws:
@@ -47,7 +47,7 @@ def info() -> None:
         table.add_row("metadata database", _hide_password(ws.database_url))
         table.add_row("artifacts", str(ws.artifacts.root))
         table.add_row("prediction log", str(ws.prediction_log_dir))
-        table.add_row("datasets", str(len(DatasetStore(ws).names())))
+        table.add_row("tables", str(len(TableStore(ws).tables())))
         table.add_row("models", str(len(Registry(ws).models())))
         out.print(table)
 

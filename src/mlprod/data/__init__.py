@@ -5,21 +5,37 @@ from mlprod.data.gc import GcReport, collect_garbage
 from mlprod.data.history import CommitInfo, Ref, TableInfo
 from mlprod.data.ingest import read_table_file, to_arrow
 from mlprod.data.merge import Conflict, MergeResult, merge_branches
+from mlprod.data.poisoning import Finding, PoisoningReport, check_poisoning
+from mlprod.data.skew import ColumnSkew, SkewReport
+from mlprod.data.skew import skew as skew_between
 from mlprod.data.tables import CommitResult, TableStore
+from mlprod.data.validation import ColumnExpectation, Expectations, ValidationReport, Violation
+from mlprod.data.validation import validate as validate_rows
 
 __all__ = [
+    "ColumnExpectation",
+    "ColumnSkew",
     "CommitInfo",
     "CommitResult",
     "Conflict",
+    "Expectations",
+    "Finding",
     "GcReport",
     "MergeResult",
+    "PoisoningReport",
     "Ref",
+    "SkewReport",
     "TableDiff",
     "TableInfo",
     "TableStore",
+    "ValidationReport",
+    "Violation",
+    "check_poisoning",
     "collect_garbage",
     "diff_versions",
     "merge_branches",
     "read_table_file",
+    "skew_between",
     "to_arrow",
+    "validate_rows",
 ]

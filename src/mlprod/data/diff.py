@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -100,7 +100,7 @@ class TableDiff:
             )
         return pa.concat_tables(parts)
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> dict[str, Any]:
         """Counts of added, removed and changed rows, and of changed cells per column."""
         counts = self.cells().column("column").value_counts().to_pylist()
         return {

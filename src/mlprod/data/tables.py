@@ -17,11 +17,12 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
 import pyarrow as pa
@@ -34,6 +35,14 @@ from mlprod.data.ingest import to_arrow
 from mlprod.data.keys import bucket_ids, check_key_columns, check_unique_keys
 from mlprod.data.manifest import Manifest
 from mlprod.data.schemas import reconcile
+from mlprod.data.screening import (
+    Policy,
+    Screened,
+    quarantine_rows,
+    quarantine_table,
+    reference_buckets,
+    screen,
+)
 from mlprod.data.storage import (
     AFTER,
     BEFORE,
@@ -43,10 +52,14 @@ from mlprod.data.storage import (
     write_buckets,
     write_change,
 )
+from mlprod.data.validation import Expectations, infer_expectations
 from mlprod.errors import InvalidInputError, NotFoundError
 from mlprod.identity import current_user
 from mlprod.names import check_name
 from mlprod.workspace import Workspace
+
+if TYPE_CHECKING:
+    from mlprod.data.poisoning import PoisoningReport
 
 Mode = Literal["append", "upsert", "delete", "replace"]
 MODES: tuple[str, ...] = ("append", "upsert", "delete", "replace")
@@ -139,6 +152,40 @@ class TableStore:
 
     def tables(self) -> list[TableInfo]:
         return self.history.tables()
+
+    def infer_expectations(
+        self, table: str, ref: str = DEFAULT_BRANCH, *, unbounded: Sequence[str] = (), **options: Any
+    ) -> Expectations:
+        """Infer expectations (types, nulls, ranges, categories, row band) from a version and store them.
+
+        Columns in ``unbounded`` get no range or category check (a month number, a date part).
+        """
+        info = self.history.table(table)
+        rows = self.checkout(table, ref)
+        unknown = [name for name in unbounded if name not in rows.column_names]
+        if unknown:
+            raise InvalidInputError(f"table {table!r} has no column(s) {', '.join(unknown)}")
+        expectations = infer_expectations(rows, info.key, **options)
+        expectations = dataclasses.replace(
+            expectations,
+            columns=tuple(
+                dataclasses.replace(c, minimum=None, maximum=None, categories=None)
+                if c.name in unbounded
+                else c
+                for c in expectations.columns
+            ),
+        )
+        self.history.set_expectations(table, expectations.to_dict())
+        return expectations
+
+    def expectations(self, table: str) -> Expectations | None:
+        """The table's stored expectations, if any."""
+        stored = self.history.table(table).expectations
+        return None if stored is None else Expectations.from_dict(stored)
+
+    def clear_expectations(self, table: str) -> None:
+        self.history.table(table)
+        self.history.set_expectations(table, None)
 
     # ---- reading ------------------------------------------------------------------------------
 
@@ -233,8 +280,16 @@ class TableStore:
         branch: str = DEFAULT_BRANCH,
         message: str = "",
         allow_type_change: bool = False,
+        validation: Policy | None = None,
+        checks: bool = False,
     ) -> CommitResult:
-        """Apply ``data`` to ``branch`` as one commit; the branch moves only if nobody else moved it."""
+        """Apply ``data`` to ``branch`` as one commit; the branch moves only if nobody else moved it.
+
+        ``validation`` checks the rows against the table's expectations first: ``reject`` (the default
+        when the table has expectations) commits nothing on a violation, ``quarantine`` commits the good
+        rows and appends the bad ones to the side table ``<table>.quarantine``. ``checks`` runs the
+        poisoning checks against the current version and reports them in ``notes``; it never drops rows.
+        """
         if mode not in MODES:
             raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         info = self.history.table(table)
@@ -253,8 +308,18 @@ class TableStore:
             allow_type_change=allow_type_change,
         )
         schema = union_schema(fitted.schema, parent.schema) if mode == "delete" else fitted.schema
-        change = self._change(info, parent, fitted.batch, mode, schema, rewrite=bool(fitted.retyped))
-        return self.commit_change(
+        screened = (
+            screen(info, fitted.batch, validation, arrival=mode in ("append", "replace"))
+            if mode != "delete"
+            else Screened(fitted.batch, None, None)
+        )
+        notes: dict[str, Any] = {}
+        if screened.report is not None:
+            notes["validation"] = screened.report
+        if checks and mode != "delete":
+            notes["poisoning"] = self._poisoning(info, parent, screened.batch)
+        change = self._change(info, parent, screened.batch, mode, schema, rewrite=bool(fitted.retyped))
+        result = self.commit_change(
             info,
             branch=branch,
             parent=parent,
@@ -266,6 +331,9 @@ class TableStore:
             added=fitted.added,
             retyped=fitted.retyped,
         )
+        if screened.rejected is not None and screened.rejected.num_rows:
+            notes["quarantined"] = self._quarantine(info.name, screened.rejected, result.commit_id)
+        return dataclasses.replace(result, notes=notes)
 
     def commit_change(
         self,
@@ -317,6 +385,26 @@ class TableStore:
         commit_id = self._put_manifest(manifest)
         self.history.commit(info.name, branch, parent_id, _commit_info(commit_id, manifest))
         return CommitResult(info.name, branch, commit_id, True, counts, num_rows, added, retyped, rewritten)
+
+    def _quarantine(self, table: str, rows: pa.Table, commit_id: str) -> dict[str, Any]:
+        side_table = quarantine_table(table)
+        if side_table not in self.history.table_names():
+            self.create(side_table, key=["_row"], buckets=4, description=f"rows held back from {table}")
+        held = self.commit(
+            side_table,
+            quarantine_rows(rows, commit_id),
+            mode="append",
+            message=f"held back from {commit_id[:12]}",
+        )
+        return {"table": side_table, "rows": rows.num_rows, "commit": held.commit_id}
+
+    def _poisoning(self, info: TableInfo, parent: Manifest, batch: pa.Table) -> PoisoningReport:
+        from mlprod.data.poisoning import check_poisoning
+
+        reference = read_version(self.objects, parent, reference_buckets(parent)) if parent.schema else None
+        if reference is None or reference.num_rows == 0:
+            reference = batch
+        return check_poisoning(batch, reference, key=info.key, label=info.label)
 
     def rows_for_keys(self, manifest: Manifest, keys: pa.Table, info: TableInfo) -> pa.Table:
         """The current rows of a version for the given keys (those that exist), opening only their buckets."""

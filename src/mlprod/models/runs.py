@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from mlprod.data import DatasetStore
+from mlprod.data import TableStore
 from mlprod.errors import InvalidInputError, NotFoundError
 from mlprod.identity import current_user
 from mlprod.meta.tables import runs
@@ -138,13 +138,14 @@ def _train(
     if frame is None:
         if spec.dataset is None:
             raise NotFoundError(f"training spec for {spec.model!r} names no dataset and no frame was given")
-        datasets = DatasetStore(workspace)
-        source = datasets.get(spec.dataset, spec.dataset_version)
-        table = datasets.read(source.dataset, source.version)
+        tables = TableStore(workspace)
+        source = tables.resolve(spec.dataset, spec.dataset_ref)
+        table = tables.checkout(spec.dataset, source.id)
         origin = {
-            "dataset": source.dataset,
-            "dataset_version": source.version,
-            "dataset_sha256": source.artifact_sha256,
+            "dataset": spec.dataset,
+            "dataset_ref": spec.dataset_ref,
+            "dataset_commit": source.id,
+            "dataset_rows": source.num_rows,
         }
     else:
         table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)

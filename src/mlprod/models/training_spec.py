@@ -68,7 +68,7 @@ class TrainingSpec(BaseModel):
 
     model: str
     dataset: str | None = None
-    dataset_version: int | None = None
+    dataset_ref: str = "main"
     label: str
     features: dict[str, str]
     categorical: list[str] = Field(default_factory=list)
