@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlprod.data import DatasetStore
+from mlprod.data import TableStore
 from mlprod.demo.flights import load_flights, request_rows, training_spec
 from mlprod.models import EstimatorSpec, Registry, build_frame, run_training, train_classifier
 from mlprod.workspace import Workspace
@@ -96,7 +96,8 @@ def registry_at_scale(ws: Workspace, models: int, per_model: int) -> None:
 
 def native_vs_onnx(ws: Workspace, requests: int) -> None:
     spec = training_spec("lightgbm", rounds=200)
-    DatasetStore(ws).commit("flights", load_flights(range(1, 7)))
+    TableStore(ws).create("flights", key=["flight_id"], data=load_flights(range(1, 7)))
+    TableStore(ws).tag("flights", "jan-jun")
     version = run_training(ws, spec).version
     assert version is not None
     registry = Registry(ws)
