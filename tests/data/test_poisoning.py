@@ -65,7 +65,7 @@ def test_duplicate_flood_finds_all_copies_of_a_flooded_row(reference: pa.Table, 
     assert found.rows.tolist() == [0, *range(N_BATCH, N_BATCH + 300)]
     assert found.count == 301
     assert found.examples[0]["copies"] == 301
-    assert found.examples[0]["id"] == 0
+    assert found.examples[0]["id"] == N_REFERENCE
     assert found.examples[0]["x0"] == pytest.approx(clean.column("x0")[0].as_py())
 
 
@@ -126,11 +126,12 @@ def test_outliers_counts_unseen_categories(reference: pa.Table, clean: pa.Table)
 
 
 def test_outliers_passes_clean_batch_with_degenerate_features(reference: pa.Table, clean: pa.Table) -> None:
-    # A mostly-zero feature (MAD is 0) and a constant one must not turn ordinary rows into outliers.
+    # A mostly-zero feature (MAD is 0), a constant one and free text must not make ordinary rows outliers.
     def degenerate(table: pa.Table, seed: int) -> pa.Table:
         rng = np.random.default_rng(seed)
         sparse = np.where(rng.random(table.num_rows) < 0.95, 0.0, rng.exponential(size=table.num_rows))
         table = table.append_column("sparse", pa.array(sparse))
+        table = table.append_column("name", pa.array([f"user-{seed}-{i}" for i in range(table.num_rows)]))
         return table.append_column("constant", pa.array(np.full(table.num_rows, 3)))
 
     found = outliers(degenerate(clean, 7), degenerate(reference, 8), key=["id"])
@@ -138,6 +139,7 @@ def test_outliers_passes_clean_batch_with_degenerate_features(reference: pa.Tabl
     assert not found.flagged
     assert found.statistic < 0.005
     assert found.rows.size == 0
+    assert found.detail.endswith("new values not counted in open-ended column(s) name")
 
 
 # --- label shift -------------------------------------------------------------------------------
@@ -215,9 +217,15 @@ def test_label_issues_skips_without_label_or_enough_rows(reference: pa.Table) ->
     [
         ({"key": ["nope"]}, "key column 'nope' is missing from the batch table"),
         ({"key": ["id"], "label": "nope"}, "label column 'nope' is missing from the batch table"),
-        ({"key": ["id"], "features": ["x0", "nope"]}, "feature column 'nope' is missing from the batch table"),
+        (
+            {"key": ["id"], "features": ["x0", "nope"]},
+            "feature column 'nope' is missing from the batch table",
+        ),
         ({"key": ["id"], "label": "x0"}, "label column 'x0' has non-integer values in the batch table"),
-        ({"key": ["id"], "label": "y", "features": ["x0", "y"]}, "label column 'y' is also listed in features"),
+        (
+            {"key": ["id"], "label": "y", "features": ["x0", "y"]},
+            "label column 'y' is also listed in features",
+        ),
     ],
 )
 def test_bad_columns_are_refused(reference: pa.Table, kwargs: dict[str, object], message: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlprod.data import DatasetStore
+from mlprod.data import TableStore, collect_garbage
 from mlprod.models import Registry, list_runs
 from mlprod.serve import read_prediction_log
 from mlprod.workspace import Workspace
@@ -45,18 +45,25 @@ def test_demo_runs_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
     auc = float(summary_value(result.stdout, "AUC on July (champion)").split()[0])
     assert 0.55 < auc < 0.9  # schedule features carry real but limited signal
     assert summary_value(result.stdout, "HTTP requests") == "40 (0 failed)"
+    assert summary_value(result.stdout, "flights 2013-02 committed").startswith("2,488 rows, 0 quarantined")
+    assert "26 rows corrected on a branch" in summary_value(result.stdout, "June corrections merged")
     assert summary_value(result.stdout, "predictions logged") == "40"
     assert summary_value(result.stdout, "served vs in-process") == "max |difference| 0.00e+00"
     p50, p99 = re.findall(r"([\d.]+) ms", summary_value(result.stdout, "latency p50 / p99"))
     assert 0 < float(p50) <= float(p99)
 
     with Workspace.open(workspace) as ws:
-        stored = DatasetStore(ws).get("flights")
-        assert stored.num_rows == 16_616  # a tenth of January to June 2013
+        tables = TableStore(ws)
+        trained_on = tables.resolve("flights", "jan-jun")
+        assert trained_on.num_rows == 16_512  # a tenth of January to June 2013
+        messages = [c.message for c in tables.log("flights")]
+        assert [f"flights of 2013-{m:02d}" for m in range(7, 0, -1)] == messages[1:8]
+        assert messages[0] == "merge June corrections"
+        assert tables.checkout("flights", "jan-jun").num_rows == 16_512
         registry = Registry(ws)
         champion = registry.get("flights-delay@champion")
-        assert champion.lineage["dataset_version"] == stored.version
-        assert champion.lineage["dataset_sha256"] == stored.artifact_sha256
+        assert champion.lineage["dataset_commit"] == trained_on.id
+        assert champion.lineage["dataset_ref"] == "jan-jun"
         runs = {r.params["estimator"]: r for r in list_runs(ws, model="flights-delay")}
         assert {r.status for r in runs.values()} == {"finished"}
         assert champion.version == runs["lightgbm"].model_version
@@ -125,7 +132,13 @@ def test_kill_9_at_any_point_then_rerun_works(tmp_path: Path) -> None:
         ).shape == (1,)
         history = [m for m in registry.alias_history("flights-delay") if m.alias == "champion"]
         assert history[-1].to_version == champion.version
-        assert len(DatasetStore(ws).versions("flights")) == 1  # identical data is never stored twice
+        tables = TableStore(ws)
+        messages = [c.message for c in tables.log("flights")]
+        assert len(messages) == len(set(messages)) == 9  # create, 7 months, merge: each once
+        collect_garbage(tables, grace_seconds=0)  # what killed writers left behind
+        for sha in tables.objects:
+            tables.objects.verify(sha)
+        assert tables.checkout("flights").num_rows == tables.resolve("flights").num_rows
         for sha in ws.artifacts:
             ws.artifacts.verify(sha)  # no half-written blob anywhere
         read_prediction_log(ws.prediction_log_dir)  # every log file parses

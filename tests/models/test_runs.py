@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from mlprod.data import DatasetStore
+from mlprod.data import CommitInfo, TableStore
 from mlprod.errors import InvalidInputError, NotFoundError
 from mlprod.meta.tables import model_versions, runs
 from mlprod.models import Registry, TrainingSpec, get_run, list_runs, run_training
@@ -20,6 +20,13 @@ def synthetic_table(n: int = 3000) -> pa.Table:
     frame = make_frame(n, seed=5)
     frame["t"] = range(n)
     return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def store_toy_data(workspace: Workspace) -> CommitInfo:
+    """The synthetic table as the versioned table ``toy-data`` (key ``t``); its head commit."""
+    tables = TableStore(workspace)
+    tables.create("toy-data", key=["t"], data=synthetic_table())
+    return tables.resolve("toy-data")
 
 
 def spec(**changes: object) -> TrainingSpec:
@@ -37,15 +44,15 @@ def spec(**changes: object) -> TrainingSpec:
 
 
 def test_a_run_records_params_metrics_lineage_code_and_resources(workspace: Workspace) -> None:
-    stored = DatasetStore(workspace).commit("toy-data", synthetic_table())
+    stored = store_toy_data(workspace)
     result = run_training(workspace, spec())
     run = result.run
     assert run.status == "finished"
     assert run.params["estimator"] == "lightgbm" and run.params["n_estimators"] == 20
     assert run.metrics["validation_auc"] > 0.85
     assert run.lineage["dataset"] == "toy-data"
-    assert run.lineage["dataset_version"] == stored.version
-    assert run.lineage["dataset_sha256"] == stored.artifact_sha256
+    assert run.lineage["dataset_commit"] == stored.id and run.lineage["dataset_ref"] == "main"
+    assert run.lineage["dataset_rows"] == 3000
     assert run.lineage["feature_set_hash"] == spec().feature_set_hash()
     assert run.lineage["train_rows"] + run.lineage["validation_rows"] == 3000
     assert run.packages["lightgbm"] and run.packages["python"]
@@ -62,7 +69,7 @@ def test_a_run_records_params_metrics_lineage_code_and_resources(workspace: Work
 
 
 def test_a_failing_run_is_recorded_and_registers_nothing(workspace: Workspace) -> None:
-    DatasetStore(workspace).commit("toy-data", synthetic_table())
+    store_toy_data(workspace)
     with pytest.raises(InvalidInputError, match="is constant"):
         run_training(workspace, spec(label="0"))
     [run] = list_runs(workspace)
@@ -80,14 +87,14 @@ def test_training_from_an_in_memory_frame(workspace: Workspace) -> None:
 
 
 def test_unknown_dataset_or_none_at_all(workspace: Workspace) -> None:
-    with pytest.raises(NotFoundError, match="dataset 'toy-data' not found"):
+    with pytest.raises(NotFoundError, match=r"table 'toy-data' not found \(tables: none\)"):
         run_training(workspace, spec())
     with pytest.raises(NotFoundError, match="names no dataset"):
         run_training(workspace, spec(dataset=None))
 
 
 def test_each_built_in_estimator_trains_as_a_run(workspace: Workspace) -> None:
-    DatasetStore(workspace).commit("toy-data", synthetic_table())
+    store_toy_data(workspace)
     sklearn = {"kind": "sklearn", "class_path": "sklearn.ensemble.HistGradientBoostingClassifier",
                "params": {"max_iter": 20}}  # fmt: skip
     formats = []
@@ -131,7 +138,7 @@ def test_a_run_whose_process_died_reads_as_interrupted(workspace: Workspace) -> 
 
 
 def test_an_invalid_alias_is_refused_before_anything_runs(workspace: Workspace) -> None:
-    DatasetStore(workspace).commit("toy-data", synthetic_table())
+    store_toy_data(workspace)
     with pytest.raises(InvalidInputError, match="alias name 'bad alias' is not valid"):
         run_training(workspace, spec(), alias="bad alias")
     assert list_runs(workspace) == []
@@ -139,7 +146,7 @@ def test_an_invalid_alias_is_refused_before_anything_runs(workspace: Workspace) 
 
 
 def test_alias_moves_with_the_registration(workspace: Workspace) -> None:
-    DatasetStore(workspace).commit("toy-data", synthetic_table())
+    store_toy_data(workspace)
     result = run_training(workspace, spec(), alias="champion")
     assert Registry(workspace).get("toy@champion").version == result.version.version
     [move] = Registry(workspace).alias_history("toy")
@@ -147,14 +154,14 @@ def test_alias_moves_with_the_registration(workspace: Workspace) -> None:
 
 
 def test_a_label_that_is_not_zero_or_one_is_refused(workspace: Workspace) -> None:
-    DatasetStore(workspace).commit("toy-data", synthetic_table())
+    store_toy_data(workspace)
     with pytest.raises(InvalidInputError, match=r"label '\(x \+ 4\) / 8' must be 0/1 or boolean"):
         run_training(workspace, spec(label="(x + 4) / 8"))
     assert Registry(workspace).models() == []
 
 
 def test_a_label_constant_in_one_split_names_the_split(workspace: Workspace) -> None:
-    DatasetStore(workspace).commit("toy-data", synthetic_table())
+    store_toy_data(workspace)
     with pytest.raises(
         InvalidInputError, match=r"label 't >= 2900' in the training split \(time < .*\) is constant"
     ):
@@ -170,7 +177,7 @@ def test_a_label_constant_in_one_split_names_the_split(workspace: Workspace) -> 
     ],
 )  # fmt: skip
 def test_bad_estimator_params_are_the_users_error(workspace: Workspace, estimator: dict) -> None:
-    DatasetStore(workspace).commit("toy-data", synthetic_table())
+    store_toy_data(workspace)
     with pytest.raises(InvalidInputError, match="params"):
         run_training(workspace, spec(estimator=estimator))
     assert Registry(workspace).models() == []

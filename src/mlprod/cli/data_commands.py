@@ -246,7 +246,7 @@ def diff(
     out.print(
         f"{table}: {old} ({result.old[:12]}) → {new} ({result.new[:12]}): +{counts['added']:,} added, "
         f"-{counts['removed']:,} removed, ~{counts['changed']:,} changed "
-        f"[{result.method}, {result.rows_read:,} rows read]"
+        f"\\[{result.method}, {result.rows_read:,} rows read]"
     )
     cells: dict[str, int] = counts["cells"]
     if cells:

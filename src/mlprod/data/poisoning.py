@@ -44,10 +44,6 @@ MAX_EXAMPLES = 5
 MAX_NUMERIC_LABEL_CLASSES = 20
 MAD_SCALE = 1.4826
 
-# (lower, upper quantile, width of that range for a standard normal): spreads tried in turn when the
-# median absolute deviation is 0, e.g. for a feature that is mostly zeros.
-_FALLBACK_SPREADS = ((0.25, 0.75, 1.349), (0.1, 0.9, 2.563), (0.025, 0.975, 3.920), (0.005, 0.995, 5.152))
-
 Kind = Literal["numeric", "categorical"]
 
 
@@ -212,10 +208,13 @@ def outliers(
     """Flag a batch with too many rows far outside the reference distribution.
 
     Each numeric cell gets a robust z-score ``(x - median) / (1.4826 * MAD)`` from the reference
-    (wider quantile ranges stand in when the MAD is 0); a categorical value the reference never has
-    is out of distribution. A row is an outlier when its largest ``|z|`` exceeds ``z_threshold`` or
-    it has an unseen category. The statistic is the batch's outlier fraction, flagged above
-    ``max(min_outlier_fraction, outlier_factor * the reference's own outlier fraction)``.
+    (when the MAD is 0, the spread of the values off the median stands in); a categorical value the
+    reference never has is out of distribution, except in open-ended columns where the reference
+    itself keeps meeting new values (more than ``min_outlier_fraction`` of it seen once). A row is
+    an outlier when its largest ``|z|`` exceeds ``z_threshold`` or it has an unseen category. The
+    statistic is the batch's outlier fraction, flagged above ``max(min_outlier_fraction,
+    outlier_factor * the reference's own outlier fraction)``, the latter counting the expected rate
+    of new categories (Good-Turing: the share of reference values seen once).
 
     Examples:
         >>> import pyarrow as pa
@@ -547,19 +546,19 @@ def _robust_scale(values: np.ndarray, median: float) -> float:
     mad = float(np.median(np.abs(values - median))) * MAD_SCALE
     if mad > 0:
         return mad
-    for low, high, width in _FALLBACK_SPREADS:
-        lo, hi = np.quantile(values, [low, high])
-        if hi > lo:
-            return float(hi - lo) / width
-    std = float(np.std(values))
-    if std > 0:
-        return std
+    # Most values equal the median (e.g. a mostly-zero feature): measure the spread of the rest.
+    off = np.abs(values[values != median] - median)
+    if len(off):
+        return float(np.median(off)) * MAD_SCALE
     # A constant reference: any other value is out of distribution, yet float noise must not be.
     return 1e-6 * max(1.0, abs(median))
 
 
 def _outlier_scores(
-    table: pa.Table, columns: _Columns, stats: dict[str, tuple[float, float]], seen: dict[str, set[Any]]
+    table: pa.Table,
+    columns: _Columns,
+    stats: dict[str, tuple[float, float]],
+    seen: dict[str, set[Any] | None],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per row: largest |z|, the numeric column giving it, the number of unseen categories, the first
     unseen column (index into categorical, -1 when none)."""
@@ -572,9 +571,12 @@ def _outlier_scores(
             z[:, j] = np.nan_to_num(np.abs(values - median) / scale, nan=0.0, posinf=np.inf)
     unseen = np.zeros((n, len(columns.categorical)), dtype=bool)
     for j, name in enumerate(columns.categorical):
+        known_values = seen[name]
+        if known_values is None:
+            continue
         texts = _texts(table.column(name))
         present = np.array([t is not None for t in texts], dtype=bool)
-        known = pd.Series(texts, dtype=object).isin(seen[name]).to_numpy()
+        known = pd.Series(texts, dtype=object).isin(known_values).to_numpy()
         unseen[:, j] = present & ~known
     if columns.numeric:
         worst = np.argmax(z, axis=1)
@@ -607,12 +609,23 @@ def _outliers(
             continue
         median = float(np.median(values))
         stats[name] = (median, _robust_scale(values, median))
-    seen = {
-        name: {t for t in _texts(reference.column(name)).tolist() if t is not None}
-        for name in columns.categorical
-    }
-    ref_score, _, ref_unseen, _ = _outlier_scores(reference, columns, stats, seen)
-    ref_fraction = float(np.mean((ref_score > z_threshold) | (ref_unseen > 0))) if reference.num_rows else 0.0
+    seen: dict[str, set[Any] | None] = {}
+    novelty = 0.0
+    open_ended: list[str] = []
+    for name in columns.categorical:
+        counts = pd.Series(_texts(reference.column(name)), dtype=object).value_counts(dropna=True)
+        # Good-Turing: the share of values seen once estimates how often a new value turns up. In
+        # open-ended columns (names, free text) a new value is ordinary, so it is not counted.
+        unseen_rate = float((counts == 1).sum() / counts.sum()) if len(counts) else 0.0
+        if unseen_rate > min_fraction:
+            seen[name] = None
+            open_ended.append(name)
+        else:
+            seen[name] = set(counts.index)
+            novelty += unseen_rate
+    ref_score = _outlier_scores(reference, columns, stats, seen)[0]
+    ref_fraction = float(np.mean(ref_score > z_threshold)) if reference.num_rows else 0.0
+    ref_fraction = min(1.0, ref_fraction + novelty)
     score, worst, n_unseen, first_unseen = _outlier_scores(batch, columns, stats, seen)
     is_outlier = (score > z_threshold) | (n_unseen > 0)
     candidates = np.flatnonzero(is_outlier)
@@ -636,6 +649,8 @@ def _outliers(
         f"|robust z| > {z_threshold:g} or an unseen category, "
         f"threshold {threshold:.2%} (reference: {ref_fraction:.2%})"
     )
+    if open_ended:
+        detail += f"; new values not counted in open-ended column(s) {', '.join(open_ended)}"
     return Finding(
         check="outliers",
         flagged=flagged,

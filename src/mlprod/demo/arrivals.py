@@ -65,6 +65,8 @@ def commit_months(
             arrivals.append(_resumed(tables, month, done[message]))
             continue
         rows = flights.filter(pc.equal(flights.column("month"), month))
+        if tables.expectations(DATASET) is None and arrivals:
+            _expect(tables, arrivals[0].commit_id)  # an earlier run stopped before inferring them
         first = tables.expectations(DATASET) is None
         result = tables.commit(
             DATASET,
@@ -75,7 +77,7 @@ def commit_months(
             checks=not first,
         )
         if first:
-            _expect(tables)
+            _expect(tables, result.commit_id)
         quarantined = result.notes.get("quarantined", {}).get("rows", 0)
         poisoning = result.notes.get("poisoning")
         flagged = tuple(f.check for f in poisoning.flagged) if poisoning is not None else ()
@@ -131,5 +133,5 @@ def _resumed(tables: TableStore, month: int, commit: CommitInfo) -> MonthArrival
     return MonthArrival(month, commit.id, commit.changes.get("added", 0), held, (), resumed=True)
 
 
-def _expect(tables: TableStore) -> None:
-    tables.infer_expectations(DATASET, unbounded=UNBOUNDED)
+def _expect(tables: TableStore, commit_id: str) -> None:
+    tables.infer_expectations(DATASET, commit_id, unbounded=UNBOUNDED)
