@@ -12,6 +12,7 @@ from mlprod.cli.state import err, out, state
 
 if TYPE_CHECKING:
     from mlprod.demo import DemoSummary
+    from mlprod.demo.arrivals import MonthArrival
 
 
 def register(app: typer.Typer) -> None:
@@ -48,12 +49,7 @@ def render_summary(s: DemoSummary) -> Table:
     for m in s.months:
         table.add_row(
             f"flights 2013-{m.month:02d} committed",
-            f"{m.rows:,} rows, {m.quarantined:,} quarantined, "
-            + (
-                "committed by an earlier run"
-                if m.resumed
-                else f"checks flagged: {', '.join(m.flagged_checks) or 'none'}"
-            ),
+            f"{m.rows:,} rows, {m.quarantined:,} quarantined, " + _screening(m),
         )
     table.add_row(
         "training data (Jan-Jun)",
@@ -80,3 +76,13 @@ def render_summary(s: DemoSummary) -> Table:
     table.add_row("workspace", str(s.workspace))
     table.add_row("total time", f"{s.seconds:.1f} s")
     return table
+
+
+def _screening(m: MonthArrival) -> str:
+    if m.resumed:
+        return "committed by an earlier run"
+    if m.month == 1:
+        return "the reference for later months"
+    flagged = ", ".join(m.flagged_checks) or "none"
+    deleted = f" ({m.deleted_after_review:,} rows deleted after review)" if m.deleted_after_review else ""
+    return f"poisoning checks flagged: {flagged}{deleted}"

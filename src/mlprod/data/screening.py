@@ -90,3 +90,23 @@ def reference_buckets(manifest: Manifest, max_rows: int = REFERENCE_ROWS) -> lis
             chosen.append(bucket)
             rows += count
     return chosen
+
+
+def screened_features(info: TableInfo, schema: pa.Schema, expectations: Expectations | None) -> list[str]:
+    """Columns the poisoning checks score: not the key or label, not times, and not the numeric
+    columns left unbounded in the expectations (a month number moves on by design; it is no outlier).
+    """
+    features = []
+    for field in schema:
+        if field.name in info.key or field.name == info.label or pa.types.is_temporal(field.type):
+            continue
+        if expectations is not None and _numeric(field.type):
+            known = {c.name: c for c in expectations.columns}.get(field.name)
+            if known is not None and known.minimum is None:
+                continue
+        features.append(field.name)
+    return features
+
+
+def _numeric(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind))

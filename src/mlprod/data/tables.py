@@ -42,6 +42,7 @@ from mlprod.data.screening import (
     quarantine_table,
     reference_buckets,
     screen,
+    screened_features,
 )
 from mlprod.data.storage import (
     AFTER,
@@ -288,7 +289,8 @@ class TableStore:
         ``validation`` checks the rows against the table's expectations first: ``reject`` (the default
         when the table has expectations) commits nothing on a violation, ``quarantine`` commits the good
         rows and appends the bad ones to the side table ``<table>.quarantine``. ``checks`` runs the
-        poisoning checks against the current version and reports them in ``notes``; it never drops rows.
+        poisoning checks against the current version and reports them in ``notes`` (``poisoning``, and
+        ``suspicious_keys`` to review or delete); it never drops rows.
         """
         if mode not in MODES:
             raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -317,7 +319,11 @@ class TableStore:
         if screened.report is not None:
             notes["validation"] = screened.report
         if checks and mode != "delete":
-            notes["poisoning"] = self._poisoning(info, parent, screened.batch)
+            report = self._poisoning(info, parent, screened.batch)
+            notes["poisoning"] = report
+            notes["suspicious_keys"] = screened.batch.select(list(info.key)).take(
+                pa.array(report.suspicious_rows)
+            )
         change = self._change(info, parent, screened.batch, mode, schema, rewrite=bool(fitted.retyped))
         result = self.commit_change(
             info,
@@ -404,7 +410,8 @@ class TableStore:
         reference = read_version(self.objects, parent, reference_buckets(parent)) if parent.schema else None
         if reference is None or reference.num_rows == 0:
             reference = batch
-        return check_poisoning(batch, reference, key=info.key, label=info.label)
+        features = screened_features(info, batch.schema, self.expectations(info.name))
+        return check_poisoning(batch, reference, key=info.key, label=info.label, features=features)
 
     def rows_for_keys(self, manifest: Manifest, keys: pa.Table, info: TableInfo) -> pa.Table:
         """The current rows of a version for the given keys (those that exist), opening only their buckets."""

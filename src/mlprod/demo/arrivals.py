@@ -23,6 +23,8 @@ from mlprod.demo.flights import DATASET, TRAINING_TAG
 
 CORRECTIONS = "corrections"
 UNBOUNDED = ("year", "month", "day")
+GLITCH_MONTH = 7
+SENTINEL_DELAY = 9999.0
 KEY = ("flight_id",)
 
 
@@ -35,6 +37,7 @@ class MonthArrival:
     rows: int
     quarantined: int
     flagged_checks: tuple[str, ...]
+    deleted_after_review: int = 0
     resumed: bool = False
 
 
@@ -65,6 +68,8 @@ def commit_months(
             arrivals.append(_resumed(tables, month, done[message]))
             continue
         rows = flights.filter(pc.equal(flights.column("month"), month))
+        if month == GLITCH_MONTH:
+            rows = with_feed_glitch(rows, next_id=int(pc.max(flights.column("flight_id")).as_py()) + 1)
         if tables.expectations(DATASET) is None and arrivals:
             _expect(tables, arrivals[0].commit_id)  # an earlier run stopped before inferring them
         first = tables.expectations(DATASET) is None
@@ -81,12 +86,39 @@ def commit_months(
         quarantined = result.notes.get("quarantined", {}).get("rows", 0)
         poisoning = result.notes.get("poisoning")
         flagged = tuple(f.check for f in poisoning.flagged) if poisoning is not None else ()
-        arrivals.append(MonthArrival(month, result.commit_id, rows.num_rows, quarantined, flagged))
+        removed = 0
+        if flagged:
+            suspicious = result.notes["suspicious_keys"]
+            tables.commit(
+                DATASET, suspicious, mode="delete", message=f"remove rows flagged in {message} after review"
+            )
+            removed = suspicious.num_rows
+        arrivals.append(
+            MonthArrival(month, result.commit_id, result.counts["added"], quarantined, flagged, removed)
+        )
+        checks = (
+            "not run (the first month is the reference)" if first else ", ".join(flagged) or "nothing flagged"
+        )
         report(
             f"  {message}: +{result.counts['added']:,} rows, {quarantined:,} quarantined, "
-            f"poisoning checks: {', '.join(flagged) or 'nothing flagged'}"
+            f"poisoning checks: {checks}"
+            + (f" → {removed:,} flagged rows reviewed and deleted" if removed else "")
         )
     return arrivals
+
+
+def with_feed_glitch(rows: pa.Table, *, next_id: int, seed: int = 7) -> pa.Table:
+    """The month as a faulty feed delivers it: 0.5 % of departure delays are the sentinel 9999, and
+    one flight is replayed under fresh ids (1 % of the month, at least 30 copies)."""
+    rng = np.random.default_rng(seed)
+    delays = rows.column("dep_delay").to_numpy(zero_copy_only=False).copy()
+    delays[rng.choice(rows.num_rows, size=max(1, rows.num_rows // 200), replace=False)] = SENTINEL_DELAY
+    rows = rows.set_column(rows.schema.get_field_index("dep_delay"), "dep_delay", pa.array(delays))
+    copies = max(30, rows.num_rows // 100)
+    replayed = pa.concat_tables([rows.slice(0, 1)] * copies)
+    ids = pa.array(np.arange(next_id, next_id + copies), pa.int64())
+    replayed = replayed.set_column(replayed.schema.get_field_index("flight_id"), "flight_id", ids)
+    return pa.concat_tables([rows, replayed])
 
 
 def tag_training(tables: TableStore) -> str:
