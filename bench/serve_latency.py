@@ -14,7 +14,7 @@ import time
 import httpx
 import numpy as np
 
-from mlprod.data import DatasetStore
+from mlprod.data import TableStore
 from mlprod.demo.flights import load_flights, request_rows, training_spec
 from mlprod.models import Registry, build_frame, run_training
 from mlprod.serve import BackgroundServer, create_app
@@ -32,7 +32,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, Workspace.init(tmp) as ws:
         spec = training_spec("lightgbm", rounds=200)
-        DatasetStore(ws).commit("flights", load_flights(range(1, 7)))
+        TableStore(ws).create("flights", key=["flight_id"], data=load_flights(range(1, 7)))
+        TableStore(ws).tag("flights", "jan-jun")
         version = run_training(ws, spec).version
         assert version is not None
         registry = Registry(ws)

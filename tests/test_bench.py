@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
     [
         ("registry.py", ["--models", "5", "--versions-per-model", "2", "--requests", "20"], "onnx / native"),
         ("serve_latency.py", ["--requests", "20"], "ratio HTTP / in-process"),
+        ("versioned_tables.py", ["--rows", "20000", "--commits", "5"], "DuckDB / mlprod (auto)"),
     ],
 )
 def test_benchmark_runs(script: str, args: list[str], expected: str) -> None:

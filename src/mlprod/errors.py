@@ -74,9 +74,9 @@ class ConflictError(MlprodError):
 class MergeConflictError(ConflictError):
     """A merge found cells changed differently on both sides; ``conflicts`` lists them."""
 
-    def __init__(self, message: str, conflicts: list[Any]) -> None:
+    def __init__(self, message: str, conflicts: list[Any] | None = None) -> None:
         super().__init__(message)
-        self.conflicts = conflicts
+        self.conflicts = conflicts or []
 
 
 class InvalidInputError(MlprodError, ValueError):
@@ -90,7 +90,7 @@ class PayloadTooLargeError(InvalidInputError):
 class ValidationFailedError(InvalidInputError):
     """Incoming rows break a table's stored expectations; ``report`` lists the violations."""
 
-    def __init__(self, message: str, report: Any) -> None:
+    def __init__(self, message: str, report: Any = None) -> None:
         super().__init__(message)
         self.report = report
 

@@ -28,7 +28,8 @@ WRITER = textwrap.dedent(
         tables = TableStore(ws)
         for i in range(commits):
             ids = rng.choice(20_000, 2_500, replace=False) if writer == 0 else [100_000 * writer + i]
-            batch = pa.table({"id": pa.array(ids, pa.int64()), "gen": pa.array([writer * 1000 + i] * len(ids))})
+            gen = pa.array([writer * 1000 + i] * len(ids))
+            batch = pa.table({"id": pa.array(ids, pa.int64()), "gen": gen})
             while True:
                 try:
                     tables.commit("t", batch, message=f"writer {writer} commit {i}")

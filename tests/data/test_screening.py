@@ -84,7 +84,11 @@ def test_expectations_are_stored_with_the_table_and_can_leave_columns_unbounded(
 def test_poisoning_checks_report_planted_rows_and_commit_everything(tables: TableStore) -> None:
     flood = readings(range(3000, 3400), value=20.5, kind="a")
     result = tables.commit(
-        "r", pa.concat_tables([readings(range(2000, 2800), seed=2), flood]), mode="append", validation="off", checks=True
+        "r",
+        pa.concat_tables([readings(range(2000, 2800), seed=2), flood]),
+        mode="append",
+        validation="off",
+        checks=True,
     )
     report = result.notes["poisoning"]
     assert "duplicate_flood" in [f.check for f in report.flagged]

@@ -57,8 +57,12 @@ def test_demo_runs_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
         trained_on = tables.resolve("flights", "jan-jun")
         assert trained_on.num_rows == 16_512  # a tenth of January to June 2013
         messages = [c.message for c in tables.log("flights")]
-        assert [f"flights of 2013-{m:02d}" for m in range(7, 0, -1)] == messages[1:8]
-        assert messages[0] == "merge June corrections"
+        assert messages[:2] == [
+            "merge June corrections",
+            "remove rows flagged in flights of 2013-07 after review",
+        ]
+        assert [f"flights of 2013-{m:02d}" for m in range(7, 0, -1)] == messages[2:9]
+        assert tables.checkout("flights.quarantine").num_rows == 15  # July's sentinel delays
         assert tables.checkout("flights", "jan-jun").num_rows == 16_512
         registry = Registry(ws)
         champion = registry.get("flights-delay@champion")
@@ -134,7 +138,7 @@ def test_kill_9_at_any_point_then_rerun_works(tmp_path: Path) -> None:
         assert history[-1].to_version == champion.version
         tables = TableStore(ws)
         messages = [c.message for c in tables.log("flights")]
-        assert len(messages) == len(set(messages)) == 9  # create, 7 months, merge: each once
+        assert len(messages) == len(set(messages)) == 10  # create, 7 months, review, merge: each once
         collect_garbage(tables, grace_seconds=0)  # what killed writers left behind
         for sha in tables.objects:
             tables.objects.verify(sha)

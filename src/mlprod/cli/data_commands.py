@@ -399,17 +399,16 @@ def check(
     table: TableArg,
     source: Annotated[Path, typer.Argument(help="Parquet or CSV file of incoming rows.")],
     ref: RefOpt = "main",
-    label: Annotated[str | None, typer.Option(help="Label column (default: the table's).")] = None,
 ) -> None:
-    """Poisoning checks of a file against a version: duplicate floods, outliers, label shift, label issues."""
-    from mlprod.data import TableStore, check_poisoning, read_table_file
+    """Poisoning checks of a file against a version (as ``commit --check`` runs them), committing nothing.
+
+    Duplicate floods, outliers, label shift and label issues (the last two need the table's label).
+    """
+    from mlprod.data import TableStore, read_table_file
 
     batch = read_table_file(source)
     with open_workspace() as ws:
-        tables = TableStore(ws)
-        info = tables.info(table)
-        reference = tables.checkout(table, ref)
-    report = check_poisoning(batch, reference, key=info.key, label=label or info.label)
+        report = TableStore(ws).check_batch(table, batch, ref)
     out.print(report.format())
 
 

@@ -12,7 +12,6 @@ Examples:
     >>> import tempfile, pyarrow as pa
     >>> from mlprod.workspace import Workspace
     >>> from mlprod.data.tables import TableStore
-from mlprod.errors import InvalidInputError
     >>> ws = Workspace.init(tempfile.mkdtemp())
     >>> tables = TableStore(ws)
     >>> _ = tables.create("t", key=["id"], data=pa.table({"id": [1, 2, 3], "x": [1.0, 2.0, 3.0]}))

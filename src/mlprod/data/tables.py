@@ -404,6 +404,11 @@ class TableStore:
         )
         return {"table": side_table, "rows": rows.num_rows, "commit": held.commit_id}
 
+    def check_batch(self, table: str, data: Any, ref: str = DEFAULT_BRANCH) -> PoisoningReport:
+        """The poisoning checks a commit with ``checks=True`` runs, without committing anything."""
+        info = self.history.table(table)
+        return self._poisoning(info, self.manifest(self.resolve(table, ref).id), to_arrow(data))
+
     def _poisoning(self, info: TableInfo, parent: Manifest, batch: pa.Table) -> PoisoningReport:
         from mlprod.data.poisoning import check_poisoning
 

@@ -7,19 +7,25 @@ from typing import Any
 from mlprod.errors import (
     AlreadyExistsError,
     ArtifactError,
+    ConflictError,
     DatabaseError,
     InvalidInputError,
+    MergeConflictError,
     MlprodError,
     ModelFormatError,
     NotFoundError,
     PayloadTooLargeError,
+    ValidationFailedError,
 )
 
 _STATUS: list[tuple[type[MlprodError], int, str]] = [
     (NotFoundError, 404, "not_found"),
     (PayloadTooLargeError, 413, "payload_too_large"),
+    (ValidationFailedError, 422, "validation_failed"),
     (InvalidInputError, 422, "invalid_input"),
     (AlreadyExistsError, 409, "already_exists"),
+    (MergeConflictError, 409, "merge_conflict"),
+    (ConflictError, 409, "conflict"),
     (DatabaseError, 503, "database_unavailable"),
     (ArtifactError, 500, "artifact_error"),
     (ModelFormatError, 500, "model_format_error"),
