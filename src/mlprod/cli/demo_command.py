@@ -41,7 +41,10 @@ def demo(
     with open_or_init(Path(home)) as ws:
         summary = run_demo(ws, requests=requests, rounds=rounds, sample=sample, console=err)
     out.print(render_summary(summary))
-    out.print(f"Explore it: MLPROD_HOME={summary.workspace} mlprod models history flights-delay")
+    out.print(
+        f"Explore it: export MLPROD_HOME={summary.workspace}; mlprod data log flights; "
+        "mlprod data diff flights jan-jun; mlprod models history flights-delay"
+    )
 
 
 def render_summary(s: DemoSummary) -> Table:
