@@ -150,16 +150,34 @@ def read_version(
     manifest: Manifest,
     buckets: Iterable[int] | None = None,
     columns: Sequence[str] | None = None,
+    *,
+    keys: pa.Table | None = None,
 ) -> pa.Table:
-    """The rows of a version (or of some of its buckets), with every object's sha256 checked."""
+    """The rows of a version (or of some of its buckets, or only those with ``keys``), every object's
+    sha256 checked. Filtering by ``keys`` early keeps a lookup's cost to reading, not to merging."""
     schema = manifest.schema
     if schema is None:
         return pa.table({})
     wanted = range(len(manifest.buckets)) if buckets is None else sorted(set(buckets))
-    parts = [
-        conform(read_parquet(objects, sha), schema) for sha in (manifest.buckets[b] for b in wanted) if sha
-    ]
+    parts = []
+    for sha in (manifest.buckets[b] for b in wanted):
+        if sha:
+            part = read_parquet(objects, sha)
+            parts.append(conform(part if keys is None else _having(part, keys, manifest.key), schema))
     base = pa.concat_tables(parts) if parts else schema.empty_table()
     subset = None if buckets is None else set(wanted)
-    rows = apply_changes(base, read_changes(objects, manifest.deltas, subset), manifest.key, schema)
+    changes = read_changes(objects, manifest.deltas, subset)
+    if keys is not None:
+        changes = [_having(change, keys, manifest.key) for change in changes]
+    rows = apply_changes(base, changes, manifest.key, schema)
     return rows if columns is None else rows.select(list(columns))
+
+
+def _having(rows: pa.Table, keys: pa.Table, key: Sequence[str]) -> pa.Table:
+    """Rows of ``rows`` whose key is among ``keys`` (a semi-join, original column order kept)."""
+    if rows.num_rows == 0:
+        return rows
+    wanted = keys.select(list(key)).cast(pa.schema([rows.schema.field(k) for k in key]))
+    if len(key) == 1:
+        return rows.filter(pc.is_in(rows.column(key[0]), value_set=wanted.column(0).combine_chunks()))
+    return rows.join(wanted, keys=list(key), join_type="left semi").select(rows.column_names)

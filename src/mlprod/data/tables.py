@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlprod.artifacts import ArtifactStore
-from mlprod.data.changes import compare, side, union_schema, with_keys
+from mlprod.data.changes import compare, side, union_schema
 from mlprod.data.history import BRANCH, TAG, CommitInfo, History, Ref, TableInfo
 from mlprod.data.ingest import to_arrow
 from mlprod.data.keys import bucket_ids, check_key_columns, check_unique_keys
@@ -423,7 +423,7 @@ class TableStore:
         if manifest.schema is None or keys.num_rows == 0:
             return pa.table({}) if manifest.schema is None else manifest.schema.empty_table()
         touched = set(bucket_ids(keys, info.key, info.buckets).tolist())
-        return with_keys(read_version(self.objects, manifest, touched), keys, info.key)
+        return read_version(self.objects, manifest, touched, keys=keys)
 
     def _change(
         self,
