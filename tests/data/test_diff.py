@@ -133,3 +133,21 @@ def test_diff_across_added_columns_and_of_a_version_with_itself(workspace: Works
     assert diff_versions(store, "t", "main", "main").summary()["changed"] == 0
     with pytest.raises(InvalidInputError, match="diff method"):
         diff_versions(store, "t", "v1", "main", method="fast")  # type: ignore[arg-type]
+
+
+def test_diff_across_a_type_change(workspace: Workspace) -> None:
+    store = TableStore(workspace)
+    store.create("t", key=["id"], data=pa.table({"id": [1, 2], "x": ["a", "b"]}))
+    store.tag("t", "v1")
+    store.commit("t", pa.table({"id": [1, 2], "x": [1.5, 2.5]}), allow_type_change=True)
+    cells = diff_versions(store, "t", "v1", "main").cells().to_pylist()
+    assert [(c["old"], c["new"]) for c in cells] in (
+        [("a", "1.5"), ("b", "2.5")],
+        [("b", "2.5"), ("a", "1.5")],
+    )
+    assert store.checkout("t").sort_by("id").column("x").to_pylist() == [1.5, 2.5]
+    assert store.log("t", limit=1)[0].changes == {"added": 0, "removed": 0, "changed": 2}
+    store.tag("t", "v2")
+    store.commit("t", pa.table({"id": [1], "x": ["text again"]}), allow_type_change=True)
+    with pytest.raises(InvalidInputError, match="a column probably changed type between them"):
+        diff_versions(store, "t", "v2", "main")  # "text again" has no float form

@@ -293,3 +293,39 @@ def test_stable_bucket_ids() -> None:
     ids = bucket_ids(pa.table({"k": np.arange(5)}), ["k"], 1024).tolist()
     assert ids == bucket_ids(pa.table({"k": pa.array(range(5), pa.int16())}), ["k"], 1024).tolist()
     assert ids == [int(x) for x in ids] and len(set(ids)) == 5
+
+
+def test_a_refused_first_batch_creates_no_table(workspace: Workspace) -> None:
+    tables = TableStore(workspace)
+    with pytest.raises(InvalidInputError, match="appear more than once"):
+        tables.create("dup", key=["id"], data=people([1, 1]))
+    assert tables.tables() == []
+    tables.create("dup", key=["id"], data=people([1, 2]))  # the retry works
+    assert tables.checkout("dup").num_rows == 2
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        (pa.array([[1], [2]]), "nested type list"),
+        (pa.array([{"a": 1}, {"a": 2}]), "nested type struct"),
+    ],
+)
+def test_nested_columns_are_refused_clearly(workspace: Workspace, column: pa.Array, message: str) -> None:
+    tables = TableStore(workspace)
+    with pytest.raises(InvalidInputError, match=message):
+        tables.create("n", key=["id"], data=pa.table({"id": [1, 2], "v": column}))
+    assert tables.tables() == []
+
+
+def test_reserved_column_names_and_categorical_keys(workspace: Workspace) -> None:
+    tables = TableStore(workspace)
+    with pytest.raises(InvalidInputError, match="column name '_bucket' is reserved"):
+        tables.create("r", key=["_bucket"], data=pa.table({"_bucket": [1, 2], "x": [1, 2]}))
+    frame = pd.DataFrame({"code": pd.Categorical(["a", "b"]), "x": [1.0, 2.0]})
+    tables.create("c", key=["code"], data=frame)
+    tables.commit("c", pd.DataFrame({"code": pd.Categorical(["b"]), "x": [3.0]}))
+    assert tables.checkout("c").sort_by("code").to_pylist() == [
+        {"code": "a", "x": 1.0},
+        {"code": "b", "x": 3.0},
+    ]

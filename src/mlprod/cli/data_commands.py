@@ -205,7 +205,7 @@ def branch(
             refs = tables.refs(table)
         elif delete:
             tables.delete_branch(table, name)
-            out.print(f"branch {name} of {table} deleted (its commits stay until no ref reaches them)")
+            out.print(f"branch {name} of {table} deleted (its commits stay in the history)")
             return
         else:
             ref = tables.branch(table, name, start)

@@ -52,6 +52,30 @@ def compare(old: pa.Table, new: pa.Table, key: Sequence[str], schema: pa.Schema,
     return _typed(changed, key, schema, buckets)
 
 
+def retyped_change(
+    old: pa.Table, new: pa.Table, key: Sequence[str], schema: pa.Schema, buckets: int
+) -> pa.Table:
+    """The change set of a commit that changes a column's type: old values cannot be held in the new
+    type, so every row present on both sides counts as changed and no before-values are kept."""
+    old_keys, new_keys = old.select(list(key)), new.select(list(key))
+    removed = without_keys(old_keys, new_keys, key).cast(new_keys.schema)
+    keys = pa.concat_tables([new_keys, removed])
+    rows = pa.concat_tables([conform(new, schema), conform(removed, schema)])
+    n, kept = keys.num_rows, new.num_rows
+    existed = {tuple(r.values()) for r in old_keys.to_pylist()}
+    before_flags = [tuple(r.values()) in existed for r in keys.to_pylist()]
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {k: keys.column(k) for k in key}
+    columns[BUCKET] = pa.array(bucket_ids(keys, key, buckets), pa.int32())
+    columns[BEFORE] = pa.array(before_flags, pa.bool_())
+    columns[AFTER] = pa.array([i < kept for i in range(n)], pa.bool_())
+    values = [f for f in schema if f.name not in key]
+    for field in values:
+        columns[before(field.name)] = pa.nulls(n, field.type)
+    for field in values:
+        columns[after(field.name)] = rows.column(field.name)
+    return pa.table(columns)
+
+
 def side(change: pa.Table, which: str, key: Sequence[str], schema: pa.Schema) -> pa.Table:
     """The rows that exist on one side (``"before"`` or ``"after"``) of a change set, as table rows."""
     exists, name = (BEFORE, before) if which == "before" else (AFTER, after)

@@ -130,6 +130,23 @@ def diff_versions(
 
     ``method`` forces one way of computing it (for tests and benchmarks); both give the same result.
     """
+    try:
+        return _diff_versions(store, table, old, new, method=method)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InvalidInputError(
+            f"table {table!r}: the versions cannot be compared cell by cell ({exc}); a column probably "
+            "changed type between them"
+        ) from exc
+
+
+def _diff_versions(
+    store: TableStore,
+    table: str,
+    old: str,
+    new: str,
+    *,
+    method: Literal["auto", "change sets", "buckets"] = "auto",
+) -> TableDiff:
     if method not in ("auto", "change sets", "buckets"):
         raise InvalidInputError(f"diff method must be auto, 'change sets' or buckets, got {method!r}")
     info = store.info(table)

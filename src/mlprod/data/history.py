@@ -107,6 +107,13 @@ class History:
         except sa.exc.IntegrityError as exc:
             raise AlreadyExistsError(f"table {info.name!r} already exists") from exc
 
+    def drop_table(self, name: str) -> None:
+        """Forget a table's rows in the metadata DB (its objects become garbage for ``gc``)."""
+        with self._engine.begin() as conn:
+            conn.execute(data_refs.delete().where(data_refs.c.table_name == name))
+            conn.execute(data_commits.delete().where(data_commits.c.table_name == name))
+            conn.execute(data_tables.delete().where(data_tables.c.name == name))
+
     def set_expectations(self, table: str, expectations: dict[str, Any] | None) -> None:
         with self._engine.begin() as conn:
             conn.execute(

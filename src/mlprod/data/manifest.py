@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
-
-from mlprod.artifacts import sha256_bytes
 
 
 @dataclass(frozen=True)
@@ -55,10 +53,6 @@ class Manifest:
         body["created_at"] = self.created_at.isoformat()
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
-    @property
-    def id(self) -> str:
-        return sha256_bytes(self.to_bytes())
-
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
         body: dict[str, Any] = json.loads(data)
@@ -71,9 +65,6 @@ class Manifest:
         body["change"] = None if body["change"] is None else _change_ref(body["change"])
         body["parents"] = tuple(body["parents"])
         return cls(**body)
-
-    def evolve(self, **changes: Any) -> Manifest:
-        return replace(self, **changes)
 
     def bucket_signature(self, bucket: int) -> tuple[str | None, tuple[str, ...]]:
         """What bucket ``bucket`` is made of here: equal signatures mean equal rows."""

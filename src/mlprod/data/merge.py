@@ -74,6 +74,27 @@ def merge_branches(
     message: str = "",
 ) -> MergeResult:
     """Merge ``source`` (branch, tag or commit) into branch ``into``; raise listing unresolved conflicts."""
+    try:
+        return _merge_branches(
+            store, table, source, into=into, policy=policy, resolved=resolved, message=message
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InvalidInputError(
+            f"table {table!r}: the versions cannot be compared cell by cell ({exc}); a column probably "
+            "changed type between them"
+        ) from exc
+
+
+def _merge_branches(
+    store: TableStore,
+    table: str,
+    source: str,
+    *,
+    into: str = DEFAULT_BRANCH,
+    policy: Literal["ours", "theirs"] | None = None,
+    resolved: Any = None,
+    message: str = "",
+) -> MergeResult:
     if policy not in (None, "ours", "theirs"):
         raise InvalidInputError(f"merge policy must be 'ours' or 'theirs', got {policy!r}")
     info = store.info(table)

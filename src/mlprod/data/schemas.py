@@ -36,6 +36,7 @@ def reconcile(
 ) -> Reconciled:
     """Fit ``batch`` to ``schema`` (None for a table without data yet), or raise naming the column."""
     batch = batch.replace_schema_metadata(None)
+    _check_columns(table, batch.schema)
     if schema is None:
         return Reconciled(
             _plain(batch.schema), batch.cast(_plain(batch.schema)), tuple(batch.column_names), ()
@@ -79,11 +80,35 @@ def reconcile(
     )
 
 
+RESERVED = ("_bucket", "_before", "_after", "__present")
+"""Column names the change sets use for themselves."""
+
+
+def _check_columns(table: str, schema: pa.Schema) -> None:
+    for field in schema:
+        if field.name in RESERVED or field.name.startswith(("before.", "after.")):
+            raise InvalidInputError(
+                f"table {table!r}: column name {field.name!r} is reserved ({', '.join(RESERVED)}, "
+                "'before.*', 'after.*'); rename the column"
+            )
+        if pa.types.is_nested(field.type):
+            raise InvalidInputError(
+                f"table {table!r}: column {field.name!r} has nested type {field.type}; versioned tables hold "
+                "flat columns (numbers, text, booleans, times): flatten it or store it as JSON text"
+            )
+
+
 def _plain(schema: pa.Schema) -> pa.Schema:
-    """Nullable fields, null-typed columns as strings, no pandas metadata."""
-    return pa.schema(
-        [pa.field(f.name, pa.string() if pa.types.is_null(f.type) else f.type, nullable=True) for f in schema]
-    )
+    """Nullable fields, null-typed columns as strings, dictionaries decoded, no pandas metadata."""
+    return pa.schema([pa.field(f.name, _plain_type(f.type), nullable=True) for f in schema])
+
+
+def _plain_type(kind: pa.DataType) -> pa.DataType:
+    if pa.types.is_null(kind):
+        return pa.string()
+    if pa.types.is_dictionary(kind):
+        return _plain_type(kind.value_type)
+    return kind
 
 
 def _casts_losslessly(column: pa.ChunkedArray, target: pa.DataType) -> bool:

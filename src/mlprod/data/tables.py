@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlprod.artifacts import ArtifactStore
-from mlprod.data.changes import compare, side, union_schema
+from mlprod.data.changes import compare, retyped_change, side, union_schema
 from mlprod.data.history import BRANCH, TAG, CommitInfo, History, Ref, TableInfo
 from mlprod.data.ingest import to_arrow
 from mlprod.data.keys import bucket_ids, check_key_columns, check_unique_keys
@@ -48,7 +48,6 @@ from mlprod.data.storage import (
     AFTER,
     BEFORE,
     conform,
-    read_parquet,
     read_version,
     write_buckets,
     write_change,
@@ -145,7 +144,11 @@ class TableStore:
         commit_id = self._put_manifest(root)
         self.history.create_table(info, _commit_info(commit_id, root), DEFAULT_BRANCH)
         if batch is not None:
-            self.commit(name, batch, mode="append", message=message or "initial data")
+            try:
+                self.commit(name, batch, mode="append", message=message or "initial data")
+            except BaseException:
+                self.history.drop_table(name)  # a table whose first rows were refused is not created
+                raise
         return info
 
     def info(self, name: str) -> TableInfo:
@@ -445,6 +448,8 @@ class TableStore:
                     [_convert(_without(current, batch, key), schema, what), batch],
                     promote_options="permissive",
                 )
+            if rewrite:
+                return retyped_change(current, batch, key, schema, info.buckets)
             return compare(current, batch, key, schema, info.buckets)
         current = self.rows_for_keys(parent, batch.select(list(key)), info)
         if mode == "append" and current.num_rows:
@@ -508,9 +513,6 @@ class TableStore:
         with self._lock:
             self._manifests[commit_id] = manifest
         return commit_id
-
-    def read_object(self, sha256: str) -> pa.Table:
-        return read_parquet(self.objects, sha256)
 
 
 def _counts(change: pa.Table) -> dict[str, int]:
