@@ -7,13 +7,37 @@ distinct, with null equal to null and NaN equal to NaN.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import ParamSpec, TypeVar
 
 import duckdb
 import pyarrow as pa
 
 from mlprod.data.keys import bucket_ids
 from mlprod.data.storage import AFTER, BEFORE, BUCKET, after, before, conform
+from mlprod.errors import InvalidInputError
+
+Params = ParamSpec("Params")
+Result = TypeVar("Result")
+
+
+def comparable_cells(function: Callable[Params, Result]) -> Callable[Params, Result]:
+    """Turn Arrow's refusal to compare two versions' cells (a column changed type between them) into
+    an error naming the table (the decorated function's second argument)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Params.args, **kwargs: Params.kwargs) -> Result:
+        try:
+            return function(*args, **kwargs)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            table = args[1] if len(args) > 1 else kwargs.get("table")
+            raise InvalidInputError(
+                f"table {table!r}: the versions cannot be compared cell by cell ({exc}); a column probably "
+                "changed type between them"
+            ) from exc
+
+    return wrapper
 
 
 def union_schema(*schemas: pa.Schema | None) -> pa.Schema:

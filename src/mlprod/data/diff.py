@@ -34,7 +34,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlprod.data.changes import compare, empty_change, side, union_schema, without_keys
+from mlprod.data.changes import comparable_cells, compare, empty_change, side, union_schema, without_keys
 from mlprod.data.manifest import Manifest
 from mlprod.data.storage import AFTER, BEFORE, after, before, compose, read_changes, read_version
 from mlprod.data.tables import TableStore
@@ -118,6 +118,7 @@ class TableDiff:
         return c.filter(mask)
 
 
+@comparable_cells
 def diff_versions(
     store: TableStore,
     table: str,
@@ -130,23 +131,6 @@ def diff_versions(
 
     ``method`` forces one way of computing it (for tests and benchmarks); both give the same result.
     """
-    try:
-        return _diff_versions(store, table, old, new, method=method)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise InvalidInputError(
-            f"table {table!r}: the versions cannot be compared cell by cell ({exc}); a column probably "
-            "changed type between them"
-        ) from exc
-
-
-def _diff_versions(
-    store: TableStore,
-    table: str,
-    old: str,
-    new: str,
-    *,
-    method: Literal["auto", "change sets", "buckets"] = "auto",
-) -> TableDiff:
     if method not in ("auto", "change sets", "buckets"):
         raise InvalidInputError(f"diff method must be auto, 'change sets' or buckets, got {method!r}")
     info = store.info(table)

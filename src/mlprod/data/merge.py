@@ -30,7 +30,15 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlprod.data.changes import compare, empty_change, side, union_schema, with_keys, without_keys
+from mlprod.data.changes import (
+    comparable_cells,
+    compare,
+    empty_change,
+    side,
+    union_schema,
+    with_keys,
+    without_keys,
+)
 from mlprod.data.diff import diff_versions
 from mlprod.data.ingest import to_arrow
 from mlprod.data.keys import check_key_columns, check_unique_keys
@@ -63,6 +71,7 @@ class MergeResult:
     resolved_conflicts: int
 
 
+@comparable_cells
 def merge_branches(
     store: TableStore,
     table: str,
@@ -74,27 +83,6 @@ def merge_branches(
     message: str = "",
 ) -> MergeResult:
     """Merge ``source`` (branch, tag or commit) into branch ``into``; raise listing unresolved conflicts."""
-    try:
-        return _merge_branches(
-            store, table, source, into=into, policy=policy, resolved=resolved, message=message
-        )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise InvalidInputError(
-            f"table {table!r}: the versions cannot be compared cell by cell ({exc}); a column probably "
-            "changed type between them"
-        ) from exc
-
-
-def _merge_branches(
-    store: TableStore,
-    table: str,
-    source: str,
-    *,
-    into: str = DEFAULT_BRANCH,
-    policy: Literal["ours", "theirs"] | None = None,
-    resolved: Any = None,
-    message: str = "",
-) -> MergeResult:
     if policy not in (None, "ours", "theirs"):
         raise InvalidInputError(f"merge policy must be 'ours' or 'theirs', got {policy!r}")
     info = store.info(table)
