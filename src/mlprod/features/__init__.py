@@ -1,0 +1,28 @@
+"""Features: entities, feature views and windowed aggregations, point-in-time training frames, online store."""
+
+from mlprod.features.definitions import (
+    Aggregation,
+    AggregationView,
+    Entity,
+    FeatureRef,
+    FeatureSet,
+    FeatureView,
+    TableSource,
+)
+from mlprod.features.durations import format_duration, parse_duration
+from mlprod.features.offline import FrameLineage, training_frame, write_training_frame
+
+__all__ = [
+    "Aggregation",
+    "AggregationView",
+    "Entity",
+    "FeatureRef",
+    "FeatureSet",
+    "FeatureView",
+    "FrameLineage",
+    "TableSource",
+    "format_duration",
+    "parse_duration",
+    "training_frame",
+    "write_training_frame",
+]
