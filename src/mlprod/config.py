@@ -59,6 +59,16 @@ class PredictionLogSection(_Section):
     max_buffered_rows: int = Field(default=50_000, gt=0)
 
 
+class FeaturesSection(_Section):
+    module: str = Field(
+        default="",
+        description="Feature definitions: an importable module name or a .py path relative to the workspace.",
+    )
+    online_store: str = Field(default="sqlite", pattern="^(sqlite|redis)$", description="sqlite or redis.")
+    sqlite_path: str = Field(default="online.sqlite", description="SQLite online store file.")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis online store URL.")
+
+
 class Config(_Section):
     """The whole of ``mlprod.toml``."""
 
@@ -67,6 +77,7 @@ class Config(_Section):
     artifacts: ArtifactsSection = ArtifactsSection()
     serve: ServeSection = ServeSection()
     prediction_log: PredictionLogSection = PredictionLogSection()
+    features: FeaturesSection = FeaturesSection()
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:

@@ -41,7 +41,7 @@ class Workspace:
         try:
             if not is_at_head(self.engine):
                 upgrade_to_head(self.engine)
-            self.artifacts = ArtifactStore(self._resolve(config.artifacts.path))
+            self.artifacts = ArtifactStore(self.resolve_path(config.artifacts.path))
             self.artifacts.remove_stale_temporaries()  # left by writers killed mid-write
         except BaseException:
             self.engine.dispose()
@@ -53,7 +53,7 @@ class Workspace:
 
     @property
     def prediction_log_dir(self) -> Path:
-        return self._resolve(self.config.prediction_log.path)
+        return self.resolve_path(self.config.prediction_log.path)
 
     @classmethod
     def init(
@@ -138,7 +138,8 @@ class Workspace:
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
 
-    def _resolve(self, configured: str) -> Path:
+    def resolve_path(self, configured: str) -> Path:
+        """A configured path, relative to the workspace root unless absolute."""
         path = Path(configured).expanduser()
         return path if path.is_absolute() else self.root / path
 

@@ -1,4 +1,4 @@
-"""Features: entities, feature views and windowed aggregations, point-in-time training frames, online store."""
+"""Features: entities, views and windowed aggregations, point-in-time training frames, online store."""
 
 from mlprod.features.definitions import (
     Aggregation,

@@ -11,8 +11,9 @@ Examples:
     ... )
     >>> late.feature_names
     ['late_mean_7d', 'rows_count_7d']
-    >>> FeatureSet("delays", [late["late_mean_7d"]]).version[:12]
-    '...'
+    >>> delays = FeatureSet("delays", [late["late_mean_7d"]])
+    >>> delays.feature_names, len(delays.version)
+    (['late_mean_7d'], 64)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import pandas as pd
 import pyarrow as pa
@@ -47,7 +48,7 @@ class TableSource:
         return f"table {self.table}@{self.ref}"
 
 
-Source = str | Path | TableSource | pa.Table | pd.DataFrame
+Source: TypeAlias = str | Path | TableSource | pa.Table | pd.DataFrame
 
 
 @dataclass(frozen=True)
@@ -250,10 +251,14 @@ class AggregationView(_View):
             "source_keys": self.key_columns,
             "timestamp": self.timestamp,
             "aggregations": [
-                {"name": a.output, "function": a.function, "column": a.column,
-                 "window": format_duration(a.window_delta)}
+                {
+                    "name": a.output,
+                    "function": a.function,
+                    "column": a.column,
+                    "window": format_duration(a.window_delta),
+                }
                 for a in self.aggregations
-            ],  # fmt: skip
+            ],
         }
 
 
@@ -296,9 +301,7 @@ class FeatureSet:
     def definition(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "views": [
-                view.definition() | {"selected": names} for view, names in self.selection().values()
-            ],
+            "views": [view.definition() | {"selected": names} for view, names in self.selection().values()],
         }
 
     @property
@@ -312,7 +315,9 @@ def select_features(features: Sequence[View | FeatureRef]) -> dict[str, tuple[Vi
     """Group views and feature references by view, refusing two views of one name or a repeated output."""
     selection: dict[str, tuple[View, list[str]]] = {}
     for item in features:
-        view, names = (item.view, [item.feature]) if isinstance(item, FeatureRef) else (item, item.feature_names)
+        view, names = (
+            (item.view, [item.feature]) if isinstance(item, FeatureRef) else (item, item.feature_names)
+        )
         if not isinstance(view, FeatureView | AggregationView):
             raise InvalidInputError(f"{item!r} is not a feature view, aggregation view or feature reference")
         known = selection.get(view.name)
@@ -342,7 +347,7 @@ def describe_source(source: Source) -> str:
     if isinstance(source, pa.Table | pd.DataFrame):
         return "in-memory rows"
     raise InvalidInputError(
-        f"a feature source is a Parquet/CSV path, a TableSource or in-memory rows, not {type(source).__name__}"
+        f"a feature source is a Parquet/CSV path, a TableSource or in-memory rows, not {type(source)}"
     )
 
 

@@ -1,4 +1,4 @@
-"""Durations written the way people write them in feature definitions: ``90s``, ``15m``, ``1h``, ``7d``, ``2w``.
+"""Durations as people write them in feature definitions: ``90s``, ``15m``, ``1h``, ``7d``, ``2w``.
 
 Examples:
     >>> parse_duration("7d")
@@ -7,10 +7,10 @@ Examples:
     datetime.timedelta(seconds=5400)
     >>> format_duration(parse_duration("36h"))
     '1d12h'
-    >>> parse_duration("3 days")
+    >>> parse_duration("3 days")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    mlprod.errors.InvalidInputError: window '3 days' does not parse: write a positive duration such as 90s, 15m, 1h, 7d or 2w (units may combine: 1h30m)
+    mlprod.errors.InvalidInputError: window '3 days' does not parse: write a positive duration such as ...
 """
 
 from __future__ import annotations

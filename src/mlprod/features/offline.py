@@ -40,6 +40,8 @@ from mlprod.workspace import Workspace
 ROW = "__mlprod_row"
 EVENT = "__mlprod_event"
 PROBE = "__mlprod_probe"
+TIME = "__mlprod_time_"  # + view index: the chosen row's feature time (internal; kept for the online store)
+CREATED = "__mlprod_created_"
 Features = FeatureSet | Sequence[View | FeatureRef]
 # Order key: (feature time, created time) packed into one HUGEINT so one ASOF inequality orders both.
 _SHIFT = "18446744073709551616"  # 2**64
@@ -88,6 +90,16 @@ def write_training_frame(
     return lineage
 
 
+def values_with_times(
+    entity_rows: pa.Table, view: View, *, event_time: str, workspace: Workspace | None = None
+) -> pa.Table:
+    """Like ``training_frame`` for one view, plus the chosen row's feature and created times
+    (``__mlprod_time_0`` and ``__mlprod_created_0``): what the online store keeps per key."""
+    table, _ = _run(entity_rows, [view], event_time, workspace, None, output=None, keep_times=True)
+    assert table is not None
+    return table
+
+
 def frame_lineage(features: Features, sources: dict[str, dict[str, Any]]) -> FrameLineage:
     if isinstance(features, FeatureSet):
         return FrameLineage(features.name, features.version, sources)
@@ -101,6 +113,7 @@ def _run(
     workspace: Workspace | None,
     memory_limit: str | None,
     output: Path | None,
+    keep_times: bool = False,
 ) -> tuple[pa.Table | None, FrameLineage]:
     selection = select_features(features.features if isinstance(features, FeatureSet) else features)
     if not selection:
@@ -123,10 +136,10 @@ def _run(
                 times += [(source, column) for column in _time_columns(view)]
                 plans.append(_ViewPlan(index, view, names, source))
             check_same_time_kind(times)
-            sql = _query(entities, event_time, plans)
+            sql = _query(entities, event_time, plans, keep_times=keep_times)
             lineage = frame_lineage(features, {p.view.name: p.source.lineage for p in plans})
             if output is None:
-                return _without_internal_columns(conn.sql(sql).to_arrow_table()), lineage
+                return conn.sql(sql).to_arrow_table(), lineage
             conn.execute(f"COPY ({sql}) TO {_literal(str(output))} (FORMAT parquet)")
             return None, lineage
         finally:
@@ -154,7 +167,9 @@ def _register_entities(conn: Any, rows: Source, event_time: str) -> Registered:
             raise InvalidInputError(f"entity rows: no file {path}")
         rows = _read_file(path)
     if not isinstance(rows, pa.Table):
-        raise InvalidInputError(f"entity rows must be a DataFrame, an Arrow table or a file, not {type(rows)}")
+        raise InvalidInputError(
+            f"entity rows must be a DataFrame, an Arrow table or a file, not {type(rows)}"
+        )
     internal = [name for name in rows.column_names if name.startswith("__mlprod_")]
     if internal:
         raise InvalidInputError(f"entity rows may not have columns named __mlprod_*: {internal}")
@@ -219,90 +234,107 @@ def _type_family(kind: str) -> str:
     return kind
 
 
-def _query(entities: Registered, event_time: str, plans: list[_ViewPlan]) -> str:
+def _query(entities: Registered, event_time: str, plans: list[_ViewPlan], *, keep_times: bool = False) -> str:
+    """Each view adds its columns to the previous stage; the last stage is put back in input order."""
+    stage = "__mlprod_stage_0"
     ctes = [
-        f"__mlprod_entities AS (SELECT *, CAST({quote(event_time)} AS TIMESTAMPTZ) AS {EVENT}, "
+        f"{stage} AS (SELECT *, CAST({quote(event_time)} AS TIMESTAMPTZ) AS {EVENT}, "
         f"(epoch_us(CAST({quote(event_time)} AS TIMESTAMPTZ))::HUGEINT * {_SHIFT}) + {_PROBE_LOW} AS {PROBE} "
         f"FROM {entities.relation})"
     ]
-    columns = [f"e.{quote(c)}" for c in entities.types if c != ROW]
-    joins = []
     for plan in plans:
         if isinstance(plan.view, AggregationView):
-            ctes += _aggregation_ctes(plan, plan.view)
-            columns += [f"{plan.alias}.{quote(name)}" for name in plan.names]
+            ctes += _aggregation_ctes(plan, plan.view, stage)
         else:
-            ctes += _feature_view_ctes(plan, plan.view)
-            columns += _feature_outputs(plan, plan.view)
-        joins.append(f"LEFT JOIN {plan.alias} ON {plan.alias}.{ROW} = e.{ROW}")
-    return (
-        f"WITH {', '.join(ctes)} SELECT {', '.join(columns)}, e.{ROW} FROM __mlprod_entities e "
-        f"{' '.join(joins)} ORDER BY e.{ROW}"
-    )
+            ctes += _feature_view_ctes(plan, plan.view, stage)
+        stage = plan.alias
+    internal = [EVENT, PROBE, ROW]
+    if not keep_times:
+        internal += [f"{prefix}{plan.index}" for plan in plans for prefix in (TIME, CREATED)]
+    return f"WITH {', '.join(ctes)} SELECT * EXCLUDE ({', '.join(internal)}) FROM {stage} ORDER BY {ROW}"
 
 
-def _feature_outputs(plan: _ViewPlan, view: FeatureView) -> list[str]:
+def _with_ttl(
+    view: FeatureView, index: int, names: list[str], value: str, time: str, created: str
+) -> list[str]:
+    """The chosen values as outputs (``value`` formats a column name), nulled past the TTL; the chosen
+    feature and created times ride along as internal columns (the online store keeps them)."""
+    outputs = {quote(name): value.format(quote(name)) for name in names}
+    outputs |= {f"{TIME}{index}": time, f"{CREATED}{index}": created}
     ttl = view.ttl_delta
-    if ttl is None or view.timestamp is None:
-        return [f"{plan.alias}.{quote(name)}" for name in plan.names]
-    bound = f"e.{EVENT} - to_microseconds({_microseconds(ttl)})"
-    return [
-        f"CASE WHEN {plan.alias}.__mlprod_ts >= {bound} THEN {plan.alias}.{quote(name)} END AS {quote(name)}"
-        for name in plan.names
-    ]
+    if ttl is None:
+        return [f"{expression} AS {alias}" for alias, expression in outputs.items()]
+    fresh = f"{time} >= {EVENT} - to_microseconds({_microseconds(ttl)})"
+    return [f"CASE WHEN {fresh} THEN {expression} END AS {alias}" for alias, expression in outputs.items()]
 
 
-def _feature_view_ctes(plan: _ViewPlan, view: FeatureView) -> list[str]:
+def _feature_view_ctes(plan: _ViewPlan, view: FeatureView, stage: str) -> list[str]:
     keys = view.key_columns
     src = plan.source.relation
     values = ", ".join(f"{quote(view.feature_columns[name])} AS {quote(name)}" for name in plan.names)
     not_null = " AND ".join(f"{quote(column)} IS NOT NULL" for column in keys.values())
     key_select = ", ".join(f"{quote(column)} AS {quote(key)}" for key, column in keys.items())
+    on = " AND ".join(f"p.{quote(k)} = s.{quote(k)}" for k in keys)
     if view.timestamp is None:
-        on = " AND ".join(f"s.{quote(k)} = e.{quote(k)}" for k in keys)
         return [
-            f"{plan.alias} AS (SELECT e.{ROW}, s.* EXCLUDE ({', '.join(quote(k) for k in keys)}) "
-            f"FROM __mlprod_entities e JOIN (SELECT {key_select}, {values} FROM {src} WHERE {not_null}) s ON {on})"
+            f"{plan.alias} AS (SELECT p.*, {', '.join(f's.{quote(n)}' for n in plan.names)}, "
+            f"CASE WHEN s.__mlprod_found THEN p.{EVENT} END AS {TIME}{plan.index}, "
+            f"CASE WHEN s.__mlprod_found THEN p.{EVENT} END AS {CREATED}{plan.index} FROM {stage} p "
+            f"LEFT JOIN (SELECT {key_select}, {values}, TRUE AS __mlprod_found FROM {src} "
+            f"WHERE {not_null}) s ON {on})"
         ]
     ts = f"CAST({quote(view.timestamp)} AS TIMESTAMPTZ)"
     created = f"coalesce(CAST({quote(view.created)} AS TIMESTAMPTZ), {ts})" if view.created else ts
     prepared = f"{plan.alias}_source"
-    on = " AND ".join(f"e.{quote(k)} = s.{quote(k)}" for k in keys)
-    names = ", ".join(f"s.{quote(n)}" for n in plan.names)
+    # Without a created column the feature time alone orders rows (and rows tying on it are duplicates).
+    order, probe = (
+        (f"(epoch_us({ts})::HUGEINT * {_SHIFT}) + (epoch_us({created})::HUGEINT + {_OFFSET})", PROBE)
+        if view.created
+        else (ts, EVENT)
+    )
     ctes = [
         f"{prepared} AS (SELECT {key_select}, {ts} AS __mlprod_ts, {created} AS __mlprod_created, "
-        f"(epoch_us({ts})::HUGEINT * {_SHIFT}) + (epoch_us({created})::HUGEINT + {_OFFSET}) AS __mlprod_order, "
-        f"{values} FROM {src} WHERE {not_null} AND {quote(view.timestamp)} IS NOT NULL)",
+        f"{order} AS __mlprod_order, {values} FROM {src} "
+        f"WHERE {not_null} AND {quote(view.timestamp)} IS NOT NULL)",
     ]
-    latest = (
-        f"SELECT e.{ROW}, e.{EVENT}, {', '.join(f'e.{quote(k)}' for k in keys)}, s.__mlprod_ts, "
-        f"s.__mlprod_created, {names} FROM __mlprod_entities e ASOF LEFT JOIN {prepared} s "
-        f"ON {on} AND e.{PROBE} >= s.__mlprod_order"
-    )
+    asof = f"FROM {stage} p ASOF LEFT JOIN {prepared} s ON {on} AND p.{probe} >= s.__mlprod_order"
     if not (view.created and view.created_time_filter):
-        return [*ctes, f"{plan.alias} AS ({latest})"]
-    # The latest value by feature time was written after the event: look again among written values.
-    window = ""
+        outputs = _with_ttl(view, plan.index, plan.names, "s.{}", "s.__mlprod_ts", "s.__mlprod_created")
+        return [*ctes, f"{plan.alias} AS (SELECT p.*, {', '.join(outputs)} {asof})"]
+    # The latest value by feature time may have been written after the event (late or backfilled
+    # data): for those rows only, look again among the values already written at the event time.
+    latest = f"{plan.alias}_latest"
+    names = ", ".join(f"s.{quote(n)}" for n in plan.names)
+    ttl_window = ""
     if view.ttl_delta is not None:
-        window = f" AND s.__mlprod_ts >= l.{EVENT} - to_microseconds({_microseconds(view.ttl_delta)})"
-    fields = ", ".join(f"{quote(n)} := s.{quote(n)}" for n in ["__mlprod_ts", *plan.names])
+        ttl_window = f" AND s.__mlprod_ts >= l.{EVENT} - to_microseconds({_microseconds(view.ttl_delta)})"
+    fields = ", ".join(
+        f"{quote(n)} := s.{quote(n)}" for n in ["__mlprod_ts", "__mlprod_created", *plan.names]
+    )
     late_on = " AND ".join(f"l.{quote(k)} = s.{quote(k)}" for k in keys)
+    is_late = f"l.__mlprod_late_created > l.{EVENT}"
+    outputs = _with_ttl(
+        view,
+        plan.index,
+        plan.names,
+        f"CASE WHEN {is_late} THEN r.w.{{0}} ELSE l.{{0}} END",
+        f"CASE WHEN {is_late} THEN r.w.__mlprod_ts ELSE l.__mlprod_late_ts END",
+        f"CASE WHEN {is_late} THEN r.w.__mlprod_created ELSE l.__mlprod_late_created END",
+    )
+    dropped = ", ".join(["__mlprod_late_ts", "__mlprod_late_created", *(quote(n) for n in plan.names)])
     return [
         *ctes,
-        f"{plan.alias}_latest AS ({latest})",
+        f"{latest} AS (SELECT p.*, s.__mlprod_ts AS __mlprod_late_ts, "
+        f"s.__mlprod_created AS __mlprod_late_created, {names} {asof})",
         f"{plan.alias}_rewritten AS (SELECT l.{ROW}, arg_max(struct_pack({fields}), s.__mlprod_order) AS w "
-        f"FROM {plan.alias}_latest l JOIN {prepared} s ON {late_on} AND s.__mlprod_ts <= l.{EVENT} "
-        f"AND s.__mlprod_created <= l.{EVENT}{window} WHERE l.__mlprod_created > l.{EVENT} GROUP BY l.{ROW})",
-        f"{plan.alias} AS ("
-        f"SELECT {ROW}, __mlprod_ts, {', '.join(quote(n) for n in plan.names)} FROM {plan.alias}_latest "
-        f"WHERE __mlprod_created IS NULL OR __mlprod_created <= {EVENT} "
-        f"UNION ALL SELECT l.{ROW}, r.w.__mlprod_ts, "
-        f"{', '.join(f'r.w.{quote(n)} AS {quote(n)}' for n in plan.names)} FROM {plan.alias}_latest l "
-        f"LEFT JOIN {plan.alias}_rewritten r ON r.{ROW} = l.{ROW} WHERE l.__mlprod_created > l.{EVENT})",
+        f"FROM {latest} l JOIN {prepared} s ON {late_on} AND s.__mlprod_ts <= l.{EVENT} "
+        f"AND s.__mlprod_created <= l.{EVENT}{ttl_window} WHERE {is_late} GROUP BY l.{ROW})",
+        f"{plan.alias} AS (SELECT l.* EXCLUDE ({dropped}), {', '.join(outputs)} FROM {latest} l "
+        f"LEFT JOIN {plan.alias}_rewritten r ON r.{ROW} = l.{ROW})",
     ]
 
 
-def _aggregation_ctes(plan: _ViewPlan, view: AggregationView) -> list[str]:
+def _aggregation_ctes(plan: _ViewPlan, view: AggregationView, stage: str) -> list[str]:
     keys = view.key_columns
     src = plan.source.relation
     chosen = [a for a in view.aggregations if a.output in plan.names]
@@ -330,11 +362,14 @@ def _aggregation_ctes(plan: _ViewPlan, view: AggregationView) -> list[str]:
     return [
         f"{plan.alias}_stream AS ("
         f"SELECT {ROW}, {', '.join(quote(k) for k in keys)}, {EVENT} AS __mlprod_time, "
-        f"NULL::INTEGER AS __mlprod_is_row{extra_probe} FROM __mlprod_entities "
+        f"NULL::INTEGER AS __mlprod_is_row{extra_probe} FROM {stage} "
         f"UNION ALL SELECT NULL, {key_select}, CAST({quote(view.timestamp)} AS TIMESTAMPTZ), 1{extra_source} "
         f"FROM {src} WHERE {not_null} AND {quote(view.timestamp)} IS NOT NULL)",
-        f"{plan.alias} AS (SELECT {ROW}, {', '.join(aggregates)} FROM {plan.alias}_stream "
+        f"{plan.alias}_values AS (SELECT {ROW}, {', '.join(aggregates)} FROM {plan.alias}_stream "
         f"WINDOW {window_clauses} QUALIFY {ROW} IS NOT NULL)",
+        f"{plan.alias} AS (SELECT p.*, {', '.join(f'a.{quote(n)}' for n in plan.names)}, "
+        f"p.{EVENT} AS {TIME}{plan.index}, p.{EVENT} AS {CREATED}{plan.index} FROM {stage} p "
+        f"LEFT JOIN {plan.alias}_values a ON a.{ROW} = p.{ROW})",
     ]
 
 
@@ -355,10 +390,6 @@ def _refuse_duplicate_static_keys(conn: Any, source: Registered, view: FeatureVi
 
 def _microseconds(duration: timedelta) -> int:
     return duration // timedelta(microseconds=1)
-
-
-def _without_internal_columns(table: pa.Table) -> pa.Table:
-    return table.drop_columns([c for c in table.column_names if c.startswith("__mlprod_")])
 
 
 def _literal(text: str) -> str:
