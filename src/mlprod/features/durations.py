@@ -46,15 +46,13 @@ def parse_duration(text: str | timedelta, *, what: str = "window") -> timedelta:
 
 
 def format_duration(duration: timedelta) -> str:
-    """The shortest spelling of ``duration`` in the units ``parse_duration`` reads (weeks only when whole)."""
+    """The spelling of ``duration`` in days, hours, minutes and seconds (``7d``, ``1d12h``)."""
     remaining = int(duration.total_seconds())
     parts = []
     for suffix, unit in UNITS.items():
-        size = int(unit.total_seconds())
-        count, remaining = divmod(remaining, size)
-        if suffix == "w" and remaining:
-            remaining += count * size
+        if suffix == "w":
             continue
+        count, remaining = divmod(remaining, int(unit.total_seconds()))
         if count:
             parts.append(f"{count}{suffix}")
     return "".join(parts) or "0s"
