@@ -10,7 +10,12 @@ from mlprod.features.definitions import (
     TableSource,
 )
 from mlprod.features.durations import format_duration, parse_duration
-from mlprod.features.offline import FrameLineage, training_frame, write_training_frame
+from mlprod.features.offline import (
+    FrameLineage,
+    training_frame,
+    training_frame_with_lineage,
+    write_training_frame,
+)
 
 __all__ = [
     "Aggregation",
@@ -24,5 +29,6 @@ __all__ = [
     "format_duration",
     "parse_duration",
     "training_frame",
+    "training_frame_with_lineage",
     "write_training_frame",
 ]

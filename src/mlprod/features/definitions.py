@@ -72,9 +72,11 @@ class _View:
     entity: Entity
     source: Source
     source_keys: Mapping[str, str] | None
+    derive: Mapping[str, str] | None
 
     def _check_view(self) -> None:
         check_name(self.name, "feature view")
+        object.__setattr__(self, "derive", dict(self.derive or {}))
         mapping = dict(self.source_keys or {})
         unknown = [key for key in mapping if key not in self.entity.keys]
         if unknown:
@@ -106,6 +108,11 @@ class _View:
     def source_description(self) -> str:
         return describe_source(self.source)
 
+    @property
+    def derived_columns(self) -> dict[str, str]:
+        """Column -> DuckDB SQL expression over the source's columns, computed before anything else."""
+        return dict(self.derive or {})
+
 
 @dataclass(frozen=True, eq=False)
 class FeatureView(_View):
@@ -135,11 +142,20 @@ class FeatureView(_View):
         ttl: str | timedelta | None = None,
         created_time_filter: bool = True,
         source_keys: Mapping[str, str] | None = None,
+        derive: Mapping[str, str] | None = None,
     ) -> None:
         set_ = object.__setattr__
-        for attribute, value in (("name", name), ("entity", entity), ("source", source),
-                                 ("source_keys", source_keys), ("timestamp", timestamp), ("created", created),
-                                 ("created_time_filter", created_time_filter)):  # fmt: skip
+        given = {
+            "name": name,
+            "entity": entity,
+            "source": source,
+            "source_keys": source_keys,
+            "derive": derive,
+            "timestamp": timestamp,
+            "created": created,
+            "created_time_filter": created_time_filter,
+        }
+        for attribute, value in given.items():
             set_(self, attribute, value)
         self._check_view()
         mapping = dict(features) if isinstance(features, Mapping) else {str(f): str(f) for f in features}
@@ -170,6 +186,7 @@ class FeatureView(_View):
             "entity": {"name": self.entity.name, "keys": list(self.entity.keys)},
             "source": self.source_description(),
             "source_keys": self.key_columns,
+            "derive": dict(self.derive or {}),
             "features": self.feature_columns,
             "timestamp": self.timestamp,
             "created": self.created,
@@ -227,10 +244,18 @@ class AggregationView(_View):
         timestamp: str,
         aggregations: Sequence[Aggregation],
         source_keys: Mapping[str, str] | None = None,
+        derive: Mapping[str, str] | None = None,
     ) -> None:
         set_ = object.__setattr__
-        for attribute, value in (("name", name), ("entity", entity), ("source", source),
-                                 ("source_keys", source_keys), ("timestamp", timestamp)):  # fmt: skip
+        given = {
+            "name": name,
+            "entity": entity,
+            "source": source,
+            "source_keys": source_keys,
+            "derive": derive,
+            "timestamp": timestamp,
+        }
+        for attribute, value in given.items():
             set_(self, attribute, value)
         self._check_view()
         if not aggregations:
@@ -249,6 +274,7 @@ class AggregationView(_View):
             "entity": {"name": self.entity.name, "keys": list(self.entity.keys)},
             "source": self.source_description(),
             "source_keys": self.key_columns,
+            "derive": dict(self.derive or {}),
             "timestamp": self.timestamp,
             "aggregations": [
                 {

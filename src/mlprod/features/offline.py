@@ -34,7 +34,14 @@ from mlprod.features.definitions import (
     View,
     select_features,
 )
-from mlprod.features.sources import Registered, check_same_time_kind, connect, quote, register_rows
+from mlprod.features.sources import (
+    Registered,
+    check_same_time_kind,
+    connect,
+    derive_columns,
+    quote,
+    register_rows,
+)
 from mlprod.workspace import Workspace
 
 ROW = "__mlprod_row"
@@ -71,9 +78,23 @@ def training_frame(
     ``entity_rows`` is a frame, an Arrow table, or a Parquet/CSV path; ``event_time`` names its time
     column. Sources that are versioned tables need ``workspace``.
     """
-    table, _ = _run(entity_rows, features, event_time, workspace, memory_limit, output=None)
+    return training_frame_with_lineage(
+        entity_rows, features, event_time=event_time, workspace=workspace, memory_limit=memory_limit
+    )[0]
+
+
+def training_frame_with_lineage(
+    entity_rows: Source,
+    features: Features,
+    *,
+    event_time: str = "event_time",
+    workspace: Workspace | None = None,
+    memory_limit: str | None = None,
+) -> tuple[pa.Table, FrameLineage]:
+    """``training_frame`` and what it was built from (for a training run's lineage)."""
+    table, lineage = _run(entity_rows, features, event_time, workspace, memory_limit, output=None)
     assert table is not None
-    return table
+    return table, lineage
 
 
 def write_training_frame(
@@ -100,7 +121,7 @@ def values_with_times(
     return table
 
 
-def frame_lineage(features: Features, sources: dict[str, dict[str, Any]]) -> FrameLineage:
+def _frame_lineage(features: Features, sources: dict[str, dict[str, Any]]) -> FrameLineage:
     if isinstance(features, FeatureSet):
         return FrameLineage(features.name, features.version, sources)
     return FrameLineage(None, None, sources)
@@ -130,6 +151,7 @@ def _run(
                 source = register_rows(
                     conn, view.source, f"__mlprod_source_{index}", f"source of view {view.name!r}", workspace
                 )
+                source = derive_columns(conn, source, view.derived_columns)
                 _check_view_source(entities, source, view, names, event_time)
                 if isinstance(view, FeatureView) and view.timestamp is None:
                     _refuse_duplicate_static_keys(conn, source, view)
@@ -137,7 +159,7 @@ def _run(
                 plans.append(_ViewPlan(index, view, names, source))
             check_same_time_kind(times)
             sql = _query(entities, event_time, plans, keep_times=keep_times)
-            lineage = frame_lineage(features, {p.view.name: p.source.lineage for p in plans})
+            lineage = _frame_lineage(features, {p.view.name: p.source.lineage for p in plans})
             if output is None:
                 return conn.sql(sql).to_arrow_table(), lineage
             conn.execute(f"COPY ({sql}) TO {_literal(str(output))} (FORMAT parquet)")

@@ -29,7 +29,7 @@ from mlprod.features.definitions import (
 )
 from mlprod.features.offline import CREATED, TIME, values_with_times
 from mlprod.features.online_store import OnlineRecord, OnlineStore, encode_key
-from mlprod.features.sources import connect, quote, register_rows
+from mlprod.features.sources import connect, derive_columns, quote, register_rows
 from mlprod.workspace import Workspace
 
 Features = FeatureSet | Sequence[View | FeatureRef]
@@ -158,10 +158,13 @@ def _source_keys(view: View, workspace: Workspace | None) -> pa.Table:
     conn = connect()
     try:
         source = register_rows(conn, view.source, "source", f"source of view {view.name!r}", workspace)
+        source = derive_columns(conn, source, view.derived_columns)
         source.require(view.key_columns.values(), "key")
         columns = ", ".join(f"{quote(c)} AS {quote(k)}" for k, c in view.key_columns.items())
         not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in view.key_columns.values())
-        return conn.sql(f"SELECT DISTINCT {columns} FROM source WHERE {not_null}").to_arrow_table()
+        return conn.sql(
+            f"SELECT DISTINCT {columns} FROM {quote(source.relation)} WHERE {not_null}"
+        ).to_arrow_table()
     finally:
         conn.close()
 

@@ -90,6 +90,25 @@ def register_rows(
     return Registered(name, what, types, lineage)
 
 
+def derive_columns(conn: duckdb.DuckDBPyConnection, source: Registered, derive: dict[str, str]) -> Registered:
+    """``source`` with the ``derive`` columns (name -> SQL expression over its columns) added."""
+    if not derive:
+        return source
+    columns = ", ".join(f"({expression}) AS {quote(name)}" for name, expression in derive.items())
+    name = f"{source.relation}_derived"
+    try:
+        conn.execute(
+            f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS SELECT *, {columns} FROM {quote(source.relation)}"
+        )
+        types = {column: kind for column, kind, *_ in conn.execute(f"DESCRIBE {quote(name)}").fetchall()}
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InvalidInputError(
+            f"derived columns {derive} do not evaluate on {source.what}: {first}"
+        ) from exc
+    return Registered(name, source.what, types, source.lineage)
+
+
 def file_scan(path: Path) -> str:
     """The DuckDB table function reading ``path`` (Parquet, or CSV by suffix)."""
     suffixes = "".join(path.suffixes).lower()

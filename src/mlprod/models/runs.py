@@ -26,12 +26,14 @@ import pyarrow as pa
 
 from mlprod.data import TableStore
 from mlprod.errors import InvalidInputError, NotFoundError
+from mlprod.features import FeatureSet
+from mlprod.features.catalog import load_catalog
 from mlprod.identity import current_user
 from mlprod.meta.tables import runs
 from mlprod.models.metrics import binary_classification_metrics
 from mlprod.models.registry import ModelVersion, Registry
 from mlprod.models.training import Progress, TrainedModel, check_label, train_classifier
-from mlprod.models.training_spec import LABEL_COLUMN, TrainingSpec, build_frame, split_by_time
+from mlprod.models.training_spec import LABEL_COLUMN, TrainingSpec, build_frame, join_features, split_by_time
 from mlprod.names import check_name
 from mlprod.workspace import Workspace
 
@@ -79,10 +81,12 @@ def run_training(
     register: bool = True,
     alias: str | None = None,
     progress: Progress | None = None,
+    feature_set: FeatureSet | None = None,
 ) -> RunResult:
     """Train ``spec`` on its dataset version (or on ``frame``), record the run, register the model.
 
-    With ``alias``, the alias points at the new version as part of its registration.
+    With ``alias``, the alias points at the new version as part of its registration. The spec's
+    ``feature_set`` is looked up in the workspace's feature definitions unless ``feature_set`` is given.
     ``progress(done, total)`` reports boosting rounds (LightGBM and XGBoost).
     """
     if alias is not None:
@@ -98,7 +102,7 @@ def run_training(
             )
         )  # fmt: skip
     try:
-        result = _train(workspace, spec, frame, run_id, register, alias, progress)
+        result = _train(workspace, spec, frame, run_id, register, alias, progress, feature_set)
     except BaseException as exc:
         _finish(workspace, run_id, started, status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -134,6 +138,7 @@ def _train(
     register: bool,
     alias: str | None,
     progress: Progress | None,
+    feature_set: FeatureSet | None,
 ) -> _Outcome:
     if frame is None:
         if spec.dataset is None:
@@ -150,6 +155,14 @@ def _train(
     else:
         table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
         origin = {"dataset": None, "source": "in-memory frame", "source_rows": table.num_rows}
+    feature_set = feature_set or _configured_feature_set(workspace, spec)
+    if feature_set is not None:
+        table, frame_lineage = join_features(table, spec, feature_set, workspace)
+        origin |= {
+            "feature_set": frame_lineage.feature_set,
+            "feature_set_version": frame_lineage.version,
+            "feature_sources": frame_lineage.sources,
+        }
     full = build_frame(spec, table)
     check_label(full, LABEL_COLUMN, described_as=f"label {spec.label!r}")
     train, validation, cut = split_by_time(full, spec.validation_fraction)
@@ -170,7 +183,7 @@ def _train(
     scores = binary_classification_metrics(validation[LABEL_COLUMN], trained.predict_frame(validation))
     metrics = {f"validation_{k}": v for k, v in scores.items()} | {"train_seconds": trained.seconds}
     lineage = origin | {
-        "feature_set_hash": spec.feature_set_hash(),
+        "feature_set_hash": spec.feature_set_hash(None if feature_set is None else feature_set.version),
         "features": dict(spec.features),
         "categorical": list(spec.categorical),
         "label": spec.label,
@@ -199,6 +212,12 @@ def _train(
             why=f"trained by run {run_id}",
         )
     return _Outcome(trained, params, version, metrics, lineage, memory.peak_mb)
+
+
+def _configured_feature_set(workspace: Workspace, spec: TrainingSpec) -> FeatureSet | None:
+    if spec.feature_set is None:
+        return None
+    return load_catalog(workspace).feature_set(spec.feature_set)
 
 
 def _finish(workspace: Workspace, run_id: str, started: datetime, **values: Any) -> RunRecord:

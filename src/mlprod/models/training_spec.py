@@ -1,7 +1,10 @@
 """What a training run does, declared: data, label, features, split and estimator.
 
 Features and the label are SQL expressions (DuckDB) over the dataset's columns, so the feature-set
-definition is plain data whose hash goes into the run's lineage. A spec is written in TOML::
+definition is plain data whose hash goes into the run's lineage. With ``feature_set``, each dataset row
+is first joined point-in-time to that feature set (from the workspace's feature definitions) at its
+``event_time`` (default: ``time``), and the expressions may use the feature set's outputs too.
+A spec is written in TOML::
 
     model = "flights-delay"
     dataset = "flights"
@@ -36,10 +39,13 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlprod.errors import InvalidInputError
+from mlprod.features import FeatureSet, FrameLineage, training_frame_with_lineage
 from mlprod.models.estimators import ESTIMATOR_KINDS, EstimatorSpec
 from mlprod.names import check_name
+from mlprod.workspace import Workspace
 
 LABEL_COLUMN = "_label"
+EVENT_COLUMN = "_event_time"
 TIME_COLUMN = "_time"
 
 
@@ -69,6 +75,8 @@ class TrainingSpec(BaseModel):
     model: str
     dataset: str | None = None
     dataset_ref: str = "main"
+    feature_set: str | None = None
+    event_time: str | None = None
     label: str
     features: dict[str, str]
     categorical: list[str] = Field(default_factory=list)
@@ -97,14 +105,17 @@ class TrainingSpec(BaseModel):
     def numeric(self) -> list[str]:
         return [name for name in self.features if name not in self.categorical]
 
-    def feature_set_hash(self) -> str:
-        """sha256 of the canonical feature-set definition: features, categorical, label, filter."""
+    def feature_set_hash(self, feature_set_version: str | None = None) -> str:
+        """sha256 of the canonical feature-set definition: features, categorical, label, filter, and
+        the version of the feature-store feature set they read (when there is one)."""
         definition = {
             "features": self.features,
             "categorical": sorted(self.categorical),
             "label": self.label,
             "where": self.where,
         }
+        if feature_set_version is not None:
+            definition["feature_set_version"] = feature_set_version
         return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
 
     @classmethod
@@ -145,6 +156,27 @@ def build_frame(spec: TrainingSpec, table: pa.Table, *, with_label: bool = True)
         raise InvalidInputError(
             f"training spec for {spec.model!r} does not evaluate on the data: {first}"
         ) from exc
+
+
+def join_features(
+    table: pa.Table, spec: TrainingSpec, feature_set: FeatureSet, workspace: Workspace | None
+) -> tuple[pa.Table, FrameLineage]:
+    """The dataset rows with the feature set's values as of each row's event time appended."""
+    expression = spec.event_time or spec.time
+    try:
+        with duckdb.connect() as conn:
+            conn.execute("SET TimeZone = 'UTC'")
+            conn.register("source", table)
+            entity_rows = conn.sql(f"SELECT *, ({expression}) AS {EVENT_COLUMN} FROM source").to_arrow_table()
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InvalidInputError(
+            f"event time {expression!r} of {spec.model!r} does not evaluate: {first}"
+        ) from exc
+    frame, lineage = training_frame_with_lineage(
+        entity_rows, feature_set, event_time=EVENT_COLUMN, workspace=workspace
+    )
+    return frame.drop_columns([EVENT_COLUMN]), lineage
 
 
 def split_by_time(frame: pd.DataFrame, validation_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame, Any]:
