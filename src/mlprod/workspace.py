@@ -138,6 +138,17 @@ class Workspace:
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
 
+    def set_config(self, section: str, key: str, value: object) -> None:
+        """Change one ``mlprod.toml`` setting on disk and here (environment overrides still apply)."""
+        path = self.root / CONFIG_FILENAME
+        on_disk = load_config(path, environ={})
+        try:
+            setattr(getattr(on_disk, section), key, value)
+            setattr(getattr(self.config, section), key, value)
+        except (AttributeError, ValueError) as exc:
+            raise WorkspaceError(f"cannot set [{section}] {key} = {value!r}: {exc}") from exc
+        _write_atomically(path, render_config(on_disk))
+
     def resolve_path(self, configured: str) -> Path:
         """A configured path, relative to the workspace root unless absolute."""
         path = Path(configured).expanduser()

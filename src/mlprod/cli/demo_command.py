@@ -64,12 +64,26 @@ def render_summary(s: DemoSummary) -> Table:
         f"diff jan-jun → main: +{s.merge.diff_added:,} added, ~{s.merge.diff_changed:,} changed "
         f"({s.merge.diff_method})",
     )
+    b = s.baseline
+    table.add_row(
+        f"schedule-only baseline: {b.estimator}",
+        f"flights-delay-schedule/{b.version} ({b.features} features): validation AUC {b.validation_auc:.4f}, "
+        f"July AUC {b.july_auc:.4f}",
+    )
+    table.add_row("feature set flight-context", f"version {s.feature_set_version[:12]}, joined point-in-time")
     for c in s.candidates:
         table.add_row(
-            f"@{c.alias}: {c.estimator}",
-            f"flights-delay/{c.version} (run {c.run_id[:8]}): validation AUC {c.validation_auc:.4f}, "
-            f"July AUC {c.july_auc:.4f}",
+            f"@{c.alias}: {c.estimator} + features",
+            f"flights-delay/{c.version} ({c.features} features, run {c.run_id[:8]}): "
+            f"validation AUC {c.validation_auc:.4f}, July AUC {c.july_auc:.4f}",
         )
+    o = s.online
+    table.add_row(
+        "online store (SQLite)",
+        f"{o.keys_materialized:,} keys materialized as of {o.at:%Y-%m-%d %H:%M}Z; {o.compared} lookups "
+        f"vs offline join: {o.mismatches} mismatches; "
+        f"lookup p50 {o.lookup_p50_us:.0f} µs, p99 {o.lookup_p99_us:.0f} µs",
+    )
     table.add_row("ONNX export of champion", f"parity max |difference| {s.onnx_parity:.1e}")
     table.add_row("AUC on July (champion)", f"{s.auc:.4f} ({s.test_rows:,} flights)")
     table.add_row("HTTP requests", f"{s.requests:,} ({s.failed_requests} failed)")

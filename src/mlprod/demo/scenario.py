@@ -1,16 +1,21 @@
 """``mlprod demo``: the flights scenario end to end, thin but real.
 
 Let January-June arrive month by month into the versioned table ``flights`` (validated, screened for
-poisoning, committed, tagged ``jan-jun``); train a LightGBM model (``champion``) and an XGBoost model
-(``challenger``) on the tag as recorded runs and register both; export the champion to ONNX under a
-parity check; let July arrive while June corrections are merged from a branch; serve the champion
-over HTTP on a free loopback port, send real single-row requests for July flights, and check the
-prediction log and the served answers against in-process predictions.
+poisoning, committed, tagged ``jan-jun``); commit the weather and aircraft tables; train a
+schedule-only LightGBM baseline, then a LightGBM model (``champion``) and an XGBoost model
+(``challenger``) whose training frame also goes through the feature store (feature set
+``flight-context``, joined point-in-time), as recorded runs; export the champion to ONNX under a
+parity check; let July arrive while June corrections are merged from a branch; score July with
+point-in-time features; materialize the features into the online store and check that online
+lookups equal the offline join; serve the champion over HTTP on a free loopback port, send real
+single-row requests for July flights, and check the prediction log and the served answers against
+in-process predictions.
 Every step is safe to interrupt: rerunning reuses what is already stored.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,12 +31,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mlprod.data import TableStore
+from mlprod.demo import features as demo_features
 from mlprod.demo.arrivals import MergeSummary, MonthArrival, commit_months, merge_corrections, tag_training
 from mlprod.demo.flights import DATASET, MODEL, TRAINING_TAG, load_flights, request_rows, training_spec
+from mlprod.demo.online_check import OnlineCheck, check_online_store
 from mlprod.errors import MlprodError
 from mlprod.evaluate import binary_classification_metrics
-from mlprod.models import Registry, build_frame, run_training
-from mlprod.models.training_spec import LABEL_COLUMN
+from mlprod.models import Registry, TrainedModel, TrainingSpec, build_frame, run_training
+from mlprod.models.training_spec import LABEL_COLUMN, join_features
 from mlprod.serve import BackgroundServer, create_app, read_prediction_log
 from mlprod.workspace import Workspace
 
@@ -49,6 +56,7 @@ class CandidateResult:
     run_id: str
     validation_auc: float
     july_auc: float
+    features: int
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,9 @@ class DemoSummary:
     training_commit: str
     months: list[MonthArrival]
     merge: MergeSummary
+    baseline: CandidateResult
+    feature_set_version: str
+    online: OnlineCheck
     candidates: list[CandidateResult]
     champion: CandidateResult
     onnx_parity: float
@@ -96,36 +107,56 @@ def run_demo(
     with _step(console, f"January-June arriving into table '{DATASET}' (validated, screened, committed)"):
         months = commit_months(tables, flights, TRAIN_MONTHS, report=console.print)
         training_commit = tag_training(tables)
-    candidates = []
-    for estimator, alias in CANDIDATES:
-        title = f"Training run: {estimator} on '{DATASET}'@{TRAINING_TAG}, registered as @{alias}"
+    with _step(console, "Weather and aircraft tables committed; feature definitions: mlprod.demo.features"):
+        demo_features.commit_reference_tables(tables)
+        if not workspace.config.features.module:
+            workspace.set_config("features", "module", demo_features.__name__)
+    feature_set = demo_features.flight_context
+
+    trained: list[tuple[str, str | None, TrainingSpec, CandidateResult, TrainedModel]] = []
+    for estimator, alias, context in (("lightgbm", None, False), *((e, a, True) for e, a in CANDIDATES)):
+        spec = training_spec(estimator, rounds=rounds, context=context)
+        what = f"feature set '{feature_set.name}'" if context else "schedule only"
+        registered = f", registered as @{alias}" if alias else " (baseline)"
+        title = f"Training run: {estimator} on '{DATASET}'@{TRAINING_TAG} + {what}{registered}"
         with _step(console, title), _rounds_bar(console, estimator, rounds) as progress:
-            spec = training_spec(estimator, rounds=rounds)
-            result = run_training(workspace, spec, alias=alias, progress=progress)
-            assert result.version is not None
-            test = build_frame(spec, raw_test)
-            july = binary_classification_metrics(test[LABEL_COLUMN], result.trained.predict_frame(test))
-            candidates.append(
-                CandidateResult(
-                    estimator,
-                    alias,
-                    result.version.version,
-                    result.run.id,
-                    result.run.metrics["validation_auc"],
-                    july["auc"],
-                )
+            result = run_training(
+                workspace, spec, alias=alias, progress=progress, feature_set=feature_set if context else None
             )
-    champion = next(c for c in candidates if c.alias == ALIAS)
-    with _step(console, f"Exporting {MODEL}/{champion.version} to ONNX (parity-checked)"):
-        export = registry.export(f"{MODEL}/{champion.version}")
+            assert result.version is not None
+        candidate = CandidateResult(
+            estimator, alias or "baseline", result.version.version, result.run.id,
+            result.run.metrics["validation_auc"], float("nan"), len(spec.features),
+        )  # fmt: skip
+        trained.append((estimator, alias, spec, candidate, result.trained))
+    champion_version = next(c.version for _, alias, _, c, _ in trained if alias == ALIAS)
+    with _step(console, f"Exporting {MODEL}/{champion_version} to ONNX (parity-checked)"):
+        export = registry.export(f"{MODEL}/{champion_version}")
 
     with _step(console, "July arriving on main; June corrections merged from branch 'corrections'"):
         months += commit_months(tables, flights, [TEST_MONTH], report=console.print)
         merge = merge_corrections(tables, seed=seed)
 
+    with _step(console, "Scoring July with features as of each departure (point-in-time)"):
+        context_spec = next(spec for _, alias, spec, _, _ in trained if alias == ALIAS)
+        with_context, _ = join_features(raw_test, context_spec, feature_set, workspace)
+        test = build_frame(context_spec, with_context)
+        scored = []
+        for _, _, spec, candidate, model in trained:
+            frame = test if spec.feature_set else build_frame(spec, raw_test)
+            auc = binary_classification_metrics(frame[LABEL_COLUMN], model.predict_frame(frame))["auc"]
+            scored.append(dataclasses.replace(candidate, july_auc=auc))
+    baseline, candidates = scored[0], scored[1:]
+    champion = next(c for c in candidates if c.alias == ALIAS)
+
+    with _step(console, "Materializing features into the online store; online lookups vs offline join"):
+        online = check_online_store(workspace, feature_set, with_context, seed=seed)
+
     july_sample = test.sample(n=min(requests, len(test)), random_state=seed).reset_index(drop=True)
     run_id = uuid.uuid4().hex[:12]
-    served, latencies, failed = _send_requests(workspace, july_sample, run_id, console)
+    served, latencies, failed = _send_requests(
+        workspace, july_sample, list(context_spec.features), run_id, console
+    )
     expected = registry.load(f"{MODEL}/{champion.version}").predict_frame(july_sample)
     answered = ~np.isnan(served)
     difference = float(np.max(np.abs(served[answered] - expected[answered]), initial=0.0))
@@ -138,6 +169,9 @@ def run_demo(
         training_commit=training_commit,
         months=months,
         merge=merge,
+        baseline=baseline,
+        feature_set_version=feature_set.version,
+        online=online,
         candidates=candidates,
         champion=champion,
         onnx_parity=export.parity_max_abs_diff,
@@ -153,10 +187,10 @@ def run_demo(
 
 
 def _send_requests(
-    workspace: Workspace, sample: pd.DataFrame, run_id: str, console: Console
+    workspace: Workspace, sample: pd.DataFrame, inputs: list[str], run_id: str, console: Console
 ) -> tuple[np.ndarray, list[float], int]:
     """One HTTP request per row against a real server; return answers, latencies (ms), failures."""
-    rows = request_rows(sample)
+    rows = request_rows(sample, inputs)
     served = np.full(len(rows), np.nan)
     latencies: list[float] = []
     failed = 0
