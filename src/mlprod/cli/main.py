@@ -19,6 +19,7 @@ from mlprod import __version__
 from mlprod.cli import (
     data_commands,
     demo_command,
+    features_commands,
     models_commands,
     monitor_commands,
     serve_commands,
@@ -64,10 +65,7 @@ def root(
 
 workspace_commands.register(app)
 app.add_typer(data_commands.app, name="data")
-app.add_typer(
-    planned_group("Feature store: entities, feature views, point-in-time joins, online store."),
-    name="features",
-)
+app.add_typer(features_commands.app, name="features")
 app.add_typer(models_commands.app, name="models")
 app.add_typer(planned_group("Evaluation reports and utility-ranked leaderboards."), name="eval")
 serve_commands.register(app)
