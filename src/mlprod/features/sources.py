@@ -7,6 +7,8 @@ involved is naive: mixing them is an error, not a guess).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +75,7 @@ def register_rows(
             raise InvalidInputError(f"{what} reads {rows.describe()}, which needs a workspace")
         store = TableStore(workspace)
         commit = store.resolve(rows.table, rows.ref)
-        conn.register(name, store.checkout(rows.table, commit.id))
+        conn.register(name, _checkout(store, workspace, rows.table, commit.id))
         lineage = {"table": rows.table, "ref": rows.ref, "commit": commit.id, "rows": commit.num_rows}
     elif isinstance(rows, pa.Table | pd.DataFrame):
         conn.register(name, rows)
@@ -107,6 +109,27 @@ def derive_columns(conn: duckdb.DuckDBPyConnection, source: Registered, derive: 
             f"derived columns {derive} do not evaluate on {source.what}: {first}"
         ) from exc
     return Registered(name, source.what, types, source.lineage)
+
+
+_CHECKOUTS: OrderedDict[tuple[str, str, str], pa.Table] = OrderedDict()
+_CHECKOUTS_KEPT = 4
+_CHECKOUTS_LOCK = threading.Lock()
+
+
+def _checkout(store: TableStore, workspace: Workspace, table: str, commit_id: str) -> pa.Table:
+    """A version's rows, kept for the next few joins: a commit never changes, and several views (and
+    materializing them) often read the same one."""
+    key = (str(workspace.root), table, commit_id)
+    with _CHECKOUTS_LOCK:
+        if key in _CHECKOUTS:
+            _CHECKOUTS.move_to_end(key)
+            return _CHECKOUTS[key]
+    rows = store.checkout(table, commit_id)
+    with _CHECKOUTS_LOCK:
+        _CHECKOUTS[key] = rows
+        while len(_CHECKOUTS) > _CHECKOUTS_KEPT:
+            _CHECKOUTS.popitem(last=False)
+    return rows
 
 
 def file_scan(path: Path) -> str:
