@@ -1,0 +1,295 @@
+"""training_frame: bad input is refused clearly; Feast's file-store mistakes are not repeated; sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mlprod.data import TableStore
+from mlprod.errors import InvalidInputError, NotFoundError
+from mlprod.features import (
+    Aggregation,
+    AggregationView,
+    Entity,
+    FeatureSet,
+    FeatureView,
+    TableSource,
+    parse_duration,
+    training_frame,
+    training_frame_with_lineage,
+    write_training_frame,
+)
+from mlprod.workspace import Workspace
+
+DRIVER = Entity("driver", ["driver_id"])
+
+
+def t(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+def stats(**extra: object) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {
+            "driver_id": [1, 1, 2],
+            "ts": [t("2026-01-01 00:00"), t("2026-01-02 00:00"), t("2026-01-01 00:00")],
+            "created": [t("2026-01-01 00:00"), t("2026-01-02 00:00"), t("2026-01-01 00:00")],
+            "rate": [0.1, 0.2, 0.3],
+        }
+    )
+    for column, values in extra.items():
+        frame[column] = values
+    return frame
+
+
+def view(source: object = None, **options: object) -> FeatureView:
+    settings: dict[str, object] = {"timestamp": "ts", "created": "created"} | options
+    return FeatureView("stats", DRIVER, stats() if source is None else source, ["rate"], **settings)  # type: ignore[arg-type]
+
+
+def entities(*rows: tuple[object, str]) -> pd.DataFrame:
+    return pd.DataFrame({"driver_id": [r[0] for r in rows], "event_time": [t(r[1]) for r in rows]})
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+def test_entity_rows_without_the_event_time_column_are_refused() -> None:
+    with pytest.raises(InvalidInputError, match="the entity rows has no event-time column 'event_time'"):
+        training_frame(pd.DataFrame({"driver_id": [1], "when": [t("2026-01-01")]}), [view()])
+    rows = entities((1, "2026-01-02")).rename(columns={"event_time": "when"})
+    assert training_frame(rows, [view()], event_time="when").column("rate").to_pylist() == [0.2]
+
+
+def test_entity_rows_without_a_key_column_are_refused() -> None:
+    with pytest.raises(InvalidInputError, match="no entity-key \\(entity 'driver'\\) column 'driver_id'"):
+        training_frame(pd.DataFrame({"event_time": [t("2026-01-01")]}), [view()])
+
+
+def test_an_unknown_feature_is_named() -> None:
+    with pytest.raises(InvalidInputError, match="unknown feature 'speed' in view 'stats'; it has rate"):
+        view()["speed"]
+
+
+@pytest.mark.parametrize("text", ["3 days", "abc", "0d", "-1h", "", "1.5h", "7"])
+def test_a_ttl_or_window_that_does_not_parse_is_refused(text: str) -> None:
+    with pytest.raises(InvalidInputError, match="ttl of feature view 'stats'"):
+        view(ttl=text)
+    with pytest.raises(InvalidInputError, match="window"):
+        Aggregation("mean", "rate", text)
+
+
+def test_durations_parse_and_combine() -> None:
+    assert parse_duration("1w2d3h4m5s").total_seconds() == 9 * 86400 + 3 * 3600 + 4 * 60 + 5
+
+
+@pytest.mark.parametrize(
+    ("missing", "role"),
+    [("driver_id", "key"), ("ts", "time"), ("created", "time"), ("rate", "feature")],
+)
+def test_a_source_lacking_a_declared_column_is_named(missing: str, role: str) -> None:
+    source = stats().drop(columns=[missing])
+    with pytest.raises(InvalidInputError, match=f"source of view 'stats' has no {role} column '{missing}'"):
+        training_frame(entities((1, "2026-01-02")), [view(source)])
+
+
+def test_an_aggregated_column_missing_from_the_source_is_named() -> None:
+    counts = AggregationView(
+        "counts", DRIVER, stats(), timestamp="ts", aggregations=[Aggregation("sum", "trips", "1d")]
+    )
+    with pytest.raises(InvalidInputError, match="has no aggregated column 'trips'"):
+        training_frame(entities((1, "2026-01-02")), [counts])
+
+
+def test_mixing_naive_and_aware_times_is_an_error_not_a_guess() -> None:
+    naive = entities((1, "2026-01-02"))
+    naive["event_time"] = naive["event_time"].dt.tz_localize(None)
+    with pytest.raises(InvalidInputError, match="'event_time' of the entity rows has naive timestamps but"):
+        training_frame(naive, [view()])
+    all_naive = stats()
+    for column in ("ts", "created"):
+        all_naive[column] = all_naive[column].dt.tz_localize(None)
+    naive_result = training_frame(naive, [view(all_naive)]).column("rate").to_pylist()
+    assert naive_result == training_frame(entities((1, "2026-01-02")), [view()]).column("rate").to_pylist()
+
+
+def test_times_that_are_not_timestamps_are_refused() -> None:
+    rows = pd.DataFrame({"driver_id": [1], "event_time": ["2026-01-02"]})
+    with pytest.raises(InvalidInputError, match="must be a timestamp, not VARCHAR .*pd.to_datetime"):
+        training_frame(rows, [view()])
+
+
+def test_keys_of_different_types_are_refused() -> None:
+    rows = pd.DataFrame({"driver_id": ["1"], "event_time": [t("2026-01-02")]})
+    with pytest.raises(
+        InvalidInputError, match="entity key 'driver_id' is VARCHAR in the entity rows but BIGINT"
+    ):
+        training_frame(rows, [view()])
+
+
+def test_two_views_producing_one_name_are_refused() -> None:
+    other = FeatureView("other", DRIVER, stats(), ["rate"], timestamp="ts")
+    with pytest.raises(
+        InvalidInputError, match="feature 'rate' is produced by both views 'stats' and 'other'"
+    ):
+        training_frame(entities((1, "2026-01-02")), [view(), other])
+
+
+def test_a_static_view_with_repeated_keys_is_refused() -> None:
+    static = FeatureView("cars", DRIVER, stats(), ["rate"], timestamp=None)
+    with pytest.raises(InvalidInputError, match="static view 'cars' has 2 rows for key \\{'driver_id': 1\\}"):
+        training_frame(entities((1, "2026-01-02")), [static])
+
+
+def test_a_missing_source_file_and_a_bad_derived_column_are_named(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="source of view 'stats': no file"):
+        training_frame(entities((1, "2026-01-02")), [view(str(tmp_path / "nope.parquet"))])
+    derived = FeatureView(
+        "stats", DRIVER, stats(), ["double"], timestamp="ts", derive={"double": "rate * nope"}
+    )
+    with pytest.raises(
+        InvalidInputError, match="derived columns .* do not evaluate on source of view 'stats'"
+    ):
+        training_frame(entities((1, "2026-01-02")), [derived])
+
+
+def test_entity_columns_that_clash_with_features_are_refused() -> None:
+    rows = entities((1, "2026-01-02")).assign(rate=1.0)
+    with pytest.raises(InvalidInputError, match="already have column\\(s\\) \\['rate'\\]"):
+        training_frame(rows, [view()])
+
+
+# --- Feast file-store mistakes, not repeated ----------------------------------------------------
+
+
+def test_rows_without_a_value_inside_the_ttl_come_back_with_nulls_not_dropped() -> None:
+    rows = entities((1, "2026-01-02 12:00"), (1, "2026-01-09"), (2, "2026-01-05"), (3, "2026-01-02"))
+    result = training_frame(rows, [view(ttl="1d")])
+    assert result.num_rows == 4
+    assert result.column("driver_id").to_pylist() == [1, 1, 2, 3]
+    assert result.column("rate").to_pylist() == [0.2, None, None, None]
+
+
+def test_ties_on_feature_time_go_to_the_latest_created_time_every_time() -> None:
+    rng = np.random.default_rng(0)
+    n = 50
+    base = pd.DataFrame(
+        {
+            "driver_id": np.repeat(np.arange(10), n // 10),
+            "ts": [t("2026-01-01")] * n,
+            "created": [t("2026-01-01") + pd.Timedelta(minutes=int(m)) for m in rng.permutation(n)],
+        }
+    )
+    base["rate"] = base["created"].astype("int64") / 1e12  # the latest created row has the largest rate
+    expected = base.groupby("driver_id")["rate"].max().to_list()
+    rows = pd.DataFrame({"driver_id": np.arange(10), "event_time": [t("2026-01-02")] * 10})
+    for seed in range(10):  # whatever order the rows arrive in
+        shuffled = base.sample(frac=1.0, random_state=seed)
+        for late_filter in (True, False):
+            v = view(shuffled, created_time_filter=late_filter)
+            assert training_frame(rows, [v]).column("rate").to_pylist() == expected
+
+
+# --- semantics worth naming -----------------------------------------------------------------------
+
+
+def test_late_rows_are_hidden_until_written_unless_the_view_is_feast_compatible() -> None:
+    backfill = stats()
+    backfill.loc[1, "created"] = t("2026-01-05")  # Jan 2's value was only written on Jan 5
+    rows = entities((1, "2026-01-03"), (1, "2026-01-06"))
+    assert training_frame(rows, [view(backfill)]).column("rate").to_pylist() == [0.1, 0.2]
+    feast_like = view(backfill, created_time_filter=False)
+    assert training_frame(rows, [feast_like]).column("rate").to_pylist() == [0.2, 0.2]
+
+
+def test_entity_rows_keep_their_order_and_columns_and_extra_columns_pass_through() -> None:
+    rows = entities((2, "2026-01-03"), (1, "2026-01-01 12:00"), (1, "2026-01-03")).assign(label=[1, 0, 1])
+    result = training_frame(rows, FeatureSet("s", [view()]))
+    assert result.column_names == ["driver_id", "event_time", "label", "rate"]
+    assert result.column("rate").to_pylist() == [0.3, 0.1, 0.2]
+    assert result.column("label").to_pylist() == [1, 0, 1]
+
+
+def test_windows_count_rows_after_the_window_start_up_to_the_event() -> None:
+    source = pd.DataFrame(
+        {"driver_id": [1, 1, 1], "ts": [t("2026-01-01 00:00"), t("2026-01-01 01:00"), t("2026-01-01 02:00")],
+         "trip": [1.0, None, 3.0]}
+    )  # fmt: skip
+    trips = AggregationView(
+        "trips", DRIVER, source, timestamp="ts",
+        aggregations=[Aggregation("count", None, "1h"), Aggregation("count", "trip", "2h"),
+                      Aggregation("sum", "trip", "2h"), Aggregation("mean", "trip", "1d"),
+                      Aggregation("min", "trip", "1d"), Aggregation("max", "trip", "1d")],
+    )  # fmt: skip
+    result = training_frame(
+        entities((1, "2026-01-01 02:00"), (1, "2026-01-01 00:30"), (2, "2026-01-01")), [trips]
+    )
+    assert result.select(trips.feature_names).to_pylist() == [
+        {"rows_count_1h": 1, "trip_count_2h": 1, "trip_sum_2h": 3.0, "trip_mean_1d": 2.0, "trip_min_1d": 1.0,
+         "trip_max_1d": 3.0},
+        {"rows_count_1h": 1, "trip_count_2h": 1, "trip_sum_2h": 1.0, "trip_mean_1d": 1.0, "trip_min_1d": 1.0,
+         "trip_max_1d": 1.0},
+        {"rows_count_1h": 0, "trip_count_2h": 0, "trip_sum_2h": None, "trip_mean_1d": None, "trip_min_1d": None,
+         "trip_max_1d": None},
+    ]  # fmt: skip
+
+
+# --- sources and out-of-core ------------------------------------------------------------------------
+
+
+def test_parquet_and_csv_sources_give_the_same_frame(tmp_path: Path) -> None:
+    pq.write_table(pa.Table.from_pandas(stats(), preserve_index=False), tmp_path / "stats.parquet")
+    stats().to_csv(tmp_path / "stats.csv", index=False)
+    rows = entities((1, "2026-01-03"), (2, "2026-01-03"))
+    expected = training_frame(rows, [view()]).column("rate").to_pylist()
+    for name in ("stats.parquet", "stats.csv"):
+        assert training_frame(rows, [view(str(tmp_path / name))]).column("rate").to_pylist() == expected
+
+
+def test_a_frame_built_under_a_tight_memory_limit_is_identical(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    n = 400_000
+    source = pd.DataFrame(
+        {
+            "driver_id": rng.integers(0, 5000, n),
+            "ts": pd.Timestamp("2026-01-01", tz="UTC")
+            + pd.to_timedelta(rng.integers(0, 90 * 86400, n), unit="s"),
+        }
+    )
+    source["created"] = source["ts"]
+    for i in range(6):
+        source[f"f{i}"] = rng.random(n)
+    path = tmp_path / "source.parquet"
+    source.to_parquet(path)
+    rows = pd.DataFrame(
+        {"driver_id": rng.integers(0, 5000, 200_000),
+         "event_time": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 90 * 86400, 200_000), unit="s")}
+    )  # fmt: skip
+    rows_path = tmp_path / "rows.parquet"
+    rows.to_parquet(rows_path)
+    wide = FeatureView(
+        "wide", DRIVER, str(path), [f"f{i}" for i in range(6)], timestamp="ts", created="created"
+    )
+    in_memory = training_frame(rows_path, [wide])
+    write_training_frame(rows_path, [wide], tmp_path / "out.parquet", memory_limit="40MB")
+    assert pq.read_table(tmp_path / "out.parquet").equals(in_memory)
+
+
+def test_a_versioned_table_source_records_its_commit(workspace: Workspace) -> None:
+    tables = TableStore(workspace)
+    tables.create("stats", key=["driver_id", "ts"], data=pa.Table.from_pandas(stats(), preserve_index=False))
+    head = tables.resolve("stats")
+    source_view = view(TableSource("stats"))
+    frame, lineage = training_frame_with_lineage(
+        entities((1, "2026-01-03")), FeatureSet("s", [source_view]), workspace=workspace
+    )
+    assert frame.column("rate").to_pylist() == [0.2]
+    assert lineage.sources["stats"]["commit"] == head.id
+    assert lineage.version == FeatureSet("s", [source_view]).version
+    with pytest.raises(InvalidInputError, match="needs a workspace"):
+        training_frame(entities((1, "2026-01-03")), [source_view])
