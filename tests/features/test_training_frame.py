@@ -120,7 +120,7 @@ def test_mixing_naive_and_aware_times_is_an_error_not_a_guess() -> None:
 
 def test_times_that_are_not_timestamps_are_refused() -> None:
     rows = pd.DataFrame({"driver_id": [1], "event_time": ["2026-01-02"]})
-    with pytest.raises(InvalidInputError, match="must be a timestamp, not VARCHAR .*pd.to_datetime"):
+    with pytest.raises(InvalidInputError, match=r"must be a timestamp, not VARCHAR .*pd.to_datetime"):
         training_frame(rows, [view()])
 
 
@@ -153,7 +153,7 @@ def test_a_missing_source_file_and_a_bad_derived_column_are_named(tmp_path: Path
         "stats", DRIVER, stats(), ["double"], timestamp="ts", derive={"double": "rate * nope"}
     )
     with pytest.raises(
-        InvalidInputError, match="derived columns .* do not evaluate on source of view 'stats'"
+        InvalidInputError, match=r"derived columns .* do not evaluate on source of view 'stats'"
     ):
         training_frame(entities((1, "2026-01-02")), [derived])
 
@@ -266,10 +266,13 @@ def test_a_frame_built_under_a_tight_memory_limit_is_identical(tmp_path: Path) -
         source[f"f{i}"] = rng.random(n)
     path = tmp_path / "source.parquet"
     source.to_parquet(path)
+    start = pd.Timestamp("2026-01-01", tz="UTC")
     rows = pd.DataFrame(
-        {"driver_id": rng.integers(0, 5000, 200_000),
-         "event_time": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 90 * 86400, 200_000), unit="s")}
-    )  # fmt: skip
+        {
+            "driver_id": rng.integers(0, 5000, 200_000),
+            "event_time": start + pd.to_timedelta(rng.integers(0, 90 * 86400, 200_000), unit="s"),
+        }
+    )
     rows_path = tmp_path / "rows.parquet"
     rows.to_parquet(rows_path)
     wide = FeatureView(
