@@ -234,8 +234,8 @@ def test_windows_count_rows_after_the_window_start_up_to_the_event() -> None:
          "trip_max_1d": 3.0},
         {"rows_count_1h": 1, "trip_count_2h": 1, "trip_sum_2h": 1.0, "trip_mean_1d": 1.0, "trip_min_1d": 1.0,
          "trip_max_1d": 1.0},
-        {"rows_count_1h": 0, "trip_count_2h": 0, "trip_sum_2h": None, "trip_mean_1d": None, "trip_min_1d": None,
-         "trip_max_1d": None},
+        {"rows_count_1h": 0, "trip_count_2h": 0, "trip_sum_2h": None, "trip_mean_1d": None,
+         "trip_min_1d": None, "trip_max_1d": None},
     ]  # fmt: skip
 
 
