@@ -38,7 +38,8 @@ AT = "materialized_at"
 
 @dataclass(frozen=True)
 class FeatureVector:
-    """One entity's online features: name -> value (None when missing), and the views that had none."""
+    """One entity's online features: name -> value, and the views that had no value for it (their
+    features are None, or 0 for a count, as the offline join gives)."""
 
     values: dict[str, Any]
     missing: tuple[str, ...] = ()
@@ -110,10 +111,11 @@ class FeatureLookup:
 
     def __init__(self, store: OnlineStore, features: Features) -> None:
         self.store = store
-        self._views = [
-            (view.name, view.entity.keys, names, _ttl_us(view)) for view, names in _views(features).values()
-        ]
-        self.feature_names = [name for *_, names, _ in self._views for name in names]
+        selection = _views(features).values()
+        self._views = [(view.name, view.entity.keys, names, _ttl_us(view)) for view, names in selection]
+        # Without a value, a count is 0 (no rows in its window), as in the offline join; the rest null.
+        self._empty = {name: _empty_value(view, name) for view, names in selection for name in names}
+        self.feature_names = list(self._empty)
         self.entity_keys = list(dict.fromkeys(key for _, keys, _, _ in self._views for key in keys))
 
     def get(self, keys: Mapping[str, Any], *, at: datetime | None = None) -> FeatureVector:
@@ -127,7 +129,7 @@ class FeatureLookup:
             if not fresh:
                 missing.append(view)
             for name in names:
-                values[name] = record.values.get(name) if fresh and record is not None else None
+                values[name] = record.values.get(name) if fresh and record is not None else self._empty[name]
         return FeatureVector(values, tuple(missing))
 
     def _read(self, view: str, key_columns: Sequence[str], keys: Mapping[str, Any]) -> OnlineRecord | None:
@@ -193,6 +195,13 @@ def _column_us(frame: pd.DataFrame, column: str, view: str) -> list[int | None]:
         )
     as_us = times.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
     return [None if pd.isna(t) else int(t.value // 1000) for t in as_us]
+
+
+def _empty_value(view: View, name: str) -> int | None:
+    if isinstance(view, AggregationView):
+        function = next(a.function for a in view.aggregations if a.output == name)
+        return 0 if function == "count" else None
+    return None
 
 
 def _ttl_us(view: View) -> int | None:
