@@ -8,7 +8,8 @@ One DuckDB query does the work, out of core (it spills to disk under a memory li
   backfilled data) are redone by a range join over only those rows, among values already written;
 - an aggregation view unions the entity rows into the source rows and runs window aggregates over
   ``RANGE (window - 1 µs) PRECEDING``: rows with ``event - window < time <= event``.
-Entity rows are never dropped or reordered; a row without a value gets nulls.
+Entity rows are never dropped or reordered; a row without a value gets nulls. Their event time comes
+back UTC-aware (a naive one was taken as UTC).
 """
 
 from __future__ import annotations
@@ -260,7 +261,8 @@ def _query(entities: Registered, event_time: str, plans: list[_ViewPlan], *, kee
     """Each view adds its columns to the previous stage; the last stage is put back in input order."""
     stage = "__mlprod_stage_0"
     ctes = [
-        f"{stage} AS (SELECT *, CAST({quote(event_time)} AS TIMESTAMPTZ) AS {EVENT}, "
+        f"{stage} AS (SELECT * REPLACE (CAST({quote(event_time)} AS TIMESTAMPTZ) AS {quote(event_time)}), "
+        f"CAST({quote(event_time)} AS TIMESTAMPTZ) AS {EVENT}, "
         f"(epoch_us(CAST({quote(event_time)} AS TIMESTAMPTZ))::HUGEINT * {_SHIFT}) + {_PROBE_LOW} AS {PROBE} "
         f"FROM {entities.relation})"
     ]
