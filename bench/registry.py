@@ -95,14 +95,14 @@ def registry_at_scale(ws: Workspace, models: int, per_model: int) -> None:
 
 
 def native_vs_onnx(ws: Workspace, requests: int) -> None:
-    spec = training_spec("lightgbm", rounds=200)
+    spec = training_spec("lightgbm", rounds=200, context=False)
     TableStore(ws).create("flights", key=["flight_id"], data=load_flights(range(1, 7)))
     TableStore(ws).tag("flights", "jan-jun")
     version = run_training(ws, spec).version
     assert version is not None
     registry = Registry(ws)
     export = registry.export(version.ref)
-    rows = request_rows(build_frame(spec, load_flights([7])).sample(requests, random_state=1))
+    rows = request_rows(build_frame(spec, load_flights([7])).sample(requests, random_state=1), spec.features)
 
     print(f"\nflights model (LightGBM, 200 trees), ONNX parity max |diff| {export.parity_max_abs_diff:.1e}")
     print(f"{'format':<16}{'load ms':>10}{'predict p50 ms':>16}{'predict p99 ms':>16}")

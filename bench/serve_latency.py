@@ -31,16 +31,18 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, Workspace.init(tmp) as ws:
-        spec = training_spec("lightgbm", rounds=200)
+        spec = training_spec("lightgbm", rounds=200, context=False)
         TableStore(ws).create("flights", key=["flight_id"], data=load_flights(range(1, 7)))
         TableStore(ws).tag("flights", "jan-jun")
         version = run_training(ws, spec).version
         assert version is not None
         registry = Registry(ws)
-        registry.set_alias("flights-delay", "champion", version.version)
-        rows = request_rows(build_frame(spec, load_flights([7])).sample(args.requests, random_state=1))
+        registry.set_alias(spec.model, "champion", version.version)
+        rows = request_rows(
+            build_frame(spec, load_flights([7])).sample(args.requests, random_state=1), spec.features
+        )
 
-        model = registry.load("flights-delay@champion")
+        model = registry.load(f"{spec.model}@champion")
         in_process = []
         for row in rows:
             started = time.perf_counter()
@@ -50,10 +52,10 @@ def main() -> None:
         over_http = []
         with BackgroundServer(create_app(ws)) as server, httpx.Client(base_url=server.url) as client:
             for row in rows[:50]:  # warm-up: connection, model load
-                client.post("/v1/models/flights-delay@champion/predict", json={"rows": [row]})
+                client.post(f"/v1/models/{spec.model}@champion/predict", json={"rows": [row]})
             for row in rows:
                 started = time.perf_counter()
-                client.post("/v1/models/flights-delay@champion/predict", json={"rows": [row]})
+                client.post(f"/v1/models/{spec.model}@champion/predict", json={"rows": [row]})
                 over_http.append((time.perf_counter() - started) * 1000)
 
     ip50, ip99 = percentiles(in_process)
