@@ -28,7 +28,7 @@ from mlprod.features.definitions import (
     select_features,
 )
 from mlprod.features.offline import CREATED, TIME, values_with_times
-from mlprod.features.online_store import OnlineRecord, OnlineStore, encode_key
+from mlprod.features.online_store import OnlineRecord, OnlineStore, encode_key, encode_keys
 from mlprod.features.sources import connect, derive_columns, quote, register_rows
 from mlprod.workspace import Workspace
 
@@ -95,11 +95,11 @@ def push(store: OnlineStore, view: FeatureView, rows: pa.Table | pd.DataFrame) -
     now_us = _microseconds(datetime.now(UTC))
     times = _column_us(frame, view.timestamp, view.name) if view.timestamp else [now_us] * len(frame)
     created = _column_us(frame, view.created, view.name) if view.created else times
-    keys = frame[list(view.key_columns.values())].itertuples(index=False, name=None)
+    keys = encode_keys([frame[column].tolist() for column in view.key_columns.values()])
     features = frame[list(view.feature_columns.values())]
     features.columns = list(view.feature_columns)
     records = [
-        OnlineRecord(encode_key(key), time, made if made is not None else time, values)
+        OnlineRecord(key, time, made if made is not None else time, values)
         for key, time, made, values in zip(keys, times, created, features.to_dict("records"), strict=True)
         if time is not None
     ]
@@ -174,10 +174,10 @@ def _source_keys(view: View, workspace: Workspace | None) -> pa.Table:
 def _records(table: pa.Table, view: View) -> list[OnlineRecord]:
     times = _us_list(table.column(f"{TIME}0"))
     created = _us_list(table.column(f"{CREATED}0"))
-    keys = zip(*(table.column(k).to_pylist() for k in view.entity.keys), strict=True)
+    keys = encode_keys([table.column(k).to_pylist() for k in view.entity.keys])
     values = table.select(view.feature_names).to_pylist()
     return [
-        OnlineRecord(encode_key(list(key)), time, made if made is not None else time, row)
+        OnlineRecord(key, time, made if made is not None else time, row)
         for key, time, made, row in zip(keys, times, created, values, strict=True)
         if time is not None
     ]
