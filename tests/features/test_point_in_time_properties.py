@@ -1,0 +1,560 @@
+"""Property tests: ``training_frame`` (DuckDB) agrees with the brute-force reference on random inputs.
+
+Times sit on a coarse minute grid so that ties are frequent: event time equal to feature time, equal
+feature times with different created times, expiry exactly at the TTL, rows exactly one window back.
+Keys are int, string or composite, with nulls on both sides and keys missing from the source. Rows
+that tie fully (same key, ts and created) but differ in value are left out of the compared inputs:
+the contract does not say which one wins (exact duplicate rows are kept, any of them is right).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+from hypothesis.control import current_build_context
+from hypothesis.errors import InvalidArgument
+
+from mlprod.errors import InvalidInputError
+from tests.features.reference import RefAgg, RefAggView, RefView, py, reference_training_frame
+
+SETTINGS = settings(
+    max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+
+BASE = pd.Timestamp("2024-01-01 00:00", tz="UTC")
+KEY_SETS: list[tuple[str, ...]] = [("user",), ("shop",), ("user", "shop")]
+ENTITY_USERS = [1, 2, 3, 4, None]  # 4 never appears in a source
+SOURCE_USERS = [1, 2, 3, None]
+ENTITY_SHOPS = ["a", "b", "c", None]  # "c" never appears in a source
+SOURCE_SHOPS = ["a", "b", None]
+LABELS = ["p", "q", "r", None]
+# (what the implementation is given, what the reference is given)
+TTLS: list[tuple[str | timedelta | None, timedelta | None]] = [
+    (None, None),
+    ("1m", timedelta(minutes=1)),
+    ("3m", timedelta(minutes=3)),
+    (timedelta(minutes=2), timedelta(minutes=2)),
+    ("5m", timedelta(minutes=5)),
+    ("1h", timedelta(hours=1)),
+]
+OFFSETS = [0, 1, 2, 3, 5, 60]  # event time - anchor: TTLs and windows above end exactly there
+WINDOWS: list[tuple[str | timedelta, str, timedelta]] = [
+    ("5m", "5m", timedelta(minutes=5)),
+    ("1h", "1h", timedelta(hours=1)),
+    (timedelta(minutes=3), "3m", timedelta(minutes=3)),
+]
+
+
+def features_api() -> Any:
+    """``mlprod.features``, imported when a test runs so this module collects before it exists."""
+    from mlprod import features
+
+    return features
+
+
+# ----------------------------------------------------------------------------------------------------
+# Generated data
+
+
+def minute(value: int | None) -> pd.Timestamp | None:
+    return None if value is None else BASE + timedelta(minutes=value)
+
+
+def time_column(values: Sequence[int | None]) -> pd.Series:
+    return pd.Series([minute(v) for v in values], dtype="datetime64[us, UTC]")
+
+
+def maybe_null(strategy: st.SearchStrategy[Any], null_one_in: int = 8) -> st.SearchStrategy[Any]:
+    """``strategy`` with a null about one draw in ``null_one_in``."""
+    return st.tuples(st.integers(1, null_one_in), strategy).map(
+        lambda pair: None if pair[0] == 1 else pair[1]
+    )
+
+
+def entity_frame(
+    draw: Callable[..., Any], *, anchors: Sequence[int] = (), max_size: int = 10
+) -> pd.DataFrame:
+    """Entity rows; about half the event times sit exactly 0, 1, 2, 3, 5 or 60 minutes after one of the
+    ``anchors`` (source times and created times): ties, and expiry exactly at a TTL or window bound."""
+    free = maybe_null(st.integers(0, 14))
+    event = free
+    if anchors:
+        event = st.one_of(
+            free, st.tuples(st.sampled_from(sorted(anchors)), st.sampled_from(OFFSETS)).map(sum)
+        )
+    rows = draw(
+        st.lists(
+            st.tuples(st.sampled_from(ENTITY_USERS), st.sampled_from(ENTITY_SHOPS), event), max_size=max_size
+        )
+    )
+    return pd.DataFrame(
+        {
+            "row_id": pd.Series(range(len(rows)), dtype="int64"),
+            "user": pd.Series([r[0] for r in rows], dtype="Int64"),
+            "shop": pd.Series([r[1] for r in rows], dtype="str"),
+            "event_time": time_column([r[2] for r in rows]),
+        }
+    )
+
+
+def key_frame(keys: Sequence[tuple[Any, Any]], key_columns: dict[str, str]) -> dict[str, pd.Series]:
+    """Source key columns (both user and shop, renamed as ``key_columns`` says)."""
+    return {
+        key_columns["user"]: pd.Series([k[0] for k in keys], dtype="Int64"),
+        key_columns["shop"]: pd.Series([k[1] for k in keys], dtype="str"),
+    }
+
+
+def value_column(values: Sequence[int | None], kind: str) -> pd.Series:
+    if kind == "Int64":
+        return pd.Series(list(values), dtype="Int64")
+    return pd.Series([None if v is None else v / 2 for v in values], dtype="float64")  # NaN for null
+
+
+@dataclass
+class ViewCase:
+    """One generated FeatureView: the reference description and the implementation's arguments."""
+
+    ref: RefView
+    ttl_given: str | timedelta | None
+    features_given: dict[str, str] | list[str]
+
+    def build(self, api: Any) -> Any:
+        entity = api.Entity(f"{self.ref.name}_entity", list(self.ref.keys))
+        return api.FeatureView(
+            self.ref.name,
+            entity,
+            self.ref.source,
+            self.features_given,
+            timestamp=self.ref.timestamp,
+            created=self.ref.created,
+            ttl=self.ttl_given,
+            created_time_filter=self.ref.created_time_filter,
+            source_keys=dict(self.ref.source_keys) or None,
+        )
+
+
+@dataclass
+class AggCase:
+    ref: RefAggView
+    aggregations: list[tuple[str, str | None, str | timedelta, str | None]] = field(default_factory=list)
+
+    def build(self, api: Any) -> Any:
+        entity = api.Entity(f"{self.ref.name}_entity", list(self.ref.keys))
+        aggregations = [api.Aggregation(f, c, w, name=n) for f, c, w, n in self.aggregations]
+        return api.AggregationView(
+            self.ref.name,
+            entity,
+            self.ref.source,
+            timestamp=self.ref.timestamp,
+            aggregations=aggregations,
+            source_keys=dict(self.ref.source_keys) or None,
+        )
+
+
+def key_setup(draw: Callable[..., Any], prefix: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    keys = draw(st.sampled_from(KEY_SETS))
+    renamed = draw(st.booleans())
+    columns = {k: (f"{prefix}_{k}_id" if renamed else k) for k in ("user", "shop")}
+    return keys, columns
+
+
+@st.composite
+def feature_views(draw: Callable[..., Any], prefix: str = "a", *, static: bool = False) -> ViewCase:
+    """A FeatureView named ``prefix`` with a random source: ties, late rows, nulls everywhere."""
+    keys, key_columns = key_setup(draw, prefix)
+    has_created = False if static else draw(st.booleans())
+    created_filter = draw(st.booleans())
+    ttl_given, ttl = (None, None) if static else draw(st.sampled_from(TTLS))
+    amount_kind = draw(st.sampled_from(["Int64", "float64"]))
+    # Each row: key, ts, created offset from ts (None = null created), amount, label, tie-with index.
+    row = st.tuples(
+        st.sampled_from(SOURCE_USERS),
+        st.sampled_from(SOURCE_SHOPS),
+        maybe_null(st.integers(0, 12), 10),
+        maybe_null(st.sampled_from([-1, 0, 1, 2, 3, 6]), 4),
+        maybe_null(st.integers(0, 9), 5),
+        st.sampled_from(LABELS),
+        maybe_null(st.integers(0, 100), 3),  # mostly: copy key and ts of an earlier row (a tie on ts)
+    )
+    raw = draw(st.lists(row, max_size=4 if static else 14))
+    rows: list[dict[str, Any]] = []
+    seen: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for user, shop, ts, offset, amount, label, tie in raw:
+        if tie is not None and rows and not static:
+            twin = rows[tie % len(rows)]
+            user, shop, ts = twin["user"], twin["shop"], twin["ts"]
+        created = None if ts is None or offset is None else ts + offset
+        key = tuple({"user": user, "shop": shop}[k] for k in keys)
+        values = (amount, label)
+        if static:
+            if key in seen:  # unique keys in a static source (a null part included)
+                continue
+            seen[key] = values
+        elif ts is not None and None not in key:
+            effective = created if has_created and created is not None else ts
+            full_tie = (key, ts, effective)
+            if seen.setdefault(full_tie, values) != values:
+                continue  # same key, ts and created with another value: unspecified winner, left out
+        rows.append(
+            {"user": user, "shop": shop, "ts": ts, "created": created, "amount": amount, "label": label}
+        )
+    if draw(st.booleans()) and rows and not static:  # exact duplicate rows are fine (any of them wins)
+        rows.append(dict(rows[draw(st.integers(0, len(rows) - 1))]))
+    columns: dict[str, pd.Series] = key_frame([(r["user"], r["shop"]) for r in rows], key_columns)
+    if not static:
+        columns["feature_ts"] = time_column([r["ts"] for r in rows])
+        if has_created:
+            columns["created"] = time_column([r["created"] for r in rows])
+    amount_column, label_column = (
+        (f"{prefix}_amount", f"{prefix}_label") if prefix != "a" else ("amount", "label")
+    )
+    columns[amount_column] = value_column([r["amount"] for r in rows], amount_kind)
+    columns[label_column] = pd.Series([r["label"] for r in rows], dtype="str")
+    source = pd.DataFrame(columns)
+    if prefix == "a":  # a mapping renames the columns ...
+        features_given: dict[str, str] | list[str] = {"a_amount": "amount", "a_label": "label"}
+    else:  # ... a list keeps the names
+        features_given = [amount_column, label_column]
+    mapping = features_given if isinstance(features_given, dict) else {c: c for c in features_given}
+    ref = RefView(
+        name=f"{prefix}_view",
+        keys=keys,
+        source=source,
+        features=mapping,
+        timestamp=None if static else "feature_ts",
+        created="created" if has_created else None,
+        ttl=ttl,
+        created_time_filter=created_filter,
+        source_keys={k: key_columns[k] for k in keys if key_columns[k] != k},
+    )
+    return ViewCase(ref, ttl_given, features_given)
+
+
+@st.composite
+def aggregation_views(draw: Callable[..., Any], prefix: str = "g") -> AggCase:
+    keys, key_columns = key_setup(draw, prefix)
+    amount_kind = draw(st.sampled_from(["Int64", "float64"]))
+    raw = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(SOURCE_USERS),
+                st.sampled_from(SOURCE_SHOPS),
+                maybe_null(st.integers(0, 14), 10),
+                maybe_null(st.integers(0, 9), 4),
+            ),
+            max_size=14,
+        )
+    )
+    columns = key_frame([(u, s) for u, s, _, _ in raw], key_columns)
+    columns["feature_ts"] = time_column([ts for _, _, ts, _ in raw])
+    columns["amount"] = value_column([a for _, _, _, a in raw], amount_kind)
+    windows = draw(st.lists(st.sampled_from(WINDOWS), min_size=1, max_size=2, unique_by=lambda w: w[1]))
+    aggregations: list[tuple[str, str | None, str | timedelta, str | None]] = []
+    refs: list[RefAgg] = []
+    for window, label, delta in windows:
+        for function, column in [("count", None), ("count", "amount"), ("sum", "amount"), ("mean", "amount"),
+                                 ("min", "amount"), ("max", "amount")]:  # fmt: skip
+            explicit = (
+                f"{prefix}_{function}_{column or 'n'}_{label}" if isinstance(window, timedelta) else None
+            )
+            aggregations.append((function, column, window, explicit))
+            default = f"{column or 'rows'}_{function}_{label}"  # the contract's default name
+            refs.append(RefAgg(explicit or default, function, column, delta))
+    ref = RefAggView(
+        name=f"{prefix}_view",
+        keys=keys,
+        source=pd.DataFrame(columns),
+        timestamp="feature_ts",
+        aggregations=refs,
+        source_keys={k: key_columns[k] for k in keys if key_columns[k] != k},
+    )
+    return AggCase(ref, aggregations)
+
+
+def anchor_minutes(cases: Sequence[ViewCase | AggCase]) -> set[int]:
+    """Every feature and created time of the sources, in minutes from ``BASE``."""
+    anchors: set[int] = set()
+    for case in cases:
+        for column in ("feature_ts", "created"):
+            if column in case.ref.source.columns:
+                times = case.ref.source[column].dropna()
+                anchors.update(int((t - BASE) / timedelta(minutes=1)) for t in times)
+    return anchors
+
+
+@st.composite
+def scenarios(
+    draw: Callable[..., Any], *views: st.SearchStrategy[ViewCase | AggCase], max_rows: int = 10
+) -> tuple[Any, ...]:
+    """``(entity rows, *view cases)``: the views are drawn first, the event times anchored on them."""
+    cases = [draw(view) for view in views]
+    return (entity_frame(draw, anchors=sorted(anchor_minutes(cases)), max_size=max_rows), *cases)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Running and comparing
+
+
+def run(rows: pd.DataFrame, cases: Sequence[ViewCase | AggCase], *, as_arrow: bool = False) -> pd.DataFrame:
+    api = features_api()
+    given: pa.Table | pd.DataFrame = pa.Table.from_pandas(rows, preserve_index=False) if as_arrow else rows
+    result = api.training_frame(given, [case.build(api) for case in cases], event_time="event_time")
+    assert isinstance(result, pa.Table), (
+        f"training_frame returned {type(result).__name__}, not a pyarrow Table"
+    )
+    return result.to_pandas()
+
+
+def normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    """One comparable dtype per column kind: float64 (NaN) for numbers, datetime64[us] (tz kept) for
+    times, object (None) for the rest; a column without any value becomes all-None object."""
+    out: dict[str, pd.Series] = {}
+    for name in frame.columns:
+        column = frame[name].reset_index(drop=True)
+        if (
+            pd.api.types.is_numeric_dtype(column)
+            and not pd.api.types.is_bool_dtype(column)
+            and column.notna().any()
+        ):
+            out[name] = pd.Series(column.to_numpy(dtype="float64", na_value=np.nan))
+            continue
+        values = [py(v) for v in column.astype(object).tolist()]
+        present = [v for v in values if v is not None]
+        if not present:
+            out[name] = pd.Series([None] * len(values), dtype=object)
+        elif pd.api.types.is_datetime64_any_dtype(column):
+            tz = getattr(column.dtype, "tz", None)
+            out[name] = column.astype(f"datetime64[us, {tz}]" if tz is not None else "datetime64[us]")
+        elif all(isinstance(v, int | float | Decimal) and not isinstance(v, bool) for v in present):
+            out[name] = pd.Series([float("nan") if v is None else float(v) for v in values], dtype="float64")
+        else:
+            out[name] = pd.Series(values, dtype=object)
+    return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+
+
+def say(text: Callable[[], str]) -> None:
+    """``text()`` printed with the failing example (hypothesis ``note``), right away outside ``@given``."""
+    try:
+        context = current_build_context()
+    except InvalidArgument:
+        print(text())
+        return
+    if context.is_final:  # only the replay of the failing example reports: skip formatting otherwise
+        note(text())
+
+
+def show(title: str, frame: pd.DataFrame) -> None:
+    say(lambda: f"{title}:\n{frame.to_string()}")
+
+
+def assert_same(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
+    show("expected (reference)", expected)
+    show("actual (training_frame)", actual)
+    assert len(actual) == len(expected), "row count changed"
+    assert list(actual.columns) == list(expected.columns)
+    pd.testing.assert_frame_equal(
+        normalise(actual), normalise(expected), check_exact=False, rtol=1e-9, atol=1e-9
+    )
+
+
+def show_inputs(rows: pd.DataFrame, cases: Sequence[ViewCase | AggCase]) -> None:
+    show("entity rows", rows)
+    for case in cases:
+        ref = case.ref
+        extra = ""
+        if isinstance(ref, RefView):
+            extra = f" ttl={ref.ttl} created={ref.created} created_time_filter={ref.created_time_filter}"
+        say(
+            lambda ref=ref, extra=extra: (
+                f"view {ref.name}: keys={list(ref.keys)} source_keys={dict(ref.source_keys)}{extra}"
+            )
+        )
+        show(f"source of {ref.name}", ref.source)
+
+
+def check(rows: pd.DataFrame, cases: Sequence[ViewCase | AggCase], *, as_arrow: bool = False) -> None:
+    show_inputs(rows, cases)
+    expected = reference_training_frame(rows, [case.ref for case in cases])
+    assert_same(run(rows, cases, as_arrow=as_arrow), expected)
+
+
+def strip_tz(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for name in out.columns:
+        if isinstance(out[name].dtype, pd.DatetimeTZDtype):
+            out[name] = out[name].dt.tz_localize(None)
+    return out
+
+
+def naive_case(case: ViewCase | AggCase) -> ViewCase | AggCase:
+    ref = case.ref
+    if isinstance(ref, RefView):
+        naive = RefView(**{**ref.__dict__, "source": strip_tz(ref.source)})
+        return ViewCase(naive, case.ttl_given, case.features_given)  # type: ignore[union-attr]
+    naive_agg = RefAggView(**{**ref.__dict__, "source": strip_tz(ref.source)})
+    return AggCase(naive_agg, case.aggregations)  # type: ignore[union-attr]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Properties
+
+
+@SETTINGS
+@given(scenario=scenarios(feature_views()), as_arrow=st.booleans())
+def test_one_feature_view_matches_reference(scenario: tuple[Any, ...], as_arrow: bool) -> None:
+    rows, view = scenario
+    check(rows, [view], as_arrow=as_arrow)
+
+
+@settings(SETTINGS, max_examples=100)
+@given(scenario=scenarios(aggregation_views()))
+def test_aggregation_view_matches_reference(scenario: tuple[Any, ...]) -> None:
+    rows, view = scenario
+    check(rows, [view])
+
+
+@settings(SETTINGS, max_examples=80)
+@given(scenario=scenarios(feature_views("a"), feature_views("b"), aggregation_views()))
+def test_two_views_and_aggregations_in_one_call(scenario: tuple[Any, ...]) -> None:
+    rows, first, second, aggregated = scenario
+    check(rows, [first, second, aggregated])
+
+
+@settings(SETTINGS, max_examples=60)
+@given(scenario=scenarios(feature_views("s", static=True), feature_views("a")))
+def test_static_view_next_to_a_timed_view(scenario: tuple[Any, ...]) -> None:
+    rows, static, timed = scenario
+    # Null event times are left out: whether a static view still joins then is not settled by the contract.
+    rows = rows[rows["event_time"].notna()].reset_index(drop=True)
+    check(rows, [static, timed])
+
+
+@settings(SETTINGS, max_examples=60)
+@given(
+    scenario=scenarios(feature_views(), aggregation_views(), max_rows=14),
+    repeat=st.lists(st.integers(0, 13), max_size=6),
+    extra=st.lists(st.tuples(st.integers(0, 13), st.integers(0, 9)), max_size=6),
+)
+def test_row_count_and_entity_columns_never_change(
+    scenario: tuple[Any, ...], repeat: list[int], extra: list[tuple[int, int]]
+) -> None:
+    """Repeated entity rows and fully tied source rows with different values: still one output row each."""
+    rows, view, aggregated = scenario
+    if len(rows):
+        rows = pd.concat([rows, rows.iloc[[i % len(rows) for i in repeat]]], ignore_index=True)
+    source = view.ref.source
+    if len(source) and extra:  # full ties (key, ts, created) with different values
+        twins = source.iloc[[i % len(source) for i, _ in extra]].copy()
+        twins[view.ref.features["a_amount"]] = value_column([v for _, v in extra], "Int64").astype(
+            source[view.ref.features["a_amount"]].dtype
+        )
+        source = pd.concat([source, twins], ignore_index=True)
+    tied = ViewCase(RefView(**{**view.ref.__dict__, "source": source}), view.ttl_given, view.features_given)
+    show_inputs(rows, [tied, aggregated])
+    out = run(rows, [tied, aggregated])
+    assert len(out) == len(rows)
+    assert list(out.columns) == [
+        *rows.columns,
+        "a_amount",
+        "a_label",
+        *[a.name for a in aggregated.ref.aggregations],
+    ]
+    pd.testing.assert_frame_equal(normalise(out[list(rows.columns)]), normalise(rows))
+
+
+@settings(SETTINGS, max_examples=40)
+@given(scenario=scenarios(feature_views(), aggregation_views()))
+def test_all_naive_inputs_equal_the_aware_result(scenario: tuple[Any, ...]) -> None:
+    rows, view, aggregated = scenario
+    naive_rows, naive_cases = strip_tz(rows), [naive_case(view), naive_case(aggregated)]
+    show_inputs(naive_rows, naive_cases)
+    naive = run(naive_rows, naive_cases)
+    aware = run(rows, [view, aggregated])
+    pd.testing.assert_frame_equal(normalise(strip_tz(naive)), normalise(strip_tz(aware)), check_exact=False)
+    expected = reference_training_frame(naive_rows, [case.ref for case in naive_cases])
+    assert_same(strip_tz(naive), strip_tz(expected))  # the time zone itself: the test below
+
+
+def test_output_timestamps_are_utc_aware_for_naive_inputs() -> None:
+    """Contract: "all-naive inputs are taken as UTC. Output timestamps are UTC-aware." """
+    rows = pd.DataFrame({"user": pd.Series([1, 1], dtype="Int64"), "event_time": time_column([5, 0])})
+    source = pd.DataFrame(
+        {"user": pd.Series([1], dtype="Int64"), "feature_ts": time_column([1]), "amount": pd.Series([5])}
+    )
+    api = features_api()
+    view = api.FeatureView(
+        "v", api.Entity("e", ["user"]), strip_tz(source), ["amount"], timestamp="feature_ts"
+    )
+    out = api.training_frame(strip_tz(rows), [view])
+    assert out.column("amount").to_pylist() == [5, None]
+    assert out.schema.field("event_time").type == pa.timestamp("us", tz="UTC"), out.schema
+
+
+@settings(SETTINGS, max_examples=30)
+@given(
+    scenario=scenarios(st.one_of(feature_views(), aggregation_views())),
+    naive_side=st.sampled_from(["entity rows", "source"]),
+)
+def test_mixing_naive_and_aware_times_is_refused(scenario: tuple[Any, ...], naive_side: str) -> None:
+    rows, view = scenario
+    if naive_side == "entity rows":
+        rows = strip_tz(rows)
+    else:
+        view = naive_case(view)
+    show_inputs(rows, [view])
+    with pytest.raises(InvalidInputError) as raised:
+        run(rows, [view])
+    message = str(raised.value)
+    assert "event_time" in message
+    assert "feature_ts" in message
+
+
+def test_empty_entity_rows_and_empty_sources() -> None:
+    """The smallest cases, spelled out: no rows in, no rows out; an empty source gives nulls and zeros."""
+    rows = pd.DataFrame(
+        {
+            "row_id": pd.Series([0, 1], dtype="int64"),
+            "user": pd.Series([1, None], dtype="Int64"),
+            "shop": pd.Series(["a", "b"], dtype="str"),
+            "event_time": time_column([3, 4]),
+        }
+    )
+    source = pd.DataFrame(
+        {
+            "user": pd.Series([1], dtype="Int64"),
+            "shop": pd.Series(["a"], dtype="str"),
+            "feature_ts": time_column([1]),
+            "amount": pd.Series([5], dtype="Int64"),
+            "label": pd.Series(["p"], dtype="str"),
+        }
+    )
+    view = ViewCase(
+        RefView("a_view", ["user"], source, {"a_amount": "amount", "a_label": "label"}, "feature_ts"),
+        None,
+        {"a_amount": "amount", "a_label": "label"},
+    )
+    aggregated = AggCase(
+        RefAggView(
+            "g_view", ["user"], source, "feature_ts",
+            [RefAgg("rows_count_1h", "count", None, timedelta(hours=1)),
+             RefAgg("amount_mean_1h", "mean", "amount", timedelta(hours=1))],
+        ),
+        [("count", None, "1h", None), ("mean", "amount", "1h", None)],
+    )  # fmt: skip
+    for entity, src in [(rows.iloc[:0], source), (rows, source.iloc[:0]), (rows.iloc[:0], source.iloc[:0])]:
+        cases = [
+            ViewCase(RefView(**{**view.ref.__dict__, "source": src}), None, view.features_given),
+            AggCase(RefAggView(**{**aggregated.ref.__dict__, "source": src}), aggregated.aggregations),
+        ]
+        check(entity.reset_index(drop=True), cases)
