@@ -146,7 +146,7 @@ def feature_view_values(
         # ... and, with a created column and created_time_filter, coalesce(created, ts) <= t.
         created = utc(row[view.created]) if view.created is not None else None
         effective = created if created is not None else ts
-        if False:
+        if view.created is not None and view.created_time_filter and not effective <= t:
             continue
         candidates.append((ts, effective, row))
     if not candidates:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.control import current_build_context
 from hypothesis.errors import InvalidArgument
@@ -47,6 +47,7 @@ TTLS: list[tuple[str | timedelta | None, timedelta | None]] = [
     ("5m", timedelta(minutes=5)),
     ("1h", timedelta(hours=1)),
 ]
+CREATED_OFFSETS = [-1, -1, 0, 2, 6]  # created - ts (before ts is allowed: coalesce(created, ts) decides)
 OFFSETS = [0, 1, 2, 3, 5, 60]  # event time - anchor: TTLs and windows above end exactly there
 WINDOWS: list[tuple[str | timedelta, str, timedelta]] = [
     ("5m", "5m", timedelta(minutes=5)),
@@ -97,6 +98,11 @@ def entity_frame(
             st.tuples(st.sampled_from(ENTITY_USERS), st.sampled_from(ENTITY_SHOPS), event), max_size=max_size
         )
     )
+    return entity_table(rows)
+
+
+def entity_table(rows: Sequence[tuple[int | None, str | None, int | None]]) -> pd.DataFrame:
+    """Entity rows from ``(user, shop, event minute)`` tuples."""
     return pd.DataFrame(
         {
             "row_id": pd.Series(range(len(rows)), dtype="int64"),
@@ -162,18 +168,28 @@ class AggCase:
         )
 
 
-def key_setup(draw: Callable[..., Any], prefix: str) -> tuple[tuple[str, ...], dict[str, str]]:
-    keys = draw(st.sampled_from(KEY_SETS))
+def key_setup(
+    draw: Callable[..., Any], prefix: str, key_sets: Sequence[tuple[str, ...]] = KEY_SETS
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    keys = draw(st.sampled_from(key_sets))
     renamed = draw(st.booleans())
     columns = {k: (f"{prefix}_{k}_id" if renamed else k) for k in ("user", "shop")}
     return keys, columns
 
 
 @st.composite
-def feature_views(draw: Callable[..., Any], prefix: str = "a", *, static: bool = False) -> ViewCase:
-    """A FeatureView named ``prefix`` with a random source: ties, late rows, nulls everywhere."""
-    keys, key_columns = key_setup(draw, prefix)
-    has_created = False if static else draw(st.booleans())
+def feature_views(
+    draw: Callable[..., Any],
+    prefix: str = "a",
+    *,
+    static: bool = False,
+    last_minute: int = 12,
+    key_sets: Sequence[tuple[str, ...]] = KEY_SETS,
+) -> ViewCase:
+    """A FeatureView named ``prefix`` with a random source: ties, late rows, nulls everywhere. Feature
+    times fall in minutes 0..``last_minute`` (a small value makes nearly every row tie on ts)."""
+    keys, key_columns = key_setup(draw, prefix, key_sets)
+    has_created = False if static else draw(st.booleans()) or last_minute < 12
     created_filter = draw(st.booleans())
     ttl_given, ttl = (None, None) if static else draw(st.sampled_from(TTLS))
     amount_kind = draw(st.sampled_from(["Int64", "float64"]))
@@ -181,8 +197,8 @@ def feature_views(draw: Callable[..., Any], prefix: str = "a", *, static: bool =
     row = st.tuples(
         st.sampled_from(SOURCE_USERS),
         st.sampled_from(SOURCE_SHOPS),
-        maybe_null(st.integers(0, 12), 10),
-        maybe_null(st.sampled_from([-1, 0, 1, 2, 3, 6]), 4),
+        maybe_null(st.integers(0, last_minute), 10),
+        maybe_null(st.sampled_from(CREATED_OFFSETS if last_minute >= 12 else [-2, -1, -1, 1]), 3),
         maybe_null(st.integers(0, 9), 5),
         st.sampled_from(LABELS),
         maybe_null(st.integers(0, 100), 3),  # mostly: copy key and ts of an earlier row (a tie on ts)
@@ -407,18 +423,100 @@ def naive_case(case: ViewCase | AggCase) -> ViewCase | AggCase:
 
 
 # ----------------------------------------------------------------------------------------------------
+# Hand-written examples, always run first (``@example``): the boundaries the contract spells out
+
+
+def hand_view(
+    rows: Sequence[tuple[int, int, int | None, int | None]],
+    *,
+    ttl: tuple[str | None, timedelta | None] = (None, None),
+    created_time_filter: bool = True,
+) -> ViewCase:
+    """A view keyed on user from ``(user, ts minute, created minute, amount)`` rows (label = str(amount))."""
+    source = pd.DataFrame(
+        {
+            "user": pd.Series([r[0] for r in rows], dtype="Int64"),
+            "shop": pd.Series(["a"] * len(rows), dtype="str"),
+            "feature_ts": time_column([r[1] for r in rows]),
+            "created": time_column([r[2] for r in rows]),
+            "amount": pd.Series([r[3] for r in rows], dtype="Int64"),
+            "label": pd.Series([None if r[3] is None else str(r[3]) for r in rows], dtype="str"),
+        }
+    )
+    features = {"a_amount": "amount", "a_label": "label"}
+    ref = RefView("a_view", ("user",), source, features, "feature_ts", "created", ttl[1], created_time_filter)
+    return ViewCase(ref, ttl[0], features)
+
+
+def hand_aggregation(rows: Sequence[tuple[int, int, int | None]]) -> AggCase:
+    """Sum and counts of ``(user, ts minute, amount)`` rows over 5 minutes and 1 hour."""
+    source = pd.DataFrame(
+        {
+            "user": pd.Series([r[0] for r in rows], dtype="Int64"),
+            "shop": pd.Series(["a"] * len(rows), dtype="str"),
+            "feature_ts": time_column([r[1] for r in rows]),
+            "amount": pd.Series([r[2] for r in rows], dtype="Int64"),
+        }
+    )
+    given: list[tuple[str, str | None, str | timedelta, str | None]] = []
+    refs: list[RefAgg] = []
+    for window, label, delta in WINDOWS[:2]:
+        for function, column in [("count", None), ("count", "amount"), ("sum", "amount"), ("mean", "amount")]:
+            given.append((function, column, window, None))
+            refs.append(RefAgg(f"{column or 'rows'}_{function}_{label}", function, column, delta))
+    return AggCase(RefAggView("g_view", ("user",), source, "feature_ts", refs), given)
+
+
+# user 1: null created vs created one minute before ts (coalesce: the null one wins);
+# user 2: created after ts is hidden at ts with the filter, then wins the tie.
+TIES = (
+    entity_table([(1, "a", 5), (2, "a", 1), (2, "a", 2), (3, "a", 1)]),
+    hand_view(
+        [(1, 1, None, 10), (1, 1, 0, 20), (2, 1, 2, 30), (2, 1, None, 40), (3, 1, 1, None), (3, 0, 0, 1)]
+    ),
+)
+# Expiry exactly at the TTL (kept) and one minute later (null), for 5 minutes and 1 hour.
+TTL_BOUNDS = [
+    (
+        entity_table([(1, "a", 5), (1, "a", 6), (1, "a", 4)]),
+        hand_view([(1, 0, None, 7)], ttl=("5m", TTLS[4][1])),
+    ),
+    (entity_table([(1, "a", 60), (1, "a", 61)]), hand_view([(1, 0, 0, 7)], ttl=("1h", TTLS[5][1]))),
+]
+# Rows exactly one window back are out, rows at the event time are in.
+WINDOW_BOUNDS = (
+    entity_table(
+        [(1, "a", 4), (1, "a", 5), (1, "a", 6), (1, "a", 11), (1, "a", 60), (1, "a", 61), (2, "a", 5)]
+    ),
+    hand_aggregation([(1, 0, 1), (1, 5, 10), (1, 6, 100), (1, 7, None), (2, 9, 3)]),
+)
+
+
+# ----------------------------------------------------------------------------------------------------
 # Properties
 
 
 @SETTINGS
 @given(scenario=scenarios(feature_views()), as_arrow=st.booleans())
+@example(scenario=TTL_BOUNDS[0], as_arrow=False)
+@example(scenario=TTL_BOUNDS[1], as_arrow=True)
 def test_one_feature_view_matches_reference(scenario: tuple[Any, ...], as_arrow: bool) -> None:
     rows, view = scenario
     check(rows, [view], as_arrow=as_arrow)
 
 
+@settings(SETTINGS, max_examples=60)
+@given(scenario=scenarios(feature_views(last_minute=1, key_sets=[("user",)])))
+@example(scenario=TIES)
+def test_ties_on_feature_time_are_broken_by_created(scenario: tuple[Any, ...]) -> None:
+    """Feature times in minutes 0..1 only: the winner is nearly always decided by coalesce(created, ts)."""
+    rows, view = scenario
+    check(rows, [view])
+
+
 @settings(SETTINGS, max_examples=100)
 @given(scenario=scenarios(aggregation_views()))
+@example(scenario=WINDOW_BOUNDS)
 def test_aggregation_view_matches_reference(scenario: tuple[Any, ...]) -> None:
     rows, view = scenario
     check(rows, [view])

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.csv as pacsv
 
 from mlprod.errors import InvalidInputError
 from mlprod.features.definitions import (
@@ -41,6 +41,7 @@ from mlprod.features.sources import (
     connect,
     derive_columns,
     quote,
+    quote_literal,
     register_rows,
 )
 from mlprod.workspace import Workspace
@@ -163,7 +164,7 @@ def _run(
             lineage = _frame_lineage(features, {p.view.name: p.source.lineage for p in plans})
             if output is None:
                 return conn.sql(sql).to_arrow_table(), lineage
-            conn.execute(f"COPY ({sql}) TO {_literal(str(output))} (FORMAT parquet)")
+            conn.execute(f"COPY ({sql}) TO {quote_literal(str(output))} (FORMAT parquet)")
             return None, lineage
         finally:
             conn.close()
@@ -182,35 +183,36 @@ class _ViewPlan:
 
 
 def _register_entities(conn: Any, rows: Source, event_time: str) -> Registered:
-    if isinstance(rows, pd.DataFrame):
-        rows = pa.Table.from_pandas(rows, preserve_index=False)
-    elif isinstance(rows, str | Path):
+    """The entity rows, numbered, as ``__mlprod_entity_input``; a Parquet file is scanned, not loaded."""
+    relation = "__mlprod_entity_input"
+    if isinstance(rows, str | Path):
         path = Path(rows)
         if not path.exists():
             raise InvalidInputError(f"entity rows: no file {path}")
-        rows = _read_file(path)
-    if not isinstance(rows, pa.Table):
+        if ".csv" in "".join(path.suffixes).lower():
+            rows = pacsv.read_csv(path)
+        else:
+            conn.execute(
+                f"CREATE OR REPLACE TEMP VIEW {relation} AS SELECT * EXCLUDE (file_row_number), "
+                f"file_row_number AS {ROW} "
+                f"FROM read_parquet({quote_literal(str(path))}, file_row_number = true)"
+            )
+    if isinstance(rows, pd.DataFrame):
+        rows = pa.Table.from_pandas(rows, preserve_index=False)
+    if isinstance(rows, pa.Table):
+        conn.register(relation, rows.append_column(ROW, pa.array(range(rows.num_rows), type=pa.int64())))
+    elif not isinstance(rows, str | Path):
         raise InvalidInputError(
             f"entity rows must be a DataFrame, an Arrow table or a file, not {type(rows)}"
         )
-    internal = [name for name in rows.column_names if name.startswith("__mlprod_")]
+    types = {c: k for c, k, *_ in conn.execute(f"DESCRIBE {relation}").fetchall()}
+    internal = [name for name in types if name.startswith("__mlprod_") and name != ROW]
     if internal:
         raise InvalidInputError(f"entity rows may not have columns named __mlprod_*: {internal}")
-    numbered = rows.append_column(ROW, pa.array(range(rows.num_rows), type=pa.int64()))
-    conn.register("__mlprod_entity_input", numbered)
-    types = {c: k for c, k, *_ in conn.execute("DESCRIBE __mlprod_entity_input").fetchall()}
-    entities = Registered("__mlprod_entity_input", "the entity rows", types, {"rows": rows.num_rows})
+    entities = Registered(relation, "the entity rows", types, {})
     entities.require([event_time], "event-time")
     entities.time_zone_aware(event_time)
     return entities
-
-
-def _read_file(path: Path) -> pa.Table:
-    if ".csv" in "".join(path.suffixes).lower():
-        import pyarrow.csv as pacsv
-
-        return pacsv.read_csv(path)
-    return pq.read_table(path)
 
 
 def _refuse_taken_names(entities: Registered, view: View, names: list[str]) -> None:
@@ -414,7 +416,3 @@ def _refuse_duplicate_static_keys(conn: Any, source: Registered, view: FeatureVi
 
 def _microseconds(duration: timedelta) -> int:
     return duration // timedelta(microseconds=1)
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
