@@ -10,7 +10,7 @@ the contract does not say which one wins (exact duplicate rows are kept, any of 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -28,7 +28,7 @@ from mlprod.errors import InvalidInputError
 from tests.features.reference import RefAgg, RefAggView, RefView, py, reference_training_frame
 
 SETTINGS = settings(
-    max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=90, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
 )
 
 BASE = pd.Timestamp("2024-01-01 00:00", tz="UTC")
@@ -48,7 +48,6 @@ TTLS: list[tuple[str | timedelta | None, timedelta | None]] = [
     ("1h", timedelta(hours=1)),
 ]
 CREATED_OFFSETS = [-1, -1, 0, 2, 6]  # created - ts (before ts is allowed: coalesce(created, ts) decides)
-OFFSETS = [0, 1, 2, 3, 5, 60]  # event time - anchor: TTLs and windows above end exactly there
 WINDOWS: list[tuple[str | timedelta, str, timedelta]] = [
     ("5m", "5m", timedelta(minutes=5)),
     ("1h", "1h", timedelta(hours=1)),
@@ -83,22 +82,23 @@ def maybe_null(strategy: st.SearchStrategy[Any], null_one_in: int = 8) -> st.Sea
 
 
 def entity_frame(
-    draw: Callable[..., Any], *, anchors: Sequence[int] = (), max_size: int = 10
+    draw: Callable[..., Any],
+    *,
+    anchors: Sequence[tuple[Any, Any, int | None]] = (),
+    offsets: Sequence[int] = (0, 1),
+    max_size: int = 10,
 ) -> pd.DataFrame:
-    """Entity rows; about half the event times sit exactly 0, 1, 2, 3, 5 or 60 minutes after one of the
-    ``anchors`` (source times and created times): ties, and expiry exactly at a TTL or window bound."""
-    free = maybe_null(st.integers(0, 14))
-    event = free
+    """Entity rows. About half copy the key of a source row (``anchors``: user, shop, minute) and sit
+    exactly ``offsets`` minutes after its feature or created time: ties, and expiry exactly at a TTL
+    or window bound. The others are free: any key (absent ones too), any minute, nulls."""
+    free_time = maybe_null(st.integers(0, 14))
+    row = st.tuples(st.sampled_from(ENTITY_USERS), st.sampled_from(ENTITY_SHOPS), free_time)
     if anchors:
-        event = st.one_of(
-            free, st.tuples(st.sampled_from(sorted(anchors)), st.sampled_from(OFFSETS)).map(sum)
+        anchored = st.tuples(st.sampled_from(list(anchors)), st.sampled_from(offsets), free_time).map(
+            lambda a: (a[0][0], a[0][1], a[2] if a[0][2] is None else a[0][2] + a[1])
         )
-    rows = draw(
-        st.lists(
-            st.tuples(st.sampled_from(ENTITY_USERS), st.sampled_from(ENTITY_SHOPS), event), max_size=max_size
-        )
-    )
-    return entity_table(rows)
+        row = st.one_of(row, anchored)
+    return entity_table(draw(st.lists(row, max_size=max_size)))
 
 
 def entity_table(rows: Sequence[tuple[int | None, str | None, int | None]]) -> pd.DataFrame:
@@ -134,6 +134,7 @@ class ViewCase:
     ref: RefView
     ttl_given: str | timedelta | None
     features_given: dict[str, str] | list[str]
+    key_columns: dict[str, str] = field(default_factory=lambda: {"user": "user", "shop": "shop"})
 
     def build(self, api: Any) -> Any:
         entity = api.Entity(f"{self.ref.name}_entity", list(self.ref.keys))
@@ -154,6 +155,7 @@ class ViewCase:
 class AggCase:
     ref: RefAggView
     aggregations: list[tuple[str, str | None, str | timedelta, str | None]] = field(default_factory=list)
+    key_columns: dict[str, str] = field(default_factory=lambda: {"user": "user", "shop": "shop"})
 
     def build(self, api: Any) -> Any:
         entity = api.Entity(f"{self.ref.name}_entity", list(self.ref.keys))
@@ -254,7 +256,7 @@ def feature_views(
         created_time_filter=created_filter,
         source_keys={k: key_columns[k] for k in keys if key_columns[k] != k},
     )
-    return ViewCase(ref, ttl_given, features_given)
+    return ViewCase(ref, ttl_given, features_given, key_columns)
 
 
 @st.composite
@@ -295,18 +297,26 @@ def aggregation_views(draw: Callable[..., Any], prefix: str = "g") -> AggCase:
         aggregations=refs,
         source_keys={k: key_columns[k] for k in keys if key_columns[k] != k},
     )
-    return AggCase(ref, aggregations)
+    return AggCase(ref, aggregations, key_columns)
 
 
-def anchor_minutes(cases: Sequence[ViewCase | AggCase]) -> set[int]:
-    """Every feature and created time of the sources, in minutes from ``BASE``."""
-    anchors: set[int] = set()
+Anchor = tuple[Any, Any, int | None]
+
+
+def anchors_of(cases: Sequence[ViewCase | AggCase]) -> list[Anchor]:
+    """``(user, shop, minute)`` of every source row, for its feature time and its created time."""
+    anchors: set[Anchor] = set()
     for case in cases:
-        for column in ("feature_ts", "created"):
-            if column in case.ref.source.columns:
-                times = case.ref.source[column].dropna()
-                anchors.update(int((t - BASE) / timedelta(minutes=1)) for t in times)
-    return anchors
+        source = case.ref.source
+        keys = list(zip(source[case.key_columns["user"]], source[case.key_columns["shop"]], strict=True))
+        times = [source[c] for c in ("feature_ts", "created") if c in source.columns]
+        for i, (user, shop) in enumerate(keys):
+            for column in times or [pd.Series([None] * len(source), dtype=object)]:
+                stamp = py(column.iloc[i])
+                anchors.add(
+                    (py(user), py(shop), None if stamp is None else (stamp - BASE) // timedelta(minutes=1))
+                )
+    return sorted(anchors, key=repr)
 
 
 @st.composite
@@ -315,7 +325,14 @@ def scenarios(
 ) -> tuple[Any, ...]:
     """``(entity rows, *view cases)``: the views are drawn first, the event times anchored on them."""
     cases = [draw(view) for view in views]
-    return (entity_frame(draw, anchors=sorted(anchor_minutes(cases)), max_size=max_rows), *cases)
+    offsets = {0, 1}  # ties with a feature or created time, and just after
+    for case in cases:  # ... and exactly at the TTL / window bound
+        if isinstance(case.ref, RefView) and case.ref.ttl is not None:
+            offsets.add(case.ref.ttl // timedelta(minutes=1))
+        if isinstance(case.ref, RefAggView):
+            offsets.update(agg.window // timedelta(minutes=1) for agg in case.ref.aggregations)
+    rows = entity_frame(draw, anchors=anchors_of(cases), offsets=sorted(offsets), max_size=max_rows)
+    return (rows, *cases)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -413,13 +430,13 @@ def strip_tz(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def with_source(case: ViewCase | AggCase, source: pd.DataFrame) -> ViewCase | AggCase:
+    """The same view over another source."""
+    return replace(case, ref=replace(case.ref, source=source))
+
+
 def naive_case(case: ViewCase | AggCase) -> ViewCase | AggCase:
-    ref = case.ref
-    if isinstance(ref, RefView):
-        naive = RefView(**{**ref.__dict__, "source": strip_tz(ref.source)})
-        return ViewCase(naive, case.ttl_given, case.features_given)  # type: ignore[union-attr]
-    naive_agg = RefAggView(**{**ref.__dict__, "source": strip_tz(ref.source)})
-    return AggCase(naive_agg, case.aggregations)  # type: ignore[union-attr]
+    return with_source(case, strip_tz(case.ref.source))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -514,7 +531,7 @@ def test_ties_on_feature_time_are_broken_by_created(scenario: tuple[Any, ...]) -
     check(rows, [view])
 
 
-@settings(SETTINGS, max_examples=100)
+@settings(SETTINGS, max_examples=70)
 @given(scenario=scenarios(aggregation_views()))
 @example(scenario=WINDOW_BOUNDS)
 def test_aggregation_view_matches_reference(scenario: tuple[Any, ...]) -> None:
@@ -522,23 +539,23 @@ def test_aggregation_view_matches_reference(scenario: tuple[Any, ...]) -> None:
     check(rows, [view])
 
 
-@settings(SETTINGS, max_examples=80)
+@settings(SETTINGS, max_examples=70)
 @given(scenario=scenarios(feature_views("a"), feature_views("b"), aggregation_views()))
 def test_two_views_and_aggregations_in_one_call(scenario: tuple[Any, ...]) -> None:
     rows, first, second, aggregated = scenario
     check(rows, [first, second, aggregated])
 
 
-@settings(SETTINGS, max_examples=60)
+@settings(SETTINGS, max_examples=50)
 @given(scenario=scenarios(feature_views("s", static=True), feature_views("a")))
 def test_static_view_next_to_a_timed_view(scenario: tuple[Any, ...]) -> None:
+    """A static view is a plain left join on the key; read here as ignoring the event time altogether,
+    so a row with a null event time still gets its static features (the reference's reading)."""
     rows, static, timed = scenario
-    # Null event times are left out: whether a static view still joins then is not settled by the contract.
-    rows = rows[rows["event_time"].notna()].reset_index(drop=True)
     check(rows, [static, timed])
 
 
-@settings(SETTINGS, max_examples=60)
+@settings(SETTINGS, max_examples=40)
 @given(
     scenario=scenarios(feature_views(), aggregation_views(), max_rows=14),
     repeat=st.lists(st.integers(0, 13), max_size=6),
@@ -558,7 +575,7 @@ def test_row_count_and_entity_columns_never_change(
             source[view.ref.features["a_amount"]].dtype
         )
         source = pd.concat([source, twins], ignore_index=True)
-    tied = ViewCase(RefView(**{**view.ref.__dict__, "source": source}), view.ttl_given, view.features_given)
+    tied = with_source(view, source)
     show_inputs(rows, [tied, aggregated])
     out = run(rows, [tied, aggregated])
     assert len(out) == len(rows)
@@ -571,7 +588,7 @@ def test_row_count_and_entity_columns_never_change(
     pd.testing.assert_frame_equal(normalise(out[list(rows.columns)]), normalise(rows))
 
 
-@settings(SETTINGS, max_examples=40)
+@settings(SETTINGS, max_examples=25)
 @given(scenario=scenarios(feature_views(), aggregation_views()))
 def test_all_naive_inputs_equal_the_aware_result(scenario: tuple[Any, ...]) -> None:
     rows, view, aggregated = scenario
@@ -596,7 +613,9 @@ def test_output_timestamps_are_utc_aware_for_naive_inputs() -> None:
     )
     out = api.training_frame(strip_tz(rows), [view])
     assert out.column("amount").to_pylist() == [5, None]
-    assert out.schema.field("event_time").type == pa.timestamp("us", tz="UTC"), out.schema
+    event_type = out.schema.field("event_time").type
+    assert pa.types.is_timestamp(event_type), out.schema
+    assert event_type.tz in ("UTC", "+00:00", "Etc/UTC"), out.schema
 
 
 @settings(SETTINGS, max_examples=30)
@@ -651,8 +670,4 @@ def test_empty_entity_rows_and_empty_sources() -> None:
         [("count", None, "1h", None), ("mean", "amount", "1h", None)],
     )  # fmt: skip
     for entity, src in [(rows.iloc[:0], source), (rows, source.iloc[:0]), (rows.iloc[:0], source.iloc[:0])]:
-        cases = [
-            ViewCase(RefView(**{**view.ref.__dict__, "source": src}), None, view.features_given),
-            AggCase(RefAggView(**{**aggregated.ref.__dict__, "source": src}), aggregated.aggregations),
-        ]
-        check(entity.reset_index(drop=True), cases)
+        check(entity.reset_index(drop=True), [with_source(view, src), with_source(aggregated, src)])

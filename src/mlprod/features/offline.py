@@ -250,11 +250,13 @@ def _time_columns(view: View) -> list[str]:
     return [c for c in (view.timestamp, view.created) if c is not None]
 
 
+INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                 "UBIGINT")  # fmt: skip
+
+
 def _type_family(kind: str) -> str:
-    if kind in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
-                "UBIGINT"):  # fmt: skip
-        return "number"
-    if kind.startswith("DECIMAL") or kind in ("FLOAT", "DOUBLE"):
+    """Types that join with each other: every number is one family (a key with nulls is often a float)."""
+    if kind in INTEGER_TYPES or kind.startswith("DECIMAL") or kind in ("FLOAT", "DOUBLE"):
         return "number"
     return kind
 
@@ -362,6 +364,7 @@ def _feature_view_ctes(plan: _ViewPlan, view: FeatureView, stage: str) -> list[s
 
 def _aggregation_ctes(plan: _ViewPlan, view: AggregationView, stage: str) -> list[str]:
     keys = view.key_columns
+    source_types = plan.source.types
     src = plan.source.relation
     chosen = [a for a in view.aggregations if a.output in plan.names]
     columns = sorted({a.column for a in chosen if a.column is not None})
@@ -377,7 +380,10 @@ def _aggregation_ctes(plan: _ViewPlan, view: AggregationView, stage: str) -> lis
     for a in chosen:
         argument = value_names[a.column] if a.column is not None else "__mlprod_is_row"
         function = {"mean": "avg"}.get(a.function, a.function)
-        aggregates.append(f"{function}({argument}) OVER {window_names[a.window_delta]} AS {quote(a.output)}")
+        aggregate = f"{function}({argument}) OVER {window_names[a.window_delta]}"
+        if a.function == "sum" and a.column is not None and source_types[a.column] in INTEGER_TYPES:
+            aggregate = f"CAST({aggregate} AS BIGINT)"  # DuckDB sums integers to HUGEINT (decimal in Arrow)
+        aggregates.append(f"{aggregate} AS {quote(a.output)}")
     window_clauses = ", ".join(
         f"{window_names[w]} AS (PARTITION BY {partition} ORDER BY __mlprod_time "
         f"RANGE BETWEEN to_microseconds({_microseconds(w) - 1}) PRECEDING AND CURRENT ROW)"
