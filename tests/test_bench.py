@@ -17,6 +17,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
         ("registry.py", ["--models", "5", "--versions-per-model", "2", "--requests", "20"], "onnx / native"),
         ("serve_latency.py", ["--requests", "20"], "ratio HTTP / in-process"),
         ("versioned_tables.py", ["--rows", "20000", "--commits", "5"], "DuckDB / mlprod (auto)"),
+        ("online_lookup.py", ["--keys", "500", "--lookups", "500"], "FeatureLookup.get"),
         (
             "feature_store.py",
             ["--entities", "50", "--rows-per-entity", "20", "--entity-rows", "500", "--skip-feast"],
