@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mlprod.data import TableStore, collect_garbage
+from mlprod.demo.flights import CONTEXT_FEATURES
 from mlprod.models import Registry, list_runs
 from mlprod.serve import read_prediction_log
 from mlprod.workspace import Workspace
@@ -132,6 +133,7 @@ def test_kill_9_at_any_point_then_rerun_works(tmp_path: Path) -> None:
                     "origin": "EWR",
                     "dest": "ORD",
                 }
+                | dict.fromkeys(CONTEXT_FEATURES)  # features the store had no value for
             ]
         ).shape == (1,)
         history = [m for m in registry.alias_history("flights-delay") if m.alias == "champion"]
