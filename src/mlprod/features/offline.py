@@ -56,6 +56,7 @@ Features = FeatureSet | Sequence[View | FeatureRef]
 _SHIFT = "18446744073709551616"  # 2**64
 _OFFSET = "9223372036854775808"  # 2**63: created microseconds made non-negative below 2**64
 _PROBE_LOW = "18446744073709551615"  # 2**64 - 1: an entity row sees every created time at its feature time
+_BUCKET_ORIGIN = 10**17  # µs added before bucketing, so times before 1970 divide like later ones
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,8 @@ def _feature_view_ctes(plan: _ViewPlan, view: FeatureView, stage: str) -> list[s
         f"{order} AS __mlprod_order, {values} FROM {src} "
         f"WHERE {not_null} AND {quote(view.timestamp)} IS NOT NULL)",
     ]
+    if view.ttl_delta is not None:
+        return [*ctes, *_within_ttl_ctes(plan, view, stage, prepared)]
     asof = f"FROM {stage} p ASOF LEFT JOIN {prepared} s ON {on} AND p.{probe} >= s.__mlprod_order"
     if not (view.created and view.created_time_filter):
         outputs = _with_ttl(view, plan.index, plan.names, "s.{}", "s.__mlprod_ts", "s.__mlprod_created")
@@ -359,6 +362,37 @@ def _feature_view_ctes(plan: _ViewPlan, view: FeatureView, stage: str) -> list[s
         f"AND s.__mlprod_created <= l.{EVENT}{ttl_window} WHERE {is_late} GROUP BY l.{ROW})",
         f"{plan.alias} AS (SELECT l.* EXCLUDE ({dropped}), {', '.join(outputs)} FROM {latest} l "
         f"LEFT JOIN {plan.alias}_rewritten r ON r.{ROW} = l.{ROW})",
+    ]
+
+
+def _within_ttl_ctes(plan: _ViewPlan, view: FeatureView, stage: str, prepared: str) -> list[str]:
+    """With a TTL, only rows in ``[event - ttl, event]`` can win: an equi-join on the keys and a time
+    bucket one TTL wide (each row also joins the next bucket) finds them without sorting the source,
+    and the winner is the greatest (feature time, created time) among those known at the event."""
+    assert view.ttl_delta is not None
+    width = _microseconds(view.ttl_delta)
+    bucket = f"(epoch_us({{}}) + {_BUCKET_ORIGIN // width * width}) // {width}"
+    keys = view.key_columns
+    on = " AND ".join(f"p.{quote(k)} = s.{quote(k)}" for k in keys)
+    known = f" AND s.__mlprod_created <= p.{EVENT}" if view.created and view.created_time_filter else ""
+    fields = ", ".join(
+        f"{quote(n)} := s.{quote(n)}" for n in ["__mlprod_ts", "__mlprod_created", *plan.names]
+    )
+    order = (
+        f"(epoch_us(s.__mlprod_ts)::HUGEINT * {_SHIFT}) + (epoch_us(s.__mlprod_created)::HUGEINT + {_OFFSET})"
+    )
+    outputs = [f"c.w.{quote(n)} AS {quote(n)}" for n in plan.names]
+    outputs += [f"c.w.__mlprod_ts AS {TIME}{plan.index}", f"c.w.__mlprod_created AS {CREATED}{plan.index}"]
+    return [
+        f"{plan.alias}_buckets AS (SELECT s.*, {bucket.format('s.__mlprod_ts')} + shift AS __mlprod_bucket "
+        f"FROM {prepared} s, (VALUES (0), (1)) AS shifts(shift))",
+        f"{plan.alias}_chosen AS (SELECT p.{ROW}, arg_max(struct_pack({fields}), {order}) AS w "
+        f"FROM {stage} p JOIN {plan.alias}_buckets s "
+        f"ON {on} AND {bucket.format(f'p.{EVENT}')} = s.__mlprod_bucket "
+        f"WHERE s.__mlprod_ts <= p.{EVENT} AND s.__mlprod_ts >= p.{EVENT} - to_microseconds({width}){known} "
+        f"GROUP BY p.{ROW})",
+        f"{plan.alias} AS (SELECT p.*, {', '.join(outputs)} FROM {stage} p "
+        f"LEFT JOIN {plan.alias}_chosen c ON c.{ROW} = p.{ROW})",
     ]
 
 
