@@ -1,9 +1,11 @@
 """Point-in-time correct training frames: every entity row sees only feature values known at its time.
 
 One DuckDB query does the work, out of core (it spills to disk under a memory limit):
-- a feature view is an ASOF JOIN on the entity keys and a 128-bit order key (feature time, then
-  created time), so each row gets the latest value at or before its event time and ties on feature
-  time go to the latest created time; the TTL then nulls values older than ``event - ttl``;
+- a feature view with a TTL is an equi-join on the keys and a TTL-wide time bucket, keeping the
+  greatest (feature time, created time) in ``[event - ttl, event]`` (no sort of the source);
+- a feature view without one is an ASOF JOIN on the entity keys and a 128-bit order key (feature
+  time, then created time), so each row gets the latest value at or before its event time and ties
+  on feature time go to the latest created time;
 - with a created-time filter, rows whose chosen value was written after the event (late or
   backfilled data) are redone by a range join over only those rows, among values already written;
 - an aggregation view unions the entity rows into the source rows and runs window aggregates over
