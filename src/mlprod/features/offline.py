@@ -285,18 +285,12 @@ def _query(entities: Registered, event_time: str, plans: list[_ViewPlan], *, kee
     return f"WITH {', '.join(ctes)} SELECT * EXCLUDE ({', '.join(internal)}) FROM {stage} ORDER BY {ROW}"
 
 
-def _with_ttl(
-    view: FeatureView, index: int, names: list[str], value: str, time: str, created: str
-) -> list[str]:
-    """The chosen values as outputs (``value`` formats a column name), nulled past the TTL; the chosen
-    feature and created times ride along as internal columns (the online store keeps them)."""
+def _chosen_outputs(index: int, names: list[str], value: str, time: str, created: str) -> list[str]:
+    """The chosen values as outputs (``value`` formats a column name); the chosen feature and created
+    times ride along as internal columns (the online store keeps them)."""
     outputs = {quote(name): value.format(quote(name)) for name in names}
     outputs |= {f"{TIME}{index}": time, f"{CREATED}{index}": created}
-    ttl = view.ttl_delta
-    if ttl is None:
-        return [f"{expression} AS {alias}" for alias, expression in outputs.items()]
-    fresh = f"{time} >= {EVENT} - to_microseconds({_microseconds(ttl)})"
-    return [f"CASE WHEN {fresh} THEN {expression} END AS {alias}" for alias, expression in outputs.items()]
+    return [f"{expression} AS {alias}" for alias, expression in outputs.items()]
 
 
 def _feature_view_ctes(plan: _ViewPlan, view: FeatureView, stage: str) -> list[str]:
@@ -332,22 +326,18 @@ def _feature_view_ctes(plan: _ViewPlan, view: FeatureView, stage: str) -> list[s
         return [*ctes, *_within_ttl_ctes(plan, view, stage, prepared)]
     asof = f"FROM {stage} p ASOF LEFT JOIN {prepared} s ON {on} AND p.{probe} >= s.__mlprod_order"
     if not (view.created and view.created_time_filter):
-        outputs = _with_ttl(view, plan.index, plan.names, "s.{}", "s.__mlprod_ts", "s.__mlprod_created")
+        outputs = _chosen_outputs(plan.index, plan.names, "s.{}", "s.__mlprod_ts", "s.__mlprod_created")
         return [*ctes, f"{plan.alias} AS (SELECT p.*, {', '.join(outputs)} {asof})"]
     # The latest value by feature time may have been written after the event (late or backfilled
     # data): for those rows only, look again among the values already written at the event time.
     latest = f"{plan.alias}_latest"
     names = ", ".join(f"s.{quote(n)}" for n in plan.names)
-    ttl_window = ""
-    if view.ttl_delta is not None:
-        ttl_window = f" AND s.__mlprod_ts >= l.{EVENT} - to_microseconds({_microseconds(view.ttl_delta)})"
     fields = ", ".join(
         f"{quote(n)} := s.{quote(n)}" for n in ["__mlprod_ts", "__mlprod_created", *plan.names]
     )
     late_on = " AND ".join(f"l.{quote(k)} = s.{quote(k)}" for k in keys)
     is_late = f"l.__mlprod_late_created > l.{EVENT}"
-    outputs = _with_ttl(
-        view,
+    outputs = _chosen_outputs(
         plan.index,
         plan.names,
         f"CASE WHEN {is_late} THEN r.w.{{0}} ELSE l.{{0}} END",
@@ -361,7 +351,7 @@ def _feature_view_ctes(plan: _ViewPlan, view: FeatureView, stage: str) -> list[s
         f"s.__mlprod_created AS __mlprod_late_created, {names} {asof})",
         f"{plan.alias}_rewritten AS (SELECT l.{ROW}, arg_max(struct_pack({fields}), s.__mlprod_order) AS w "
         f"FROM {latest} l JOIN {prepared} s ON {late_on} AND s.__mlprod_ts <= l.{EVENT} "
-        f"AND s.__mlprod_created <= l.{EVENT}{ttl_window} WHERE {is_late} GROUP BY l.{ROW})",
+        f"AND s.__mlprod_created <= l.{EVENT} WHERE {is_late} GROUP BY l.{ROW})",
         f"{plan.alias} AS (SELECT l.* EXCLUDE ({dropped}), {', '.join(outputs)} FROM {latest} l "
         f"LEFT JOIN {plan.alias}_rewritten r ON r.{ROW} = l.{ROW})",
     ]
