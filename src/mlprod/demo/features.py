@@ -46,28 +46,25 @@ plane_attributes = FeatureView(
     {"plane_year": "year", "seats": "seats", "engines": "engines"},
     timestamp=None,
 )
-carrier_late = AggregationView(
-    "carrier_late",
-    carrier,
-    TableSource(DATASET),
-    timestamp="arrived_at",
-    derive=ARRIVAL,
-    aggregations=[
-        Aggregation("mean", "late", "7d", name="carrier_late_rate_7d"),
-        Aggregation("count", "late", "7d", name="carrier_arrivals_7d"),
-    ],
-)
-route_late = AggregationView(
-    "route_late",
-    route,
-    TableSource(DATASET),
-    timestamp="arrived_at",
-    derive=ARRIVAL,
-    aggregations=[
-        Aggregation("mean", "late", "7d", name="route_late_rate_7d"),
-        Aggregation("count", "late", "7d", name="route_arrivals_7d"),
-    ],
-)
+
+
+def _late_rate(entity: Entity) -> AggregationView:
+    """The share of the entity's flights that arrived late over 7 days, and how many arrived."""
+    return AggregationView(
+        f"{entity.name}_late",
+        entity,
+        TableSource(DATASET),
+        timestamp="arrived_at",
+        derive=ARRIVAL,
+        aggregations=[
+            Aggregation("mean", "late", "7d", name=f"{entity.name}_late_rate_7d"),
+            Aggregation("count", "late", "7d", name=f"{entity.name}_arrivals_7d"),
+        ],
+    )
+
+
+carrier_late = _late_rate(carrier)
+route_late = _late_rate(route)
 flight_context = FeatureSet(
     "flight-context",
     [origin_weather, plane_attributes, carrier_late, route_late],

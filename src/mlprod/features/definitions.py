@@ -74,6 +74,27 @@ class _View:
     source_keys: Mapping[str, str] | None
     derive: Mapping[str, str] | None
 
+    def _init_view(
+        self,
+        name: str,
+        entity: Entity,
+        source: Source,
+        source_keys: Mapping[str, str] | None,
+        derive: Mapping[str, str] | None,
+        **kind_specific: Any,
+    ) -> None:
+        """Set the fields every view has (and the kind's own), then check them."""
+        common = {
+            "name": name,
+            "entity": entity,
+            "source": source,
+            "source_keys": source_keys,
+            "derive": derive,
+        }
+        for attribute, value in (common | kind_specific).items():
+            object.__setattr__(self, attribute, value)
+        self._check_view()
+
     def _check_view(self) -> None:
         check_name(self.name, "feature view")
         object.__setattr__(self, "derive", dict(self.derive or {}))
@@ -144,20 +165,9 @@ class FeatureView(_View):
         source_keys: Mapping[str, str] | None = None,
         derive: Mapping[str, str] | None = None,
     ) -> None:
+        self._init_view(name, entity, source, source_keys, derive, timestamp=timestamp, created=created,
+                        created_time_filter=created_time_filter)  # fmt: skip
         set_ = object.__setattr__
-        given = {
-            "name": name,
-            "entity": entity,
-            "source": source,
-            "source_keys": source_keys,
-            "derive": derive,
-            "timestamp": timestamp,
-            "created": created,
-            "created_time_filter": created_time_filter,
-        }
-        for attribute, value in given.items():
-            set_(self, attribute, value)
-        self._check_view()
         mapping = dict(features) if isinstance(features, Mapping) else {str(f): str(f) for f in features}
         if not mapping:
             raise InvalidInputError(f"feature view {name!r} declares no features")
@@ -246,18 +256,8 @@ class AggregationView(_View):
         source_keys: Mapping[str, str] | None = None,
         derive: Mapping[str, str] | None = None,
     ) -> None:
+        self._init_view(name, entity, source, source_keys, derive, timestamp=timestamp)
         set_ = object.__setattr__
-        given = {
-            "name": name,
-            "entity": entity,
-            "source": source,
-            "source_keys": source_keys,
-            "derive": derive,
-            "timestamp": timestamp,
-        }
-        for attribute, value in given.items():
-            set_(self, attribute, value)
-        self._check_view()
         if not aggregations:
             raise InvalidInputError(f"aggregation view {name!r} declares no aggregations")
         set_(self, "aggregations", tuple(aggregations))
