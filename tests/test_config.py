@@ -87,3 +87,26 @@ def test_a_misspelled_environment_variable_is_an_error() -> None:
 def test_variables_that_are_not_overrides_are_allowed() -> None:
     env = {"MLPROD_HOME": "/x", "MLPROD_DEBUG": "1", "MLPROD_TEST_POSTGRES_URL": "y", "PATH": "/bin"}
     assert apply_env_overrides(Config(), env) == Config()
+
+
+def test_named_tables_render_and_load_back(tmp_path: Path) -> None:
+    config = Config.model_validate(
+        {
+            "evaluate": {
+                "sets": {"july": {"table": "flights", "time": "time_hour", "start": "2013-07-01"}},
+                "profiles": {"my-edge": {"primary": "auc", "weights": {"auc": 1}, "constraints": ["x <= 1"]}},
+            }
+        }
+    )
+    text = render_config(config)
+    assert "[evaluate.sets.july]" in text and "[evaluate.profiles.my-edge]" in text
+    assert load_config(write(tmp_path, text), environ={}) == config
+
+
+def test_a_fresh_config_ships_the_example_profiles() -> None:
+    assert set(Config().evaluate.profiles) == {"accuracy-first", "edge", "regulated"}
+
+
+def test_an_evaluation_set_without_a_table_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[evaluate\] sets.july.table: Field required"):
+        load_config(write(tmp_path, '[evaluate.sets.july]\ntime = "t"\n'), environ={})

@@ -69,6 +69,54 @@ class FeaturesSection(_Section):
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis online store URL.")
 
 
+class EvaluationSetSection(_Section):
+    """A named evaluation set: the rows of a versioned table at a ref, within a time range."""
+
+    table: str
+    ref: str = "main"
+    time: str = Field(description="Time column (or SQL expression) the range applies to.")
+    start: str | None = Field(default=None, description="Inclusive lower bound, e.g. 2013-07-01.")
+    end: str | None = Field(default=None, description="Exclusive upper bound, e.g. 2013-08-01.")
+    description: str = ""
+
+
+EXAMPLE_PROFILES: dict[str, dict[str, Any]] = {
+    "accuracy-first": {
+        "description": "Ranking quality first; latency and cost only break near-ties.",
+        "primary": "auc",
+        "weights": {"auc": 10, "log_loss": 2, "ece": 1, "latency_p99_ms": 0.5, "cost_per_million": 0.5},
+        "constraints": ["latency_p99_ms <= 50"],
+    },
+    "edge": {
+        "description": "On-device or tight-budget serving: latency, size and memory weigh most.",
+        "primary": "auc",
+        "weights": {
+            "auc": 2, "latency_p99_ms": 4, "artifact_mb": 3, "memory_mb": 2, "cost_per_million": 1,
+            "throughput_rows_per_s": 1,
+        },
+        "constraints": ["latency_p99_ms <= 10", "artifact_mb <= 5"],
+    },
+    "regulated": {
+        "description": "Decisions about people: fairness and interpretability weigh as much as accuracy.",
+        "primary": "auc",
+        "weights": {"auc": 3, "dp_difference": 3, "eo_difference": 3, "interpretability": 3, "ece": 1},
+        "constraints": ["dp_difference <= 0.1", "interpretability >= 0.5"],
+    },
+}  # fmt: skip
+
+
+class EvaluateSection(_Section):
+    cpu_hour_price: float = Field(default=0.05, ge=0, description="Price of one CPU-hour, for serving cost.")
+    seed: int = Field(default=0, description="Seed of every random step of an evaluation.")
+    resamples: int = Field(default=200, ge=20, description="Bootstrap resamples for confidence intervals.")
+    profile: str = Field(default="accuracy-first", description="Profile used when none is named.")
+    sets: dict[str, EvaluationSetSection] = Field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {name: dict(raw) for name, raw in EXAMPLE_PROFILES.items()},
+        description="Leaderboard profiles: weights, directions, constraints (mlprod.evaluate.Profile).",
+    )
+
+
 class Config(_Section):
     """The whole of ``mlprod.toml``."""
 
@@ -78,6 +126,7 @@ class Config(_Section):
     serve: ServeSection = ServeSection()
     prediction_log: PredictionLogSection = PredictionLogSection()
     features: FeaturesSection = FeaturesSection()
+    evaluate: EvaluateSection = EvaluateSection()
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -121,7 +170,8 @@ def override_variables() -> dict[str, str]:
     return {
         f"MLPROD_{section}_{key}".upper(): f"{section}.{key}"
         for section, info in Config.model_fields.items()
-        for key in info.annotation.model_fields  # type: ignore[union-attr]
+        for key, field in info.annotation.model_fields.items()  # type: ignore[union-attr]
+        if not _is_table(field.annotation)
     }
 
 
@@ -139,13 +189,35 @@ def _refuse_unknown_variables(env: Mapping[str, str]) -> None:
 
 
 def render_config(config: Config) -> str:
-    """Serialize ``config`` as TOML (flat sections of scalars only)."""
+    """Serialize ``config`` as TOML: scalar keys per section, then its named sub-tables."""
     lines: list[str] = []
-    for section_name, values in config.model_dump().items():
+    for section_name, values in config.model_dump(exclude_none=True).items():
         lines.append(f"[{section_name}]")
-        lines.extend(f"{key} = {_toml_scalar(value)}" for key, value in values.items())
+        tables = {key: value for key, value in values.items() if isinstance(value, dict)}
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items() if key not in tables)
         lines.append("")
+        for key, named in tables.items():
+            for name, table in named.items():
+                lines.append(f"[{section_name}.{key}.{_toml_key(name)}]")
+                lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())
+                lines.append("")
     return "\n".join(lines)
+
+
+def _is_table(annotation: Any) -> bool:
+    return getattr(annotation, "__origin__", None) is dict
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return _toml_scalar(value)
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("-", "").replace("_", "").isalnum() else _toml_scalar(key)
 
 
 def _toml_scalar(value: Any) -> str:

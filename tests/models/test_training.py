@@ -47,3 +47,21 @@ def test_missing_labels_are_refused(frame: pd.DataFrame) -> None:
 def test_empty_training_data_is_refused(frame: pd.DataFrame) -> None:
     with pytest.raises(InvalidInputError, match="training data is empty"):
         train_classifier(frame.iloc[:0], label="y", numeric=["x"])
+
+
+def test_linear_kind_one_hot_encodes_categories_and_tolerates_missing_values(workspace) -> None:
+    from mlprod.models import Registry
+
+    frame = make_frame(3000, seed=3)
+    frame.loc[::7, "x"] = np.nan
+    frame.loc[::11, "c"] = None
+    trained = train_classifier(
+        frame, label="y", numeric=["x"], categorical=["c"], estimator=EstimatorSpec("linear")
+    )
+    inputs = trained.model.named_steps["inputs"]
+    assert inputs.transformers_[0][0] == "categorical" and inputs.transformers_[0][2] == [1]
+    assert roc_auc_score(frame["y"], trained.predict_frame(frame)) > 0.8
+    stored = Registry(workspace).register("linear", trained.model, signature=trained.signature)
+    assert stored.format == "sklearn-skops"
+    loaded = Registry(workspace).load("linear/1")
+    np.testing.assert_allclose(loaded.predict_frame(frame), trained.predict_frame(frame))

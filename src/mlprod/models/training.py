@@ -50,7 +50,10 @@ def train_classifier(
     """
     check_label(frame, label)
     signature = Signature.infer(frame, numeric, categorical, unknown_categories=unknown_categories)
-    model = (estimator or EstimatorSpec()).build() if _is_spec(estimator) else estimator
+    if _is_spec(estimator):
+        model = (estimator or EstimatorSpec()).build(categorical=signature.categorical_indices)
+    else:
+        model = estimator
     if not (hasattr(model, "fit") and hasattr(model, "predict_proba")):
         raise InvalidInputError(f"{type(model).__qualname__} is not a classifier with fit and predict_proba")
     matrix = signature.encoder().encode_frame(frame)
