@@ -195,3 +195,33 @@ alias_history = Table(
     Column("why", Text, nullable=False, default=""),
     Column("action", String(20), nullable=False, server_default="set"),
 )
+
+evaluation_reports = Table(
+    "evaluation_reports",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("model", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("evaluation_set", String(200), nullable=False, index=True),
+    Column("set_definition", JSON, nullable=False),
+    Column("dataset_commit", String(64), nullable=False),
+    Column("seed", Integer, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("report", JSON, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("who", String(200), nullable=False),
+    ForeignKeyConstraint(["model", "version"], ["model_versions.model", "model_versions.version"]),
+    Index("ix_evaluation_reports_model_version", "model", "version"),
+)
+
+leaderboards = Table(
+    "leaderboards",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("profile", String(200), nullable=False),
+    Column("evaluation_set", String(200), nullable=False, index=True),
+    Column("snapshot", JSON, nullable=False),
+    Column("entries", JSON, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("who", String(200), nullable=False),
+)

@@ -189,6 +189,7 @@ def _train(
         "label": spec.label,
         "where": spec.where,
         "time": spec.time,
+        "event_time": spec.event_time,
         "split_time": str(cut),
         "train_rows": len(train),
         "validation_rows": len(validation),

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +48,7 @@ from mlprod.workspace import Workspace
 LABEL_COLUMN = "_label"
 EVENT_COLUMN = "_event_time"
 TIME_COLUMN = "_time"
+EXTRA_PREFIX = "_extra_"
 
 
 class EstimatorConfig(BaseModel):
@@ -119,6 +121,30 @@ class TrainingSpec(BaseModel):
         return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
 
     @classmethod
+    def from_lineage(cls, model: str, lineage: Mapping[str, Any]) -> TrainingSpec:
+        """The part of a spec that turns source rows into model inputs, as a run recorded it."""
+        missing = [key for key in ("features", "label", "time") if key not in lineage]
+        if missing:
+            raise InvalidInputError(
+                f"model {model!r} has no training lineage ({', '.join(missing)} not recorded): "
+                "only models trained by a run (`mlprod models train`) can be rebuilt from their data"
+            )
+        return cls.parse(
+            {
+                "model": model,
+                "dataset": lineage.get("dataset"),
+                "feature_set": lineage.get("feature_set"),
+                "event_time": lineage.get("event_time"),
+                "label": lineage["label"],
+                "features": lineage["features"],
+                "categorical": lineage.get("categorical", []),
+                "where": lineage.get("where"),
+                "time": lineage["time"],
+            },
+            where=f"lineage of {model!r}",
+        )
+
+    @classmethod
     def from_toml(cls, path: Path) -> TrainingSpec:
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -140,9 +166,15 @@ class TrainingSpec(BaseModel):
             raise InvalidInputError(f"{where}: {problems}") from exc
 
 
-def build_frame(spec: TrainingSpec, table: pa.Table, *, with_label: bool = True) -> pd.DataFrame:
-    """Evaluate the spec's SQL over ``table``: one column per feature, plus label and time."""
+def build_frame(
+    spec: TrainingSpec, table: pa.Table, *, with_label: bool = True, extra: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Evaluate the spec's SQL over ``table``: one column per feature, plus label and time.
+
+    ``extra`` names source columns carried along unchanged as ``_extra_<name>`` (e.g. for slicing).
+    """
     columns = [f"{expression} AS {_quote(name)}" for name, expression in spec.features.items()]
+    columns += [f"{_quote(name)} AS {_quote(EXTRA_PREFIX + name)}" for name in extra]
     if with_label:
         columns.append(f"({spec.label}) AS {LABEL_COLUMN}")
     columns.append(f"{spec.time} AS {TIME_COLUMN}")
