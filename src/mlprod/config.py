@@ -77,6 +77,9 @@ class EvaluationSetSection(_Section):
     time: str = Field(description="Time column (or SQL expression) the range applies to.")
     start: str | None = Field(default=None, description="Inclusive lower bound, e.g. 2013-07-01.")
     end: str | None = Field(default=None, description="Exclusive upper bound, e.g. 2013-08-01.")
+    period: str = Field(default="week", pattern="^(day|week|month)$", description="Time slice length.")
+    slices: list[str] = Field(default_factory=list, description="Categorical columns to slice by.")
+    fairness: list[str] = Field(default_factory=list, description="Group columns for fairness metrics.")
     description: str = ""
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from mlprod.data import TableStore, collect_garbage
 from mlprod.demo.flights import CONTEXT_FEATURES
+from mlprod.evaluate import latest_reports, list_leaderboards
 from mlprod.models import Registry, list_runs
 from mlprod.serve import read_prediction_log
 from mlprod.workspace import Workspace
@@ -52,6 +53,8 @@ def test_demo_runs_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
     assert summary_value(result.stdout, "served vs in-process") == "max |difference| 0.00e+00"
     p50, p99 = re.findall(r"([\d.]+) ms", summary_value(result.stdout, "latency p50 / p99"))
     assert 0 < float(p50) <= float(p99)
+    assert "profile accuracy-first · set july" in result.stdout and "profile edge · set july" in result.stdout
+    assert summary_value(result.stdout, "gate: lightgbm-small vs logistic").startswith(("pass: ", "fail: "))
 
     with Workspace.open(workspace) as ws:
         tables = TableStore(ws)
@@ -69,14 +72,20 @@ def test_demo_runs_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
         champion = registry.get("flights-delay@champion")
         assert champion.lineage["dataset_commit"] == trained_on.id
         assert champion.lineage["dataset_ref"] == "jan-jun"
-        runs = {r.params["estimator"]: r for r in list_runs(ws, model="flights-delay")}
-        assert {r.status for r in runs.values()} == {"finished"}
-        assert champion.version == runs["lightgbm"].model_version
-        assert registry.get("flights-delay@challenger").version == runs["xgboost"].model_version
-        assert champion.format == "lightgbm-text"
+        runs = list_runs(ws, model="flights-delay")
+        assert len(runs) == 4 and {r.status for r in runs} == {"finished"}
+        labels = {registry.tags(f"flights-delay/{r.model_version}")["candidate"] for r in runs}
+        assert labels == {"logistic", "lightgbm-small", "lightgbm", "xgboost"}
         assert registry.export_of(champion, "onnx").parity_max_abs_diff <= 1e-5
         champion_moves = [m for m in registry.alias_history("flights-delay") if m.alias == "champion"]
-        assert champion_moves[-1].to_version == champion.version
+        assert len(champion_moves) == 1 and champion_moves[-1].to_version == champion.version
+        assert champion_moves[-1].why.startswith("chosen by the gate under 'accuracy-first' on july")
+        reports = latest_reports(ws, "july")
+        assert len(reports) == 4 and {r.dataset_commit for r in reports} == {tables.resolve("flights").id}
+        assert {b["profile"] for b in list_leaderboards(ws, evaluation_set="july")} == {
+            "accuracy-first",
+            "edge",
+        }
         log = read_prediction_log(ws.prediction_log_dir)
         assert log.num_rows == 40
         assert set(log.column("version").to_pylist()) == {champion.version}

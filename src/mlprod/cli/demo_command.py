@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from mlprod.cli.eval_commands import leaderboard_table
 from mlprod.cli.state import err, out, state
 
 if TYPE_CHECKING:
@@ -27,8 +28,10 @@ def demo(
         typer.Option(min=0.001, max=1.0, help="Use this seeded fraction of the flights (for quick runs)."),
     ] = 1.0,
 ) -> None:
-    """Ingest January-June 2013 flights, train a LightGBM champion and an XGBoost challenger as
-    recorded runs, serve the champion over HTTP, predict July flights, log every prediction.
+    """Ingest January-June 2013 flights, train four candidates (logistic regression, small and large
+    LightGBM, XGBoost) as recorded runs, evaluate them on July, print the leaderboards under the
+    accuracy-first and edge profiles, let the gate pick the champion, serve it over HTTP, predict
+    July flights, log every prediction.
 
     Uses the current workspace (--workspace, $MLPROD_HOME, or one found upward), else its own under
     ~/.cache/mlprod/demo. Safe to interrupt and rerun.
@@ -41,9 +44,13 @@ def demo(
     with open_or_init(Path(home)) as ws:
         summary = run_demo(ws, requests=requests, rounds=rounds, sample=sample, console=err)
     out.print(render_summary(summary))
+    for board in summary.selection.leaderboards.values():
+        labels = {r.ref: f"{label} (v{r.version})" for label, r in summary.selection.reports.items()}
+        out.print(leaderboard_table(board, labels=labels))
     out.print(
         f"Explore it: export MLPROD_HOME={summary.workspace}; mlprod data log flights; "
-        "mlprod data diff flights jan-jun; mlprod models history flights-delay"
+        "mlprod data diff flights jan-jun; mlprod models history flights-delay; "
+        "mlprod eval leaderboard --set july --profile regulated"
     )
 
 
@@ -73,9 +80,14 @@ def render_summary(s: DemoSummary) -> Table:
     table.add_row("feature set flight-context", f"version {s.feature_set_version[:12]}, joined point-in-time")
     for c in s.candidates:
         table.add_row(
-            f"@{c.alias}: {c.estimator} + features",
-            f"flights-delay/{c.version} ({c.features} features, run {c.run_id[:8]}): "
+            f"candidate {c.label}" + (" (@champion)" if c is s.champion else ""),
+            f"flights-delay/{c.version} ({c.estimator}, {c.features} features, run {c.run_id[:8]}): "
             f"validation AUC {c.validation_auc:.4f}, July AUC {c.july_auc:.4f}",
+        )
+    for label, verdict in s.selection.verdicts:
+        table.add_row(
+            f"gate: {label} vs {s.selection.label_of(verdict.champion)}",
+            f"{verdict.decision}: {verdict.summary}",
         )
     o = s.online
     table.add_row(

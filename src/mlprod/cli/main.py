@@ -19,6 +19,7 @@ from mlprod import __version__
 from mlprod.cli import (
     data_commands,
     demo_command,
+    eval_commands,
     features_commands,
     models_commands,
     monitor_commands,
@@ -67,7 +68,7 @@ workspace_commands.register(app)
 app.add_typer(data_commands.app, name="data")
 app.add_typer(features_commands.app, name="features")
 app.add_typer(models_commands.app, name="models")
-app.add_typer(planned_group("Evaluation reports and utility-ranked leaderboards."), name="eval")
+app.add_typer(eval_commands.app, name="eval")
 serve_commands.register(app)
 app.add_typer(monitor_commands.app, name="monitor")
 app.add_typer(

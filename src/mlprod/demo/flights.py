@@ -54,9 +54,17 @@ def load_flights(months: Iterable[int], *, sample: float = 1.0, seed: int = 13) 
     return pa.Table.from_pandas(frame, preserve_index=False)
 
 
-def training_spec(estimator: str, *, rounds: int, context: bool = True) -> TrainingSpec:
-    """The flights-delay spec for one estimator family (``lightgbm`` or ``xgboost``); without
-    ``context``, the schedule-only baseline (no feature store)."""
+def training_spec(
+    estimator: str,
+    *,
+    rounds: int,
+    context: bool = True,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+) -> TrainingSpec:
+    """The flights-delay spec for one estimator kind (``lightgbm``, ``xgboost``, ``linear``); without
+    ``context``, the schedule-only baseline (no feature store). ``params`` replace the default
+    ``n_estimators = rounds``."""
     features = FEATURES | ({name: name for name in CONTEXT_FEATURES} if context else {})
     return TrainingSpec.parse(
         {
@@ -71,11 +79,15 @@ def training_spec(estimator: str, *, rounds: int, context: bool = True) -> Train
             "unknown_categories": "missing",  # a destination first flown in July is no reason to refuse
             "features": features,
             "categorical": CATEGORICAL,
-            "estimator": {"kind": estimator, "params": {"n_estimators": rounds}},
+            "estimator": {
+                "kind": estimator,
+                "params": {"n_estimators": rounds} if params is None else params,
+            },
             "tags": {
                 "estimator": estimator,
                 "source": "mlprod demo",
                 "features": "context" if context else "schedule",
+                **(tags or {}),
             },
             "description": "Will a NYC 2013 flight arrive more than 15 minutes late?",
         }

@@ -2,26 +2,27 @@
 
 Let January-June arrive month by month into the versioned table ``flights`` (validated, screened for
 poisoning, committed, tagged ``jan-jun``); commit the weather and aircraft tables; train a
-schedule-only LightGBM baseline, then a LightGBM model (``champion``) and an XGBoost model
-(``challenger``) whose training frame also goes through the feature store (feature set
-``flight-context``, joined point-in-time), as recorded runs; export the champion to ONNX under a
-parity check; let July arrive while June corrections are merged from a branch; score July with
-point-in-time features; materialize the features into the online store and check that online
-lookups equal the offline join; serve the champion over HTTP on a free loopback port, send real
-single-row requests for July flights, and check the prediction log and the served answers against
-in-process predictions.
+schedule-only LightGBM baseline, then four candidates whose training frame also goes through the
+feature store (feature set ``flight-context``, joined point-in-time): logistic regression, a small
+and a large LightGBM, and XGBoost, as recorded runs; let July arrive while June corrections are
+merged from a branch; evaluate every candidate on July (quality, slices, robustness, fairness,
+serving cost, interpretability, feature usefulness), rank them under the ``accuracy-first`` and
+``edge`` profiles, and let the gate pick the ``champion``; export it to ONNX under a parity check;
+materialize the features into the online store and check that online lookups equal the offline
+join; serve the champion over HTTP on a free loopback port, send real single-row requests for July
+flights, and check the prediction log and the served answers against in-process predictions.
 Every step is safe to interrupt: rerunning reuses what is already stored.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -35,9 +36,10 @@ from mlprod.demo import features as demo_features
 from mlprod.demo.arrivals import MergeSummary, MonthArrival, commit_months, merge_corrections, tag_training
 from mlprod.demo.flights import DATASET, MODEL, TRAINING_TAG, load_flights, request_rows, training_spec
 from mlprod.demo.online_check import OnlineCheck, check_online_store
+from mlprod.demo.selection import Selection, select_champion
 from mlprod.errors import MlprodError
 from mlprod.evaluate import binary_classification_metrics
-from mlprod.models import Registry, TrainedModel, TrainingSpec, build_frame, run_training
+from mlprod.models import Registry, RunResult, TrainingSpec, build_frame, run_training
 from mlprod.models.training_spec import LABEL_COLUMN, join_features
 from mlprod.serve import BackgroundServer, create_app, read_prediction_log
 from mlprod.workspace import Workspace
@@ -45,18 +47,46 @@ from mlprod.workspace import Workspace
 ALIAS = "champion"
 TRAIN_MONTHS = range(1, 7)
 TEST_MONTH = 7
-CANDIDATES = (("lightgbm", "champion"), ("xgboost", "challenger"))
+INCUMBENT = "logistic"
 
 
 @dataclass(frozen=True)
 class CandidateResult:
+    label: str
     estimator: str
-    alias: str
     version: int
     run_id: str
     validation_auc: float
     july_auc: float
     features: int
+
+
+def candidate_estimators(rounds: int) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The candidates for champion, in the order the gate meets them: label -> (estimator kind, params).
+
+    The small LightGBM (a few shallow trees) is tiny and fast; the large one (many slower-learning,
+    regularized trees) is more accurate and costs more to serve.
+    """
+    return {
+        "logistic": ("linear", {}),
+        "lightgbm-small": ("lightgbm", {"n_estimators": max(5, rounds // 20), "num_leaves": 7}),
+        "lightgbm": (
+            "lightgbm",
+            {
+                "n_estimators": rounds * 3 // 2, "learning_rate": 0.05, "num_leaves": 31,
+                "min_child_samples": 100, "colsample_bytree": 0.8,
+            },
+        ),
+        "xgboost": ("xgboost", {"n_estimators": rounds}),
+    }  # fmt: skip
+
+
+def _result(label: str, spec: TrainingSpec, run: RunResult, july_auc: float) -> CandidateResult:
+    assert run.version is not None
+    return CandidateResult(
+        label, spec.estimator.kind, run.version.version, run.run.id, run.run.metrics["validation_auc"],
+        july_auc, len(spec.features),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -71,6 +101,7 @@ class DemoSummary:
     online: OnlineCheck
     candidates: list[CandidateResult]
     champion: CandidateResult
+    selection: Selection
     onnx_parity: float
     test_rows: int
     requests: int
@@ -113,41 +144,48 @@ def run_demo(
             workspace.set_config("features", "module", demo_features.__name__)
     feature_set = demo_features.flight_context
 
-    trained: list[tuple[str, str | None, TrainingSpec, CandidateResult, TrainedModel]] = []
-    for estimator, alias, context in (("lightgbm", None, False), *((e, a, True) for e, a in CANDIDATES)):
-        spec = training_spec(estimator, rounds=rounds, context=context)
-        what = f"feature set '{feature_set.name}'" if context else "schedule only"
-        registered = f", registered as @{alias}" if alias else " (baseline)"
-        title = f"Training run: {estimator} on '{DATASET}'@{TRAINING_TAG} + {what}{registered}"
-        with _step(console, title), _rounds_bar(console, estimator, rounds) as progress:
-            result = run_training(
-                workspace, spec, alias=alias, progress=progress, feature_set=feature_set if context else None
-            )
-            assert result.version is not None
-        candidate = CandidateResult(
-            estimator, alias or "baseline", result.version.version, result.run.id,
-            result.run.metrics["validation_auc"], float("nan"), len(spec.features),
-        )  # fmt: skip
-        trained.append((estimator, alias, spec, candidate, result.trained))
-    champion_version = next(c.version for _, alias, _, c, _ in trained if alias == ALIAS)
-    with _step(console, f"Exporting {MODEL}/{champion_version} to ONNX (parity-checked)"):
-        export = registry.export(f"{MODEL}/{champion_version}")
+    baseline_spec = training_spec("lightgbm", rounds=rounds, context=False)
+    title = f"Training run: schedule-only lightgbm on '{DATASET}'@{TRAINING_TAG} (baseline)"
+    with _step(console, title), _rounds_bar(console, "lightgbm", rounds) as progress:
+        baseline_run = run_training(workspace, baseline_spec, progress=progress)
+        assert baseline_run.version is not None
+    trained: dict[str, tuple[TrainingSpec, RunResult]] = {}
+    for label, (estimator, params) in candidate_estimators(rounds).items():
+        spec = training_spec(estimator, rounds=rounds, params=params, tags={"candidate": label})
+        title = f"Training run: candidate {label} on '{DATASET}'@{TRAINING_TAG} + '{feature_set.name}'"
+        total = int(params.get("n_estimators", rounds))
+        with _step(console, title), _rounds_bar(console, label, total) as progress:
+            trained[label] = (spec, run_training(workspace, spec, progress=progress, feature_set=feature_set))
 
     with _step(console, "July arriving on main; June corrections merged from branch 'corrections'"):
         months += commit_months(tables, flights, [TEST_MONTH], report=console.print)
         merge = merge_corrections(tables, seed=seed)
 
+    refs = {label: f"{MODEL}/{run.version.version}" for label, (_, run) in trained.items() if run.version}
+    with _step(
+        console, f"Evaluating {len(refs)} candidates on July; leaderboards; the gate picks @{ALIAS}"
+    ) as step:
+        selection = select_champion(
+            workspace, refs, incumbent=INCUMBENT, model=MODEL, alias=ALIAS, quick=sample < 1.0, step=step
+        )
+    champion_spec, champion_run = trained[selection.champion]
+    assert champion_run.version is not None
+    with _step(console, f"Exporting {refs[selection.champion]} to ONNX (parity-checked)"):
+        export = registry.export(refs[selection.champion])
+
     with _step(console, "Scoring July with features as of each departure (point-in-time)"):
-        context_spec = next(spec for _, alias, spec, _, _ in trained if alias == ALIAS)
-        with_context, _ = join_features(raw_test, context_spec, feature_set, workspace)
-        test = build_frame(context_spec, with_context)
-        scored = []
-        for _, _, spec, candidate, model in trained:
-            frame = test if spec.feature_set else build_frame(spec, raw_test)
-            auc = binary_classification_metrics(frame[LABEL_COLUMN], model.predict_frame(frame))["auc"]
-            scored.append(dataclasses.replace(candidate, july_auc=auc))
-    baseline, candidates = scored[0], scored[1:]
-    champion = next(c for c in candidates if c.alias == ALIAS)
+        with_context, _ = join_features(raw_test, champion_spec, feature_set, workspace)
+        test = build_frame(champion_spec, with_context)
+        schedule_frame = build_frame(baseline_spec, raw_test)
+        baseline_auc = binary_classification_metrics(
+            schedule_frame[LABEL_COLUMN], baseline_run.trained.predict_frame(schedule_frame)
+        )["auc"]
+    baseline = _result("schedule-only", baseline_spec, baseline_run, baseline_auc)
+    candidates = [
+        _result(label, spec, run, selection.reports[label].quality["auc"])
+        for label, (spec, run) in trained.items()
+    ]
+    champion = next(c for c in candidates if c.label == selection.champion)
 
     with _step(console, "Materializing features into the online store; online lookups vs offline join"):
         online = check_online_store(workspace, feature_set, with_context, seed=seed)
@@ -155,7 +193,7 @@ def run_demo(
     july_sample = test.sample(n=min(requests, len(test)), random_state=seed).reset_index(drop=True)
     run_id = uuid.uuid4().hex[:12]
     served, latencies, failed = _send_requests(
-        workspace, july_sample, list(context_spec.features), run_id, console
+        workspace, july_sample, list(champion_spec.features), run_id, console
     )
     expected = registry.load(f"{MODEL}/{champion.version}").predict_frame(july_sample)
     answered = ~np.isnan(served)
@@ -174,6 +212,7 @@ def run_demo(
         online=online,
         candidates=candidates,
         champion=champion,
+        selection=selection,
         onnx_parity=export.parity_max_abs_diff,
         test_rows=len(test),
         requests=len(july_sample),
@@ -226,8 +265,9 @@ def _rounds_bar(console: Console, estimator: str, rounds: int) -> Iterator[Calla
 
 
 @contextmanager
-def _step(console: Console, title: str) -> Iterator[None]:
+def _step(console: Console, title: str) -> Iterator[Callable[[str], None]]:
+    """A status line while the block runs (the yielded callable says what it is doing now)."""
     started = time.perf_counter()
-    with console.status(title):
-        yield
+    with console.status(title) as status:
+        yield lambda doing: status.update(f"{title}: {doing}")
     console.print(f"[green]✓[/] {title} [dim]({time.perf_counter() - started:.1f}s)[/]")

@@ -1,0 +1,251 @@
+"""``mlprod eval``: evaluation sets, reports, utility-ranked leaderboards and the promotion gate."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from mlprod.cli.state import err, open_workspace, out
+from mlprod.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from mlprod.evaluate import EvaluationReport, Leaderboard
+
+app = typer.Typer(
+    help="Evaluation: reports (quality, slices, robustness, fairness, serving cost, interpretability), "
+    "leaderboards ranked by a profile's utility, and the champion/challenger gate.",
+    no_args_is_help=True,
+)
+
+SetOpt = Annotated[str, typer.Option("--set", "-s", help="Evaluation set name ([evaluate.sets.NAME]).")]
+ProfileOpt = Annotated[
+    str | None, typer.Option("--profile", "-p", help="Profile name (default: [evaluate] profile).")
+]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")]
+GATE_EXIT = {"pass": 0, "fail": 3, "inconclusive": 4}
+
+
+@app.command("sets")
+def sets() -> None:
+    """The evaluation sets declared in mlprod.toml."""
+    from mlprod.evaluate import evaluation_sets
+
+    with open_workspace() as ws:
+        declared = evaluation_sets(ws)
+    table = Table(
+        "set", "rows", "period", "slices", "fairness groups", "description", title="evaluation sets"
+    )
+    for s in declared.values():
+        table.add_row(
+            s.name, s.describe(), s.period, ", ".join(s.slices), ", ".join(s.fairness), s.description
+        )
+    out.print(table if declared else "no evaluation sets; add one with `mlprod eval add-set`")
+
+
+@app.command("add-set")
+def add_set(
+    name: Annotated[str, typer.Argument(help="Name of the set.")],
+    table: Annotated[str, typer.Option(help="Versioned table to read.")],
+    time: Annotated[str, typer.Option(help="Time column (or SQL expression) the range applies to.")],
+    ref: Annotated[str, typer.Option(help="Branch, tag or commit of the table.")] = "main",
+    start: Annotated[str | None, typer.Option(help="Inclusive start, e.g. 2013-07-01.")] = None,
+    end: Annotated[str | None, typer.Option(help="Exclusive end, e.g. 2013-08-01.")] = None,
+    period: Annotated[str, typer.Option(help="Time slices: day, week or month.")] = "week",
+    slice_by: Annotated[
+        list[str] | None, typer.Option("--slice", help="Column to slice by (repeat).")
+    ] = None,
+    fairness: Annotated[list[str] | None, typer.Option("--fairness", help="Group column (repeat).")] = None,
+    description: Annotated[str, typer.Option(help="What the set stands for.")] = "",
+) -> None:
+    """Declare (or replace) an evaluation set in mlprod.toml."""
+    from mlprod.evaluate import EvaluationSet, save_evaluation_set
+
+    chosen = EvaluationSet(
+        name, table=table, time=time, ref=ref, start=start, end=end, period=period,
+        slices=tuple(slice_by or ()), fairness=tuple(fairness or ()), description=description,
+    )  # fmt: skip
+    with open_workspace() as ws:
+        save_evaluation_set(ws, chosen)
+    out.print(f"evaluation set {name}: {chosen.describe()}")
+
+
+@app.command("profiles")
+def profiles() -> None:
+    """The leaderboard profiles: weights, directions and constraints (built-in and from mlprod.toml)."""
+    from mlprod.evaluate import load_profiles
+
+    with open_workspace() as ws:
+        known = load_profiles(ws.config.evaluate.profiles)
+    table = Table("profile", "primary", "weights", "constraints", "description", title="profiles")
+    for p in known.values():
+        weights = ", ".join(f"{m} {w:g} ({p.direction(m)})" for m, w in p.weights.items())
+        table.add_row(p.name, p.primary, weights, "; ".join(map(str, p.constraints)), p.description)
+    out.print(table)
+
+
+@app.command("run")
+def run(
+    ref: Annotated[str, typer.Argument(help="Model reference: name, name/VERSION or name@ALIAS.")],
+    evaluation_set: SetOpt,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: [evaluate] seed).")] = None,
+    no_cost: Annotated[bool, typer.Option("--no-cost", help="Skip measuring serving cost.")] = False,
+    output_format: FormatOpt = "table",
+) -> None:
+    """Evaluate a model version on a set and store the report with the version."""
+    from mlprod.evaluate import EvaluationOptions, evaluate_model
+
+    with open_workspace() as ws:
+        overrides: dict[str, object] = {"serving_cost": not no_cost}
+        if seed is not None:
+            overrides["seed"] = seed
+        options = EvaluationOptions.from_workspace(ws, **overrides)
+        with err.status(f"evaluating {ref} on {evaluation_set}") as status:
+            report = evaluate_model(
+                ws, ref, evaluation_set, options=options,
+                step=lambda what: status.update(f"evaluating {ref} on {evaluation_set}: {what}"),
+            )  # fmt: skip
+    _print_report(report, output_format)
+
+
+@app.command("show")
+def show(
+    what: Annotated[str, typer.Argument(help="A report id, or a model reference (with --set).")],
+    evaluation_set: Annotated[str | None, typer.Option("--set", "-s", help="Set of the report.")] = None,
+    output_format: FormatOpt = "table",
+) -> None:
+    """A stored report: by id, or the newest of a model version on a set."""
+    from mlprod.evaluate import get_report, latest_report
+
+    with open_workspace() as ws:
+        report = latest_report(ws, what, evaluation_set) if evaluation_set else get_report(ws, what)
+    _print_report(report, output_format)
+
+
+@app.command("leaderboard")
+def leaderboard(
+    evaluation_set: Annotated[str | None, typer.Option("--set", "-s", help="Evaluation set.")] = None,
+    profile: ProfileOpt = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Only these models (repeat; default: all).")
+    ] = None,
+    units_of: Annotated[
+        str | None, typer.Option(help="Score in the AMRS units of this earlier leaderboard id.")
+    ] = None,
+    show_id: Annotated[str | None, typer.Option("--show", help="Show a recorded leaderboard by id.")] = None,
+    output_format: FormatOpt = "table",
+) -> None:
+    """Rank the evaluated models by a profile's utility (recorded, with its pool snapshot)."""
+    from mlprod.evaluate import build_leaderboard, get_leaderboard
+
+    _check_format(output_format)
+    with open_workspace() as ws:
+        if show_id is not None:
+            board = get_leaderboard(ws, show_id)
+        elif evaluation_set is None:
+            raise InvalidInputError(
+                "name the evaluation set with --set (or show a recorded one with --show ID)"
+            )
+        else:
+            board = build_leaderboard(
+                ws, evaluation_set=evaluation_set, profile=profile, models=model, units_of=units_of
+            )
+    if output_format == "json":
+        out.print_json(json.dumps(board.to_dict(), default=str))
+    elif output_format == "csv":
+        out.print(board.to_csv(), end="", markup=False, highlight=False)
+    else:
+        out.print(leaderboard_table(board))
+
+
+@app.command("gate")
+def gate_command(
+    champion: Annotated[str, typer.Argument(help="Champion reference, e.g. flights-delay@champion.")],
+    challenger: Annotated[str, typer.Argument(help="Challenger reference, e.g. flights-delay/7.")],
+    evaluation_set: SetOpt,
+    profile: ProfileOpt = None,
+    max_slice_regression: Annotated[
+        float, typer.Option(help="Largest allowed drop of the worst slice's metric.")
+    ] = 0.02,
+    units_of: Annotated[
+        str | None, typer.Option(help="Utility in the units of this leaderboard id (recommended).")
+    ] = None,
+) -> None:
+    """Does the challenger beat the champion? Exit 0 pass, 3 fail, 4 inconclusive."""
+    from mlprod.evaluate import gate, get_leaderboard, get_profile, latest_report, load_profiles
+
+    with open_workspace() as ws:
+        chosen = get_profile(
+            profile or ws.config.evaluate.profile, load_profiles(ws.config.evaluate.profiles)
+        )
+        snapshot = None if units_of is None else get_leaderboard(ws, units_of).snapshot
+        verdict = gate(
+            latest_report(ws, champion, evaluation_set), latest_report(ws, challenger, evaluation_set),
+            chosen, max_slice_regression=max_slice_regression, snapshot=snapshot,
+        )  # fmt: skip
+    style = {"pass": "green", "fail": "red", "inconclusive": "yellow"}[verdict.decision]
+    out.print(f"[bold {style}]{verdict.decision.upper()}[/]: {verdict.challenger} vs {verdict.champion}")
+    for reason in verdict.reasons:
+        out.print(f"  - {reason}", markup=False)
+    raise typer.Exit(GATE_EXIT[verdict.decision])
+
+
+def leaderboard_table(board: Leaderboard, *, labels: dict[str, str] | None = None) -> Table:
+    """The leaderboard as a Rich table: rank, utility, each metric, Pareto front, constraint failures.
+
+    ``labels`` shows models by another name than their reference (e.g. the demo's candidate names).
+    """
+    title = f"leaderboard {board.id[:12]} · profile {board.profile.name} · set {board.evaluation_set}"
+    table = Table("rank", "model", "utility", *board.columns, "pareto", "constraint failures", title=title)
+    for e in board.entries:
+        name = labels.get(e.ref, e.ref) if labels else e.ref
+        cells = [_number(e.metrics.get(c)) for c in board.columns]
+        failures = "; ".join(e.failures) + ("; missing " + ", ".join(e.missing) if e.missing else "")
+        table.add_row(
+            str(e.rank or "-"), name, _number(e.utility), *cells, "★" if e.pareto else "", failures or ""
+        )
+    return table
+
+
+def _print_report(report: EvaluationReport, output_format: str) -> None:
+    _check_format(output_format, allowed=("table", "json"))
+    if output_format == "json":
+        out.print_json(json.dumps(report.to_dict(), default=str))
+        return
+    title = (
+        f"{report.ref} on {report.evaluation_set.name} (commit {report.dataset_commit[:12]}, "
+        f"{report.rows:,} rows, seed {report.seed}) · report {report.id[:12]}"
+    )
+    table = Table("metric", "value", title=title)
+    for name, value in report.metrics.items():
+        table.add_row(name, _number(value))
+    out.print(table)
+    slices = report.slices
+    if slices.worst is not None:
+        out.print(f"worst slice: {slices.worst_name()} {slices.metric} {slices.worst.metric:.4f} "
+                  f"({slices.worst.rows:,} rows)")  # fmt: skip
+    for shift in report.robustness.shifts:
+        out.print(
+            f"shift {shift.name}: {shift.metric} {shift.value:.4f} (drop {shift.drop:+.4f})", markup=False
+        )
+    for fairness in report.fairness:
+        dp, eo = fairness.demographic_parity_difference, fairness.equalized_odds_difference
+        out.print(
+            f"fairness by {fairness.column}: DP difference {dp.value:.4f} [{dp.low:.4f}, {dp.high:.4f}], "
+            f"EO difference {eo.value:.4f} [{eo.low:.4f}, {eo.high:.4f}]"
+        )
+    candidates = report.importance.drop_candidates
+    out.print(f"features indistinguishable from zero (drop candidates): {', '.join(candidates) or 'none'}")
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def _check_format(output_format: str, allowed: tuple[str, ...] = ("table", "json", "csv")) -> None:
+    if output_format not in allowed:
+        raise InvalidInputError(f"--format {output_format!r}: expected one of {', '.join(allowed)}")
