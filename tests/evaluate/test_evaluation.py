@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from mlprod.evaluate import (
     EvaluationReport,
     EvaluationSet,
     evaluate_model,
+    explain_rows,
     get_report,
     latest_report,
     latest_reports,
@@ -80,6 +82,21 @@ def test_the_same_seed_on_the_same_commit_gives_the_same_report(evaluated) -> No
     second = {k: v for k, v in again.to_dict().items() if k not in volatile}
     assert first == second
     assert latest_report(ws, reports["small"].ref, "later").id == again.id
+
+
+def test_explanations_add_up_to_each_prediction(evaluated) -> None:
+    ws, reports = evaluated
+    for label in ("large", "linear"):
+        explained = explain_rows(ws, reports[label].ref, "later", rows=4, seed=1)
+        assert len(explained) == 4
+        for e in explained:
+            log_odds = e.base + sum(e.contributions.values())
+            assert 1 / (1 + math.exp(-log_odds)) == pytest.approx(e.probability, abs=1e-9)
+            magnitudes = [abs(v) for v in e.contributions.values()]
+            assert magnitudes == sorted(magnitudes, reverse=True)
+            assert set(e.inputs) == set(e.contributions) == {"x", "noise", "c", "group"}
+    with pytest.raises(InvalidInputError, match="rows to explain must be between 1 and 2000"):
+        explain_rows(ws, reports["large"].ref, "later", rows=0)
 
 
 def test_a_model_without_training_lineage_cannot_be_evaluated(evaluated) -> None:

@@ -124,6 +124,33 @@ def show(
     _print_report(report, output_format)
 
 
+@app.command("explain")
+def explain(
+    ref: Annotated[str, typer.Argument(help="Model reference: name, name/VERSION or name@ALIAS.")],
+    evaluation_set: SetOpt,
+    rows: Annotated[int, typer.Option(help="How many seeded random rows to explain.")] = 3,
+    top: Annotated[int, typer.Option(help="Contributions shown per row (table format).")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the row sample.")] = 0,
+    output_format: FormatOpt = "table",
+) -> None:
+    """Per-prediction contributions (log-odds) of each input, for tree boosters and linear models."""
+    from mlprod.evaluate import explain_rows
+
+    _check_format(output_format, allowed=("table", "json"))
+    with open_workspace() as ws:
+        explanations = explain_rows(ws, ref, evaluation_set, rows=rows, seed=seed)
+    if output_format == "json":
+        out.print_json(json.dumps([e.to_dict() for e in explanations], default=str))
+        return
+    for i, e in enumerate(explanations, 1):
+        table = Table("input", "value", "contribution", title=f"row {i}: probability {e.probability:.4f}")
+        for name, value in list(e.contributions.items())[:top]:
+            shown = e.inputs.get(name)
+            table.add_row(name, f"{shown:.4g}" if isinstance(shown, float) else str(shown), f"{value:+.4f}")
+        table.add_row("(base)", "", f"{e.base:+.4f}")
+        out.print(table)
+
+
 @app.command("leaderboard")
 def leaderboard(
     evaluation_set: Annotated[str | None, typer.Option("--set", "-s", help="Evaluation set.")] = None,

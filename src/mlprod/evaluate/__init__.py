@@ -9,6 +9,7 @@ from mlprod.evaluate.evaluation_set import (
     load_rows,
     save_evaluation_set,
 )
+from mlprod.evaluate.explain import Explanation, explain_rows
 from mlprod.evaluate.fairness import FairnessReport, GroupRates, fairness_report
 from mlprod.evaluate.gate import GateVerdict, gate
 from mlprod.evaluate.importance import FeatureImportance, ImportanceReport, permutation_importance
@@ -43,6 +44,7 @@ __all__ = [
     "EvaluationOptions",
     "EvaluationReport",
     "EvaluationSet",
+    "Explanation",
     "FairnessReport",
     "FeatureImportance",
     "GateVerdict",
@@ -66,6 +68,7 @@ __all__ = [
     "contributions",
     "evaluate_model",
     "evaluation_sets",
+    "explain_rows",
     "fairness_report",
     "gate",
     "get_evaluation_set",

@@ -204,9 +204,13 @@ def score_rows(
     )
 
 
-def request_rows(frame: pd.DataFrame, inputs: list[str], *, seed: int) -> list[dict[str, Any]]:
-    """A seeded sample of the rows as JSON-like request objects (missing values as None)."""
-    sample = frame.sample(n=min(LATENCY_SAMPLE_ROWS, len(frame)), random_state=seed)[inputs]
+def request_rows(
+    frame: pd.DataFrame, inputs: list[str], *, seed: int, shuffle: bool = True
+) -> list[dict[str, Any]]:
+    """The rows as JSON-like request objects (missing values as None); with ``shuffle``, a seeded
+    sample of at most ``LATENCY_SAMPLE_ROWS``."""
+    chosen = frame.sample(n=min(LATENCY_SAMPLE_ROWS, len(frame)), random_state=seed) if shuffle else frame
+    sample = chosen[inputs]
     values = sample.astype(object).where(sample.notna(), None)
     return [
         {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
