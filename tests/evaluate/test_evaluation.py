@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from mlprod.evaluate import (
     latest_report,
     latest_reports,
 )
+from mlprod.evaluate.json_numbers import json_safe
+from mlprod.evaluate.report_store import save_report
 from mlprod.models import Registry
 from mlprod.workspace import Workspace
 from tests.conftest import train_toy
@@ -72,6 +76,29 @@ def test_reports_are_stored_with_the_version_and_read_back_whole(evaluated) -> N
     assert get_report(ws, report.id[:8]).to_dict() == report.to_dict()
     assert latest_report(ws, report.ref, "later").id == report.id
     assert {r.ref for r in latest_reports(ws, "later")} == {r.ref for r in reports.values()}
+
+
+def test_undefined_numbers_survive_storage_as_nan(evaluated) -> None:
+    ws, reports = evaluated
+    report = reports["large"]
+    assert report.serving is not None
+    nan = float("nan")
+    first = next(iter(report.interpretability.importance))
+    holed = dataclasses.replace(
+        report,
+        id=uuid.uuid4().hex,
+        quality=report.quality | {"ece": nan},
+        serving=dataclasses.replace(report.serving, memory_mb=nan),
+        interpretability=dataclasses.replace(
+            report.interpretability, importance=report.interpretability.importance | {first: nan}
+        ),
+    )
+    save_report(ws, holed)
+    back = get_report(ws, holed.id)
+    assert math.isnan(back.quality["ece"]) and math.isnan(back.serving.memory_mb)
+    assert math.isnan(back.interpretability.importance[first])
+    assert "ece" not in back.metrics and "memory_mb" not in back.metrics  # undefined is not measured
+    assert json_safe(back.to_dict()) == json_safe(holed.to_dict())
 
 
 def test_the_same_seed_on_the_same_commit_gives_the_same_report(evaluated) -> None:

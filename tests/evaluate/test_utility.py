@@ -58,7 +58,7 @@ def test_amrs_and_utilities_of_a_tiny_pool_by_hand() -> None:
         "C": {"auc": 0.875, "throughput_rows_per_s": 40.0},
     }
     profile = Profile(name="tiny", primary="auc", weights={"auc": 3, "throughput_rows_per_s": 1})
-    scored, snapshot = score(pool, profile)
+    scored, snapshot = score(pool, profile, method="mean")
     # Sorted by auc: A, B, C. |Δthroughput| / Δauc = 50 / 0.25 = 200 and 10 / 0.125 = 80.
     assert snapshot.amrs == {"auc": 1.0, "throughput_rows_per_s": 140.0}
     assert snapshot.candidates == ("A", "B", "C")
@@ -77,7 +77,7 @@ def test_amrs_and_utilities_of_a_tiny_pool_by_hand() -> None:
 
 
 def test_a_lower_is_better_metric_by_hand() -> None:
-    scored, snapshot = score(LATENCY_POOL, LATENCY)
+    scored, snapshot = score(LATENCY_POOL, LATENCY, method="mean")
     # |Δlatency| / Δauc = 20 / 0.25 = 80 and 50 / 0.125 = 400; latency enters negated.
     assert snapshot.amrs == {"auc": 1.0, "latency_p99_ms": 240.0}
     expected = {"A": 0.25 - 10 / 480, "B": 0.375 - 30 / 480, "C": 0.4375 - 80 / 480}
@@ -87,12 +87,12 @@ def test_a_lower_is_better_metric_by_hand() -> None:
     wrong = Profile(
         name="wrong", primary="auc", weights=LATENCY.weights, directions={"latency_p99_ms": "higher"}
     )
-    assert score(LATENCY_POOL, wrong)[0][0].name == "C"
+    assert score(LATENCY_POOL, wrong, method="mean")[0][0].name == "C"
 
 
 def test_the_dynascore_notebook_is_reproduced_with_its_memory_sign() -> None:
     pool, profile = nli("higher", offset=16)
-    scored, snapshot = score(pool, profile)
+    scored, snapshot = score(pool, profile, method="mean")
     assert [c.name for c in scored] == list(NLI)  # the notebook's order
     deberta = by_name(scored)["DeBERTa"]
     assert deberta.utility == pytest.approx(38.730978, abs=1e-6)
@@ -101,6 +101,20 @@ def test_the_dynascore_notebook_is_reproduced_with_its_memory_sign() -> None:
     assert deberta.contributions["Throughput"] * 8 == pytest.approx(1.511594, abs=1e-6)
     assert deberta.contributions["Memory"] * 8 == pytest.approx(1.806587, abs=1e-6)
     assert snapshot.amrs["Perf"] == 1.0
+
+
+def test_weighted_amrs_by_hand_and_its_indifference_to_a_near_tie() -> None:
+    _, snapshot = score(LATENCY_POOL, LATENCY)
+    # Σ|Δlatency| / ΣΔauc = (20 + 50) / (0.25 + 0.125)
+    assert snapshot.amrs["latency_p99_ms"] == pytest.approx(70 / 0.375)
+    # A near-tie: D is 0.0001 AUC better than C and 10 ms slower.
+    tied = {**LATENCY_POOL, "D": {"auc": 0.8751, "latency_p99_ms": 90.0}}
+    mean_scale = score(tied, LATENCY, method="mean")[1].amrs["latency_p99_ms"]
+    weighted_scale = score(tied, LATENCY)[1].amrs["latency_p99_ms"]
+    assert mean_scale > 100 * 240  # one tiny Δauc swamps the mean: latency all but vanishes
+    assert weighted_scale == pytest.approx(80 / 0.3751)  # barely moved from 186.7
+    ranked = [c.name for c in score(tied, LATENCY)[0]]
+    assert ranked.index("D") > ranked.index("C")  # 10 ms for 0.0001 AUC is a bad trade
 
 
 def test_more_memory_costs_utility_only_when_memory_is_lower_is_better() -> None:
@@ -146,7 +160,7 @@ def test_a_dominating_model_ranks_first_for_any_positive_weights(seed: int) -> N
 
 
 def test_scoring_new_candidates_in_an_old_snapshot_leaves_old_utilities_alone() -> None:
-    old_scored, old = score(LATENCY_POOL, LATENCY)
+    old_scored, old = score(LATENCY_POOL, LATENCY, method="mean")
     frozen = json.loads(json.dumps(old.to_dict()))
     pool = {**LATENCY_POOL, "D": {"auc": 0.625, "latency_p99_ms": 50.0}}
 
@@ -161,7 +175,7 @@ def test_scoring_new_candidates_in_an_old_snapshot_leaves_old_utilities_alone() 
     # The snapshot alone recomputes the original scores exactly.
     assert utilities(score(restored.metrics, LATENCY, snapshot=restored)[0]) == utilities(old_scored)
 
-    _, fresh = score(pool, LATENCY)
+    _, fresh = score(pool, LATENCY, method="mean")
     # Sorted A, D, B, C: |Δlatency| / Δauc = 40 / 0.125, 20 / 0.125, 50 / 0.125.
     assert fresh.amrs["latency_p99_ms"] == pytest.approx(880 / 3)
     assert fresh.candidates == ("A", "D", "B", "C")
@@ -186,7 +200,7 @@ def test_constraints_filter_the_ranking_but_keep_the_utility() -> None:
     )
     pool = {name: {**row, "memory_mb": 10.0} for name, row in LATENCY_POOL.items()}
     del pool["A"]["memory_mb"]
-    scored, _ = score(pool, profile)
+    scored, _ = score(pool, profile, method="mean")
     assert [(c.name, c.rank) for c in scored] == [("B", 1), ("C", None), ("A", None)]
     assert by_name(scored)["C"].failures == ("latency_p99_ms = 80 > 50",)
     assert by_name(scored)["A"].failures == ("memory_mb missing",)  # constraint-only metric: not unscorable
@@ -202,14 +216,14 @@ def test_a_missing_or_nan_metric_makes_a_candidate_unscorable() -> None:
         "E": {"auc": math.nan, "latency_p99_ms": 1.0},
         "F": {"auc": 0.99},
     }
-    scored, snapshot = score(pool, LATENCY)
+    scored, snapshot = score(pool, LATENCY, method="mean")
     assert [c.name for c in scored] == ["B", "C", "A", "D", "E", "F"]
     unscorable = scored[3:]
     assert [c.missing for c in unscorable] == [("latency_p99_ms",), ("auc",), ("latency_p99_ms",)]
     assert all(c.utility is None and c.rank is None and not c.pareto for c in unscorable)
     assert all(c.contributions == {} for c in unscorable)
     assert snapshot.candidates == ("A", "B", "C")
-    assert snapshot.amrs == score(LATENCY_POOL, LATENCY)[1].amrs
+    assert snapshot.amrs == score(LATENCY_POOL, LATENCY, method="mean")[1].amrs
     assert "D left out: missing latency_p99_ms" in snapshot.notes
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from mlprod.errors import InvalidInputError
+from mlprod.evaluate.json_numbers import finite_or_none, number
 
 DEFAULT_MAX_ELEMENTS = 1 << 22
 """Row counts held per block by ``iter_bootstrap_counts``: about 48 MB of indices and counts."""
@@ -64,18 +65,18 @@ class Interval:
     def to_dict(self) -> dict[str, float | None]:
         """JSON-ready: NaN becomes None."""
         return {
-            "value": _none_if_nan(self.value),
-            "low": _none_if_nan(self.low),
-            "high": _none_if_nan(self.high),
+            "value": finite_or_none(self.value),
+            "low": finite_or_none(self.low),
+            "high": finite_or_none(self.high),
             "confidence": self.confidence,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Interval:
         return cls(
-            value=_nan_if_none(data["value"]),
-            low=_nan_if_none(data["low"]),
-            high=_nan_if_none(data["high"]),
+            value=number(data["value"]),
+            low=number(data["low"]),
+            high=number(data["high"]),
             confidence=float(data["confidence"]),
         )
 
@@ -148,11 +149,3 @@ def _check_sizes(n: int, resamples: int) -> None:
         raise InvalidInputError(f"cannot bootstrap {n} rows; need at least one row")
     if resamples < 1:
         raise InvalidInputError(f"resamples must be at least 1, got {resamples}")
-
-
-def _none_if_nan(x: float) -> float | None:
-    return None if math.isnan(x) else x
-
-
-def _nan_if_none(x: float | None) -> float:
-    return math.nan if x is None else float(x)

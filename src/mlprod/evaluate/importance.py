@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from mlprod.errors import InvalidInputError
+from mlprod.evaluate.json_numbers import finite_or_none, number
 from mlprod.evaluate.quality import score_metric
 from mlprod.evaluate.robustness import Predict, call_predict, check_matrix, check_metric, metric_drop
 
@@ -65,9 +66,9 @@ class FeatureImportance:
         """A JSON-serialisable form (NaN written as ``None``); ``from_dict`` reads it back."""
         return {
             "feature": self.feature,
-            "importance": _to_json(self.importance),
-            "low": _to_json(self.low),
-            "high": _to_json(self.high),
+            "importance": finite_or_none(self.importance),
+            "low": finite_or_none(self.low),
+            "high": finite_or_none(self.high),
             "useful": self.useful,
         }
 
@@ -77,9 +78,9 @@ class FeatureImportance:
         try:
             return cls(
                 feature=str(data["feature"]),
-                importance=_from_json(data["importance"]),
-                low=_from_json(data["low"]),
-                high=_from_json(data["high"]),
+                importance=number(data["importance"]),
+                low=number(data["low"]),
+                high=number(data["high"]),
                 useful=bool(data["useful"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -233,11 +234,3 @@ def _shuffled_scores(predict: Predict, sample: np.ndarray, rng: np.random.Genera
             stacked[block * rows : (block + 1) * rows, column] = sample[rng.permutation(rows), column]
         scores[columns.start : columns.stop] = call_predict(predict, stacked).reshape(len(columns), rows)
     return scores
-
-
-def _to_json(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
-def _from_json(value: Any) -> float:
-    return float("nan") if value is None else float(value)

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from mlprod.errors import InvalidInputError
+from mlprod.evaluate.json_numbers import number
 from mlprod.models.loaded import LoadedModel
 
 DECLARED_SCORES: dict[str, float] = {
@@ -96,7 +97,7 @@ class Interpretability:
             return cls(
                 family=str(data["family"]),
                 declared_score=float(data["declared_score"]),
-                importance={str(k): float(v) for k, v in dict(data.get("importance", {})).items()},
+                importance={str(k): number(v) for k, v in dict(data.get("importance", {})).items()},
                 method=str(data.get("method", METHOD_NONE)),
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -16,6 +16,7 @@ from mlprod.evaluate.evaluation_set import EvaluationSet
 from mlprod.evaluate.fairness import FairnessReport
 from mlprod.evaluate.importance import ImportanceReport
 from mlprod.evaluate.interpretability import Interpretability
+from mlprod.evaluate.json_numbers import number
 from mlprod.evaluate.robustness import RobustnessReport
 from mlprod.evaluate.serving_cost import ServingCost
 from mlprod.evaluate.slices import SliceReport
@@ -102,7 +103,7 @@ class EvaluationReport:
             seed=data["seed"],
             created_at=datetime.fromisoformat(data["created_at"]),
             rows=data["rows"],
-            quality=data["quality"],
+            quality={name: number(value) for name, value in data["quality"].items()},
             slices=SliceReport.from_dict(data["slices"]),
             robustness=RobustnessReport.from_dict(data["robustness"]),
             fairness=tuple(FairnessReport.from_dict(f) for f in data["fairness"]),

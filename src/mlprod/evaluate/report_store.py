@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 
 from mlprod.errors import InvalidInputError, NotFoundError
+from mlprod.evaluate.json_numbers import json_safe
 from mlprod.evaluate.report import EvaluationReport
 from mlprod.identity import current_user
 from mlprod.meta.tables import evaluation_reports
@@ -15,7 +14,7 @@ from mlprod.workspace import Workspace
 
 
 def save_report(workspace: Workspace, report: EvaluationReport) -> None:
-    data = _json_safe(report.to_dict())
+    data = json_safe(report.to_dict())
     with workspace.engine.begin() as conn:
         conn.execute(
             evaluation_reports.insert().values(
@@ -98,14 +97,3 @@ def latest_reports(workspace: Workspace, evaluation_set: str) -> list[Evaluation
     )
     with workspace.engine.connect() as conn:
         return [EvaluationReport.from_dict(report) for report in conn.scalars(query)]
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities become None: JSON has no such numbers and PostgreSQL refuses them."""
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value

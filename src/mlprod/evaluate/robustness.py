@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from mlprod.errors import InvalidInputError
+from mlprod.evaluate.json_numbers import finite_or_none, number
 from mlprod.evaluate.quality import CLASSIFICATION_METRICS, REGRESSION_METRICS, score_metric
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -94,8 +95,8 @@ class ShiftResult:
             "name": self.name,
             "description": self.description,
             "metric": self.metric,
-            "baseline": _to_json(self.baseline),
-            "value": _to_json(self.value),
+            "baseline": finite_or_none(self.baseline),
+            "value": finite_or_none(self.value),
             "rows": self.rows,
         }
 
@@ -107,8 +108,8 @@ class ShiftResult:
                 name=str(data["name"]),
                 description=str(data["description"]),
                 metric=str(data["metric"]),
-                baseline=_from_json(data["baseline"]),
-                value=_from_json(data["value"]),
+                baseline=number(data["baseline"]),
+                value=number(data["value"]),
                 rows=int(data["rows"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -157,7 +158,7 @@ class RobustnessReport:
         """
         return {
             "metric": self.metric,
-            "baseline": _to_json(self.baseline),
+            "baseline": finite_or_none(self.baseline),
             "shifts": [s.to_dict() for s in self.shifts],
         }
 
@@ -167,7 +168,7 @@ class RobustnessReport:
         try:
             return cls(
                 metric=str(data["metric"]),
-                baseline=_from_json(data["baseline"]),
+                baseline=number(data["baseline"]),
                 shifts=tuple(ShiftResult.from_dict(s) for s in data["shifts"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -422,11 +423,3 @@ def _reweight(
         _score(metric, y[picked], scores[picked]),
         len(picked),
     )
-
-
-def _to_json(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
-def _from_json(value: Any) -> float:
-    return float("nan") if value is None else float(value)

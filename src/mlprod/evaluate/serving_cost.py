@@ -48,6 +48,7 @@ import numpy as np
 
 import mlprod
 from mlprod.errors import InvalidInputError, MlprodError
+from mlprod.evaluate.json_numbers import number
 from mlprod.models.registry import ModelVersion, Registry
 from mlprod.workspace import Workspace
 
@@ -83,7 +84,7 @@ class ServingCost:
         if missing:
             raise InvalidInputError(f"serving cost record lacks {missing}; it has {sorted(data)}")
         try:
-            numbers = {f.name: float(data[f.name]) for f in fields(cls) if f.name != "runtime"}
+            numbers = {f.name: number(data[f.name]) for f in fields(cls) if f.name != "runtime"}
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(f"serving cost record has a non-numeric figure: {exc}") from exc
         return cls(runtime=str(data["runtime"]), **numbers)

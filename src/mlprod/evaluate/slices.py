@@ -24,9 +24,11 @@ from typing import Any
 import numpy as np
 
 from mlprod.errors import InvalidInputError
+from mlprod.evaluate.json_numbers import json_safe, number
 from mlprod.evaluate.quality import score_metric
 
 PERIODS = ("day", "week", "month")
+_NUMBERS = ("positive_rate", "metric", "accuracy")
 MISSING = "(missing)"
 
 
@@ -150,9 +152,9 @@ def _window_labels(times: np.ndarray, period: str) -> np.ndarray:
 
 
 def _plain(s: SliceMetric) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in asdict(s).items()}
+    return {k: json_safe(v) for k, v in asdict(s).items()}
 
 
 def _slice(data: Mapping[str, Any]) -> SliceMetric:
-    values: dict[str, Any] = {k: float("nan") if v is None else v for k, v in data.items()}
+    values: dict[str, Any] = {k: number(v) if k in _NUMBERS else v for k, v in data.items()}
     return SliceMetric(**values)

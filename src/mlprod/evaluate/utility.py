@@ -5,8 +5,12 @@ first made higher-is-better: lower-is-better metrics (``Profile.direction``) are
 latency, memory or cost always lowers utility (the reference notebook's example scores memory the
 wrong way round). Candidates are sorted by the primary metric and, over consecutive pairs whose
 primary differs by more than ``AMRS_CUTOFF`` times the largest absolute primary value, each
-metric's *average marginal rate of substitution* is ``AMRS_m = mean(|Δm| / Δprimary)``: how much
-of metric m the pool trades for one unit of primary. Utility is
+metric's *average marginal rate of substitution* is how much of metric m the pool trades for one
+unit of primary. The reference averages the pairs' ratios, ``mean(|Δm| / Δprimary)`` (``method=
+"mean"``); one pair of near-tied models then divides by a tiny Δprimary and swamps the average (a
+model 0.0001 AUC better and 10 ms slower multiplies latency's AMRS a hundredfold, which erases
+latency from every score). The default, ``method="weighted"``, weighs each pair by its Δprimary:
+``AMRS_m = Σ|Δm| / ΣΔprimary``, which a near-tie barely moves. Utility is
 ``Σ_m (w_m / Σw) · value_m / AMRS_m``, i.e. every metric is expressed in primary units (the
 primary's own AMRS is 1) and weighted.
 
@@ -33,10 +37,12 @@ Examples:
     ...     "c": {"auc": 0.875, "latency_p99_ms": 80},
     ... }
     >>> ranked, snapshot = score(pool, profile)
-    >>> snapshot.amrs  # mean of 20 / 0.25 and 50 / 0.125
-    {'auc': 1.0, 'latency_p99_ms': 240.0}
+    >>> round(snapshot.amrs["latency_p99_ms"], 2)  # (20 + 50) / (0.25 + 0.125)
+    186.67
     >>> [(c.name, c.rank, round(c.utility, 4)) for c in ranked]
-    [('c', 1, 0.5729), ('b', 2, 0.5312), ('a', 3, 0.3646)]
+    [('c', 1, 0.5491), ('b', 2, 0.5223), ('a', 3, 0.3616)]
+    >>> score(pool, profile, method="mean")[1].amrs  # the reference: mean of 20 / 0.25 and 50 / 0.125
+    {'auc': 1.0, 'latency_p99_ms': 240.0}
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from numbers import Real
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -55,6 +61,7 @@ from mlprod.evaluate.profiles import DEFAULT_DIRECTIONS, Constraint, Direction, 
 __all__ = [
     "AMRS_CUTOFF",
     "DEFAULT_DIRECTIONS",
+    "AmrsMethod",
     "Constraint",
     "Direction",
     "PoolSnapshot",
@@ -67,6 +74,7 @@ __all__ = [
 ]
 
 AMRS_CUTOFF = 1e-4
+AmrsMethod = Literal["weighted", "mean"]
 Pool = Mapping[str, Mapping[str, float | None]]
 _METHOD_NOTES = {
     "single": "fewer than two scorable candidates: utility is the weighted {primary} alone",
@@ -145,7 +153,7 @@ class ScoredCandidate:
     pareto: bool
 
 
-def build_snapshot(pool: Pool, profile: Profile) -> PoolSnapshot:
+def build_snapshot(pool: Pool, profile: Profile, *, method: AmrsMethod = "weighted") -> PoolSnapshot:
     """Fix each weighted metric's scale from the scorable candidates of ``pool``.
 
     Candidates are ordered by direction-adjusted primary, ties by name, so the result never
@@ -156,15 +164,13 @@ def build_snapshot(pool: Pool, profile: Profile) -> PoolSnapshot:
     signs = np.array([_sign(profile.direction(metric)) for metric in metrics])
     names = sorted(values, key=lambda name: (signs[0] * values[name][primary], name))
     rows = [[values[name][metric] for metric in metrics] for name in names]
-    scales, method = _scales(np.array(rows, dtype=float).reshape(len(names), len(metrics)) * signs)
+    scales, how = _scales(np.array(rows, dtype=float).reshape(len(names), len(metrics)) * signs, method)
     notes = [f"{name} left out: missing {', '.join(absent)}" for name, absent in missing.items()]
-    if method in _METHOD_NOTES:
-        notes.append(_METHOD_NOTES[method].format(primary=primary, cutoff=AMRS_CUTOFF))
-    if method in _ZERO_NOTES:
+    if how in _METHOD_NOTES:
+        notes.append(_METHOD_NOTES[how].format(primary=primary, cutoff=AMRS_CUTOFF))
+    if how in _ZERO_NOTES:
         zeros = [metric for metric, scale in zip(metrics, scales, strict=True) if scale == 0]
-        notes += [
-            f"{metric} contributes 0: {_ZERO_NOTES[method].format(primary=primary)}" for metric in zeros
-        ]
+        notes += [f"{metric} contributes 0: {_ZERO_NOTES[how].format(primary=primary)}" for metric in zeros]
     return PoolSnapshot(
         profile=profile.name,
         profile_hash=profile.definition_hash(),
@@ -176,16 +182,20 @@ def build_snapshot(pool: Pool, profile: Profile) -> PoolSnapshot:
 
 
 def score(
-    candidates: Pool, profile: Profile, *, snapshot: PoolSnapshot | None = None
+    candidates: Pool,
+    profile: Profile,
+    *,
+    snapshot: PoolSnapshot | None = None,
+    method: AmrsMethod = "weighted",
 ) -> tuple[list[ScoredCandidate], PoolSnapshot]:
     """Utility, constraint failures, rank and Pareto membership of every candidate.
 
-    Without ``snapshot`` the scales come from ``candidates`` themselves. The list is sorted: ranked
-    candidates by utility (best first), then those failing a constraint (by utility), then the
-    unscorable; ties are broken by name.
+    Without ``snapshot`` the scales come from ``candidates`` themselves (by ``method``). The list
+    is sorted: ranked candidates by utility (best first), then those failing a constraint (by
+    utility), then the unscorable; ties are broken by name.
     """
     if snapshot is None:
-        snapshot = build_snapshot(candidates, profile)
+        snapshot = build_snapshot(candidates, profile, method=method)
     elif snapshot.profile_hash != profile.definition_hash():
         raise InvalidInputError(
             f"The pool snapshot was built for profile '{snapshot.profile}' with a different definition "
@@ -253,24 +263,29 @@ def _read(pool: Pool, profile: Profile) -> tuple[dict[str, dict[str, float]], di
     return values, missing
 
 
-def _scales(signed: np.ndarray) -> tuple[np.ndarray, str]:
+def _scales(signed: np.ndarray, method: AmrsMethod) -> tuple[np.ndarray, str]:
     """Each column's AMRS against column 0 (rows sorted by it), its range as the fallback; column 0 is 1.
 
     The method is "amrs", "range" (no consecutive pair differs enough in the primary) or "single"
     (fewer than two rows: nothing to trade off, every other column gets 0).
     """
     if len(signed) < 2:
-        scales, method = np.zeros(signed.shape[1]), "single"
+        scales, how = np.zeros(signed.shape[1]), "single"
     else:
         delta = np.diff(signed, axis=0)
         # The reference uses max(primary); the absolute value keeps a negated primary meaningful.
         qualifying = delta[:, 0] > AMRS_CUTOFF * np.abs(signed[:, 0]).max()
         if qualifying.any():
-            scales, method = (np.abs(delta[qualifying]) / delta[qualifying, :1]).mean(axis=0), "amrs"
+            steps = np.abs(delta[qualifying])
+            if method == "mean":
+                scales = (steps / delta[qualifying, :1]).mean(axis=0)
+            else:
+                scales = steps.sum(axis=0) / delta[qualifying, 0].sum()
+            how = "amrs"
         else:
-            scales, method = signed.max(axis=0) - signed.min(axis=0), "range"
+            scales, how = signed.max(axis=0) - signed.min(axis=0), "range"
     scales[0] = 1.0
-    return scales, method
+    return scales, how
 
 
 def _value(name: str, metric: str, raw: object) -> float | None:
