@@ -56,6 +56,10 @@ def test_a_report_measures_every_part_on_the_sets_commit(evaluated) -> None:
     assert shifts["later_window"].drop > 0 and shifts["noise_0.5sd"].drop > 0
     fairness = report.fairness[0]
     assert fairness.column == "group" and [g.group for g in fairness.groups] == ["g1", "g2"]
+    # fairness is judged at the threshold that selects as many rows as are positive, not at 0.5
+    selected = sum(g.selection_rate.value * g.rows for g in fairness.groups)
+    assert selected == pytest.approx(sum(g.positives for g in fairness.groups), rel=0.01)
+    assert fairness.threshold != 0.5
     dp = fairness.demographic_parity_difference
     assert dp.low <= dp.value <= dp.high and dp.low > 0.1  # g2's base rate is far higher
     serving = report.serving

@@ -8,18 +8,21 @@ from collections.abc import Iterator
 
 import pytest
 
+from mlprod.data import TableStore
 from mlprod.errors import InvalidInputError, NotFoundError
 from mlprod.evaluate import (
     EvaluationReport,
+    EvaluationSet,
     Profile,
     build_leaderboard,
     evaluate_model,
     gate,
     get_leaderboard,
     list_leaderboards,
+    save_evaluation_set,
 )
 from mlprod.workspace import Workspace
-from tests.evaluate.evaluated_workspace import QUICK, prepare
+from tests.evaluate.evaluated_workspace import QUICK, events, prepare
 
 BY_AUC = Profile.from_config("by-auc", {"primary": "auc", "weights": {"auc": 1}})
 SMALLEST = Profile.from_config(
@@ -87,8 +90,11 @@ def test_a_recorded_leaderboard_recomputes_exactly_and_adding_a_model_does_not_r
 
 def test_leaderboard_bad_inputs_are_named(evaluated) -> None:
     ws, _ = evaluated
-    with pytest.raises(NotFoundError, match="no model has been evaluated on 'elsewhere'"):
+    with pytest.raises(NotFoundError, match=r"evaluation set 'elsewhere' is not declared \(sets: later\)"):
         build_leaderboard(ws, evaluation_set="elsewhere", profile="edge")
+    save_evaluation_set(ws, EvaluationSet("unused", table="events", time="ts"))
+    with pytest.raises(NotFoundError, match="no model has been evaluated on 'unused'"):
+        build_leaderboard(ws, evaluation_set="unused", profile="edge")
     with pytest.raises(NotFoundError, match="profile 'fastest'"):
         build_leaderboard(ws, evaluation_set="later", profile="fastest")
     with pytest.raises(NotFoundError, match="is not registered"):
@@ -123,7 +129,22 @@ def test_gate_fails_a_broken_constraint_and_a_worst_slice_regression(evaluated) 
     assert verdict.decision == "fail" and "constraint artifact_mb <= 1e-06 broken" in verdict.reasons[0]
     regressed = gate(strongest_slice, weakest_slice, BY_AUC, max_slice_regression=0.0)
     assert regressed.decision == "fail"
-    assert any(r.startswith("worst slice regresses: worst_slice_auc") for r in regressed.reasons)
+    assert any(r.startswith("worst slice regresses: auc") for r in regressed.reasons)
+    # the challenger is also judged on the champion's worst slice
+    assert any(r.startswith("on the champion's worst slice") for r in regressed.reasons)
+
+
+def test_gate_needs_a_margin_when_asked_and_refuses_nonsense_limits(evaluated) -> None:
+    _, reports = evaluated
+    ranked = sorted(reports.values(), key=lambda r: r.quality["auc"])
+    worse, better = ranked[0], ranked[-1]
+    gap = better.quality["auc"] - worse.quality["auc"]
+    assert gate(worse, better, BY_AUC, max_slice_regression=1.0, min_improvement=gap / 2).passed
+    narrow = gate(worse, better, BY_AUC, max_slice_regression=1.0, min_improvement=gap * 2)
+    assert narrow.decision == "fail" and f"+ {gap * 2:g} required" in narrow.summary
+    for bad in (float("nan"), -0.1, float("inf")):
+        with pytest.raises(InvalidInputError, match="must be a finite number >= 0"):
+            gate(worse, better, BY_AUC, max_slice_regression=bad)
 
 
 def test_gate_is_inconclusive_when_a_metric_is_missing_or_the_reports_differ(evaluated) -> None:
@@ -144,6 +165,24 @@ def test_gate_is_inconclusive_when_a_metric_is_missing_or_the_reports_differ(eva
     different = gate(reports["large"], elsewhere, BY_AUC, max_slice_regression=1.0)
     assert different.decision == "inconclusive"
     assert different.reasons == ("not comparable: evaluated on 'later' and 'other'",)
+
+
+def test_a_leaderboard_ranks_only_reports_of_the_same_rows(evaluated) -> None:
+    """Runs last: it moves ``main``, so the older reports no longer measure the set's rows."""
+    ws, reports = evaluated
+    extra = events(n=50, seed=99)
+    extra["id"] += 100_000
+    TableStore(ws).commit("events", extra[extra["week"] >= 4], mode="append", message="late rows")
+    no_cost = dataclasses.replace(QUICK, serving_cost=False)
+    fresh = evaluate_model(ws, reports["small"].ref, "later", options=no_cost)
+    board = build_leaderboard(ws, evaluation_set="later", profile=BY_AUC)
+    assert [e.ref for e in board.entries] == [fresh.ref]
+    left_out = sorted(x.split(":")[0] for x in board.excluded)
+    assert left_out == sorted([reports["linear"].ref, reports["large"].ref])
+    with pytest.raises(InvalidInputError, match="was evaluated on other rows of 'later'"):
+        build_leaderboard(ws, evaluation_set="later", profile=BY_AUC, models=[reports["large"].ref])
+    verdict = gate(reports["large"], fresh, BY_AUC)
+    assert verdict.decision == "inconclusive" and "read at commits" in verdict.summary
 
 
 def _auc(reports: dict[str, EvaluationReport], ref: str) -> float:

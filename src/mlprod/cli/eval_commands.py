@@ -117,10 +117,19 @@ def show(
     output_format: FormatOpt = "table",
 ) -> None:
     """A stored report: by id, or the newest of a model version on a set."""
+    from mlprod.errors import NotFoundError
     from mlprod.evaluate import get_report, latest_report
 
     with open_workspace() as ws:
-        report = latest_report(ws, what, evaluation_set) if evaluation_set else get_report(ws, what)
+        if evaluation_set is not None:
+            report = latest_report(ws, what, evaluation_set)
+        else:
+            try:
+                report = get_report(ws, what)
+            except NotFoundError as exc:
+                raise NotFoundError(
+                    f"{exc}; to show a model's newest report, name its set: mlprod eval show {what} --set SET"
+                ) from exc
     _print_report(report, output_format)
 
 
@@ -162,6 +171,7 @@ def leaderboard(
         str | None, typer.Option(help="Score in the AMRS units of this earlier leaderboard id.")
     ] = None,
     show_id: Annotated[str | None, typer.Option("--show", help="Show a recorded leaderboard by id.")] = None,
+    no_record: Annotated[bool, typer.Option("--no-record", help="Rank without recording it.")] = False,
     output_format: FormatOpt = "table",
 ) -> None:
     """Rank the evaluated models by a profile's utility (recorded, with its pool snapshot)."""
@@ -177,8 +187,9 @@ def leaderboard(
             )
         else:
             board = build_leaderboard(
-                ws, evaluation_set=evaluation_set, profile=profile, models=model, units_of=units_of
-            )
+                ws, evaluation_set=evaluation_set, profile=profile, models=model, units_of=units_of,
+                record=not no_record,
+            )  # fmt: skip
     if output_format == "json":
         out.print_json(json.dumps(board.to_dict(), default=str))
     elif output_format == "csv":
@@ -196,21 +207,36 @@ def gate_command(
     max_slice_regression: Annotated[
         float, typer.Option(help="Largest allowed drop of the worst slice's metric.")
     ] = 0.02,
+    min_improvement: Annotated[
+        float, typer.Option(help="Utility margin the challenger must win by (a guard against noise).")
+    ] = 0.0,
     units_of: Annotated[
-        str | None, typer.Option(help="Utility in the units of this leaderboard id (recommended).")
+        str | None,
+        typer.Option(help="Utility in this leaderboard's units (default: every model evaluated on the set)."),
     ] = None,
 ) -> None:
     """Does the challenger beat the champion? Exit 0 pass, 3 fail, 4 inconclusive."""
-    from mlprod.evaluate import gate, get_leaderboard, get_profile, latest_report, load_profiles
+    from mlprod.evaluate import (
+        build_leaderboard,
+        gate,
+        get_leaderboard,
+        get_profile,
+        latest_report,
+        load_profiles,
+    )
 
     with open_workspace() as ws:
         chosen = get_profile(
             profile or ws.config.evaluate.profile, load_profiles(ws.config.evaluate.profiles)
         )
-        snapshot = None if units_of is None else get_leaderboard(ws, units_of).snapshot
+        if units_of is None:
+            pool = build_leaderboard(ws, evaluation_set=evaluation_set, profile=chosen, record=False)
+        else:
+            pool = get_leaderboard(ws, units_of)
         verdict = gate(
             latest_report(ws, champion, evaluation_set), latest_report(ws, challenger, evaluation_set),
-            chosen, max_slice_regression=max_slice_regression, snapshot=snapshot,
+            chosen, max_slice_regression=max_slice_regression, min_improvement=min_improvement,
+            snapshot=pool.snapshot,
         )  # fmt: skip
     style = {"pass": "green", "fail": "red", "inconclusive": "yellow"}[verdict.decision]
     out.print(f"[bold {style}]{verdict.decision.upper()}[/]: {verdict.challenger} vs {verdict.champion}")

@@ -1,8 +1,9 @@
 """The demo's model selection: evaluate every candidate on July, rank them under two profiles, and let
 the gate pick the champion.
 
-July is the evaluation set (``flights``@main, sliced by week, carrier and origin; fairness across the
-three origin airports). Each candidate gets a stored report, the leaderboard is built under
+July is the evaluation set (``flights``@main, sliced by week, carrier and origin). Flights have no
+protected attribute, so the fairness metrics compare the three origin airports as a stand-in for
+one: the same computation a lender would run over applicants' age bands. Each candidate gets a stored report, the leaderboard is built under
 ``accuracy-first`` and ``edge`` (the orders differ: the large boosters lead on AUC, the small
 LightGBM on latency, size and memory), and then, starting from the incumbent, each other candidate
 in turn is gated against the current champion under ``accuracy-first``, in the units of that
@@ -41,7 +42,8 @@ JULY = EvaluationSet(
     period="week",
     slices=("carrier", "origin"),
     fairness=("origin",),
-    description="July 2013, the month after training, as it arrived (with June's corrections merged)",
+    description="July 2013, the month after training, as it arrived (with June's corrections merged); "
+    "fairness groups: origin airport, a stand-in for a protected attribute",
 )
 PROFILES = ("accuracy-first", "edge")
 GATE_PROFILE = "accuracy-first"

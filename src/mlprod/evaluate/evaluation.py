@@ -41,7 +41,11 @@ LATENCY_SAMPLE_ROWS = 500
 
 @dataclass(frozen=True)
 class EvaluationOptions:
-    """How much to measure. Defaults come from ``[evaluate]`` in ``mlprod.toml``."""
+    """How much to measure. Defaults come from ``[evaluate]`` in ``mlprod.toml``.
+
+    ``fairness_threshold`` is the decision threshold of the fairness rates; None selects as many
+    rows as are positive (``rate_matching_threshold``).
+    """
 
     seed: int = 0
     resamples: int = 200
@@ -52,6 +56,7 @@ class EvaluationOptions:
     importance_rows: int = 20_000
     interpretability_rows: int = 2_000
     min_slice_rows: int = 200
+    fairness_threshold: float | None = None
 
     @classmethod
     def from_workspace(cls, workspace: Workspace, **overrides: Any) -> EvaluationOptions:
@@ -114,12 +119,16 @@ def evaluate_model(
         times=scored.times, seed=seed,
     )  # fmt: skip
     step("fairness with bootstrap intervals")
+    threshold = options.fairness_threshold
+    if threshold is None:
+        threshold = rate_matching_threshold(scored.y, scored.probability)
     fairness = tuple(
         fairness_report(
             scored.y,
             scored.probability,
             scored.frame[EXTRA_PREFIX + column].to_numpy(),
             column=column,
+            threshold=threshold,
             resamples=options.resamples,
             seed=seed,
         )
@@ -160,6 +169,13 @@ def evaluate_model(
     )
     save_report(workspace, report)
     return report
+
+
+def rate_matching_threshold(y: np.ndarray, probability: np.ndarray) -> float:
+    """The threshold that selects as many rows as are positive: the operating point used for the
+    fairness rates when none is given. A fixed 0.5 would let a model that never predicts a delay
+    (every score under 0.5) look perfectly fair, since it selects nobody in any group."""
+    return float(np.quantile(probability, 1.0 - float(np.mean(y))))
 
 
 def score_rows(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlprod.errors import InvalidInputError, NotFoundError
+from mlprod.evaluate.evaluation_set import get_evaluation_set
 from mlprod.evaluate.profiles import get_profile, load_profiles
 from mlprod.evaluate.report import EvaluationReport
 from mlprod.evaluate.report_store import latest_reports
@@ -49,6 +51,7 @@ class Leaderboard:
     entries: tuple[LeaderboardEntry, ...]
     created_at: datetime
     units_of: str | None = None
+    excluded: tuple[str, ...] = ()
 
     @property
     def columns(self) -> list[str]:
@@ -66,6 +69,7 @@ class Leaderboard:
             "units_of": self.units_of,
             "amrs": self.snapshot.amrs,
             "notes": list(self.snapshot.notes),
+            "excluded": list(self.excluded),
             "entries": [_entry_dict(e) for e in self.entries],
         }
 
@@ -91,10 +95,16 @@ def build_leaderboard(
     profile: str | Profile | None = None,
     models: Sequence[str] | None = None,
     units_of: str | None = None,
+    record: bool = True,
 ) -> Leaderboard:
-    """Rank the evaluated versions (all on the set, or those ``models`` refer to) and record it."""
+    """Rank the evaluated versions (all on the set, or those ``models`` refer to) and record it.
+
+    Only reports of the same rows are ranked together: those on the set's current definition at the
+    commit of the newest report. Older ones are left out and listed in ``excluded``; naming one in
+    ``models`` is an error. ``record=False`` ranks without storing (e.g. for the gate's units).
+    """
     chosen = _profile(workspace, profile)
-    reports = _reports(workspace, evaluation_set, models)
+    reports, excluded = _reports(workspace, evaluation_set, models)
     baseline = None
     if units_of is not None:
         previous = get_leaderboard(workspace, units_of)
@@ -114,14 +124,22 @@ def build_leaderboard(
         entries=tuple(_entry(s, {r.ref: r for r in reports}, candidates) for s in scored),
         created_at=datetime.now(UTC),
         units_of=units_of,
+        excluded=excluded,
     )
+    if not record:
+        return board
     with workspace.engine.begin() as conn:
         conn.execute(
             leaderboards.insert().values(
                 id=board.id,
                 profile=chosen.name,
                 evaluation_set=evaluation_set,
-                snapshot={"profile": chosen.to_config(), "pool": snapshot.to_dict(), "units_of": units_of},
+                snapshot={
+                    "profile": _explicit_directions(chosen),
+                    "pool": snapshot.to_dict(),
+                    "units_of": units_of,
+                    "excluded": list(excluded),
+                },
                 entries=[_entry_dict(e) for e in board.entries],
                 created_at=board.created_at,
                 who=current_user(),
@@ -172,6 +190,7 @@ def get_leaderboard(workspace: Workspace, leaderboard_id: str) -> Leaderboard:
         entries=tuple(entries),
         created_at=row.created_at,
         units_of=row.snapshot.get("units_of"),
+        excluded=tuple(row.snapshot.get("excluded", ())),
     )
 
 
@@ -213,27 +232,53 @@ def _profile(workspace: Workspace, profile: str | Profile | None) -> Profile:
 
 def _reports(
     workspace: Workspace, evaluation_set: str, models: Sequence[str] | None
-) -> list[EvaluationReport]:
+) -> tuple[list[EvaluationReport], tuple[str, ...]]:
+    """The reports to rank, and the refs left out because they measured other rows."""
     reports = latest_reports(workspace, evaluation_set)
     if not reports:
+        get_evaluation_set(workspace, evaluation_set)  # an undeclared set says so
         raise NotFoundError(
             f"no model has been evaluated on {evaluation_set!r}; "
             f"run `mlprod eval run MODEL --set {evaluation_set}`"
         )
+    newest = max(reports, key=lambda r: r.created_at)
+    same_rows = {r.ref: r for r in reports if _rows_of(r) == _rows_of(newest)}
+    others = {r.ref: r for r in reports if r.ref not in same_rows}
     if models is None:
-        return reports
+        return list(same_rows.values()), tuple(
+            f"{ref}: evaluated at commit {r.dataset_commit[:12]} or on an older definition of the set"
+            for ref, r in others.items()
+        )
     registry = Registry(workspace)
-    by_ref = {r.ref: r for r in reports}
     chosen = []
     for ref in models:
         version = registry.get(ref)
-        if version.ref not in by_ref:
+        if version.ref in others:
+            raise InvalidInputError(
+                f"{ref} ({version.ref}) was evaluated on other rows of {evaluation_set!r} than the "
+                f"newest reports (commit {others[version.ref].dataset_commit[:12]} vs "
+                f"{newest.dataset_commit[:12]}); evaluate it again with "
+                f"`mlprod eval run {version.ref} --set {evaluation_set}`"
+            )
+        if version.ref not in same_rows:
             raise NotFoundError(
                 f"{ref} ({version.ref}) has no report on {evaluation_set!r}; "
                 f"run `mlprod eval run {version.ref} --set {evaluation_set}`"
             )
-        chosen.append(by_ref[version.ref])
-    return list({r.ref: r for r in chosen}.values())
+        chosen.append(same_rows[version.ref])
+    return list({r.ref: r for r in chosen}.values()), ()
+
+
+def _rows_of(report: EvaluationReport) -> tuple[str, str]:
+    return report.dataset_commit, json.dumps(report.evaluation_set.definition(), sort_keys=True)
+
+
+def _explicit_directions(profile: Profile) -> dict[str, Any]:
+    """The profile as configured, with every metric's direction written out, so that a later change
+    of the default directions cannot change how a recorded leaderboard recomputes."""
+    config = profile.to_config()
+    config["directions"] = {metric: profile.direction(metric) for metric in profile.metrics}
+    return config
 
 
 def _entry(

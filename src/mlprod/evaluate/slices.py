@@ -57,6 +57,11 @@ class SliceReport:
     by_column: dict[str, tuple[SliceMetric, ...]]
     worst: SliceMetric | None
 
+    def find(self, column: str, value: str) -> SliceMetric | None:
+        """The slice ``column=value`` (time slices are under the column ``"<period> of"``)."""
+        slices = self.by_time if column == f"{self.period} of" else self.by_column.get(column, ())
+        return next((s for s in slices if s.value == value), None)
+
     def worst_name(self) -> str:
         """The worst slice as ``column=value``, or "none" when no slice was large enough to judge."""
         return "none" if self.worst is None else f"{self.worst.column}={self.worst.value}"
