@@ -97,6 +97,7 @@ def run(
     """Evaluate a model version on a set and store the report with the version."""
     from mlprod.evaluate import EvaluationOptions, evaluate_model
 
+    _check_format(output_format, allowed=("table", "json"))
     with open_workspace() as ws:
         overrides: dict[str, object] = {"serving_cost": not no_cost}
         if seed is not None:

@@ -21,6 +21,7 @@ import pyarrow as pa
 from mlprod.config import EvaluationSetSection
 from mlprod.data import TableStore
 from mlprod.errors import InvalidInputError, NotFoundError
+from mlprod.evaluate.slices import PERIODS
 from mlprod.names import check_name
 from mlprod.workspace import Workspace
 
@@ -39,6 +40,15 @@ class EvaluationSet:
     slices: tuple[str, ...] = field(default_factory=tuple)
     fairness: tuple[str, ...] = field(default_factory=tuple)
     description: str = ""
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "evaluation set")
+        if self.period not in PERIODS:
+            raise InvalidInputError(
+                f"evaluation set {self.name!r}: period {self.period!r} is not one of {', '.join(PERIODS)}"
+            )
+        if not self.table or not self.time:
+            raise InvalidInputError(f"evaluation set {self.name!r} needs a table and a time column")
 
     def describe(self) -> str:
         bounds = f" in [{self.start!r}, {self.end!r})" if self.start or self.end else ""
@@ -76,8 +86,8 @@ def get_evaluation_set(workspace: Workspace, name: str) -> EvaluationSet:
 
 
 def save_evaluation_set(workspace: Workspace, evaluation_set: EvaluationSet) -> None:
-    """Declare (or replace) a set in ``mlprod.toml``."""
-    check_name(evaluation_set.name, "evaluation set")
+    """Declare (or replace) a set in ``mlprod.toml``; its table and ref must exist."""
+    TableStore(workspace).resolve(evaluation_set.table, evaluation_set.ref)
     definition = evaluation_set.definition()
     definition.pop("name")
     sets = {name: section.model_dump() for name, section in workspace.config.evaluate.sets.items()}
