@@ -85,7 +85,7 @@ class Constraint:
         }[self.op]
         if satisfied:
             return None
-        return f"{self.metric} = {_number(value)} {_BROKEN[self.op]} {_number(self.value)}"
+        return f"{self.metric} = {value:.4g} {_BROKEN[self.op]} {_number(self.value)}"
 
     def __str__(self) -> str:
         return f"{self.metric} {self.op} {_number(self.value)}"
