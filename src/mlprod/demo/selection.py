@@ -3,9 +3,11 @@ the gate pick the champion.
 
 July is the evaluation set (``flights``@main, sliced by week, carrier and origin). Flights have no
 protected attribute, so the fairness metrics compare the three origin airports as a stand-in for
-one: the same computation a lender would run over applicants' age bands. Each candidate gets a stored report, the leaderboard is built under
-``accuracy-first`` and ``edge`` (the orders differ: the large boosters lead on AUC, the small
-LightGBM on latency, size and memory), and then, starting from the incumbent, each other candidate
+one: the same computation a lender would run over applicants' age bands.
+
+Each candidate gets a stored report, the leaderboard is built under ``accuracy-first`` and
+``edge`` (the orders differ: the large boosters lead on AUC, the small LightGBM on latency, size
+and memory), and then, starting from the incumbent, each other candidate
 in turn is gated against the current champion under ``accuracy-first``, in the units of that
 leaderboard; a candidate that passes becomes the champion. The alias moves once, with the gate's
 decision as its reason.

@@ -25,6 +25,7 @@ from mlprod.evaluate.report import EvaluationReport
 from mlprod.evaluate.report_store import latest_reports
 from mlprod.evaluate.utility import PoolSnapshot, Profile, ScoredCandidate, score
 from mlprod.identity import current_user
+from mlprod.meta.lookup import row_by_id_prefix
 from mlprod.meta.tables import leaderboards
 from mlprod.models import Registry
 from mlprod.workspace import Workspace
@@ -116,12 +117,13 @@ def build_leaderboard(
         baseline = previous.snapshot
     candidates = {r.ref: _candidate_metrics(r, chosen) for r in reports}
     scored, snapshot = score(candidates, chosen, snapshot=baseline)
+    by_ref = {r.ref: r for r in reports}
     board = Leaderboard(
         id=uuid.uuid4().hex,
         profile=chosen,
         evaluation_set=evaluation_set,
         snapshot=snapshot,
-        entries=tuple(_entry(s, {r.ref: r for r in reports}, candidates) for s in scored),
+        entries=tuple(_entry(s, by_ref[s.name].id, candidates[s.name]) for s in scored),
         created_at=datetime.now(UTC),
         units_of=units_of,
         excluded=excluded,
@@ -150,16 +152,7 @@ def build_leaderboard(
 
 def get_leaderboard(workspace: Workspace, leaderboard_id: str) -> Leaderboard:
     """A recorded leaderboard, recomputed from its snapshot (and checked against what was recorded)."""
-    if len(leaderboard_id) < 6:
-        raise InvalidInputError(f"leaderboard id {leaderboard_id!r} is too short: give at least 6 characters")
-    query = leaderboards.select().where(leaderboards.c.id.startswith(leaderboard_id)).limit(2)
-    with workspace.engine.connect() as conn:
-        rows = conn.execute(query).all()
-    if not rows:
-        raise NotFoundError(f"leaderboard {leaderboard_id!r} not found")
-    if len(rows) > 1:
-        raise InvalidInputError(f"leaderboard id {leaderboard_id!r} is ambiguous: give more characters")
-    row = rows[0]
+    row = row_by_id_prefix(workspace.engine, leaderboards, leaderboard_id, "leaderboard")
     profile = Profile.from_config(row.profile, row.snapshot["profile"])
     snapshot = PoolSnapshot.from_dict(row.snapshot["pool"])
     recorded = {e["ref"]: e for e in row.entries}
@@ -167,16 +160,7 @@ def get_leaderboard(workspace: Workspace, leaderboard_id: str) -> Leaderboard:
     scored, _ = score(candidates, profile, snapshot=snapshot)
     entries = []
     for s in scored:
-        entry = LeaderboardEntry(
-            ref=s.name,
-            report_id=recorded[s.name]["report_id"],
-            utility=s.utility,
-            rank=s.rank,
-            metrics=candidates[s.name],
-            failures=s.failures,
-            missing=s.missing,
-            pareto=s.pareto,
-        )
+        entry = _entry(s, recorded[s.name]["report_id"], candidates[s.name])
         if _entry_dict(entry) != recorded[s.name]:
             raise InvalidInputError(
                 f"leaderboard {row.id} does not recompute to what was recorded for {s.name}"
@@ -281,15 +265,13 @@ def _explicit_directions(profile: Profile) -> dict[str, Any]:
     return config
 
 
-def _entry(
-    s: ScoredCandidate, reports: dict[str, EvaluationReport], candidates: dict[str, dict[str, float | None]]
-) -> LeaderboardEntry:
+def _entry(s: ScoredCandidate, report_id: str, metrics: dict[str, float | None]) -> LeaderboardEntry:
     return LeaderboardEntry(
         ref=s.name,
-        report_id=reports[s.name].id,
+        report_id=report_id,
         utility=s.utility,
         rank=s.rank,
-        metrics=candidates[s.name],
+        metrics=metrics,
         failures=s.failures,
         missing=s.missing,
         pareto=s.pareto,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from mlprod.errors import InvalidInputError, NotFoundError
+from mlprod.errors import NotFoundError
 from mlprod.evaluate.json_numbers import json_safe
 from mlprod.evaluate.report import EvaluationReport
 from mlprod.identity import current_user
+from mlprod.meta.lookup import row_by_id_prefix
 from mlprod.meta.tables import evaluation_reports
 from mlprod.models import Registry
 from mlprod.workspace import Workspace
@@ -35,16 +36,8 @@ def save_report(workspace: Workspace, report: EvaluationReport) -> None:
 
 def get_report(workspace: Workspace, report_id: str) -> EvaluationReport:
     """The report whose id starts with ``report_id`` (at least 6 characters)."""
-    if len(report_id) < 6:
-        raise InvalidInputError(f"report id {report_id!r} is too short: give at least 6 characters")
-    query = evaluation_reports.select().where(evaluation_reports.c.id.startswith(report_id)).limit(2)
-    with workspace.engine.connect() as conn:
-        rows = conn.execute(query).all()
-    if not rows:
-        raise NotFoundError(f"evaluation report {report_id!r} not found")
-    if len(rows) > 1:
-        raise InvalidInputError(f"report id {report_id!r} is ambiguous: give more characters")
-    return EvaluationReport.from_dict(rows[0].report)
+    row = row_by_id_prefix(workspace.engine, evaluation_reports, report_id, "evaluation report")
+    return EvaluationReport.from_dict(row.report)
 
 
 def latest_report(workspace: Workspace, ref: str, evaluation_set: str) -> EvaluationReport:

@@ -25,10 +25,11 @@ import pandas as pd
 import pyarrow as pa
 
 from mlprod.data import TableStore
-from mlprod.errors import InvalidInputError, NotFoundError
+from mlprod.errors import NotFoundError
 from mlprod.features import FeatureSet
 from mlprod.features.catalog import load_catalog
 from mlprod.identity import current_user
+from mlprod.meta.lookup import row_by_id_prefix
 from mlprod.meta.tables import runs
 from mlprod.models.metrics import binary_classification_metrics
 from mlprod.models.registry import ModelVersion, Registry
@@ -231,15 +232,7 @@ def _finish(workspace: Workspace, run_id: str, started: datetime, **values: Any)
 
 def get_run(workspace: Workspace, run_id: str) -> RunRecord:
     """The run whose id starts with ``run_id`` (at least 6 characters)."""
-    if len(run_id) < 6:
-        raise InvalidInputError(f"run id {run_id!r} is too short: give at least 6 characters")
-    with workspace.engine.connect() as conn:
-        rows = conn.execute(runs.select().where(runs.c.id.startswith(run_id)).limit(2)).all()
-    if not rows:
-        raise NotFoundError(f"run {run_id!r} not found")
-    if len(rows) > 1:
-        raise InvalidInputError(f"run id {run_id!r} is ambiguous: give more characters")
-    return _record(rows[0]._mapping)
+    return _record(row_by_id_prefix(workspace.engine, runs, run_id, "run")._mapping)
 
 
 def list_runs(workspace: Workspace, *, model: str | None = None, limit: int = 50) -> list[RunRecord]:
