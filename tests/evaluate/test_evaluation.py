@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,7 @@ def test_a_report_measures_every_part_on_the_sets_commit(evaluated) -> None:
     ws, reports = evaluated
     report = reports["large"]
     assert report.dataset_commit == TableStore(ws).resolve("events", "main").id
+    assert report.host["cpus"] == str(os.cpu_count()) and report.host["name"]
     assert report.rows == int((events()["week"] >= 4).sum())
     assert set(report.quality) == {"auc", "accuracy", "f1", "log_loss", "brier", "ece"}
     assert 0.6 < report.quality["auc"] < 0.95

@@ -197,6 +197,8 @@ def leaderboard(
         out.print(board.to_csv(), end="", markup=False, highlight=False)
     else:
         out.print(leaderboard_table(board))
+        for line in (*board.warnings, *(f"left out: {x}" for x in board.excluded)):
+            err.print(line, markup=False)
 
 
 @app.command("gate")

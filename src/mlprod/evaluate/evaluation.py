@@ -9,6 +9,8 @@ cost, which is measured on this machine at this moment.
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 import uuid
 from collections.abc import Callable
@@ -166,9 +168,21 @@ def evaluate_model(
         interpretability=interpretability,
         importance=importance,
         seconds=time.perf_counter() - started,
+        host=this_host(),
     )
     save_report(workspace, report)
     return report
+
+
+def this_host() -> dict[str, str]:
+    """Which machine measured: host name, CPU model and count (Linux reads ``/proc/cpuinfo``)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"name": platform.node(), "cpu": cpu, "cpus": str(os.cpu_count() or 0)}
 
 
 def rate_matching_threshold(y: np.ndarray, probability: np.ndarray) -> float:

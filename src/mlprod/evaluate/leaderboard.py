@@ -53,6 +53,7 @@ class Leaderboard:
     created_at: datetime
     units_of: str | None = None
     excluded: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def columns(self) -> list[str]:
@@ -71,6 +72,7 @@ class Leaderboard:
             "amrs": self.snapshot.amrs,
             "notes": list(self.snapshot.notes),
             "excluded": list(self.excluded),
+            "warnings": list(self.warnings),
             "entries": [_entry_dict(e) for e in self.entries],
         }
 
@@ -118,6 +120,8 @@ def build_leaderboard(
     candidates = {r.ref: _candidate_metrics(r, chosen) for r in reports}
     scored, snapshot = score(candidates, chosen, snapshot=baseline)
     by_ref = {r.ref: r for r in reports}
+    hosts = {json.dumps(r.host, sort_keys=True) for r in reports if r.serving is not None}
+    warnings = ("serving costs were measured on different machines",) if len(hosts) > 1 else ()
     board = Leaderboard(
         id=uuid.uuid4().hex,
         profile=chosen,
@@ -127,6 +131,7 @@ def build_leaderboard(
         created_at=datetime.now(UTC),
         units_of=units_of,
         excluded=excluded,
+        warnings=warnings,
     )
     if not record:
         return board
@@ -141,6 +146,7 @@ def build_leaderboard(
                     "pool": snapshot.to_dict(),
                     "units_of": units_of,
                     "excluded": list(excluded),
+                    "warnings": list(warnings),
                 },
                 entries=[_entry_dict(e) for e in board.entries],
                 created_at=board.created_at,
@@ -175,6 +181,7 @@ def get_leaderboard(workspace: Workspace, leaderboard_id: str) -> Leaderboard:
         created_at=row.created_at,
         units_of=row.snapshot.get("units_of"),
         excluded=tuple(row.snapshot.get("excluded", ())),
+        warnings=tuple(row.snapshot.get("warnings", ())),
     )
 
 

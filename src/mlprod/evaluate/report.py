@@ -8,7 +8,7 @@ the leaderboard use (see ``mlprod.evaluate.utility.DEFAULT_DIRECTIONS``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +33,11 @@ SERVING_METRICS = (
 
 @dataclass(frozen=True)
 class EvaluationReport:
-    """One model version evaluated on one evaluation set (read at ``dataset_commit``, with ``seed``)."""
+    """One model version evaluated on one evaluation set (read at ``dataset_commit``, with ``seed``).
+
+    ``host`` names the machine the serving cost was measured on: figures from different machines
+    do not compare.
+    """
 
     id: str
     model: str
@@ -51,6 +55,7 @@ class EvaluationReport:
     interpretability: Interpretability
     importance: ImportanceReport
     seconds: float
+    host: dict[str, str] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -89,6 +94,7 @@ class EvaluationReport:
             "interpretability": self.interpretability.to_dict(),
             "importance": self.importance.to_dict(),
             "seconds": self.seconds,
+            "host": self.host,
             "metrics": self.metrics,
         }
 
@@ -111,4 +117,5 @@ class EvaluationReport:
             interpretability=Interpretability.from_dict(data["interpretability"]),
             importance=ImportanceReport.from_dict(data["importance"]),
             seconds=data["seconds"],
+            host=dict(data.get("host", {})),
         )
