@@ -7,13 +7,22 @@ The table ``events`` holds eight weeks of rows. The candidates train on the firs
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mlprod.data import TableStore
-from mlprod.evaluate import EvaluationOptions, EvaluationSet, save_evaluation_set
+from mlprod.evaluate import (
+    EvaluationOptions,
+    EvaluationReport,
+    EvaluationSet,
+    evaluate_model,
+    save_evaluation_set,
+)
 from mlprod.models import TrainingSpec, run_training
 from mlprod.workspace import Workspace
 
@@ -81,3 +90,11 @@ def prepare(workspace: Workspace) -> dict[str, str]:
         assert version is not None
         refs[label] = version.ref
     return refs
+
+
+@contextmanager
+def evaluated_workspace(root: Path) -> Iterator[tuple[Workspace, dict[str, EvaluationReport]]]:
+    """A prepared workspace under ``root`` and each candidate's report on ``later``."""
+    with Workspace.init(root / "ws") as ws:
+        refs = prepare(ws)
+        yield ws, {label: evaluate_model(ws, ref, "later", options=QUICK) for label, ref in refs.items()}

@@ -27,16 +27,15 @@ from mlprod.evaluate.report_store import save_report
 from mlprod.models import Registry
 from mlprod.workspace import Workspace
 from tests.conftest import train_toy
-from tests.evaluate.evaluated_workspace import LATER, QUICK, events, prepare
+from tests.evaluate.evaluated_workspace import LATER, QUICK, evaluated_workspace, events
 
 
 @pytest.fixture(scope="module")
 def evaluated(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Workspace, dict[str, EvaluationReport]]]:
-    with Workspace.init(tmp_path_factory.mktemp("evaluated") / "ws") as ws:
-        refs = prepare(ws)
-        yield ws, {label: evaluate_model(ws, ref, "later", options=QUICK) for label, ref in refs.items()}
+    with evaluated_workspace(tmp_path_factory.mktemp("evaluated")) as evaluated:
+        yield evaluated
 
 
 def test_a_report_measures_every_part_on_the_sets_commit(evaluated) -> None:

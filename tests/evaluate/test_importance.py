@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pytest
 
 from mlprod.errors import InvalidInputError
 from mlprod.evaluate import importance
 from mlprod.evaluate.importance import FeatureImportance, ImportanceReport, permutation_importance
+from tests.evaluate.boosters import Predict, fit_booster
 
 NAMES = ["x0", "x1", "x2", "c"]
-Predict = Callable[[np.ndarray], np.ndarray]
 
 
 def make_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -31,9 +29,7 @@ def make_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def model() -> Predict:
     matrix, y = make_data(4000, seed=1)
-    params = {"objective": "binary", "verbose": -1, "num_threads": 1, "seed": 0}
-    booster = lgb.train(params, lgb.Dataset(matrix, y, categorical_feature=[3]), num_boost_round=60)
-    return lambda m: np.asarray(booster.predict(m))
+    return fit_booster(matrix, y, categorical=3)
 
 
 @pytest.fixture(scope="module")

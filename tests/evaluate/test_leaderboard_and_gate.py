@@ -22,7 +22,7 @@ from mlprod.evaluate import (
     save_evaluation_set,
 )
 from mlprod.workspace import Workspace
-from tests.evaluate.evaluated_workspace import QUICK, events, prepare
+from tests.evaluate.evaluated_workspace import QUICK, evaluated_workspace, events
 
 BY_AUC = Profile.from_config("by-auc", {"primary": "auc", "weights": {"auc": 1}})
 SMALLEST = Profile.from_config(
@@ -35,9 +35,8 @@ SMALLEST = Profile.from_config(
 def evaluated(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Workspace, dict[str, EvaluationReport]]]:
-    with Workspace.init(tmp_path_factory.mktemp("boards") / "ws") as ws:
-        refs = prepare(ws)
-        yield ws, {label: evaluate_model(ws, ref, "later", options=QUICK) for label, ref in refs.items()}
+    with evaluated_workspace(tmp_path_factory.mktemp("boards")) as evaluated:
+        yield evaluated
 
 
 def _order(board) -> list[str]:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pytest
 
@@ -19,9 +17,9 @@ from mlprod.evaluate.robustness import (
     reweight_rows,
     robustness_report,
 )
+from tests.evaluate.boosters import Predict, fit_booster
 
 NAMES = ["x0", "x1", "c"]
-Predict = Callable[[np.ndarray], np.ndarray]
 START = np.datetime64("2023-01-01T00:00", "m")
 
 
@@ -44,9 +42,7 @@ def year_of_times(n: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def model() -> Predict:
     matrix, y = make_data(4000, seed=1)
-    params = {"objective": "binary", "verbose": -1, "num_threads": 1, "seed": 0}
-    booster = lgb.train(params, lgb.Dataset(matrix, y, categorical_feature=[2]), num_boost_round=60)
-    return lambda m: np.asarray(booster.predict(m))
+    return fit_booster(matrix, y, categorical=2)
 
 
 @pytest.fixture(scope="module")
