@@ -97,3 +97,11 @@ class ValidationFailedError(InvalidInputError):
 
 class ModelFormatError(MlprodError):
     """A model cannot be serialized or deserialized in a safe format."""
+
+
+class UnauthorizedError(MlprodError):
+    """A request carries no API token, or one that is unknown or revoked."""
+
+
+class ForbiddenError(MlprodError):
+    """A valid API token lacks the scope an operation needs."""

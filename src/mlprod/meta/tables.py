@@ -225,3 +225,37 @@ leaderboards = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("who", String(200), nullable=False),
 )
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("token_sha256", SHA256, nullable=False, unique=True),
+    Column("scopes", JSON, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("who", String(200), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+serving_routes = Table(
+    "serving_routes",
+    metadata,
+    Column("model", String(200), ForeignKey("registered_models.name"), primary_key=True),
+    Column("revision", Integer, nullable=False),
+    Column("plan", JSON, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+serving_route_changes = Table(
+    "serving_route_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(200), nullable=False, index=True),
+    Column("revision", Integer, nullable=False),
+    Column("before", JSON, nullable=True),
+    Column("after", JSON, nullable=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("who", String(200), nullable=False),
+    Column("why", Text, nullable=False, default=""),
+)

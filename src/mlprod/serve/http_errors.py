@@ -9,16 +9,20 @@ from mlprod.errors import (
     ArtifactError,
     ConflictError,
     DatabaseError,
+    ForbiddenError,
     InvalidInputError,
     MergeConflictError,
     MlprodError,
     ModelFormatError,
     NotFoundError,
     PayloadTooLargeError,
+    UnauthorizedError,
     ValidationFailedError,
 )
 
 _STATUS: list[tuple[type[MlprodError], int, str]] = [
+    (UnauthorizedError, 401, "unauthorized"),
+    (ForbiddenError, 403, "forbidden"),
     (NotFoundError, 404, "not_found"),
     (PayloadTooLargeError, 413, "payload_too_large"),
     (ValidationFailedError, 422, "validation_failed"),
