@@ -23,6 +23,7 @@ from mlprod.cli import (
     features_commands,
     models_commands,
     monitor_commands,
+    predict_commands,
     serve_commands,
     workspace_commands,
 )
@@ -70,6 +71,7 @@ app.add_typer(features_commands.app, name="features")
 app.add_typer(models_commands.app, name="models")
 app.add_typer(eval_commands.app, name="eval")
 serve_commands.register(app)
+predict_commands.register(app)
 app.add_typer(monitor_commands.app, name="monitor")
 app.add_typer(
     planned_group("The retraining loop: trigger, retrain, evaluate, canary, promote or roll back."),
