@@ -51,6 +51,27 @@ class ServeSection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    auth: str = Field(
+        default="auto",
+        pattern="^(auto|always|never)$",
+        description="API tokens: auto (required unless bound to loopback), always or never.",
+    )
+    model_format: str = Field(
+        default="auto",
+        pattern="^(auto|native|onnx)$",
+        description="auto serves a version's ONNX export when it has one, else its native artifact.",
+    )
+    memory_budget_mb: int = Field(
+        default=2048, gt=0, description="Loaded models past this estimate are unloaded, least recently used."
+    )
+    refresh_seconds: float = Field(
+        default=2.0, gt=0, description="How often aliases, routing plans and tokens are re-read."
+    )
+    micro_batch_max_wait_ms: float = Field(
+        default=0.0, ge=0, description="Wait up to this long to batch concurrent requests (0: off)."
+    )
+    micro_batch_max_rows: int = Field(default=256, gt=0, description="Largest micro-batch.")
+    json_logs: bool = Field(default=False, description="Write the server log as one JSON object per line.")
 
 
 class PredictionLogSection(_Section):

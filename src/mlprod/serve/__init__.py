@@ -1,14 +1,22 @@
-"""Online serving: the HTTP app, the model cache, the prediction log and the server runners."""
+"""Online serving: the HTTP app, the prediction service, model pool, routing, the prediction log."""
 
 from mlprod.serve.app import create_app
-from mlprod.serve.model_cache import ModelCache
+from mlprod.serve.model_pool import ModelPool
 from mlprod.serve.prediction_log import PredictionLogWriter, read_prediction_log
+from mlprod.serve.route_store import RouteChange, RouteStore
+from mlprod.serve.routing import RoutePlan
 from mlprod.serve.server import BackgroundServer, serve_forever
+from mlprod.serve.service import PredictionService, ServeOptions
 
 __all__ = [
     "BackgroundServer",
-    "ModelCache",
+    "ModelPool",
     "PredictionLogWriter",
+    "PredictionService",
+    "RouteChange",
+    "RoutePlan",
+    "RouteStore",
+    "ServeOptions",
     "create_app",
     "read_prediction_log",
     "serve_forever",

@@ -1,14 +1,22 @@
-"""The HTTP prediction server (ASGI, FastAPI).
+"""The HTTP prediction server (ASGI, FastAPI): native API, Open Inference Protocol v2, admin, metrics.
 
-Endpoints:
-    GET  /v2/health/live, /v2/health/ready     liveness and readiness (Open Inference Protocol)
-    GET  /v1/models                            registered models with their aliases
-    POST /v1/models/{ref}/predict              ``ref`` is ``name`` or ``name@alias``
-    POST /v1/models/{name}/versions/{v}/predict
+Endpoints (scopes apply when API tokens are required, see ``mlprod.serve.auth``):
+    GET    /v2/health/live, /v2/health/ready          liveness, readiness (no token)
+    GET    /v1/models                                 registered models and aliases      read
+    POST   /v1/models/{ref}/predict                   ``ref`` is ``name`` (routed) or    predict
+                                                      ``name@alias``
+    POST   /v1/models/{name}/versions/{v}/predict     one version                        predict
+    /v2/models/...                                    Open Inference Protocol v2         predict, read
+    GET    /v1/admin/routes[/{name}[/history]]        routing plans and their changes    admin
+    PUT    /v1/admin/routes/{name}, DELETE ...        change a routing plan              admin
+    GET    /v1/admin/loaded                           models in memory                   admin
+    GET    /metrics                                   Prometheus text format             read
 
-A predict body is ``{"rows": [{field: value, ...}, ...]}`` or ``{"columns": {field: [...], ...}}``;
-the answer is ``{"model", "version", "request_id", "predictions"}``. Every prediction is appended to
-the prediction log.
+A predict body is ``{"rows": [{field: value, ...}, ...]}`` or ``{"columns": {field: [...], ...}}``,
+with optional ``"id"`` (the request id), ``"as_of"`` (time of the online feature lookup) and
+``"route_key"`` (sticky canary routing; or the ``X-Route-Key`` header). The answer is
+``{"model", "version", "route", "request_id", "predictions"}`` plus ``"feature_misses"`` when some
+entity was not in the online store. Every prediction is appended to the prediction log.
 """
 
 from __future__ import annotations
@@ -16,9 +24,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,42 +37,84 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from mlprod.errors import DatabaseError, InvalidInputError, MlprodError, PayloadTooLargeError
-from mlprod.models import LoadedModel, Registry, parse_ref
+from mlprod.errors import DatabaseError, InvalidInputError, MlprodError
+from mlprod.models import parse_ref
+from mlprod.serve.admin_api import register_admin_api
+from mlprod.serve.auth import TokenVerifier
 from mlprod.serve.http_errors import error_body, status_for
-from mlprod.serve.model_cache import ModelCache
+from mlprod.serve.metrics import CONTENT_TYPE, ServingMetrics
 from mlprod.serve.prediction_log import PredictionLogWriter
+from mlprod.serve.request_auth import Authorize, authorizer
+from mlprod.serve.request_body import read_json
+from mlprod.serve.service import Prediction, PredictionService, ServeOptions
+from mlprod.serve.tokens import TokenStore
 from mlprod.workspace import Workspace
 
 log = logging.getLogger(__name__)
-INLINE_ROWS = 64  # larger requests are predicted on a worker thread, off the event loop
 
 
-def create_app(workspace: Workspace, *, alias_refresh_seconds: float = 2.0) -> FastAPI:
-    """Build the server for ``workspace``; the prediction log is flushed when the app shuts down."""
-    registry = Registry(workspace)
-    cache = ModelCache(registry, refresh_seconds=alias_refresh_seconds)
+def create_app(
+    workspace: Workspace,
+    *,
+    options: ServeOptions | None = None,
+    require_auth: bool | None = None,
+    alias_refresh_seconds: float | None = None,
+) -> FastAPI:
+    """Build the server for ``workspace``; the prediction log is flushed when the app shuts down.
+
+    ``require_auth`` defaults to ``serve.auth = "always"``; ``mlprod serve`` decides it from the
+    address it binds (see ``mlprod.serve.auth.auth_required``).
+    """
+    if options is None:
+        overrides = {} if alias_refresh_seconds is None else {"refresh_seconds": alias_refresh_seconds}
+        options = ServeOptions.from_config(workspace, **overrides)
+    if require_auth is None:
+        require_auth = workspace.config.serve.auth == "always"
     log_config = workspace.config.prediction_log
     max_body = workspace.config.serve.max_body_bytes
+    prediction_log = PredictionLogWriter(
+        workspace.prediction_log_dir,
+        flush_interval=log_config.flush_interval_seconds,
+        max_buffered_rows=log_config.max_buffered_rows,
+        start=False,
+    )
+    service = PredictionService(workspace, options, prediction_log)
+    metrics = ServingMetrics()
+    metrics.set_gauge_source(
+        "mlprod_models_loaded", "Model versions in memory.", lambda: [({}, float(len(service.pool.loaded())))]
+    )
+    metrics.set_gauge_source(
+        "mlprod_models_memory_bytes",
+        "Estimated memory of the loaded model versions.",
+        lambda: [({}, float(service.pool.memory_bytes))],
+    )
+    verifier = TokenVerifier(TokenStore(workspace), refresh_seconds=options.refresh_seconds)
+    authorize = authorizer(verifier if require_auth else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.prediction_log = PredictionLogWriter(
-            workspace.prediction_log_dir,
-            flush_interval=log_config.flush_interval_seconds,
-            max_buffered_rows=log_config.max_buffered_rows,
-        )
+        prediction_log.start()
+        await run_in_threadpool(service.reload_routes)
         try:
             yield
         finally:
-            app.state.prediction_log.close()
+            await service.drain_shadows()
+            service.close()
+            prediction_log.close()
 
-    app = FastAPI(title="mlprod", lifespan=lifespan)
+    app = FastAPI(
+        title="mlprod",
+        summary="Online prediction: native API and Open Inference Protocol v2.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.metrics = metrics
 
     @app.exception_handler(MlprodError)
     async def _mlprod_error(_request: Request, exc: MlprodError) -> JSONResponse:
         status, code = status_for(exc)
-        return JSONResponse(error_body(code, str(exc)), status_code=status)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(error_body(code, str(exc)), status_code=status, headers=headers)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -95,78 +145,89 @@ def create_app(workspace: Workspace, *, alias_refresh_seconds: float = 2.0) -> F
             return JSONResponse({"ready": False, "reason": str(exc)}, status_code=503)
         return JSONResponse({"ready": True})
 
+    @app.get("/metrics")
+    async def prometheus_metrics(request: Request) -> Response:
+        authorize(request, "read")
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
     @app.get("/v1/models")
-    async def list_models() -> dict[str, Any]:
-        summaries = await run_in_threadpool(registry.models)
+    async def list_models(request: Request) -> dict[str, Any]:
+        authorize(request, "read")
+        summaries = await run_in_threadpool(service.registry.models)
         return {
             "models": [
                 {"name": s.name, "latest_version": s.latest_version, "aliases": s.aliases} for s in summaries
             ]
         }
 
-    async def predict(request: Request, ref: str) -> Response:
+    async def predict(request: Request, target: str) -> Response:
         started = time.perf_counter()
-        body = await _read_json(request, max_body)
-        model = cache.peek(ref)
-        if model is None:
-            model = await run_in_threadpool(cache.get, ref)
-        if _row_count(body) > INLINE_ROWS:
-            rows, predictions = await run_in_threadpool(_predict, model, body)
-        else:
-            rows, predictions = _predict(model, body)
-        request_id = str(body.get("id") or uuid.uuid4())
-        latency_ms = (time.perf_counter() - started) * 1000
-        request.app.state.prediction_log.append(
-            request_id=request_id,
-            model=model.model,
-            version=model.version,
-            route=ref,
-            inputs=rows,
-            predictions=predictions,
-            latency_ms=latency_ms,
-        )
-        payload = {
-            "model": model.model,
-            "version": model.version,
-            "request_id": request_id,
-            "predictions": predictions,
-        }
-        return Response(json.dumps(payload), media_type="application/json")
+        try:
+            authorize(request, "predict")
+            body = await read_json(request, max_body)
+            answer = await service.predict(
+                target,
+                body,
+                request_id=_optional_text(body, "id"),
+                route_key=request.headers.get("x-route-key") or _optional_text(body, "route_key"),
+            )
+        except MlprodError as exc:
+            metrics.observe(
+                model=_name_of(target), version=None, route="", status=status_for(exc)[0],
+                seconds=time.perf_counter() - started,
+            )  # fmt: skip
+            raise
+        metrics.observe(
+            model=answer.model, version=answer.version, route=answer.route, status=200,
+            seconds=time.perf_counter() - started,
+        )  # fmt: skip
+        metrics.observe_prediction_rows(answer.model, answer.version, len(answer.predictions))
+        return Response(json.dumps(_native_answer(answer)), media_type="application/json")
 
-    @app.post("/v1/models/{ref}/predict")
+    @app.post("/v1/models/{ref}/predict", openapi_extra=NATIVE_PREDICT_OPENAPI)
     async def predict_ref(request: Request, ref: str) -> Response:
         if parse_ref(ref).version is not None:
             raise InvalidInputError(f"use /v1/models/NAME/versions/VERSION/predict for {ref!r}")
         return await predict(request, ref)
 
-    @app.post("/v1/models/{name}/versions/{version}/predict")
+    @app.post("/v1/models/{name}/versions/{version}/predict", openapi_extra=NATIVE_PREDICT_OPENAPI)
     async def predict_version(request: Request, name: str, version: int) -> Response:
         return await predict(request, f"{name}/{version}")
 
+    register_admin_api(app, service, authorize)
+    _register_inference_protocol(app, service, metrics, authorize, max_body)
     return app
 
 
-async def _read_json(request: Request, max_body: int) -> dict[str, Any]:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_body:
-        raise _too_large(max_body)
-    raw = await request.body()
-    if len(raw) > max_body:
-        raise _too_large(max_body)
+def _register_inference_protocol(
+    app: FastAPI, service: PredictionService, metrics: ServingMetrics, authorize: Authorize, max_body: int
+) -> None:
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"request body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise InvalidInputError('request body must be a JSON object with "rows" or "columns"')
-    return body
+        from mlprod.serve.inference_protocol import register_inference_protocol
+    except ImportError:  # pragma: no cover - until the module lands
+        return
+    register_inference_protocol(app, service, metrics, authorize, max_body)
 
 
-def _row_count(body: dict[str, Any]) -> int:
-    data = body.get("rows", body.get("columns"))
-    if isinstance(data, dict):
-        data = next(iter(data.values()), [])
-    return len(data) if isinstance(data, list) else 0
+def _native_answer(answer: Prediction) -> dict[str, Any]:
+    payload = asdict(answer)
+    del payload["rows"]
+    if payload["feature_misses"] is None:
+        del payload["feature_misses"]
+    return payload
+
+
+def _optional_text(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise InvalidInputError(f'"{key}" must be a string, got {value!r}')
+    return str(value)
+
+
+def _name_of(target: str) -> str:
+    return target.split("@", 1)[0].split("/", 1)[0]
 
 
 def _ping(workspace: Workspace) -> None:
@@ -177,25 +238,39 @@ def _ping(workspace: Workspace) -> None:
         raise DatabaseError(f"metadata database unavailable: {str(exc).splitlines()[0]}") from exc
 
 
-def _predict(model: LoadedModel, body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[float]]:
-    if "rows" in body:
-        rows = body["rows"]
-        predictions = model.predict_rows(rows)
-    elif "columns" in body:
-        columns = body["columns"]
-        predictions = model.predict_columns(columns)
-        names = model.signature.input_names
-        rows = [
-            dict(zip(names, values, strict=True)) for values in zip(*(columns[n] for n in names), strict=True)
-        ]
-    else:
-        raise InvalidInputError(
-            'request body needs "rows" (a list of objects) or "columns" (an object of lists)'
-        )
-    return rows, predictions.tolist()
-
-
-def _too_large(limit: int) -> PayloadTooLargeError:
-    return PayloadTooLargeError(
-        f"request body is larger than the limit of {limit} bytes (config: serve.max_body_bytes)"
-    )
+_ROW = {"type": "object", "additionalProperties": {"type": ["number", "string", "integer", "null"]}}
+NATIVE_PREDICT_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "description": "Request id (default: a new UUID)."},
+                        "rows": {"type": "array", "items": _ROW, "description": "One object per prediction."},
+                        "columns": {
+                            "type": "object",
+                            "additionalProperties": {"type": "array"},
+                            "description": "Equally long lists, one per input.",
+                        },
+                        "as_of": {
+                            "type": "string",
+                            "format": "date-time",
+                            "description": "Time of the online feature lookup (default: now).",
+                        },
+                        "route_key": {"type": "string", "description": "Sticky canary routing key."},
+                    },
+                }
+            }
+        },
+    },
+    "responses": {
+        "200": {"description": "Predictions, one per row."},
+        "401": {"description": "No valid API token."},
+        "403": {"description": "The token lacks the predict scope."},
+        "404": {"description": "Unknown model, alias or version."},
+        "413": {"description": "Body larger than serve.max_body_bytes."},
+        "422": {"description": "Inputs do not match the model's signature; the message names the field."},
+    },
+}

@@ -48,7 +48,9 @@ class PredictionLogWriter:
         *,
         flush_interval: float = 1.0,
         max_buffered_rows: int = 50_000,
+        start: bool = True,
     ) -> None:
+        """``start=False`` defers the background thread to ``start()`` (an app starts it when it runs)."""
         self.directory = Path(directory)
         self.flush_interval = flush_interval
         self.max_buffered_rows = max_buffered_rows
@@ -58,7 +60,13 @@ class PredictionLogWriter:
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
-        self._thread.start()
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the background writer (once)."""
+        if not self._thread.is_alive() and not self._closed.is_set():
+            self._thread.start()
 
     def append(
         self,
@@ -113,7 +121,8 @@ class PredictionLogWriter:
             return
         self._closed.set()
         self._wake.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
         self.flush()
 
     def _run(self) -> None:

@@ -1,0 +1,374 @@
+"""The prediction service behind every HTTP route: route, fill features, predict, log, mirror to shadows.
+
+Both the native API and the Open Inference Protocol call ``PredictionService.predict``; neither
+touches the registry, the metadata database or pandas per request. Routing plans are kept in memory
+and re-read in the background every ``refresh_seconds`` (and at once when changed through this
+server's admin API).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from mlprod.errors import InvalidInputError, MlprodError, NotFoundError
+from mlprod.features.catalog import load_catalog, open_online_store
+from mlprod.features.online_store import OnlineStore
+from mlprod.models import ModelVersion, Registry
+from mlprod.names import check_name
+from mlprod.serve.micro_batch import MicroBatcher
+from mlprod.serve.model_pool import ModelPool, Served
+from mlprod.serve.online_inputs import OnlineInputs
+from mlprod.serve.prediction_log import PredictionLogWriter
+from mlprod.serve.route_store import RouteChange, RouteStore
+from mlprod.serve.routing import SHADOW, RoutePlan
+from mlprod.workspace import Workspace
+
+log = logging.getLogger(__name__)
+INLINE_ROWS = 64  # larger requests are predicted on a worker thread, off the event loop
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How a server loads, batches and refreshes (``[serve]`` in mlprod.toml)."""
+
+    model_format: str = "auto"
+    memory_budget_bytes: int = 2048 * 1024**2
+    refresh_seconds: float = 2.0
+    micro_batch_max_wait_ms: float = 0.0
+    micro_batch_max_rows: int = 256
+    online_features: bool = True
+
+    @classmethod
+    def from_config(cls, workspace: Workspace, **overrides: Any) -> ServeOptions:
+        section = workspace.config.serve
+        options = cls(
+            model_format=section.model_format,
+            memory_budget_bytes=section.memory_budget_mb * 1024**2,
+            refresh_seconds=section.refresh_seconds,
+            micro_batch_max_wait_ms=section.micro_batch_max_wait_ms,
+            micro_batch_max_rows=section.micro_batch_max_rows,
+        )
+        return cls(**{**options.__dict__, **overrides})
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One answered request."""
+
+    model: str
+    version: int
+    route: str
+    request_id: str
+    predictions: list[float]
+    feature_misses: list[list[str]] | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+
+class PredictionService:
+    """Answers prediction requests for the models of one workspace."""
+
+    def __init__(
+        self, workspace: Workspace, options: ServeOptions, prediction_log: PredictionLogWriter
+    ) -> None:
+        self.workspace = workspace
+        self.options = options
+        self.prediction_log = prediction_log
+        self.registry = Registry(workspace)
+        self.route_store = RouteStore(workspace)
+        self.pool = ModelPool(
+            self.registry,
+            self._load,
+            memory_budget_bytes=options.memory_budget_bytes,
+            refresh_seconds=options.refresh_seconds,
+        )
+        self._routes: dict[str, tuple[int, RoutePlan]] = {}
+        self._routes_read_at = 0.0
+        self._routes_refreshing = threading.Lock()
+        self._online_store: OnlineStore | None = None
+        self._store_lock = threading.Lock()
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+
+    # -- requests -----------------------------------------------------------------------------------
+
+    async def predict(
+        self,
+        target: str,
+        payload: Mapping[str, Any],
+        *,
+        request_id: str | None = None,
+        route_key: str | None = None,
+    ) -> Prediction:
+        """Answer ``payload`` (``rows`` or ``columns``, optional ``as_of``) for ``target``.
+
+        ``target`` is a bare model name (follows its routing plan), ``name@alias`` or ``name/version``.
+        """
+        started = time.perf_counter()
+        ref, route, plan = self._route(target, payload, route_key)
+        served = await self._served(ref)
+        rows, misses = await self._rows(served, payload)
+        if len(rows) > INLINE_ROWS:
+            predictions = await run_in_threadpool(served.model.predict_rows, rows)
+        else:
+            matrix = served.model.encoder.encode_rows(rows)
+            batcher: MicroBatcher | None = served.extras.get("batcher")
+            if batcher is not None:
+                predictions = await batcher.predict(matrix)
+            else:
+                predictions = served.model.predict_matrix(matrix)
+        request_id = request_id or str(uuid.uuid4())
+        answer = Prediction(
+            served.version.model,
+            served.version.version,
+            route,
+            request_id,
+            predictions.tolist(),
+            misses if any(misses) else None,
+            rows,
+        )
+        self._log(answer, (time.perf_counter() - started) * 1000)
+        if plan is not None and plan.shadows:
+            self._mirror(plan, rows, request_id)
+        return answer
+
+    def _route(
+        self, target: str, payload: Mapping[str, Any], route_key: str | None
+    ) -> tuple[str, str, RoutePlan | None]:
+        if "@" in target or "/" in target:
+            return target, "direct", None
+        check_name(target, "model")
+        plan = self.plan(target)
+        if plan is None:
+            return target, "direct", None
+        key = route_key if route_key is not None else _sticky_value(plan, payload)
+        chosen, route = plan.choose(key)
+        return f"{target}{chosen}", route, plan
+
+    async def _served(self, ref: str) -> Served:
+        served = self.pool.peek(ref)
+        if served is None:
+            served = await run_in_threadpool(self.pool.get, ref)
+        return served
+
+    async def _rows(
+        self, served: Served, payload: Mapping[str, Any]
+    ) -> tuple[list[dict[str, Any]], list[list[str]]]:
+        rows = _payload_rows(payload)
+        online: OnlineInputs | None = served.extras.get("online")
+        _refuse_unknown_fields(rows, served.extras["accepted_fields"])
+        if online is None:
+            return rows, []
+        at = _as_of(payload)
+        if len(rows) > INLINE_ROWS:
+            return await run_in_threadpool(online.fill, rows, at=at)
+        return online.fill(rows, at=at)
+
+    def _log(self, answer: Prediction, latency_ms: float) -> None:
+        self.prediction_log.append(
+            request_id=answer.request_id,
+            model=answer.model,
+            version=answer.version,
+            route=answer.route,
+            inputs=answer.rows,
+            predictions=answer.predictions,
+            latency_ms=latency_ms,
+        )
+
+    def _mirror(self, plan: RoutePlan, rows: list[dict[str, Any]], request_id: str) -> None:
+        for target in plan.shadows:
+            task = asyncio.get_running_loop().create_task(
+                self._shadow(f"{plan.model}{target}", rows, request_id)
+            )
+            self._shadow_tasks.add(task)
+            task.add_done_callback(self._shadow_tasks.discard)
+
+    async def _shadow(self, ref: str, rows: list[dict[str, Any]], request_id: str) -> None:
+        started = time.perf_counter()
+        try:
+            served = await self._served(ref)
+            predictions = await run_in_threadpool(served.model.predict_rows, rows)
+        except MlprodError as exc:
+            log.warning("shadow %s failed on request %s: %s", ref, request_id, exc)
+            return
+        except Exception:
+            log.exception("shadow %s failed on request %s", ref, request_id)
+            return
+        answer = Prediction(
+            served.version.model, served.version.version, SHADOW, request_id, predictions.tolist(), None, rows
+        )
+        self._log(answer, (time.perf_counter() - started) * 1000)
+
+    async def drain_shadows(self) -> None:
+        """Wait for mirrored requests still running (graceful shutdown)."""
+        if self._shadow_tasks:
+            await asyncio.gather(*self._shadow_tasks, return_exceptions=True)
+
+    # -- routing plans ------------------------------------------------------------------------------
+
+    def plan(self, model: str) -> RoutePlan | None:
+        """The model's routing plan from memory; re-read in the background when it is stale."""
+        if time.monotonic() - self._routes_read_at >= self.options.refresh_seconds:
+            if self._routes_read_at == 0.0:
+                self.reload_routes()
+            elif self._routes_refreshing.acquire(blocking=False):
+                threading.Thread(target=self._reload_quietly, daemon=True).start()
+        entry = self._routes.get(model)
+        return None if entry is None else entry[1]
+
+    def reload_routes(self) -> None:
+        self._routes = self.route_store.all()
+        self._routes_read_at = time.monotonic()
+
+    def _reload_quietly(self) -> None:
+        try:
+            self.reload_routes()
+        except Exception:  # keep routing with the known plans; retried after the next interval
+            log.exception("cannot re-read routing plans; keeping the ones in memory")
+            self._routes_read_at = time.monotonic()
+        finally:
+            self._routes_refreshing.release()
+
+    def set_plan(self, plan: RoutePlan, *, why: str = "") -> RouteChange:
+        change = self.route_store.set(plan, why=why)
+        self.reload_routes()
+        return change
+
+    def clear_plan(self, model: str, *, why: str = "") -> RouteChange:
+        change = self.route_store.clear(model, why=why)
+        self.reload_routes()
+        return change
+
+    # -- loading ------------------------------------------------------------------------------------
+
+    def _load(self, version: ModelVersion) -> Served:
+        model, size = self._load_model(version)
+        served = Served(version, model, size)
+        accepted = set(version.signature.input_names)
+        if self.options.online_features and version.lineage.get("feature_set"):
+            online = self._online_inputs(version)
+            if online is not None:
+                served.extras["online"] = online
+                accepted.update(online.entity_keys)
+        served.extras["accepted_fields"] = frozenset(accepted)
+        if self.options.micro_batch_max_wait_ms > 0:
+            served.extras["batcher"] = MicroBatcher(
+                model.predict_matrix,
+                max_wait_seconds=self.options.micro_batch_max_wait_ms / 1000,
+                max_rows=self.options.micro_batch_max_rows,
+            )
+        return served
+
+    def _load_model(self, version: ModelVersion) -> tuple[Any, int]:
+        fmt = self.options.model_format
+        sha = version.artifact_sha256
+        if fmt in ("auto", "onnx") and version.format != "onnx":
+            try:
+                sha = self.registry.export_of(version, "onnx").artifact_sha256
+            except NotFoundError:
+                if fmt == "onnx":
+                    raise NotFoundError(
+                        f"{version.ref} has no ONNX export (serve.model_format = 'onnx'): "
+                        f"run `mlprod models export {version.ref}`"
+                    ) from None
+                fmt = "native"
+            else:
+                fmt = "onnx"
+        model = self.registry.load(version, format=None if fmt in ("native", "auto") else fmt)
+        return model, self.workspace.artifacts.path_of(sha).stat().st_size
+
+    def _online_inputs(self, version: ModelVersion) -> OnlineInputs | None:
+        name = version.lineage["feature_set"]
+        try:
+            feature_set = load_catalog(self.workspace).feature_set(name)
+        except MlprodError as exc:
+            log.warning("%s: feature set %r unavailable (%s); requests must give every input",
+                        version.ref, name, exc)  # fmt: skip
+            return None
+        trained_on = version.lineage.get("feature_set_version")
+        if trained_on and trained_on != feature_set.version:
+            log.warning("%s was trained on feature set %s version %s; the definitions now give %s",
+                        version.ref, name, trained_on, feature_set.version)  # fmt: skip
+        with self._store_lock:
+            if self._online_store is None:
+                self._online_store = open_online_store(self.workspace)
+        return OnlineInputs.for_version(version, feature_set, self._online_store)
+
+    def close(self) -> None:
+        self.pool.close()
+        if self._online_store is not None:
+            self._online_store.close()
+
+
+def _payload_rows(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+    if "rows" in payload:
+        rows = payload["rows"]
+        if not isinstance(rows, list):
+            raise InvalidInputError(f'"rows" must be a list of objects, got {type(rows).__name__}')
+        return rows
+    if "columns" in payload:
+        return _columns_to_rows(payload["columns"])
+    raise InvalidInputError('request body needs "rows" (a list of objects) or "columns" (an object of lists)')
+
+
+def _columns_to_rows(columns: Any) -> list[dict[str, Any]]:
+    if not isinstance(columns, Mapping):
+        raise InvalidInputError(f'"columns" must be an object of lists, got {type(columns).__name__}')
+    for name, values in columns.items():
+        if not isinstance(values, list):
+            raise InvalidInputError(f"column {name!r} must be a list of values, got {type(values).__name__}")
+    lengths = {name: len(values) for name, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise InvalidInputError(f"columns have different lengths: {lengths}")
+    names = list(columns)
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
+def _refuse_unknown_fields(rows: Sequence[Any], accepted: frozenset[str]) -> None:
+    for r, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise InvalidInputError(f"row {r}: expected an object of fields, got {row!r}")
+        if not accepted.issuperset(row):
+            unknown = sorted(str(k) for k in row if k not in accepted)
+            raise InvalidInputError(
+                f"row {r}: unknown field(s) {unknown}; the model takes {sorted(accepted)}"
+            )
+
+
+def _as_of(payload: Mapping[str, Any]) -> datetime | None:
+    value = payload.get("as_of")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(f'"as_of" must be an ISO-8601 time with a UTC offset, got {value!r}')
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInputError(f'"as_of" is not an ISO-8601 time: {value!r}') from exc
+    if moment.tzinfo is None:
+        raise InvalidInputError(
+            f'"as_of" needs a UTC offset (e.g. "2013-07-01T08:00:00+00:00"), got {value!r}'
+        )
+    return moment
+
+
+def _sticky_value(plan: RoutePlan, payload: Mapping[str, Any]) -> str | None:
+    if plan.sticky_key is None:
+        return None
+    rows = payload.get("rows")
+    if isinstance(rows, list) and rows and isinstance(rows[0], Mapping) and plan.sticky_key in rows[0]:
+        return str(rows[0][plan.sticky_key])
+    columns = payload.get("columns")
+    if isinstance(columns, Mapping):
+        values = columns.get(plan.sticky_key)
+        if isinstance(values, list) and values:
+            return str(values[0])
+    return None
