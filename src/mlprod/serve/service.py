@@ -163,11 +163,11 @@ class PredictionService:
         self, served: Served, payload: Mapping[str, Any]
     ) -> tuple[list[dict[str, Any]], list[list[str]]]:
         rows = _payload_rows(payload)
+        at = _as_of(payload)
         online: OnlineInputs | None = served.extras.get("online")
         _refuse_unknown_fields(rows, served.extras["accepted_fields"])
         if online is None:
             return rows, []
-        at = _as_of(payload)
         if len(rows) > INLINE_ROWS:
             return await run_in_threadpool(online.fill, rows, at=at)
         return online.fill(rows, at=at)
