@@ -118,11 +118,13 @@ def test_monitor_predictions_summarises_the_log(mlprod: Run, ws_with_model: Path
     assert "toy" in result.stdout and "0.5000" in result.stdout and "2.00" in result.stdout
 
 
-def test_non_loopback_serve_warns(mlprod: Run, ws_with_model: Path) -> None:
+def test_non_loopback_serve_requires_tokens_unless_told_not_to(mlprod: Run, ws_with_model: Path) -> None:
     result = mlprod("serve", "--host", "203.0.113.1", "--port", "0", cwd=ws_with_model, timeout=60)
-    assert "warning: serving on 203.0.113.1 without authentication" in result.stderr
+    assert "not required" not in result.stderr
     assert result.returncode == 2  # the address is not on this machine
     assert "error: cannot listen on 203.0.113.1:0" in result.stderr
+    opened = mlprod("serve", "--host", "203.0.113.1", "--port", "0", "--auth", "never", cwd=ws_with_model)
+    assert "API tokens not required (auth=never): anyone who can reach 203.0.113.1 can predict" in opened.stderr
 
 
 def test_environment_is_isolated() -> None:

@@ -6,7 +6,20 @@ import pytest
 
 from tests.cli.conftest import Run
 
-GROUPS = ["data", "features", "models", "eval", "serve", "predict", "monitor", "loop", "ui", "demo"]
+GROUPS = [
+    "data",
+    "features",
+    "models",
+    "eval",
+    "serve",
+    "predict",
+    "routes",
+    "tokens",
+    "monitor",
+    "loop",
+    "ui",
+    "demo",
+]
 
 
 def test_help_shows_every_command_group(mlprod: Run) -> None:

@@ -24,7 +24,9 @@ from mlprod.cli import (
     models_commands,
     monitor_commands,
     predict_commands,
+    routes_commands,
     serve_commands,
+    token_commands,
     workspace_commands,
 )
 from mlprod.cli.planned import planned_group
@@ -72,6 +74,8 @@ app.add_typer(models_commands.app, name="models")
 app.add_typer(eval_commands.app, name="eval")
 serve_commands.register(app)
 predict_commands.register(app)
+app.add_typer(routes_commands.app, name="routes")
+app.add_typer(token_commands.app, name="tokens")
 app.add_typer(monitor_commands.app, name="monitor")
 app.add_typer(
     planned_group("The retraining loop: trigger, retrain, evaluate, canary, promote or roll back."),

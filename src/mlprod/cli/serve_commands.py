@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated
 
 import typer
@@ -19,28 +18,44 @@ def serve(
     port: Annotated[
         int | None, typer.Option(min=0, max=65535, help="Port (default: serve.port; 0 picks a free one).")
     ] = None,
+    auth: Annotated[
+        str | None,
+        typer.Option(
+            help="API tokens: auto (required unless on loopback), always, never (default: serve.auth)."
+        ),
+    ] = None,
+    micro_batch_ms: Annotated[
+        float | None,
+        typer.Option(
+            min=0, help="Batch concurrent requests, waiting up to this long (default: serve setting)."
+        ),
+    ] = None,
 ) -> None:
-    """Serve registered models over HTTP until interrupted (Ctrl-C flushes the prediction log)."""
-    from mlprod.serve import create_app, serve_forever
+    """Serve registered models over HTTP until interrupted (Ctrl-C flushes the prediction log).
+
+    Native API under /v1, Open Inference Protocol v2 under /v2, admin under /v1/admin, Prometheus
+    metrics on /metrics, OpenAPI on /docs. Create tokens with `mlprod tokens create`.
+    """
+    from mlprod.serve import ServeOptions, create_app, serve_forever
+    from mlprod.serve.auth import auth_required
+    from mlprod.serve.json_logs import configure_json_logging
 
     with open_workspace() as ws:
-        bind_host = host or ws.config.serve.host
-        bind_port = ws.config.serve.port if port is None else port
-        if not _is_loopback(bind_host):
-            err.print(
-                f"warning: serving on {bind_host} without authentication; anyone who can reach it can predict"
+        settings = ws.config.serve
+        bind_host = host or settings.host
+        bind_port = settings.port if port is None else port
+        require = auth_required(bind_host, auth or settings.auth)
+        if settings.json_logs:
+            configure_json_logging()
+        if not require:
+            where = (
+                "loopback" if auth is None and settings.auth == "auto" else f"auth={auth or settings.auth}"
             )
+            err.print(f"API tokens not required ({where}): anyone who can reach {bind_host} can predict")
+        overrides = {} if micro_batch_ms is None else {"micro_batch_max_wait_ms": micro_batch_ms}
+        app = create_app(ws, options=ServeOptions.from_config(ws, **overrides), require_auth=require)
         out.print(f"mlprod serving workspace {ws.root} on http://{bind_host}:{bind_port} (Ctrl-C to stop)")
         try:
-            serve_forever(create_app(ws), host=bind_host, port=bind_port)
+            serve_forever(app, host=bind_host, port=bind_port)
         except KeyboardInterrupt:  # Ctrl-C is how a foreground server is meant to stop
             err.print("stopped; prediction log flushed")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -1,0 +1,76 @@
+"""``mlprod tokens``: API tokens for the prediction server."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mlprod.cli.state import err, open_workspace, out
+
+app = typer.Typer(
+    help="API tokens for the prediction server: create, list, revoke. Scopes: predict, read, admin "
+    "(admin implies the other two).",
+    no_args_is_help=True,
+)
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="A unique name saying who or what uses the token.")],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option("--scope", "-s", help="predict, read or admin (repeatable; at least one)."),
+    ] = None,
+) -> None:
+    """Create a token and print it once: only its hash is stored.
+
+    The token alone goes to stdout (so 'TOKEN=$(mlprod tokens create ci --scope predict)' works),
+    the details and the warning to stderr.
+    """
+    from mlprod.serve.tokens import TokenStore
+
+    with open_workspace() as ws:
+        record, plaintext = TokenStore(ws).create(name, scope or [])
+    err.print(f"created API token {record.name!r} (id {record.id}, scopes: {', '.join(record.scopes)})")
+    err.print(
+        "[bold yellow]copy it now: it is not shown again[/] (only its hash is stored); "
+        "send it as 'Authorization: Bearer <token>'"
+    )
+    out.print(plaintext, markup=False, highlight=False)
+
+
+@app.command("list")
+def list_() -> None:
+    """Every token, revoked ones included: name, id, scopes, who created it and when."""
+    from mlprod.serve.tokens import TokenStore
+
+    with open_workspace() as ws:
+        records = TokenStore(ws).list()
+    table = Table("name", "id", "scopes", "created (UTC)", "who", "revoked (UTC)")
+    for r in records:
+        table.add_row(
+            r.name,
+            r.id,
+            ", ".join(r.scopes),
+            f"{r.created_at:%Y-%m-%d %H:%M:%S}",
+            r.who,
+            "" if r.revoked_at is None else f"{r.revoked_at:%Y-%m-%d %H:%M:%S}",
+        )
+    out.print(
+        table if records else "no API tokens yet; create one with 'mlprod tokens create NAME --scope predict'"
+    )
+
+
+@app.command("revoke")
+def revoke(name_or_id: Annotated[str, typer.Argument(help="The token's name or its id.")]) -> None:
+    """Revoke a token; running servers refuse it within their refresh interval (seconds)."""
+    from mlprod.serve.tokens import TokenStore
+
+    with open_workspace() as ws:
+        record = TokenStore(ws).revoke(name_or_id)
+    assert record.revoked_at is not None
+    out.print(
+        f"revoked API token {record.name!r} (id {record.id}) at {record.revoked_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
