@@ -56,6 +56,6 @@ def serve(
         app = create_app(ws, options=ServeOptions.from_config(ws, **overrides), require_auth=require)
         out.print(f"mlprod serving workspace {ws.root} on http://{bind_host}:{bind_port} (Ctrl-C to stop)")
         try:
-            serve_forever(app, host=bind_host, port=bind_port)
+            serve_forever(app, host=bind_host, port=bind_port, keep_logging=settings.json_logs)
         except KeyboardInterrupt:  # Ctrl-C is how a foreground server is meant to stop
             err.print("stopped; prediction log flushed")

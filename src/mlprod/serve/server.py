@@ -16,9 +16,12 @@ from mlprod.errors import MlprodError
 _STARTUP_TIMEOUT_SECONDS = 30.0
 
 
-def serve_forever(app: FastAPI, *, host: str, port: int) -> None:
-    """Serve until interrupted; the app's shutdown flushes the prediction log."""
-    uvicorn.Server(_config(app)).run(sockets=[_bind(host, port)])
+def serve_forever(app: FastAPI, *, host: str, port: int, keep_logging: bool = False) -> None:
+    """Serve until interrupted; the app's shutdown flushes the prediction log.
+
+    ``keep_logging`` leaves the logging set up by the caller (JSON logs) instead of uvicorn's own.
+    """
+    uvicorn.Server(_config(app, keep_logging=keep_logging)).run(sockets=[_bind(host, port)])
 
 
 class BackgroundServer:
@@ -70,7 +73,9 @@ class BackgroundServer:
         self.stop()
 
 
-def _config(app: FastAPI) -> uvicorn.Config:
+def _config(app: FastAPI, *, keep_logging: bool = False) -> uvicorn.Config:
+    if keep_logging:
+        return uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
     return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
 
 
