@@ -46,12 +46,15 @@ def test_demo_runs_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
     assert f"workspace: {workspace}" in result.stderr
     auc = float(summary_value(result.stdout, "AUC on July (champion)").split()[0])
     assert 0.55 < auc < 0.9  # schedule features carry real but limited signal
-    assert summary_value(result.stdout, "HTTP requests") == "40 (0 failed)"
+    assert summary_value(result.stdout, "HTTP requests") == "40 (0 failed); routing revision 1"
     assert summary_value(result.stdout, "flights 2013-02 committed").startswith("2,488 rows, 0 quarantined")
     assert "26 rows corrected on a branch" in summary_value(result.stdout, "June corrections merged")
-    assert summary_value(result.stdout, "predictions logged") == "40"
+    assert summary_value(result.stdout, "predictions logged") == "80 (shadow copies included)"
     assert summary_value(result.stdout, "served vs in-process") == "max |difference| 0.00e+00"
-    p50, p99 = re.findall(r"([\d.]+) ms", summary_value(result.stdout, "latency p50 / p99"))
+    routes = dict(re.findall(r"route (champion|canary|shadow) \(v\d+\)\s+│\s+(\d+)", result.stdout))
+    assert int(routes["champion"]) + int(routes.get("canary", 0)) == 40 and int(routes["shadow"]) == 40
+    assert 0 < int(routes["champion"]) and int(routes.get("canary", 0)) < 20  # a 10 % canary
+    p50, p99 = re.findall(r"([\d.]+) ms", summary_value(result.stdout, "route champion"))
     assert 0 < float(p50) <= float(p99)
     assert "profile accuracy-first · set july" in result.stdout and "profile edge · set july" in result.stdout
     assert summary_value(result.stdout, "gate: lightgbm-small vs logistic").startswith(("pass: ", "fail: "))

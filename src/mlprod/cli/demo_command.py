@@ -98,10 +98,17 @@ def render_summary(s: DemoSummary) -> Table:
     )
     table.add_row("ONNX export of champion", f"parity max |difference| {s.onnx_parity:.1e}")
     table.add_row("AUC on July (champion)", f"{s.auc:.4f} ({s.test_rows:,} flights)")
-    table.add_row("HTTP requests", f"{s.requests:,} ({s.failed_requests} failed)")
-    table.add_row("latency p50 / p99", f"{s.latency_p50_ms:.2f} ms / {s.latency_p99_ms:.2f} ms")
-    table.add_row("predictions logged", f"{s.predictions_logged:,}")
-    table.add_row("served vs in-process", f"max |difference| {s.max_served_difference:.2e}")
+    r = s.rollout
+    table.add_row("HTTP requests", f"{r.requests:,} ({r.failed} failed); routing revision {r.plan_revision}")
+    for route in r.routes:
+        what = "mirrored" if route.route == "shadow" else "answered"
+        table.add_row(
+            f"route {route.route} (v{route.version})",
+            f"{route.requests:,} {what}; latency p50 {route.latency_p50_ms:.2f} ms, "
+            f"p99 {route.latency_p99_ms:.2f} ms",
+        )
+    table.add_row("predictions logged", f"{r.logged:,} (shadow copies included)")
+    table.add_row("served vs in-process", f"max |difference| {r.max_served_difference:.2e}")
     table.add_row("workspace", str(s.workspace))
     table.add_row("total time", f"{s.seconds:.1f} s")
     return table

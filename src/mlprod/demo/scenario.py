@@ -9,8 +9,9 @@ merged from a branch; evaluate every candidate on July (quality, slices, robustn
 serving cost, interpretability, feature usefulness), rank them under the ``accuracy-first`` and
 ``edge`` profiles, and let the gate pick the ``champion``; export it to ONNX under a parity check;
 materialize the features into the online store and check that online lookups equal the offline
-join; serve the champion over HTTP on a free loopback port, send real single-row requests for July
-flights, and check the prediction log and the served answers against in-process predictions.
+join; serve the model over HTTP on a free loopback port with the champion answering, the runner-up
+as a 10 % canary and a third candidate as a shadow, send real single-row requests for July flights,
+and check the prediction log and the served answers against in-process predictions.
 Every step is safe to interrupt: rerunning reuses what is already stored.
 """
 
@@ -24,9 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-import numpy as np
-import pandas as pd
 import pyarrow.compute as pc
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -36,12 +34,11 @@ from mlprod.demo import features as demo_features
 from mlprod.demo.arrivals import MergeSummary, MonthArrival, commit_months, merge_corrections, tag_training
 from mlprod.demo.flights import DATASET, MODEL, TRAINING_TAG, load_flights, request_rows, training_spec
 from mlprod.demo.online_check import OnlineCheck, check_online_store
+from mlprod.demo.rollout import CANARY_PERCENT, STICKY_KEY, Rollout, serve_with_canary
 from mlprod.demo.selection import Selection, select_champion
-from mlprod.errors import MlprodError
 from mlprod.evaluate import binary_classification_metrics
 from mlprod.models import Registry, RunResult, TrainingSpec, build_frame, run_training
 from mlprod.models.training_spec import LABEL_COLUMN, join_features
-from mlprod.serve import BackgroundServer, create_app, read_prediction_log
 from mlprod.workspace import Workspace
 
 ALIAS = "champion"
@@ -104,12 +101,7 @@ class DemoSummary:
     selection: Selection
     onnx_parity: float
     test_rows: int
-    requests: int
-    failed_requests: int
-    latency_p50_ms: float
-    latency_p99_ms: float
-    predictions_logged: int
-    max_served_difference: float
+    rollout: Rollout
     seconds: float
 
     @property
@@ -190,16 +182,18 @@ def run_demo(
     with _step(console, "Materializing features into the online store; online lookups vs offline join"):
         online = check_online_store(workspace, feature_set, with_context, seed=seed)
 
-    july_sample = test.sample(n=min(requests, len(test)), random_state=seed).reset_index(drop=True)
-    run_id = uuid.uuid4().hex[:12]
-    served, latencies, failed = _send_requests(
-        workspace, july_sample, list(champion_spec.features), run_id, console
+    canary, shadow = _runner_ups(candidates, champion)
+    extra = build_frame(champion_spec, with_context, extra=["tailnum"])
+    july_sample = extra.sample(n=min(requests, len(extra)), random_state=seed).reset_index(drop=True)
+    rows = request_rows(
+        july_sample.rename(columns={"_extra_tailnum": STICKY_KEY}), [*champion_spec.features, STICKY_KEY]
     )
-    expected = registry.load(f"{MODEL}/{champion.version}").predict_frame(july_sample)
-    answered = ~np.isnan(served)
-    difference = float(np.max(np.abs(served[answered] - expected[answered]), initial=0.0))
-    log = read_prediction_log(workspace.prediction_log_dir).to_pandas()
-    logged = int(log["request_id"].str.startswith(f"demo-{run_id}-").sum())
+    with _step(console, f"Serving {MODEL}: @{ALIAS} v{champion.version}, canary v{canary.version} "
+               f"({CANARY_PERCENT:g} %, sticky by {STICKY_KEY}), shadow v{shadow.version}"):  # fmt: skip
+        rollout = serve_with_canary(
+            workspace, rows, model=MODEL, canary=canary.version, shadow=shadow.version,
+            run_id=uuid.uuid4().hex[:12], console=console,
+        )  # fmt: skip
 
     return DemoSummary(
         workspace=workspace.root,
@@ -215,45 +209,17 @@ def run_demo(
         selection=selection,
         onnx_parity=export.parity_max_abs_diff,
         test_rows=len(test),
-        requests=len(july_sample),
-        failed_requests=failed,
-        latency_p50_ms=float(np.percentile(latencies, 50)) if latencies else float("nan"),
-        latency_p99_ms=float(np.percentile(latencies, 99)) if latencies else float("nan"),
-        predictions_logged=logged,
-        max_served_difference=difference,
+        rollout=rollout,
         seconds=time.perf_counter() - started,
     )
 
 
-def _send_requests(
-    workspace: Workspace, sample: pd.DataFrame, inputs: list[str], run_id: str, console: Console
-) -> tuple[np.ndarray, list[float], int]:
-    """One HTTP request per row against a real server; return answers, latencies (ms), failures."""
-    rows = request_rows(sample, inputs)
-    served = np.full(len(rows), np.nan)
-    latencies: list[float] = []
-    failed = 0
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with (
-        BackgroundServer(create_app(workspace)) as server,
-        httpx.Client(base_url=server.url, timeout=10.0) as client,
-        Progress(*columns, console=console, transient=True) as progress,
-    ):
-        console.print(f"  serving on {server.url}")
-        task = progress.add_task(f"Sending {len(rows)} July flights to {MODEL}@{ALIAS}", total=len(rows))
-        for i, row in enumerate(rows):
-            body = {"id": f"demo-{run_id}-{i}", "rows": [row]}
-            sent = time.perf_counter()
-            response = client.post(f"/v1/models/{MODEL}@{ALIAS}/predict", json=body)
-            latencies.append((time.perf_counter() - sent) * 1000)
-            if response.status_code == 200:
-                served[i] = response.json()["predictions"][0]
-            else:
-                failed += 1
-            progress.advance(task)
-    if failed == len(rows) and rows:
-        raise MlprodError(f"every demo request failed; last answer: {response.status_code} {response.text}")
-    return served, latencies, failed
+def _runner_ups(
+    candidates: list[CandidateResult], champion: CandidateResult
+) -> tuple[CandidateResult, CandidateResult]:
+    """The canary (best July AUC after the champion) and the shadow (the next one)."""
+    others = sorted((c for c in candidates if c is not champion), key=lambda c: -c.july_auc)
+    return others[0], others[1 % len(others)]
 
 
 @contextmanager
