@@ -109,3 +109,22 @@ def test_serve_with_tokens_checks_scopes(mlprod: Run, ws_two_versions: Path) -> 
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backend", "ray", "--replicas", "0"], "--replicas"),
+        (
+            ["--backend", "ray", "--ray-address", "127.0.0.1:1", "--port", "0"],
+            "cannot connect to the Ray cluster",
+        ),
+        (["--replicas", "2"], "--replicas and --ray-address need --backend ray"),
+        (["--backend", "k8s"], "--backend"),
+    ],
+)
+def test_serve_backend_options_are_checked(
+    mlprod: Run, ws_two_versions: Path, args: list[str], message: str
+) -> None:
+    result = mlprod("serve", *args, cwd=ws_two_versions, timeout=60)
+    assert result.returncode == 2 and message in result.stderr, result.stderr

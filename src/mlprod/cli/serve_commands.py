@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from mlprod.cli.state import err, open_workspace, out
+from mlprod.errors import InvalidInputError
+
+
+class Backend(StrEnum):
+    local = "local"
+    ray = "ray"
 
 
 def register(app: typer.Typer) -> None:
@@ -29,6 +37,14 @@ def serve(
         typer.Option(
             min=0, help="Batch concurrent requests, waiting up to this long (default: serve setting)."
         ),
+    ] = None,
+    backend: Annotated[
+        Backend, typer.Option(help="local: this process (uvicorn); ray: replicas on Ray Serve.")
+    ] = Backend.local,
+    replicas: Annotated[int, typer.Option(min=1, help="Copies of the app on Ray Serve (--backend ray).")] = 1,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join: host:port or ray://host:port (default: start a local Ray)."),
     ] = None,
 ) -> None:
     """Serve registered models over HTTP until interrupted (Ctrl-C flushes the prediction log).
@@ -53,9 +69,35 @@ def serve(
             )
             err.print(f"API tokens not required ({where}): anyone who can reach {bind_host} can predict")
         overrides = {} if micro_batch_ms is None else {"micro_batch_max_wait_ms": micro_batch_ms}
-        app = create_app(ws, options=ServeOptions.from_config(ws, **overrides), require_auth=require)
+        if backend is Backend.local and (replicas != 1 or ray_address is not None):
+            raise InvalidInputError("--replicas and --ray-address need --backend ray")
+        options = ServeOptions.from_config(ws, **overrides)
+        if backend is Backend.ray:
+            _serve_on_ray(ws.root, bind_host, bind_port, replicas, ray_address, options, require)
+            return
+        app = create_app(ws, options=options, require_auth=require)
         out.print(f"mlprod serving workspace {ws.root} on http://{bind_host}:{bind_port} (Ctrl-C to stop)")
         try:
             serve_forever(app, host=bind_host, port=bind_port, keep_logging=settings.json_logs)
         except KeyboardInterrupt:  # Ctrl-C is how a foreground server is meant to stop
             err.print("stopped; prediction log flushed")
+
+
+def _serve_on_ray(
+    root: Path, host: str, port: int, replicas: int, address: str | None, options: Any, require: bool
+) -> None:
+    from mlprod.serve.ray_backend import serve_on_ray
+
+    with err.status(f"starting {replicas} Ray Serve replica(s)"):
+        handle = serve_on_ray(
+            root, host=host, port=port, replicas=replicas, address=address,
+            app_options={"options": options, "require_auth": require}, blocking=False,
+        )  # fmt: skip
+    out.print(
+        f"mlprod serving workspace {root} on {handle.url} with {replicas} Ray Serve replica(s) "
+        "(Ctrl-C to stop)"
+    )
+    try:
+        handle.wait()
+    except KeyboardInterrupt:
+        err.print("stopped; prediction log flushed")

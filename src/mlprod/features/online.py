@@ -28,7 +28,7 @@ from mlprod.features.definitions import (
     select_features,
 )
 from mlprod.features.offline import CREATED, TIME, values_with_times
-from mlprod.features.online_store import OnlineRecord, OnlineStore, encode_key, encode_keys
+from mlprod.features.online_store import OnlineRecord, OnlineStore, encode_keys
 from mlprod.features.sources import connect, derive_columns, quote, register_rows
 from mlprod.workspace import Workspace
 
@@ -121,10 +121,15 @@ class FeatureLookup:
     def get(self, keys: Mapping[str, Any], *, at: datetime | None = None) -> FeatureVector:
         """The features of the entity named by ``keys`` (every entity key column -> value)."""
         now_us = _microseconds(_aware(at, "at") if at is not None else datetime.now(UTC))
+        store_keys = [self._key(view, key_columns, keys) for view, key_columns, _, _ in self._views]
+        wanted = [
+            (view[0], key) for view, key in zip(self._views, store_keys, strict=True) if key is not None
+        ]
+        found = dict(zip(wanted, self.store.read_entries(wanted), strict=True))
         values: dict[str, Any] = {}
         missing = []
-        for view, key_columns, names, ttl_us in self._views:
-            record = self._read(view, key_columns, keys)
+        for (view, _, names, ttl_us), key in zip(self._views, store_keys, strict=True):
+            record = None if key is None else found[(view, key)]
             fresh = record is not None and (ttl_us is None or record.event_time_us >= now_us - ttl_us)
             if not fresh:
                 missing.append(view)
@@ -132,7 +137,9 @@ class FeatureLookup:
                 values[name] = record.values.get(name) if fresh and record is not None else self._empty[name]
         return FeatureVector(values, tuple(missing))
 
-    def _read(self, view: str, key_columns: Sequence[str], keys: Mapping[str, Any]) -> OnlineRecord | None:
+    @staticmethod
+    def _key(view: str, key_columns: Sequence[str], keys: Mapping[str, Any]) -> str | None:
+        """The store key of the entity in ``view``; None when a key value is null (no entity)."""
         try:
             key_values = [keys[column] for column in key_columns]
         except KeyError as exc:
@@ -141,7 +148,7 @@ class FeatureLookup:
             ) from None
         if any(v is None or v != v for v in key_values):  # v != v: NaN
             return None
-        return self.store.read(view, [encode_key(key_values)])[0]
+        return encode_keys([[v] for v in key_values])[0]
 
 
 def online_features(

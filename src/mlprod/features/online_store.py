@@ -168,6 +168,11 @@ class OnlineStore(ABC):
     def read(self, view: str, keys: Sequence[str]) -> list[OnlineRecord | None]:
         """The record of each key of ``keys`` in ``view``, in order; None for a key never written."""
 
+    def read_entries(self, entries: Sequence[tuple[str, str]]) -> list[OnlineRecord | None]:
+        """The record of each ``(view, key)``, in order: one entity's features across its views in
+        one round trip (what a serving lookup needs). Backends override it when they can batch."""
+        return [self.read(view, [key])[0] for view, key in entries]
+
     @abstractmethod
     def clear(self, view: str) -> None:
         """Forget every record of ``view``; other views stay."""
@@ -370,6 +375,18 @@ class SqliteOnlineStore(OnlineStore):
             raise self._error(exc) from exc
         return [found.get(key) for key in keys]
 
+    def read_entries(self, entries: Sequence[tuple[str, str]]) -> list[OnlineRecord | None]:
+        if len(entries) <= 1 or len(entries) > _SQLITE_CHUNK // 2:
+            return super().read_entries(entries)
+        where = " OR ".join(["(view = ? AND key = ?)"] * len(entries))
+        sql = "SELECT view, key, event_time_us, created_time_us, payload FROM online_features WHERE " + where
+        try:
+            rows = self._connection().execute(sql, [part for entry in entries for part in entry]).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        found = {(v, k): OnlineRecord(k, e, c, json.loads(p)) for v, k, e, c, p in rows}
+        return [found.get(entry) for entry in entries]
+
     def clear(self, view: str) -> None:
         _check_view(view)
         try:
@@ -486,6 +503,21 @@ class RedisOnlineStore(OnlineStore):
         return [
             None if payload is None else OnlineRecord(key, int(event), int(created), json.loads(payload))
             for key, (event, created, payload) in zip(keys, stored, strict=True)
+        ]
+
+    def read_entries(self, entries: Sequence[tuple[str, str]]) -> list[OnlineRecord | None]:
+        if len(entries) <= 1 or len(entries) > _REDIS_CHUNK:
+            return super().read_entries(entries)
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for view, key in entries:
+                pipe.hmget(self._name(view, key), "e", "c", "v")
+            stored = pipe.execute()
+        except redis.RedisError as exc:
+            raise self._error(exc) from exc
+        return [
+            None if payload is None else OnlineRecord(key, int(event), int(created), json.loads(payload))
+            for (_, key), (event, created, payload) in zip(entries, stored, strict=True)
         ]
 
     def clear(self, view: str) -> None:

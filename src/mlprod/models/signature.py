@@ -137,28 +137,46 @@ class FeatureEncoder:
     signature: Signature
     strict: bool = False
     _codes: list[dict[str, float] | None] = field(init=False, repr=False)
+    _plan: list[tuple[str, dict[str, float] | None, bool]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._codes = [
             {c: float(i) for i, c in enumerate(f.categories)} if f.kind == "category" else None
             for f in self.signature.inputs
         ]
+        self._plan = [
+            (f.name, codes, f.integral) for f, codes in zip(self.signature.inputs, self._codes, strict=True)
+        ]
 
     def encode_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Encode a list of JSON-like objects, one per prediction; extra keys are ignored."""
         if not isinstance(rows, Sequence) or isinstance(rows, str | bytes):
             raise InvalidInputError(f"expected a list of rows (objects), got {type(rows).__name__}")
-        matrix = np.empty((len(rows), len(self.signature.inputs)), dtype=np.float64)
+        values: list[float] = []
+        append = values.append
+        nan = math.nan
         for r, row in enumerate(rows):
             if not isinstance(row, Mapping):
                 raise InvalidInputError(f"row {r}: expected an object of fields, got {row!r}")
-            for j, (spec, codes) in enumerate(zip(self.signature.inputs, self._codes, strict=True)):
-                if spec.name not in row:
+            for j, (name, codes, integral) in enumerate(self._plan):
+                try:
+                    value = row[name]
+                except KeyError:
                     raise InvalidInputError(
-                        f"row {r}: missing field {spec.name!r} (expected {self.signature.input_names})"
-                    )
-                matrix[r, j] = _encode_value(row[spec.name], spec, codes, self.strict, where=f"row {r}")
-        return matrix
+                        f"row {r}: missing field {name!r} (expected {self.signature.input_names})"
+                    ) from None
+                # Fast path for the usual JSON types; anything else takes the checked path below.
+                kind = type(value)
+                if value is None:
+                    append(nan)
+                elif codes is None and ((kind is float and not integral) or kind is int):
+                    append(float(value))
+                elif codes is not None and kind is str and value in codes:
+                    append(codes[value])
+                else:
+                    spec = self.signature.inputs[j]
+                    append(_encode_value(value, spec, codes, self.strict, where=f"row {r}"))
+        return np.array(values, dtype=np.float64).reshape(len(rows), len(self._plan))
 
     def encode_columns(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
         """Encode a mapping of column name to equally long lists of values."""
