@@ -116,7 +116,7 @@ def test_serve_with_tokens_checks_scopes(mlprod: Run, ws_two_versions: Path) -> 
     [
         (["--backend", "ray", "--replicas", "0"], "--replicas"),
         (
-            ["--backend", "ray", "--ray-address", "127.0.0.1:1", "--port", "0"],
+            ["--backend", "ray", "--ray-address", "127.0.0.1:1", "--port", "8123"],
             "cannot connect to the Ray cluster",
         ),
         (["--replicas", "2"], "--replicas and --ray-address need --backend ray"),
