@@ -71,7 +71,7 @@ def test_predict_columns_and_explicit_version(client: httpx.Client) -> None:
         ("/v1/models/toy/predict", [1, 2], 422, "must be a JSON object"),
         ("/v1/models/..etc/predict", {"rows": [ROW]}, 422, "model name"),
         ("/v1/models/..%2F..%2Fetc/predict", {"rows": [ROW]}, 404, "no route POST"),
-        ("/v1/models/toy/versions/x/predict", {"rows": [ROW]}, 422, "path.version"),
+        ("/v1/models/toy/versions/x/predict", {"rows": [ROW]}, 422, "version must be a positive integer"),
     ],
 )
 def test_bad_requests_get_a_clear_json_error(

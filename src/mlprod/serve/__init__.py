@@ -1,6 +1,7 @@
 """Online serving: the HTTP app, the prediction service, model pool, routing, the prediction log."""
 
 from mlprod.serve.app import create_app
+from mlprod.serve.label_join import join_labels
 from mlprod.serve.model_pool import ModelPool
 from mlprod.serve.prediction_log import PredictionLogWriter, read_prediction_log
 from mlprod.serve.route_store import RouteChange, RouteStore
@@ -18,6 +19,7 @@ __all__ = [
     "RouteStore",
     "ServeOptions",
     "create_app",
+    "join_labels",
     "read_prediction_log",
     "serve_forever",
 ]

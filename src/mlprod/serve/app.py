@@ -21,12 +21,9 @@ entity was not in the online store. Every prediction is appended to the predicti
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,12 +38,14 @@ from mlprod.errors import DatabaseError, InvalidInputError, MlprodError
 from mlprod.models import parse_ref
 from mlprod.serve.admin_api import register_admin_api
 from mlprod.serve.auth import TokenVerifier
+from mlprod.serve.fast_path import PredictFastPath
 from mlprod.serve.http_errors import error_body, status_for
 from mlprod.serve.metrics import CONTENT_TYPE, ServingMetrics
+from mlprod.serve.native_predict import NativePredict
 from mlprod.serve.prediction_log import PredictionLogWriter
 from mlprod.serve.request_auth import Authorize, authorizer
-from mlprod.serve.request_body import read_json
-from mlprod.serve.service import Prediction, PredictionService, ServeOptions
+from mlprod.serve.request_body import read_body
+from mlprod.serve.service import PredictionService, ServeOptions
 from mlprod.serve.tokens import TokenStore
 from mlprod.workspace import Workspace
 
@@ -160,29 +159,16 @@ def create_app(
             ]
         }
 
+    native = NativePredict(service, metrics, authorize)
+
     async def predict(request: Request, target: str) -> Response:
-        started = time.perf_counter()
-        try:
-            authorize(request, "predict")
-            body = await read_json(request, max_body)
-            answer = await service.predict(
-                target,
-                body,
-                request_id=_optional_text(body, "id"),
-                route_key=request.headers.get("x-route-key") or _optional_text(body, "route_key"),
-            )
-        except MlprodError as exc:
-            metrics.observe(
-                model=_name_of(target), version=None, route="", status=status_for(exc)[0],
-                seconds=time.perf_counter() - started,
-            )  # fmt: skip
-            raise
-        metrics.observe(
-            model=answer.model, version=answer.version, route=answer.route, status=200,
-            seconds=time.perf_counter() - started,
-        )  # fmt: skip
-        metrics.observe_prediction_rows(answer.model, answer.version, len(answer.predictions))
-        return Response(json.dumps(_native_answer(answer)), media_type="application/json")
+        answer = await native.answer(
+            target,
+            await read_body(request, max_body),
+            authorization=request.headers.get("authorization"),
+            route_key=request.headers.get("x-route-key"),
+        )
+        return Response(answer, media_type="application/json")
 
     @app.post("/v1/models/{ref}/predict", openapi_extra=NATIVE_PREDICT_OPENAPI)
     async def predict_ref(request: Request, ref: str) -> Response:
@@ -192,8 +178,11 @@ def create_app(
 
     @app.post("/v1/models/{name}/versions/{version}/predict", openapi_extra=NATIVE_PREDICT_OPENAPI)
     async def predict_version(request: Request, name: str, version: int) -> Response:
+        if not 1 <= version < 2**63:  # the database's integer range
+            raise InvalidInputError(f"model version must be a positive integer, got {version}")
         return await predict(request, f"{name}/{version}")
 
+    app.add_middleware(PredictFastPath, predictor=native, max_body=max_body)
     register_admin_api(app, service, authorize)
     _register_inference_protocol(app, service, metrics, authorize, max_body)
     return app
@@ -207,27 +196,6 @@ def _register_inference_protocol(
     except ImportError:  # pragma: no cover - until the module lands
         return
     register_inference_protocol(app, service, metrics, authorize, max_body)
-
-
-def _native_answer(answer: Prediction) -> dict[str, Any]:
-    payload = asdict(answer)
-    del payload["rows"]
-    if payload["feature_misses"] is None:
-        del payload["feature_misses"]
-    return payload
-
-
-def _optional_text(body: dict[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str | int) or isinstance(value, bool):
-        raise InvalidInputError(f'"{key}" must be a string, got {value!r}')
-    return str(value)
-
-
-def _name_of(target: str) -> str:
-    return target.split("@", 1)[0].split("/", 1)[0]
 
 
 def _ping(workspace: Workspace) -> None:

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from starlette.requests import Request
 
 from mlprod.serve.auth import TokenVerifier
 
-Authorize = Callable[[Request, str], None]
+
+class Authorize:
+    """``authorize(request, scope)`` raises ``UnauthorizedError`` / ``ForbiddenError``; without a
+    verifier (tokens not required) every request passes."""
+
+    def __init__(self, verifier: TokenVerifier | None) -> None:
+        self.verifier = verifier
+
+    def __call__(self, request: Request, scope: str) -> None:
+        self.check_header(request.headers.get("authorization"), scope)
+
+    def check_header(self, authorization: str | None, scope: str) -> None:
+        if self.verifier is not None:
+            self.verifier.check(authorization, scope)
 
 
 def authorizer(verifier: TokenVerifier | None) -> Authorize:
-    """A check against ``verifier``; without one (tokens not required) every request passes."""
-    if verifier is None:
-
-        def allow(_request: Request, _scope: str) -> None:
-            return None
-
-        return allow
-
-    def check(request: Request, scope: str) -> None:
-        verifier.check(request.headers.get("authorization"), scope)
-
-    return check
+    return Authorize(verifier)

@@ -1,0 +1,69 @@
+"""The native predict endpoint's work, shared by its FastAPI route and the ASGI fast path: check the
+token, parse the body, predict, count the request in the metrics, encode the answer."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from typing import Any
+
+from mlprod.errors import InvalidInputError, MlprodError
+from mlprod.serve.http_errors import status_for
+from mlprod.serve.metrics import ServingMetrics
+from mlprod.serve.request_auth import Authorize
+from mlprod.serve.request_body import parse_json_object
+from mlprod.serve.service import Prediction, PredictionService
+
+
+class NativePredict:
+    """``POST /v1/models/{target}/predict`` given the raw body and the two headers it reads."""
+
+    def __init__(self, service: PredictionService, metrics: ServingMetrics, authorize: Authorize) -> None:
+        self.service = service
+        self.metrics = metrics
+        self.authorize = authorize
+
+    async def answer(
+        self, target: str, raw_body: bytes, *, authorization: str | None, route_key: str | None
+    ) -> bytes:
+        """The JSON answer; raises ``MlprodError`` for a client error (after counting it)."""
+        started = time.perf_counter()
+        try:
+            self.authorize.check_header(authorization, "predict")
+            body = parse_json_object(raw_body)
+            answer = await self.service.predict(
+                target,
+                body,
+                request_id=_optional_text(body, "id"),
+                route_key=route_key or _optional_text(body, "route_key"),
+            )
+        except MlprodError as exc:
+            self.metrics.observe(
+                model=target.split("@", 1)[0].split("/", 1)[0], version=None, route="",
+                status=status_for(exc)[0], seconds=time.perf_counter() - started,
+            )  # fmt: skip
+            raise
+        self.metrics.observe(
+            model=answer.model, version=answer.version, route=answer.route, status=200,
+            seconds=time.perf_counter() - started,
+        )  # fmt: skip
+        self.metrics.observe_prediction_rows(answer.model, answer.version, len(answer.predictions))
+        return json.dumps(native_answer(answer)).encode()
+
+
+def native_answer(answer: Prediction) -> dict[str, Any]:
+    payload = asdict(answer)
+    del payload["rows"]
+    if payload["feature_misses"] is None:
+        del payload["feature_misses"]
+    return payload
+
+
+def _optional_text(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise InvalidInputError(f'"{key}" must be a string, got {value!r}')
+    return str(value)
