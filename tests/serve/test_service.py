@@ -266,3 +266,25 @@ def test_entity_key_requests_are_filled_from_the_online_store(shop_workspace: Wo
     assert no_key.status_code == 422 and "entity key(s) ['shop']" in no_key.json()["error"]["message"]
     log = read_prediction_log(shop_workspace.prediction_log_dir).to_pandas()
     assert '"signal"' in log["inputs"].iloc[0]  # the looked-up values are logged with the inputs
+
+
+def test_metrics_count_requests_errors_and_loaded_models(client: httpx.Client) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for _ in range(3):
+        assert predict(client, "toy@champion").status_code == 200
+    assert predict(client, "ghost").status_code == 404
+    response = client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+    ok = (("model", "toy"), ("route", "direct"), ("status", "200"), ("version", "1"))
+    assert samples[("mlprod_requests_total", ok)] == 3
+    latency = (("model", "toy"), ("route", "direct"), ("version", "1"))
+    assert samples[("mlprod_request_latency_seconds_count", latency)] == 3
+    missing = (("code", "4xx"), ("model", "ghost"), ("route", ""), ("version", ""))
+    assert samples[("mlprod_request_errors_total", missing)] == 1
+    assert samples[("mlprod_models_loaded", ())] == 1
