@@ -288,3 +288,25 @@ def test_metrics_count_requests_errors_and_loaded_models(client: httpx.Client) -
     missing = (("code", "4xx"), ("model", "ghost"), ("route", ""), ("version", ""))
     assert samples[("mlprod_request_errors_total", missing)] == 1
     assert samples[("mlprod_models_loaded", ())] == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ('{"rows": [{"x": Infinity, "c": "a"}]}', "expects a finite number, got inf"),
+        ('{"rows": [{"x": 1e400, "c": "a"}]}', "expects a finite number"),
+        ('{"id": "\\ud800", "rows": [{"x": 1, "c": "a"}]}', '"id" is not valid Unicode text'),
+        ('{"route_key": "\\udfff", "rows": [{"x": 1, "c": "a"}]}', '"route_key" is not valid Unicode text'),
+    ],
+)
+def test_infinities_and_lone_surrogates_are_422(client: httpx.Client, raw: str, message: str) -> None:
+    response = client.post(
+        "/v1/models/toy/predict", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422 and message in response.json()["error"]["message"]
+
+
+def test_nan_is_a_missing_value_like_null(client: httpx.Client) -> None:
+    raw = '{"rows": [{"x": NaN, "c": "a"}, {"x": null, "c": "a"}]}'
+    answer = client.post("/v1/models/toy/predict", content=raw).json()
+    assert answer["predictions"][0] == answer["predictions"][1]

@@ -147,7 +147,7 @@ def parse_ref(ref: str) -> ModelRef:
         return ModelRef(check_name(name, "model"), alias=check_name(alias, "alias"))
     if "/" in ref:
         name, version = ref.split("/", 1)
-        if not version.isdigit() or int(version) < 1:
+        if not (version.isascii() and version.isdigit()) or not 1 <= int(version) < 2**63:
             raise InvalidInputError(f"model reference {ref!r}: version must be a positive integer")
         return ModelRef(check_name(name, "model"), version=int(version))
     return ModelRef(check_name(ref, "model"))

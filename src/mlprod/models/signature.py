@@ -169,7 +169,9 @@ class FeatureEncoder:
                 kind = type(value)
                 if value is None:
                     append(nan)
-                elif codes is None and ((kind is float and not integral) or kind is int):
+                elif codes is None and (
+                    (kind is float and not integral and value - value == 0.0) or kind is int
+                ):
                     append(float(value))
                 elif codes is not None and kind is str and value in codes:
                     append(codes[value])
@@ -256,6 +258,10 @@ def _encode_value(
         return code
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInputError(f"{where}: field {spec.name!r} expects a number, got {value!r}")
+    if isinstance(value, float) and math.isnan(value):
+        return math.nan  # missing, as null is
+    if isinstance(value, float) and math.isinf(value):
+        raise InvalidInputError(f"{where}: field {spec.name!r} expects a finite number, got {value!r}")
     if spec.integral and isinstance(value, float) and not value.is_integer():
         raise InvalidInputError(
             f"{where}: field {spec.name!r} expects an integer ({spec.dtype}), got {value!r}"

@@ -66,4 +66,9 @@ def _optional_text(body: dict[str, Any], key: str) -> str | None:
         return None
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise InvalidInputError(f'"{key}" must be a string, got {value!r}')
-    return str(value)
+    text = str(value)
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: valid JSON, not text the log or a hash can take
+        raise InvalidInputError(f'"{key}" is not valid Unicode text') from None
+    return text
