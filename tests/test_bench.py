@@ -18,6 +18,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
         ("serve_latency.py", ["--requests", "20"], "ratio HTTP / in-process"),
         ("versioned_tables.py", ["--rows", "20000", "--commits", "5"], "DuckDB / mlprod (auto)"),
         ("online_lookup.py", ["--keys", "500", "--lookups", "500"], "FeatureLookup.get"),
+        ("batch_predict.py", ["--rows", "20000"], "predict_file local"),
         (
             "feature_store.py",
             ["--entities", "50", "--rows-per-entity", "20", "--entity-rows", "500", "--skip-feast"],

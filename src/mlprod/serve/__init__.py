@@ -1,6 +1,7 @@
 """Online serving: the HTTP app, the prediction service, model pool, routing, the prediction log."""
 
 from mlprod.serve.app import create_app
+from mlprod.serve.batch_predict import BatchResult, predict_file
 from mlprod.serve.label_join import join_labels
 from mlprod.serve.model_pool import ModelPool
 from mlprod.serve.prediction_log import PredictionLogWriter, read_prediction_log
@@ -11,6 +12,7 @@ from mlprod.serve.service import PredictionService, ServeOptions
 
 __all__ = [
     "BackgroundServer",
+    "BatchResult",
     "ModelPool",
     "PredictionLogWriter",
     "PredictionService",
@@ -20,6 +22,7 @@ __all__ = [
     "ServeOptions",
     "create_app",
     "join_labels",
+    "predict_file",
     "read_prediction_log",
     "serve_forever",
 ]
