@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -184,6 +184,7 @@ def test_new_token_starts_working_after_refresh(store: TokenStore, predict_token
     with pytest.raises(UnauthorizedError):
         verifier.check(f"Bearer {fresh}", "predict")
     time.sleep(0.25)
+    eventually(lambda: verifier.check(f"Bearer {fresh}", "predict"))  # reloaded in the background
     assert verifier.check(f"Bearer {fresh}", "predict").name == "fresh"
 
 
@@ -194,8 +195,7 @@ def test_refresh_now_and_zero_interval_take_effect_at_once(store: TokenStore, pr
     cached.check(header, "predict")
     immediate.check(header, "predict")
     store.revoke("predictor")
-    with pytest.raises(UnauthorizedError):
-        immediate.check(header, "predict")
+    eventually(lambda: _refused(immediate, header))  # the next background reload sees it
     cached.check(header, "predict")
     cached.refresh()
     with pytest.raises(UnauthorizedError):
@@ -211,12 +211,16 @@ def test_fails_closed_while_the_tokens_cannot_be_loaded(
     with workspace.engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE api_tokens RENAME TO api_tokens_away"))
     time.sleep(0.15)
-    for _ in range(2):  # the failure is remembered, and raised afresh, until the next refresh
+
+    def fails_closed() -> None:
         with pytest.raises(DatabaseError, match="could not read the API tokens: metadata database failed"):
             verifier.check(header, "predict")
+
+    eventually(fails_closed)
+    fails_closed()  # the failure is remembered, and raised afresh, until a reload succeeds
     with workspace.engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE api_tokens_away RENAME TO api_tokens"))
-    time.sleep(0.15)
+    eventually(lambda: verifier.check(header, "predict"))
     assert verifier.check(header, "predict").name == "predictor"
 
 
@@ -292,3 +296,21 @@ def test_auth_mode_must_be_known(configured: str) -> None:
     with pytest.raises(ConfigError) as info:
         auth_required("0.0.0.0", configured)
     assert str(info.value) == f"serve.auth is {configured!r}: expected one of 'auto', 'always', 'never'"
+
+
+def eventually(check: Callable[[], object], timeout: float = 5.0) -> None:
+    """Retry ``check`` until it passes: token reloads happen on a background thread."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except (AssertionError, UnauthorizedError, DatabaseError, pytest.fail.Exception):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _refused(verifier: TokenVerifier, header: str) -> None:
+    with pytest.raises(UnauthorizedError):
+        verifier.check(header, "predict")

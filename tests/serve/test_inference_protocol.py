@@ -160,7 +160,7 @@ def test_metadata_lists_every_version(workspace: Workspace, registered: ModelVer
 def test_integral_inputs_are_advertised_as_int64(workspace: Workspace, frame: Any) -> None:
     frame = frame.assign(x=(frame["x"] * 10).round().astype("int64"))
     trained = train_toy(frame, rounds=3)
-    Registry(workspace).register("counts", trained.model, signature=trained.signature)
+    Registry(workspace).register("counts", trained.model, signature=trained.signature, alias="champion")
     with _own_server(workspace) as url:
         oip = triton.InferenceServerClient(url=url.removeprefix("http://"))
         metadata = oip.get_model_metadata("counts")

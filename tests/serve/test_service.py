@@ -56,9 +56,9 @@ def predict(client: httpx.Client, target: str = "toy", **body: object) -> httpx.
     return client.post(f"/v1/models/{target}/predict", json={"rows": [ROW], **body})
 
 
-def test_without_a_plan_a_bare_name_serves_the_latest_version(client: httpx.Client) -> None:
-    answer = predict(client).json()
-    assert (answer["version"], answer["route"]) == (3, "direct")
+def test_without_a_plan_a_bare_name_serves_the_champion_not_the_latest(client: httpx.Client) -> None:
+    answer = predict(client).json()  # versions 2 and 3 are registered but not promoted
+    assert (answer["version"], answer["route"]) == (1, "champion")
 
 
 def test_a_canary_set_at_runtime_takes_its_share_sticky_by_key(client: httpx.Client) -> None:
@@ -98,16 +98,16 @@ def test_shadows_are_logged_and_never_returned(three_versions: Workspace) -> Non
 def test_a_plan_changed_elsewhere_is_picked_up_and_history_is_served(
     three_versions: Workspace, client: httpx.Client
 ) -> None:
-    assert predict(client).json()["route"] == "direct"
+    assert predict(client).json()["version"] == 1
     RouteStore(three_versions).set(RoutePlan("toy", champion="/2"), why="from the CLI")
     deadline = time.monotonic() + 10
-    while predict(client).json()["route"] != "champion":
+    while predict(client).json()["version"] != 2:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    assert predict(client).json()["version"] == 2
+    assert predict(client).json()["route"] == "champion"
     assert client.get("/v1/admin/routes").json()["routes"]["toy"]["champion"] == "/2"
     assert client.delete("/v1/admin/routes/toy", params={"why": "over"}).status_code == 200
-    assert predict(client).json()["route"] == "direct"
+    assert predict(client).json()["version"] == 1  # back to @champion alone
     history = client.get("/v1/admin/routes/toy/history").json()["changes"]
     assert [(c["revision"], c["why"]) for c in history] == [(1, "from the CLI"), (2, "over")]
 
@@ -209,12 +209,13 @@ def test_a_thousand_models_are_served_from_one_process_within_the_budget(
     trained = train_toy(frame, rounds=3)
     for i in range(1000):
         registry.register(f"m{i}", trained.model, signature=trained.signature)
-    size = registry.load("m0/1")
-    del size
     options = ServeOptions(memory_budget_bytes=100 * 1024, refresh_seconds=3600)
     app = create_app(workspace, options=options)
     with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as c:
-        statuses = {c.post(f"/v1/models/m{i}/predict", json={"rows": [ROW]}).status_code for i in range(1000)}
+        statuses = {
+            c.post(f"/v1/models/m{i}/versions/1/predict", json={"rows": [ROW]}).status_code
+            for i in range(1000)
+        }
         loaded = c.get("/v1/admin/loaded").json()
     assert statuses == {200}
     assert loaded["loads"] == 1000 and loaded["evictions"] > 0
@@ -295,6 +296,8 @@ def test_metrics_count_requests_errors_and_loaded_models(client: httpx.Client) -
     [
         ('{"rows": [{"x": Infinity, "c": "a"}]}', "expects a finite number, got inf"),
         ('{"rows": [{"x": 1e400, "c": "a"}]}', "expects a finite number"),
+        ('{"rows": [{"x": 1' + "0" * 400 + ', "c": "a"}]}', "expects a finite number, got an integer beyond"),
+        ('{"columns": {"x": [1' + "0" * 400 + '], "c": ["a"]}}', "expects a finite number"),
         ('{"id": "\\ud800", "rows": [{"x": 1, "c": "a"}]}', '"id" is not valid Unicode text'),
         ('{"route_key": "\\udfff", "rows": [{"x": 1, "c": "a"}]}', '"route_key" is not valid Unicode text'),
     ],
@@ -310,3 +313,29 @@ def test_nan_is_a_missing_value_like_null(client: httpx.Client) -> None:
     raw = '{"rows": [{"x": NaN, "c": "a"}, {"x": null, "c": "a"}]}'
     answer = client.post("/v1/models/toy/predict", content=raw).json()
     assert answer["predictions"][0] == answer["predictions"][1]
+
+
+def test_admin_text_must_be_storable_and_changes_are_signed_by_the_server_user(client: httpx.Client) -> None:
+    bad = client.put("/v1/admin/routes/toy", content='{"why": "\\ud800"}')
+    assert bad.status_code == 422 and "not valid Unicode" in bad.json()["error"]["message"]
+    sticky = client.put("/v1/admin/routes/toy", content='{"sticky_key": "\\udfff"}')
+    assert sticky.status_code == 422
+    assert client.get("/v1/admin/routes/toy/history").json()["changes"] == []
+    assert client.put("/v1/admin/routes/toy", json={"champion": "/2"}).status_code == 200
+    assert client.get("/v1/admin/routes/toy/history").json()["changes"][0]["who"]  # no token: the user
+
+
+def test_a_non_ascii_version_digit_is_422(client: httpx.Client) -> None:
+    response = client.post("/v1/models/toy/versions/%C2%B2/predict", json={"rows": [ROW]})
+    assert response.status_code == 422 and "positive integer" in response.json()["error"]["message"]
+
+
+def test_a_sticky_value_that_is_a_lone_surrogate_still_routes(three_versions: Workspace) -> None:
+    RouteStore(three_versions).set(RoutePlan("toy", canary="/2", canary_percent=50, sticky_key="c"))
+    with (
+        BackgroundServer(create_app(three_versions, options=FAST)) as server,
+        httpx.Client(base_url=server.url) as c,
+    ):
+        raw = '{"rows": [{"x": 1.0, "c": "\\ud800"}]}'
+        response = c.post("/v1/models/toy/predict", content=raw)
+    assert response.status_code == 422 and "not an allowed category" in response.json()["error"]["message"]

@@ -24,6 +24,7 @@ import pandas as pd
 from mlprod.errors import InvalidInputError
 
 FieldKind = Literal["number", "category"]
+_INT_LIMIT = 2**1023  # larger integers do not fit a float64
 UnknownCategories = Literal["error", "missing"]
 
 
@@ -170,7 +171,8 @@ class FeatureEncoder:
                 if value is None:
                     append(nan)
                 elif codes is None and (
-                    (kind is float and not integral and value - value == 0.0) or kind is int
+                    (kind is float and not integral and value - value == 0.0)
+                    or (kind is int and -_INT_LIMIT < value < _INT_LIMIT)
                 ):
                     append(float(value))
                 elif codes is not None and kind is str and value in codes:
@@ -265,5 +267,9 @@ def _encode_value(
     if spec.integral and isinstance(value, float) and not value.is_integer():
         raise InvalidInputError(
             f"{where}: field {spec.name!r} expects an integer ({spec.dtype}), got {value!r}"
+        )
+    if isinstance(value, int) and not -_INT_LIMIT < value < _INT_LIMIT:
+        raise InvalidInputError(
+            f"{where}: field {spec.name!r} expects a finite number, got an integer beyond ±1.8e308"
         )
     return float(value)

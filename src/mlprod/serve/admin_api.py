@@ -17,8 +17,9 @@ from mlprod.names import check_name
 from mlprod.serve.request_auth import Authorize
 from mlprod.serve.request_body import read_json
 from mlprod.serve.route_store import RouteChange
-from mlprod.serve.routing import RoutePlan
+from mlprod.serve.routing import RoutePlan, check_text
 from mlprod.serve.service import PredictionService
+from mlprod.serve.tokens import ApiToken
 
 ROUTE_PLAN_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -57,21 +58,23 @@ def register_admin_api(app: FastAPI, service: PredictionService, authorize: Auth
         },
     )
     async def put_route(request: Request, name: str) -> dict[str, Any]:
-        authorize(request, "admin")
+        who = _who(authorize(request, "admin"))
         check_name(name, "model")
         body = await read_json(request, service.workspace.config.serve.max_body_bytes)
         why = body.pop("why", "")
         if not isinstance(why, str):
             raise InvalidInputError(f'"why" must be a string, got {why!r}')
+        check_text(why, '"why"')
         plan = RoutePlan.from_dict(name, body)
-        change = await run_in_threadpool(lambda: service.set_plan(plan, why=why))
+        change = await run_in_threadpool(lambda: service.set_plan(plan, why=why, who=who))
         return _change(change)
 
     @app.delete("/v1/admin/routes/{name}")
     async def delete_route(request: Request, name: str, why: str = "") -> dict[str, Any]:
-        authorize(request, "admin")
+        who = _who(authorize(request, "admin"))
         check_name(name, "model")
-        change = await run_in_threadpool(lambda: service.clear_plan(name, why=why))
+        check_text(why, '"why"')
+        change = await run_in_threadpool(lambda: service.clear_plan(name, why=why, who=who))
         return _change(change)
 
     @app.get("/v1/admin/routes/{name}/history")
@@ -100,6 +103,11 @@ def register_admin_api(app: FastAPI, service: PredictionService, authorize: Auth
                 for s in pool.loaded()
             ],
         }
+
+
+def _who(token: ApiToken | None) -> str | None:
+    """A change through the API is recorded under the token's name (else the server's user)."""
+    return None if token is None else f"token:{token.name}"
 
 
 def _change(change: RouteChange) -> dict[str, Any]:

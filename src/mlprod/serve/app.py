@@ -93,8 +93,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prediction_log.start()
-        await run_in_threadpool(service.reload_routes)
         try:
+            await run_in_threadpool(service.reload_routes)
+            if authorize.verifier is not None:
+                await run_in_threadpool(authorize.verifier.refresh)
             yield
         finally:
             await service.drain_shadows()

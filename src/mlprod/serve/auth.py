@@ -134,22 +134,27 @@ class TokenVerifier:
 
     def _tokens(self) -> dict[str, tuple[str, ApiToken]]:
         snapshot = self._snapshot
-        if snapshot is None or time.monotonic() - snapshot.loaded_at >= self._refresh_seconds:
-            # One thread reloads; while it does, others keep using a good snapshot that is
-            # only a query's duration past its refresh time. Without one they wait for it.
-            usable = snapshot is not None and snapshot.error is None
-            if self._reload_lock.acquire(blocking=not usable):
-                try:
-                    current = self._snapshot
-                    if current is snapshot:  # nobody reloaded while this thread waited
-                        self._load()
-                finally:
-                    self._reload_lock.release()
+        if snapshot is None:  # never loaded (the server loads at start): this caller waits for it
+            with self._reload_lock:
+                if self._snapshot is None:
+                    self._load()
             snapshot = self._snapshot
             assert snapshot is not None
+        elif time.monotonic() - snapshot.loaded_at >= self._refresh_seconds and self._reload_lock.acquire(
+            blocking=False
+        ):
+            # Reload on a background thread: a request never waits on the database. Until it is
+            # done, the snapshot in hand (at most one query's duration past its refresh) is used.
+            threading.Thread(target=self._reload_in_background, daemon=True).start()
         if snapshot.error is not None:  # a fresh exception each time: a shared one grows its traceback
             raise DatabaseError(str(snapshot.error)) from snapshot.error
         return snapshot.tokens
+
+    def _reload_in_background(self) -> None:
+        try:
+            self._load()
+        finally:
+            self._reload_lock.release()
 
     def _load(self) -> None:
         try:

@@ -87,7 +87,7 @@ def _target(middle: str) -> str | None:
         return parts[0]
     if len(parts) == 3 and parts[1] == "versions" and parts[0]:
         version = parts[2]
-        if not version.isdigit() or not 1 <= int(version) < 2**63:
+        if not (version.isascii() and version.isdigit()) or not 1 <= int(version) < 2**63:
             raise InvalidInputError(f"model version must be a positive integer, got {version!r}")
         return f"{parts[0]}/{int(version)}"
     return None

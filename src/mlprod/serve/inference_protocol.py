@@ -49,6 +49,7 @@ from mlprod.serve.metrics import ServingMetrics
 from mlprod.serve.model_pool import Served
 from mlprod.serve.request_auth import Authorize
 from mlprod.serve.request_body import too_large
+from mlprod.serve.routing import CHAMPION
 from mlprod.serve.service import Prediction, PredictionService
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -119,7 +120,7 @@ def register_inference_protocol(
     async def model_metadata(request: Request, target: str) -> Response:
         try:
             authorize(request, "read")
-            served = await _served(service, _answering_ref(service, target))
+            served = await service.served(_answering_ref(service, target))
             versions = await run_in_threadpool(service.registry.versions, served.version.model)
         except MlprodError as exc:
             return _error(exc)
@@ -128,7 +129,7 @@ def register_inference_protocol(
     async def model_ready(request: Request, target: str) -> Response:
         try:
             authorize(request, "read")
-            served = await _served(service, _answering_ref(service, target))
+            served = await service.served(_answering_ref(service, target))
         except MlprodError as exc:
             return _error(exc)
         return JSONResponse({"name": served.version.model, "ready": True})
@@ -140,17 +141,18 @@ def register_inference_protocol(
             body, binary = await _read_body(request, max_body)
             parameters = _object(body.get("parameters", {}), '"parameters"')
             tensors = _decode_inputs(body.get("inputs"), binary)
-            served = await _served(service, _answering_ref(service, target))
+            route_key = request.headers.get("x-route-key") or _text(
+                parameters.get("route_key"), '"parameters.route_key"'
+            )
+            routing_view = {"columns": {t.name: t.values for t in tensors}}
+            routed = service.route(target, routing_view, route_key)  # checked against who answers
+            served = await service.served(routed.ref)
             binary_output = _binary_output(body, parameters, served.version.signature.output)
             payload: dict[str, Any] = {"columns": _columns(tensors, served)}
             if "as_of" in parameters:
                 payload["as_of"] = parameters["as_of"]
             answer = await service.predict(
-                target,
-                payload,
-                request_id=_text(body.get("id"), '"id"'),
-                route_key=request.headers.get("x-route-key")
-                or _text(parameters.get("route_key"), '"parameters.route_key"'),
+                target, payload, request_id=_text(body.get("id"), '"id"'), routed=routed
             )
         except MlprodError as exc:
             metrics.observe(
@@ -158,6 +160,12 @@ def register_inference_protocol(
                 seconds=time.perf_counter() - started,
             )  # fmt: skip
             return _error(exc)
+        except Exception:
+            metrics.observe(
+                model=_name_of(target), version=None, route="", status=500,
+                seconds=time.perf_counter() - started,
+            )  # fmt: skip
+            raise
         metrics.observe(
             model=answer.model, version=answer.version, route=answer.route, status=200,
             seconds=time.perf_counter() - started,
@@ -216,19 +224,12 @@ def _versioned(name: str, version: str) -> str:
 
 
 def _answering_ref(service: PredictionService, target: str) -> str:
-    """The reference whose version answers ``target``: a bare name's champion when it has a plan."""
+    """The reference whose version a bare name's metadata describes: its plan's champion."""
     parsed = parse_ref(target)
     if parsed.alias is not None or parsed.version is not None:
         return target
     plan = service.plan(parsed.name)
-    return target if plan is None else f"{parsed.name}{plan.champion}"
-
-
-async def _served(service: PredictionService, ref: str) -> Served:
-    served = service.pool.peek(ref)
-    if served is None:
-        served = await run_in_threadpool(service.pool.get, ref)
-    return served
+    return f"{parsed.name}{plan.champion if plan is not None else '@' + CHAMPION}"
 
 
 def _metadata(served: Served, versions: list[int]) -> dict[str, Any]:

@@ -93,7 +93,7 @@ class ModelPool:
         """
         miss = self._misses.get(ref)
         if miss is not None and time.monotonic() - miss[1] < self._refresh:
-            raise miss[0]
+            raise NotFoundError(str(miss[0]))  # a fresh one: a shared exception keeps every traceback
         resolved = self._refs.get(ref)
         if resolved is None:
             return None

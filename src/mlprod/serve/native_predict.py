@@ -38,10 +38,11 @@ class NativePredict:
                 request_id=_optional_text(body, "id"),
                 route_key=route_key or _optional_text(body, "route_key"),
             )
-        except MlprodError as exc:
+        except Exception as exc:  # counted with the status it will be answered with, then re-raised
+            status = status_for(exc)[0] if isinstance(exc, MlprodError) else 500
             self.metrics.observe(
                 model=target.split("@", 1)[0].split("/", 1)[0], version=None, route="",
-                status=status_for(exc)[0], seconds=time.perf_counter() - started,
+                status=status, seconds=time.perf_counter() - started,
             )  # fmt: skip
             raise
         self.metrics.observe(

@@ -17,7 +17,7 @@ from typing import Any
 from mlprod.errors import InvalidInputError
 from mlprod.features import FeatureSet
 from mlprod.features.online import FeatureLookup
-from mlprod.features.online_store import OnlineStore
+from mlprod.features.online_store import OnlineStore, SqliteOnlineStore
 from mlprod.models import ModelVersion
 
 
@@ -28,6 +28,7 @@ class OnlineInputs:
         self.lookup = lookup
         self.inputs = [name for name in inputs if name in set(lookup.feature_names)]
         self.entity_keys = lookup.entity_keys
+        self.local = isinstance(lookup.store, SqliteOnlineStore)  # a read takes microseconds
 
     @classmethod
     def for_version(

@@ -46,18 +46,18 @@ class RouteStore:
             rows = conn.execute(serving_routes.select()).all()
         return {row.model: (row.revision, RoutePlan.from_dict(row.model, row.plan)) for row in rows}
 
-    def set(self, plan: RoutePlan, *, why: str = "") -> RouteChange:
+    def set(self, plan: RoutePlan, *, why: str = "", who: str | None = None) -> RouteChange:
         """Store ``plan`` after checking every target resolves to a registered version."""
         for target in (plan.champion, plan.canary, *plan.shadows):
             if target is not None:
                 self._registry.get(plan.target_ref(target))
-        return self._change(plan.model, plan.to_dict(), why)
+        return self._change(plan.model, plan.to_dict(), why, who)
 
-    def clear(self, model: str, *, why: str = "") -> RouteChange:
+    def clear(self, model: str, *, why: str = "", who: str | None = None) -> RouteChange:
         """Remove a model's plan: its traffic goes back to ``@champion`` alone."""
         if self.get(model) is None:
             raise NotFoundError(f"model {model!r} has no routing plan")
-        return self._change(model, None, why)
+        return self._change(model, None, why, who)
 
     def history(self, model: str) -> list[RouteChange]:
         query = (
@@ -71,7 +71,8 @@ class RouteStore:
                 for r in conn.execute(query)
             ]
 
-    def _change(self, model: str, after: dict[str, Any] | None, why: str) -> RouteChange:
+    def _change(self, model: str, after: dict[str, Any] | None, why: str, who: str | None) -> RouteChange:
+        """Store the change; ``who`` defaults to the user running this process."""
         now = datetime.now(UTC)
         with self._ws.engine.begin() as conn:
             if (
@@ -97,7 +98,7 @@ class RouteStore:
                 conn.execute(
                     serving_routes.insert().values(model=model, revision=revision, plan=after, updated_at=now)
                 )
-            who = current_user()
+            who = who or current_user()
             conn.execute(
                 serving_route_changes.insert().values(
                     model=model, revision=revision, before=before, after=after, at=now, who=who, why=why

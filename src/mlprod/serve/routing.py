@@ -31,6 +31,7 @@ from mlprod.models import ModelRef, parse_ref
 
 BUCKETS = 10_000
 CHAMPION = "champion"
+DIRECT = "direct"
 CANARY = "canary"
 SHADOW = "shadow"
 
@@ -115,7 +116,7 @@ class RoutePlan:
 
 def bucket_of(key: str) -> int:
     """A stable bucket in [0, BUCKETS) for a request key (the same in every process)."""
-    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big") % BUCKETS
 
 
@@ -123,4 +124,13 @@ def _text(data: Mapping[str, Any], name: str, default: str | None) -> str | None
     value = data.get(name, default)
     if value is not None and not isinstance(value, str):
         raise InvalidInputError(f"{name} must be a string, got {value!r}")
+    return None if value is None else check_text(value, name)
+
+
+def check_text(value: str, name: str) -> str:
+    """``value`` when it is storable Unicode text (JSON allows lone surrogates, databases do not)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidInputError(f"{name} is not valid Unicode text") from None
     return value

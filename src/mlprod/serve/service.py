@@ -24,17 +24,17 @@ from mlprod.errors import InvalidInputError, MlprodError, NotFoundError
 from mlprod.features.catalog import load_catalog, open_online_store
 from mlprod.features.online_store import OnlineStore
 from mlprod.models import ModelVersion, Registry
-from mlprod.names import check_name
 from mlprod.serve.micro_batch import MicroBatcher
 from mlprod.serve.model_pool import ModelPool, Served
 from mlprod.serve.online_inputs import OnlineInputs
 from mlprod.serve.prediction_log import PredictionLogWriter
 from mlprod.serve.route_store import RouteChange, RouteStore
-from mlprod.serve.routing import SHADOW, RoutePlan
+from mlprod.serve.routing import CHAMPION, DIRECT, SHADOW, RoutePlan
 from mlprod.workspace import Workspace
 
 log = logging.getLogger(__name__)
 INLINE_ROWS = 64  # larger requests are predicted on a worker thread, off the event loop
+MAX_PENDING_SHADOWS = 256  # past this, shadow copies are dropped (and counted) rather than queued
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,15 @@ class ServeOptions:
             micro_batch_max_rows=section.micro_batch_max_rows,
         )
         return cls(**{**options.__dict__, **overrides})
+
+
+@dataclass(frozen=True)
+class Routed:
+    """Where a request goes: the reference that answers, the route's name, the plan followed."""
+
+    ref: str
+    route: str
+    plan: RoutePlan | None
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,7 @@ class PredictionService:
         self._online_store: OnlineStore | None = None
         self._store_lock = threading.Lock()
         self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self.shadows_dropped = 0
 
     # -- requests -----------------------------------------------------------------------------------
 
@@ -107,14 +117,16 @@ class PredictionService:
         *,
         request_id: str | None = None,
         route_key: str | None = None,
+        routed: Routed | None = None,
     ) -> Prediction:
         """Answer ``payload`` (``rows`` or ``columns``, optional ``as_of``) for ``target``.
 
-        ``target`` is a bare model name (follows its routing plan), ``name@alias`` or ``name/version``.
+        ``target`` is a bare model name (follows its routing plan), ``name@alias`` or ``name/version``;
+        ``routed`` is the choice ``route`` already made for this request, if the caller needed it.
         """
         started = time.perf_counter()
-        ref, route, plan = self._route(target, payload, route_key)
-        served = await self._served(ref)
+        routed = routed or self.route(target, payload, route_key)
+        served = await self.served(routed.ref)
         rows, misses = await self._rows(served, payload)
         if len(rows) > INLINE_ROWS:
             predictions = await run_in_threadpool(served.model.predict_rows, rows)
@@ -129,31 +141,31 @@ class PredictionService:
         answer = Prediction(
             served.version.model,
             served.version.version,
-            route,
+            routed.route,
             request_id,
             predictions.tolist(),
             misses if any(misses) else None,
             rows,
         )
         self._log(answer, (time.perf_counter() - started) * 1000)
-        if plan is not None and plan.shadows:
-            self._mirror(plan, rows, request_id)
+        if routed.plan is not None and routed.plan.shadows:
+            self._mirror(routed.plan, rows, request_id)
         return answer
 
-    def _route(
-        self, target: str, payload: Mapping[str, Any], route_key: str | None
-    ) -> tuple[str, str, RoutePlan | None]:
+    def route(self, target: str, payload: Mapping[str, Any], route_key: str | None = None) -> Routed:
+        """Choose who answers: a bare name follows its plan (by default ``@champion`` alone); an
+        alias or a version answers directly."""
         if "@" in target or "/" in target:
-            return target, "direct", None
-        check_name(target, "model")
+            return Routed(target, DIRECT, None)
         plan = self.plan(target)
         if plan is None:
-            return target, "direct", None
+            return Routed(f"{target}@{CHAMPION}", CHAMPION, None)
         key = route_key if route_key is not None else _sticky_value(plan, payload)
         chosen, route = plan.choose(key)
-        return f"{target}{chosen}", route, plan
+        return Routed(f"{target}{chosen}", route, plan)
 
-    async def _served(self, ref: str) -> Served:
+    async def served(self, ref: str) -> Served:
+        """The loaded model for ``ref``, loading it off the event loop when needed."""
         served = self.pool.peek(ref)
         if served is None:
             served = await run_in_threadpool(self.pool.get, ref)
@@ -168,7 +180,7 @@ class PredictionService:
         _refuse_unknown_fields(rows, served.extras["accepted_fields"])
         if online is None:
             return rows, []
-        if len(rows) > INLINE_ROWS:
+        if len(rows) > INLINE_ROWS or not online.local:  # a network store must not block the loop
             return await run_in_threadpool(online.fill, rows, at=at)
         return online.fill(rows, at=at)
 
@@ -185,6 +197,12 @@ class PredictionService:
 
     def _mirror(self, plan: RoutePlan, rows: list[dict[str, Any]], request_id: str) -> None:
         for target in plan.shadows:
+            if len(self._shadow_tasks) >= MAX_PENDING_SHADOWS:  # a slow shadow must not pile up work
+                self.shadows_dropped += 1
+                if self.shadows_dropped % 1000 == 1:
+                    log.warning("shadow %s%s is behind: %d copies dropped so far",
+                                plan.model, target, self.shadows_dropped)  # fmt: skip
+                continue
             task = asyncio.get_running_loop().create_task(
                 self._shadow(f"{plan.model}{target}", rows, request_id)
             )
@@ -194,7 +212,7 @@ class PredictionService:
     async def _shadow(self, ref: str, rows: list[dict[str, Any]], request_id: str) -> None:
         started = time.perf_counter()
         try:
-            served = await self._served(ref)
+            served = await self.served(ref)
             predictions = await run_in_threadpool(served.model.predict_rows, rows)
         except MlprodError as exc:
             log.warning("shadow %s failed on request %s: %s", ref, request_id, exc)
@@ -237,13 +255,13 @@ class PredictionService:
         finally:
             self._routes_refreshing.release()
 
-    def set_plan(self, plan: RoutePlan, *, why: str = "") -> RouteChange:
-        change = self.route_store.set(plan, why=why)
+    def set_plan(self, plan: RoutePlan, *, why: str = "", who: str | None = None) -> RouteChange:
+        change = self.route_store.set(plan, why=why, who=who)
         self.reload_routes()
         return change
 
-    def clear_plan(self, model: str, *, why: str = "") -> RouteChange:
-        change = self.route_store.clear(model, why=why)
+    def clear_plan(self, model: str, *, why: str = "", who: str | None = None) -> RouteChange:
+        change = self.route_store.clear(model, why=why, who=who)
         self.reload_routes()
         return change
 
