@@ -166,10 +166,10 @@ class ArtifactStore:
         final = self.path_of(sha)
         final.parent.mkdir(exist_ok=True)
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make a rename durable: fsync the directory entry (a no-op where unsupported)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -177,5 +177,7 @@ def _fsync_dir(directory: Path) -> None:
         return
     try:
         os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot fsync a directory; the file itself is already synced
     finally:
         os.close(fd)

@@ -48,6 +48,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from mlprod.artifacts import fsync_dir
 from mlprod.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
@@ -356,19 +357,5 @@ def _write_parquet_atomically(table: pa.Table, directory: Path) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_directory(directory)
+    fsync_dir(directory)
     return final
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (a power cut after it must not undo it); POSIX only."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems cannot fsync a directory; the file itself is already synced
-    finally:
-        os.close(fd)
