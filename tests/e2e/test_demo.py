@@ -16,7 +16,7 @@ from mlprod.data import TableStore, collect_garbage
 from mlprod.demo.flights import CONTEXT_FEATURES
 from mlprod.evaluate import latest_reports, list_leaderboards
 from mlprod.models import Registry, list_runs
-from mlprod.serve import read_prediction_log
+from mlprod.serve import RouteStore, read_prediction_log
 from mlprod.workspace import Workspace
 
 SMALL = ["--requests", "40", "--rounds", "30", "--sample", "0.1"]
@@ -54,7 +54,9 @@ def test_demo_runs_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
     routes = dict(re.findall(r"route (champion|canary|shadow) \(v\d+\)\s+│\s+(\d+)", result.stdout))
     assert int(routes["champion"]) + int(routes.get("canary", 0)) == 40 and int(routes["shadow"]) == 40
     assert int(routes["champion"]) > 0 and int(routes.get("canary", 0)) < 20  # a 10 % canary
-    p50, p99 = re.findall(r"([\d.]+) ms", summary_value(result.stdout, "route champion"))
+    champion = re.search(r"route champion \(v\d+\)\s+│ (.+?)\s*│", result.stdout)
+    assert champion, result.stdout
+    p50, p99 = re.findall(r"([\d.]+) ms", champion.group(1))
     assert 0 < float(p50) <= float(p99)
     assert "profile accuracy-first · set july" in result.stdout and "profile edge · set july" in result.stdout
     assert summary_value(result.stdout, "gate: lightgbm-small vs logistic").startswith(("pass: ", "fail: "))
@@ -89,9 +91,12 @@ def test_demo_runs_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
             "accuracy-first",
             "edge",
         }
-        log = read_prediction_log(ws.prediction_log_dir)
-        assert log.num_rows == 40
-        assert set(log.column("version").to_pylist()) == {champion.version}
+        log = read_prediction_log(ws.prediction_log_dir).to_pandas()
+        assert len(log) == 80  # 40 answers and their 40 shadow copies
+        answered = log[log["route"] != "shadow"]
+        assert set(answered.loc[answered["route"] == "champion", "version"]) == {champion.version}
+        assert (log["route"] == "shadow").sum() == 40 and log["request_id"].nunique() == 40
+        assert RouteStore(ws).history("flights-delay")[0].why.startswith("mlprod demo: canary")
 
 
 @pytest.mark.e2e
