@@ -9,6 +9,7 @@ An unknown key, or a value older than the view's TTL, comes back as nulls with t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -148,7 +149,16 @@ class FeatureLookup:
             ) from None
         if any(v is None or v != v for v in key_values):  # v != v: NaN
             return None
-        return encode_keys([[v] for v in key_values])[0]
+        try:  # the types are part of the cache key: True == 1 == 1.0 but they encode differently
+            return _store_key(tuple(key_values), tuple(map(type, key_values)))
+        except TypeError:  # an unhashable value: encode_keys names the problem
+            return encode_keys([[v] for v in key_values])[0]
+
+
+@functools.lru_cache(maxsize=65_536)
+def _store_key(key_values: tuple[Any, ...], _types: tuple[type, ...]) -> str:
+    """``encode_keys`` of one entity, remembered: serving looks up the same entities over and over."""
+    return encode_keys([[v] for v in key_values])[0]
 
 
 def online_features(

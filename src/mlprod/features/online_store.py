@@ -25,6 +25,7 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import operator
@@ -188,6 +189,13 @@ class OnlineStore(ABC):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+@functools.lru_cache(maxsize=65_536)
+def _decoded(payload: str) -> dict[str, Any]:
+    """A stored payload decoded once (serving reads the same entities over and over); callers copy it."""
+    decoded: dict[str, Any] = json.loads(payload)
+    return decoded
 
 
 def _check_view(view: str) -> None:
@@ -384,7 +392,7 @@ class SqliteOnlineStore(OnlineStore):
             rows = self._connection().execute(sql, [part for entry in entries for part in entry]).fetchall()
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
-        found = {(v, k): OnlineRecord(k, e, c, json.loads(p)) for v, k, e, c, p in rows}
+        found = {(v, k): OnlineRecord(k, e, c, dict(_decoded(p))) for v, k, e, c, p in rows}
         return [found.get(entry) for entry in entries]
 
     def clear(self, view: str) -> None:

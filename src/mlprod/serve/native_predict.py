@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
 from typing import Any
 
 from mlprod.errors import InvalidInputError, MlprodError
@@ -54,10 +53,16 @@ class NativePredict:
 
 
 def native_answer(answer: Prediction) -> dict[str, Any]:
-    payload = asdict(answer)
-    del payload["rows"]
-    if payload["feature_misses"] is None:
-        del payload["feature_misses"]
+    """The JSON answer (built field by field: ``asdict`` would deep-copy the logged rows)."""
+    payload: dict[str, Any] = {
+        "model": answer.model,
+        "version": answer.version,
+        "route": answer.route,
+        "request_id": answer.request_id,
+        "predictions": answer.predictions,
+    }
+    if answer.feature_misses is not None:
+        payload["feature_misses"] = answer.feature_misses
     return payload
 
 
