@@ -11,6 +11,8 @@ else escaping is a bug in mlprod.
     ├── ArtifactError
     │   ├── ArtifactNotFoundError (also KeyError)
     │   └── ArtifactCorruptedError  blob content no longer matches its sha256
+    ├── UnauthorizedError         no API token, or an unknown or revoked one (HTTP 401)
+    ├── ForbiddenError            a valid API token without the scope an operation needs (HTTP 403)
     ├── NotFoundError (also LookupError)   unknown dataset, model, version or alias
     ├── AlreadyExistsError
     ├── ConflictError             a ref moved under a writer (compare-and-swap failed)

@@ -124,7 +124,9 @@ def test_non_loopback_serve_requires_tokens_unless_told_not_to(mlprod: Run, ws_w
     assert result.returncode == 2  # the address is not on this machine
     assert "error: cannot listen on 203.0.113.1:0" in result.stderr
     opened = mlprod("serve", "--host", "203.0.113.1", "--port", "0", "--auth", "never", cwd=ws_with_model)
-    assert "API tokens not required (auth=never): anyone who can reach 203.0.113.1 can predict" in opened.stderr
+    assert (
+        "API tokens not required (auth=never): anyone who can reach 203.0.113.1 can predict" in opened.stderr
+    )
 
 
 def test_environment_is_isolated() -> None:

@@ -55,7 +55,7 @@ class JsonFormatter(logging.Formatter):
         if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
             entry.update(zip(_ACCESS_FIELDS, record.args, strict=True))
         for key, value in record.__dict__.items():
-            if key not in _RECORD_ATTRIBUTES:
+            if key not in _RECORD_ATTRIBUTES and not key.startswith("_"):  # e.g. Ray's _ray_timestamp_ns
                 entry[f"extra_{key}" if key in CORE_FIELDS else key] = value
         if record.exc_info and not record.exc_text:  # cached on the record, as logging.Formatter does
             record.exc_text = self.formatException(record.exc_info)
