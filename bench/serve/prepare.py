@@ -23,9 +23,13 @@ import time
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mlprod.models import LoadedModel, ModelVersion
+    from mlprod.workspace import Workspace
 
 MODELS = ("context", "schedule")
 ROUNDS = 200
@@ -90,7 +94,7 @@ def prepare_model(work: Path, kind: str, *, sample: float) -> Model:
 def _prepare_schedule(work: Path) -> Model:
     from mlprod.data import TableStore
     from mlprod.demo.flights import load_flights, request_rows, training_spec
-    from mlprod.models import Registry, build_frame, run_training
+    from mlprod.models import build_frame, run_training
     from mlprod.workspace import Workspace
 
     say(f"training the schedule-only model into {work} …")
@@ -102,13 +106,7 @@ def _prepare_schedule(work: Path) -> Model:
         TableStore(ws).tag("flights", "jan-jun")
         version = run_training(ws, spec).version
         assert version is not None
-        registry = Registry(ws)
-        registry.set_alias(spec.model, "champion", version.version)
-        export = registry.export(f"{spec.model}@champion")
-        text_file, onnx_file = work / "model.txt", work / "model.onnx"
-        text_file.write_bytes(ws.artifacts.get_bytes(version.artifact_sha256))
-        onnx_file.write_bytes(ws.artifacts.get_bytes(export.artifact_sha256))
-        loaded = registry.load(version)
+        loaded, text_file, onnx_file = _publish(ws, version, work)
         log_dir = ws.prediction_log_dir
         july = build_frame(spec, load_flights([7]), extra=["flight_id"]).sample(200, random_state=1)
         candidates = request_rows(july, [*spec.features, "_extra_flight_id"])
@@ -146,7 +144,7 @@ def _prepare_context(work: Path, sample: float) -> Model:
     from mlprod.demo.flights import load_flights, request_rows, training_spec
     from mlprod.features.catalog import open_online_store
     from mlprod.features.online import FeatureLookup, materialize
-    from mlprod.models import Registry, build_frame, run_training
+    from mlprod.models import build_frame, run_training
     from mlprod.workspace import Workspace
 
     feature_set = demo_features.flight_context
@@ -165,13 +163,7 @@ def _prepare_context(work: Path, sample: float) -> Model:
         run = run_training(ws, spec, feature_set=feature_set)
         version = run.version
         assert version is not None
-        registry = Registry(ws)
-        registry.set_alias(spec.model, "champion", version.version)
-        export = registry.export(f"{spec.model}@champion")
-        text_file, onnx_file = work / "model.txt", work / "model.onnx"
-        text_file.write_bytes(ws.artifacts.get_bytes(version.artifact_sha256))
-        onnx_file.write_bytes(ws.artifacts.get_bytes(export.artifact_sha256))
-        loaded = registry.load(version)
+        loaded, text_file, onnx_file = _publish(ws, version, work)
         log_dir = ws.prediction_log_dir
         inputs = loaded.signature.input_names
         looked_up = [name for name in inputs if name in set(feature_set.feature_names)]
@@ -252,6 +244,19 @@ def _present(value: Any) -> bool:
 def _numbers(encoded: np.ndarray) -> list[float | None]:
     """An encoded row as JSON numbers, a missing value as null (JSON has no NaN)."""
     return [None if math.isnan(v) else float(v) for v in encoded]
+
+
+def _publish(ws: Workspace, version: ModelVersion, work: Path) -> tuple[LoadedModel, Path, Path]:
+    """Alias the version ``champion``, export it to ONNX, write both files for the peers; load it."""
+    from mlprod.models import Registry
+
+    registry = Registry(ws)
+    registry.set_alias(version.model, "champion", version.version)
+    export = registry.export(f"{version.model}@champion")
+    text_file, onnx_file = work / "model.txt", work / "model.onnx"
+    text_file.write_bytes(ws.artifacts.get_bytes(version.artifact_sha256))
+    onnx_file.write_bytes(ws.artifacts.get_bytes(export.artifact_sha256))
+    return registry.load(version), text_file, onnx_file
 
 
 def _trees(text_file: Path) -> int:
