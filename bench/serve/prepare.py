@@ -113,26 +113,10 @@ def _prepare_schedule(work: Path) -> Model:
         # a row every peer can take as plain numbers: no missing value, no category unseen in training
         row = next(r for r in candidates if np.isfinite(loaded.encoder.encode_rows([_inputs(r)])).all())
         flight_id = row.pop("_extra_flight_id")
-        numeric = _numbers(loaded.encoder.encode_rows([row])[0])
-        expected = float(loaded.predict_rows([row])[0])
-    return Model(
-        kind="schedule",
-        work=work,
-        workspace=path,
-        name=spec.model,
-        version=version.version,
-        text_file=text_file,
-        onnx_file=onnx_file,
-        prediction_log=log_dir,
-        inputs=loaded.signature.input_names,
-        row=row,
-        numeric=numeric,
-        expected=expected,
-        trees=_trees(text_file),
-        flight=f"July flight {flight_id}",
-        training_rows=int(version.lineage["train_rows"]),
-        sample=1.0,
-    )
+    return _model(
+        "schedule", work, path, version, loaded, (text_file, onnx_file), log_dir, row,
+        flight=f"July flight {flight_id}", sample=1.0,
+    )  # fmt: skip
 
 
 def _prepare_context(work: Path, sample: float) -> Model:
@@ -206,30 +190,53 @@ def _prepare_context(work: Path, sample: float) -> Model:
                 f"no flight of the last {LAST_HOURS} hours is known to every view of the online store"
             )
         _, flight_id, lookup_row, row = chosen
-        numeric = _numbers(loaded.encoder.encode_rows([row])[0])
-        expected = float(loaded.predict_rows([row])[0])
-        training_rows = int(version.lineage["train_rows"])
-    return Model(
-        kind="context",
-        work=work,
-        workspace=path,
-        name=spec.model,
-        version=version.version,
-        text_file=text_file,
-        onnx_file=onnx_file,
-        prediction_log=log_dir,
-        inputs=inputs,
-        row=row,
-        numeric=numeric,
-        expected=expected,
-        trees=_trees(text_file),
+    return _model(
+        "context",
+        work,
+        path,
+        version,
+        loaded,
+        (text_file, onnx_file),
+        log_dir,
+        row,
         flight=f"flight {flight_id} ({lookup_row['carrier']} {lookup_row['origin']}->{lookup_row['dest']}, "
         f"{lookup_row['tailnum']}), features as of {at.isoformat()}",
-        training_rows=training_rows,
         sample=sample,
         lookup_row=lookup_row,
         as_of=at.isoformat(),
         looked_up=looked_up,
+    )
+
+
+def _model(
+    kind: str,
+    work: Path,
+    path: Path,
+    version: ModelVersion,
+    loaded: LoadedModel,
+    files: tuple[Path, Path],
+    log_dir: Path,
+    row: dict[str, Any],
+    **described: Any,
+) -> Model:
+    """The ``Model`` of a prepared version and its request row (``described``: the kind's own fields)."""
+    text_file, onnx_file = files
+    return Model(
+        kind=kind,
+        work=work,
+        workspace=path,
+        name=version.model,
+        version=version.version,
+        text_file=text_file,
+        onnx_file=onnx_file,
+        prediction_log=log_dir,
+        inputs=loaded.signature.input_names,
+        row=row,
+        numeric=_numbers(loaded.encoder.encode_rows([row])[0]),
+        expected=float(loaded.predict_rows([row])[0]),
+        trees=_trees(text_file),
+        training_rows=int(version.lineage["train_rows"]),
+        **described,
     )
 
 

@@ -31,7 +31,7 @@ import json
 import math
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -179,11 +179,7 @@ def register_inference_protocol(
 
     @app.get("/v2/models/{name}/versions/{version}", openapi_extra=_responses(MODEL_METADATA_SCHEMA))
     async def get_model_version(request: Request, name: _BareName, version: _Version) -> Response:
-        try:
-            target = _versioned(name, version)
-        except MlprodError as exc:
-            return _error(exc)
-        return await model_metadata(request, target)
+        return await _with_version(model_metadata, request, name, version)
 
     @app.get("/v2/models/{name}/ready", openapi_extra=_responses(MODEL_READY_SCHEMA))
     async def get_model_ready(request: Request, name: _Name) -> Response:
@@ -191,11 +187,7 @@ def register_inference_protocol(
 
     @app.get("/v2/models/{name}/versions/{version}/ready", openapi_extra=_responses(MODEL_READY_SCHEMA))
     async def get_model_version_ready(request: Request, name: _BareName, version: _Version) -> Response:
-        try:
-            target = _versioned(name, version)
-        except MlprodError as exc:
-            return _error(exc)
-        return await model_ready(request, target)
+        return await _with_version(model_ready, request, name, version)
 
     @app.post("/v2/models/{name}/infer", openapi_extra=INFER_OPENAPI)
     async def post_infer(request: Request, name: _Name) -> Response:
@@ -203,14 +195,21 @@ def register_inference_protocol(
 
     @app.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=INFER_OPENAPI)
     async def post_infer_version(request: Request, name: _BareName, version: _Version) -> Response:
-        try:
-            target = _versioned(name, version)
-        except MlprodError as exc:
-            return _error(exc)
-        return await infer(request, target)
+        return await _with_version(infer, request, name, version)
 
 
 # -- models -----------------------------------------------------------------------------------------
+
+
+async def _with_version(
+    handler: Callable[[Request, str], Awaitable[Response]], request: Request, name: str, version: str
+) -> Response:
+    """``handler`` for ``name/version``, or the protocol's error when the pair is not a reference."""
+    try:
+        target = _versioned(name, version)
+    except MlprodError as exc:
+        return _error(exc)
+    return await handler(request, target)
 
 
 def _versioned(name: str, version: str) -> str:
