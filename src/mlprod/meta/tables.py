@@ -259,3 +259,37 @@ serving_route_changes = Table(
     Column("who", String(200), nullable=False),
     Column("why", Text, nullable=False, default=""),
 )
+
+monitor_profiles = Table(
+    "monitor_profiles",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("artifact_sha256", String(64), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("columns", JSON, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("who", String(200), nullable=False),
+    ForeignKeyConstraint(["model", "version"], ["model_versions.model", "model_versions.version"]),
+)
+
+monitor_alerts = Table(
+    "monitor_alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("window_start", UTCDateTime(), nullable=False),
+    Column("window_end", UTCDateTime(), nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("column_name", String(200), nullable=False),
+    Column("method", String(100), nullable=False),
+    Column("statistic", Float(), nullable=False),
+    Column("threshold", Float(), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("model", "version", "window_start", "rule", "column_name", "method"),
+    Index("ix_monitor_alerts_model_window", "model", "window_start"),
+)

@@ -1,0 +1,72 @@
+"""What monitoring finds: one check per detector and column, performance per metric, per window.
+
+Every detector (drift, data quality, multivariate, performance drop) reports a ``Check`` with its
+statistic, the threshold it was compared with and the verdict, so a reader never has to guess
+why something alerted. Windows collect the checks and performance points of one time span.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+CheckKind = Literal["drift", "quality", "performance"]
+MULTIVARIATE = "*"  # the column of a check over all features at once
+
+
+@dataclass(frozen=True)
+class Check:
+    """One detector applied to one column (``"*"`` for a multivariate one) in one window.
+
+    ``alert`` is the verdict: the statistic crossed the threshold in the bad direction
+    (``higher_is_worse`` says which one that is).
+    """
+
+    column: str
+    kind: CheckKind
+    method: str
+    statistic: float
+    threshold: float
+    alert: bool
+    higher_is_worse: bool = True
+    p_value: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PerformancePoint:
+    """A metric in one window: estimated without labels (with a band), realized once labels joined."""
+
+    metric: str
+    reference: float
+    estimated: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+    realized: float | None = None
+    labelled_rows: int = 0
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """Everything monitoring found in one window of predictions."""
+
+    start: datetime
+    end: datetime
+    rows: int
+    checks: list[Check] = field(default_factory=list)
+    performance: list[PerformancePoint] = field(default_factory=list)
+
+    @property
+    def alerts(self) -> list[Check]:
+        return [c for c in self.checks if c.alert]
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    """A model version's windows, in time order."""
+
+    model: str
+    version: int
+    by: str
+    windows: list[WindowResult]
