@@ -141,6 +141,27 @@ class EvaluateSection(_Section):
     )
 
 
+class MonitorSection(_Section):
+    """Monitoring defaults; each threshold is documented in ``docs/monitoring.md``."""
+
+    window: str = Field(default="week", description="hour, day, week, month, or a number of rows.")
+    bins: int = Field(default=20, ge=2, le=1000, description="Reference-quantile bins per numeric feature.")
+    max_categories: int = Field(default=50, ge=1, description="Categories kept per feature; the rest: other.")
+    reference_sample_rows: int = Field(
+        default=20_000, ge=100, description="Rows sampled from the reference for the multivariate detector."
+    )
+    psi: float = Field(default=0.2, gt=0, description="Population stability index alert threshold.")
+    ks: float = Field(default=0.1, gt=0, le=1, description="Kolmogorov-Smirnov statistic alert threshold.")
+    wasserstein: float = Field(default=0.1, gt=0, description="Wasserstein distance / reference std threshold.")
+    jensen_shannon: float = Field(default=0.1, gt=0, le=1, description="Jensen-Shannon distance threshold.")
+    chi2_p_value: float = Field(default=0.01, gt=0, lt=1, description="Chi-squared p-value alert threshold.")
+    missing_rate_increase: float = Field(default=0.05, ge=0, le=1, description="Missing-rate rise to alert.")
+    out_of_range_rate: float = Field(default=0.01, ge=0, le=1, description="Share outside reference range.")
+    unseen_rate: float = Field(default=0.01, ge=0, le=1, description="Share of categories never seen.")
+    accuracy_drop: float = Field(default=0.05, ge=0, le=1, description="Estimated accuracy drop to alert.")
+    webhook_url: str = Field(default="", description="POST new alerts here (http or https); empty: off.")
+
+
 class Config(_Section):
     """The whole of ``mlprod.toml``."""
 
@@ -151,6 +172,7 @@ class Config(_Section):
     prediction_log: PredictionLogSection = PredictionLogSection()
     features: FeaturesSection = FeaturesSection()
     evaluate: EvaluateSection = EvaluateSection()
+    monitor: MonitorSection = MonitorSection()
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:

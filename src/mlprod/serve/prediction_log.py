@@ -40,7 +40,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ SCHEMA = pa.schema(
     ]
 )
 _DAY_US = 86_400_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Record = tuple[str, int, int, str, int, str, str, float, float]
 
 
@@ -141,14 +142,18 @@ class PredictionLogWriter:
         inputs: Sequence[Mapping[str, Any]],
         predictions: Sequence[float],
         latency_ms: float,
+        at: datetime | None = None,
     ) -> None:
-        """Record one request's predictions (one log row per prediction); never touches the disk."""
+        """Record one request's predictions (one log row per prediction); never touches the disk.
+
+        ``at`` is the prediction's time (default now): replays and backfills of past traffic give it.
+        """
         if len(inputs) != len(predictions):
             raise InvalidInputError(
                 f"prediction log: request {request_id!r} has {len(inputs)} input row(s) "
                 f"but {len(predictions)} prediction(s); pass one prediction per input row"
             )
-        now = time.time_ns() // 1000
+        now = time.time_ns() // 1000 if at is None else _utc_microseconds(at)
         version = int(version)
         latency_ms = float(latency_ms)
         if len(inputs) == 1:  # the common request: skip the loop machinery
@@ -302,6 +307,12 @@ def read_prediction_log(directory: str | os.PathLike[str]) -> pa.Table:
 
 _encode = json.JSONEncoder(default=str, allow_nan=False).encode  # built once: json.dumps with these
 # arguments would build a new encoder on every call, a third of its cost for a small row
+
+
+def _utc_microseconds(at: datetime) -> int:
+    if at.tzinfo is None:
+        raise InvalidInputError(f"prediction log: time {at} has no time zone; give an aware (UTC) time")
+    return (at - _EPOCH) // timedelta(microseconds=1)
 
 
 def _json(row: Mapping[str, Any]) -> str:
