@@ -20,6 +20,12 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
         ("online_lookup.py", ["--keys", "500", "--lookups", "500"], "FeatureLookup.get"),
         ("batch_predict.py", ["--rows", "20000"], "predict_file local"),
         (
+            "monitor/drift_speed.py",
+            ["--reference-rows", "20000", "--current-rows", "5000", "--big-rows", "50000", "--skip-peers"],
+            "mlprod flagged exactly the planted columns",
+        ),
+        ("monitor/flights_estimation.py", ["--tiny"], "MAE acc"),
+        (
             "feature_store.py",
             ["--entities", "50", "--rows-per-entity", "20", "--entity-rows", "500", "--skip-feast"],
             "mlprod-compat = reference",

@@ -152,7 +152,9 @@ class MonitorSection(_Section):
     )
     psi: float = Field(default=0.2, gt=0, description="Population stability index alert threshold.")
     ks: float = Field(default=0.1, gt=0, le=1, description="Kolmogorov-Smirnov statistic alert threshold.")
-    wasserstein: float = Field(default=0.1, gt=0, description="Wasserstein distance / reference std threshold.")
+    wasserstein: float = Field(
+        default=0.1, gt=0, description="Wasserstein distance / reference std threshold."
+    )
     jensen_shannon: float = Field(default=0.1, gt=0, le=1, description="Jensen-Shannon distance threshold.")
     chi2_p_value: float = Field(default=0.01, gt=0, lt=1, description="Chi-squared p-value alert threshold.")
     missing_rate_increase: float = Field(default=0.05, ge=0, le=1, description="Missing-rate rise to alert.")

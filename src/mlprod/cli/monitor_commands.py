@@ -1,15 +1,135 @@
-"""``mlprod monitor``: what the served models have been doing."""
+"""``mlprod monitor``: references, drift and performance per window, alerts, reports."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mlprod.cli.state import open_workspace, out
+from mlprod.cli.state import err, open_workspace, out
+from mlprod.errors import InvalidInputError
 
-app = typer.Typer(help="Monitoring of served models: prediction log summaries.", no_args_is_help=True)
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from mlprod.monitor import LabelSource, MonitorResult, WindowResult
+
+app = typer.Typer(
+    help="Monitoring of served models: references, drift, data quality, performance, alerts.",
+    no_args_is_help=True,
+)
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="NAME, NAME/VERSION or NAME@ALIAS.")]
+
+
+@app.command("profile")
+def profile(
+    model: ModelOption,
+    data: Annotated[
+        Path, typer.Option("--data", help="Reference data: Parquet or CSV with the model's inputs.")
+    ],
+    label: Annotated[
+        str | None,
+        typer.Option(help="Label column (0/1): enables performance estimation.", show_default=False),
+    ] = None,
+) -> None:
+    """Build and store a version's reference from its training or evaluation data (one streaming pass).
+
+    The model scores the data as it is read; the reference holds per-feature sketches, the score
+    calibration (with --label) and the multivariate detector. Rebuilding replaces it.
+    """
+    from mlprod.monitor import profile_version
+
+    with open_workspace() as ws:
+        profiled = profile_version(ws, model, data, label=label)
+    reference = profiled.reference
+    parts = [f"{reference.profile.rows:,} rows", f"{len(reference.spec.features)} features"]
+    parts.append("performance estimation on" if reference.estimator else "no labels: drift only")
+    if reference.multivariate:
+        parts.append(f"PCA detector ({reference.multivariate.components} components)")
+    out.print(f"reference of {profiled.version.ref}: " + ", ".join(parts))
+
+
+@app.command("report")
+def report(
+    model: ModelOption,
+    by: Annotated[str | None, typer.Option(help="hour, day, week, month, or rows per window.")] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Parquet or CSV of labels that arrived (joined to the log).")
+    ] = None,
+    label_column: Annotated[str, typer.Option(help="The label column in --labels.")] = "label",
+    label_on: Annotated[
+        str, typer.Option(help="request_id, or entity key columns (comma-separated) matched by time.")
+    ] = "request_id",
+    label_time: Annotated[
+        str | None, typer.Option(help="Event time column of --labels (entity-key joins).", show_default=False)
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="First day or time (UTC), inclusive.")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day or time (UTC), exclusive.")] = None,
+    route: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these routes (repeatable; default: all).", show_default=False),
+    ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(help="HTML report path (default: reports/ in the workspace).", show_default=False),
+    ] = None,
+) -> None:
+    """Check each window of a version's logged predictions against its reference; print, alert, report.
+
+    Drift per feature and of the prediction, data quality, the multivariate detector, and accuracy
+    estimated without labels next to the realized value where labels have arrived. New alerts are
+    recorded (once per window) and posted to [monitor] webhook_url when set.
+    """
+    from mlprod.monitor import monitor_version, settings_of, write_html
+    from mlprod.monitor.windows import Windowing
+
+    with open_workspace() as ws:
+        settings = settings_of(ws)
+        if by is not None:
+            settings = replace(settings, windowing=Windowing.parse(by))
+        label_source = _labels(labels, label_column, label_on, label_time) if labels else None
+        with _progress() as progress:
+            task = progress.add_task("reading the prediction log", total=None)
+            run = monitor_version(
+                ws, model, labels=label_source, since=_time("--since", since), until=_time("--until", until),
+                routes=route, settings=settings, progress=lambda rows: progress.advance(task, rows),
+            )  # fmt: skip
+        result = run.result
+        path = html or ws.root / "reports" / f"monitor-{result.model}-v{result.version}-{result.by}.html"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_html(result, path)
+    out.print(window_table(result))
+    out.print(f"{len(run.alerts)} alert(s), {len(run.new_alerts)} new; HTML report: {path}")
+    if run.delivery is not None:
+        d = run.delivery
+        status = f"{d.delivered} delivered" + (f", {d.pending} pending ({d.error})" if d.pending else "")
+        (err if d.pending else out).print(f"webhook: {status}")
+
+
+@app.command("alerts")
+def alerts(
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest window first.")] = 50,
+) -> None:
+    """Alerts recorded by earlier reports: window, rule, column, statistic and threshold, delivery."""
+    from mlprod.monitor import AlertStore
+
+    if limit <= 0:
+        raise InvalidInputError(f"--limit must be positive, got {limit}")
+    with open_workspace() as ws:
+        stored = AlertStore(ws).list(model=model, limit=limit)
+    table = Table("window", "model", "rule", "message", "delivered")
+    for a in stored:
+        delivered = f"{a.delivered_at:%Y-%m-%d %H:%M}" if a.delivered_at else "-"
+        table.add_row(
+            f"{a.window_start:%Y-%m-%d %H:%M}", f"{a.model}/{a.version}", a.rule, a.message, delivered
+        )
+    out.print(table if stored else "no alerts recorded")
 
 
 @app.command("predictions")
@@ -34,3 +154,74 @@ def predictions(
             f"{s.latency_p99_ms:.2f}",
         )
     out.print(table if summaries else "no predictions logged yet")
+
+
+def window_table(result: MonitorResult) -> Table:
+    """Per window: rows, labels, drifted columns, quality breaches, accuracy estimated and realized."""
+    from mlprod.monitor.alerts import PRIMARY_DRIFT_METHODS
+
+    table = Table("window", "rows", "labelled", "drift alarms", "quality", "est. accuracy [95 %]", "realized")
+    for w in result.windows:
+        drift = sorted(
+            {c.column for c in w.alerts if c.kind == "drift" and c.method in PRIMARY_DRIFT_METHODS}
+        )
+        quality = sorted({c.column for c in w.alerts if c.kind == "quality"})
+        estimated, realized = _accuracy(w)
+        labelled = next((p.labelled_rows for p in w.performance), 0)
+        table.add_row(
+            f"{w.start:%Y-%m-%d %H:%M}" if result.by == "hour" else f"{w.start:%Y-%m-%d}",
+            f"{w.rows:,}", f"{labelled:,}", ", ".join(drift) or "-", ", ".join(quality) or "-",
+            estimated, realized,
+        )  # fmt: skip
+    return table
+
+
+def _accuracy(window: WindowResult) -> tuple[str, str]:
+    point = next((p for p in window.performance if p.metric == "accuracy"), None)
+    if point is None or point.estimated is None:
+        return "-", "-"
+    band = (
+        f" [{point.lower:.3f}, {point.upper:.3f}]"
+        if point.lower is not None and point.upper is not None
+        else ""
+    )
+    realized = f"{point.realized:.3f}" if point.realized is not None else "-"
+    return f"{point.estimated:.3f}{band}", realized
+
+
+def _labels(path: Path, column: str, on: str, time_column: str | None) -> LabelSource:
+    from mlprod.monitor import LabelSource
+
+    keys = "request_id" if on == "request_id" else [k.strip() for k in on.split(",") if k.strip()]
+    if not keys:
+        raise InvalidInputError("--label-on needs request_id or entity key columns")
+    return LabelSource(_read_table(path), on=keys, column=column, time_column=time_column)
+
+
+def _read_table(path: Path) -> pa.Table:
+    import pyarrow.csv as pv
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise InvalidInputError(f"--labels {path} is not a file")
+    if path.suffix.lower() == ".csv":
+        return pv.read_csv(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pq.read_table(path)
+    raise InvalidInputError(f"--labels {path}: expected a .parquet or .csv file")
+
+
+def _time(option: str, text: str | None) -> datetime | None:
+    """A date or ISO time; UTC when it names no zone."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInputError(f"{option} {text!r} is not a date or time (e.g. 2013-08-01)") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _progress() -> Progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"))
+    return Progress(*columns, TimeElapsedColumn(), console=err, transient=True)

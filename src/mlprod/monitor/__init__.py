@@ -1,5 +1,65 @@
-"""Monitoring of served models."""
+"""Monitoring of served models: references, windows, drift, data quality, performance, alerts, reports."""
 
+from mlprod.monitor.alerts import (
+    Alert,
+    AlertRule,
+    AlertStore,
+    StoredAlert,
+    deliver_pending,
+    evaluate_rules,
+    post_webhook,
+)
+from mlprod.monitor.drift import DriftThresholds, drift_checks, drifted_columns
+from mlprod.monitor.html_report import render_html, write_html
+from mlprod.monitor.log_source import LabelSource, logged_rows
+from mlprod.monitor.monitoring import MonitorSettings, monitor_batches
+from mlprod.monitor.multivariate import PcaDetector
+from mlprod.monitor.performance import PerformanceEstimator, ScoreSketch
 from mlprod.monitor.prediction_summary import PredictionSummary, summarize_predictions
+from mlprod.monitor.profile import Profile, ProfileSpec, ReferenceBuilder
+from mlprod.monitor.quality import QualityThresholds, quality_checks
+from mlprod.monitor.reference import Reference, ReferenceStore, build_reference
+from mlprod.monitor.results import Check, MonitorResult, PerformancePoint, WindowResult
+from mlprod.monitor.version_monitor import MonitorRun, monitor_version, profile_version, settings_of
+from mlprod.monitor.windows import Windowing
 
-__all__ = ["PredictionSummary", "summarize_predictions"]
+__all__ = [
+    "Alert",
+    "AlertRule",
+    "AlertStore",
+    "Check",
+    "DriftThresholds",
+    "LabelSource",
+    "MonitorResult",
+    "MonitorRun",
+    "MonitorSettings",
+    "PcaDetector",
+    "PerformanceEstimator",
+    "PerformancePoint",
+    "PredictionSummary",
+    "Profile",
+    "ProfileSpec",
+    "QualityThresholds",
+    "Reference",
+    "ReferenceBuilder",
+    "ReferenceStore",
+    "ScoreSketch",
+    "StoredAlert",
+    "WindowResult",
+    "Windowing",
+    "build_reference",
+    "deliver_pending",
+    "drift_checks",
+    "drifted_columns",
+    "evaluate_rules",
+    "logged_rows",
+    "monitor_batches",
+    "monitor_version",
+    "post_webhook",
+    "profile_version",
+    "quality_checks",
+    "render_html",
+    "settings_of",
+    "summarize_predictions",
+    "write_html",
+]

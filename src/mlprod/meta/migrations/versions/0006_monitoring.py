@@ -48,9 +48,14 @@ def upgrade() -> None:
         sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_monitor_alerts")),
         sa.UniqueConstraint(
-            "model", "version", "window_start", "rule", "column_name", "method",
+            "model",
+            "version",
+            "window_start",
+            "rule",
+            "column_name",
+            "method",
             name=op.f("uq_monitor_alerts_model"),
-        ),  # fmt: skip
+        ),
     )
     with op.batch_alter_table("monitor_alerts", schema=None) as batch_op:
         batch_op.create_index("ix_monitor_alerts_model_window", ["model", "window_start"])

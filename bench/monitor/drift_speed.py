@@ -1,0 +1,622 @@
+"""Column drift at scale: mlprod's streaming profiles vs Evidently ``DataDriftPreset`` and NannyML.
+
+Run: ``.venv/bin/python bench/monitor/drift_speed.py [--reference-rows 1000000] [--current-rows 100000]
+[--columns 50] [--big-rows 10000000] [--batch-rows 250000] [--skip-peers] [--peer-timeout 1800]
+[--work-dir DIR]``. A run at the defaults takes about 10 minutes (Evidently most of it) and 3.3 GB of disk.
+
+Data (fixed seed, Parquet in a work directory, written in row groups of ``--batch-rows`` so that making
+it stays bounded too): ``--columns`` columns, four fifths numeric and one fifth categorical. Numeric
+``nNN`` cycle through normal, lognormal, integer-valued (Poisson, int64) and normal with 2-20 % missing
+values, each with its own location and scale; categorical ``cNN`` are strings with 5 … 200 categories
+drawn with Zipf-like weights (``c05`` has 3 % missing). The current data plants shifts in a known set
+(at 50 columns: 8 numeric moved by 0.2-1 standard deviation or rescaled, 2 categorical with a changed
+mix, see ``SHIFTS``) and tiny harmless shifts (0.01 sd, 1 % rescale, 1 % of the mix) in others, which
+should not be flagged.
+
+Each tool runs in its own subprocess (peak RSS is that process's ``ru_maxrss`` from ``wait4``):
+
+* Evidently (its venv ``bench/.venvs/evidently``, created when missing; ``evidently_runner.py``):
+  ``Report([DataDriftPreset()])`` with its default per-column tests. Its time excludes reading the
+  Parquet files into pandas (reported apart as "read s").
+* NannyML (its venv ``bench/.venvs/nannyml``, created when missing; ``nannyml_drift_runner.py``):
+  ``UnivariateDriftCalculator`` with its default methods, one chunk = the whole current data (the
+  reference split in chunks of the same size, from which NannyML derives its thresholds). Its time
+  excludes reading the Parquet files too.
+* mlprod (this venv): ``ReferenceBuilder`` fed the reference Parquet batch by batch, a window fed the
+  current Parquet batch by batch, then ``drift_checks`` and ``drifted_columns`` (the verdicts of the
+  primary methods: normed Wasserstein for numeric, Jensen-Shannon for categorical columns). Its time
+  INCLUDES reading both Parquet files (streamed with pyarrow), so memory stays bounded whatever the
+  row count.
+
+Then mlprod alone profiles ``--big-rows`` reference rows (same columns, streamed from Parquet written in
+row groups) against the same current data, to show that time grows linearly and peak memory does not.
+The table prints seconds, peak RSS, the flagged columns, their agreement with the planted set and with
+Evidently, and the goal: at least 50x faster than Evidently at 1M rows, flagging the same shifted columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+BENCH = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+VENVS = BENCH / ".venvs"
+PEERS = {  # who: (venv, requirements, distribution, runner)
+    "evidently": (VENVS / "evidently", ["evidently", "pandas<3"], "evidently", "evidently_runner.py"),
+    "nannyml": (VENVS / "nannyml", ["nannyml", "pandas<3"], "nannyml", "nannyml_drift_runner.py"),
+}
+LABELS = {"evidently": "Evidently DataDriftPreset", "nannyml": "NannyML univariate drift", "mlprod": "mlprod"}
+MLPROD_CHILD = "--mlprod-child"
+CARDINALITIES = [5, 8, 12, 20, 30, 50, 75, 100, 150, 200]
+MISSING_CATEGORICAL = {"c05": 0.03}
+
+# Shifts of the current data: (what, amount). "loc": the mean moves by amount standard deviations (of the
+# log for lognormal columns); "scale": the spread is multiplied by amount; "mix": that share of the
+# categories' weights is handed over in reverse order (rare categories become common).
+SHIFTS: dict[str, tuple[str, float]] = {
+    "n00": ("loc", 0.2), "n04": ("loc", -0.5), "n08": ("scale", 1.5), "n12": ("loc", 1.0),
+    "n01": ("loc", 0.3), "n05": ("scale", 0.7), "n02": ("loc", 0.4), "n03": ("loc", 0.25),
+    "c02": ("mix", 0.5), "c07": ("mix", 0.4),
+    # tiny and harmless: must not be flagged
+    "n16": ("loc", 0.01), "n20": ("scale", 1.01), "n09": ("loc", 0.01), "n06": ("loc", 0.01),
+    "n07": ("loc", 0.01), "c04": ("mix", 0.01),
+}  # fmt: skip
+TINY = 0.05  # shifts at most this big (in sd, in relative scale, in share of the mix) are harmless
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """How one column is drawn: ``kind`` with parameters ``a``, ``b``, ``missing`` rate, ``shift``."""
+
+    name: str
+    kind: str  # normal | lognormal | poisson | categorical
+    a: float  # mean, log-mean, lambda; Zipf exponent for categorical
+    b: float  # standard deviation, log-sd; number of categories for categorical
+    missing: float = 0.0
+    shift: tuple[str, float] | None = None
+
+    @property
+    def planted(self) -> bool:
+        if self.shift is None:
+            return False
+        what, amount = self.shift
+        return abs((amount - 1.0) if what == "scale" else amount) > TINY
+
+
+def column_specs(count: int, seed: int) -> list[ColumnSpec]:
+    """``count`` columns: four fifths numeric (four kinds in turn), one fifth categorical."""
+    rng = np.random.default_rng([seed, 7])
+    categorical = count // 5
+    specs = []
+    for i in range(count - categorical):
+        name = f"n{i:02d}"
+        kind = ("normal", "lognormal", "poisson", "normal")[i % 4]
+        missing = float(rng.uniform(0.02, 0.2)) if i % 4 == 3 else 0.0
+        if kind == "normal":
+            a, b = float(rng.uniform(-100, 100)), float(rng.uniform(0.5, 50))
+        elif kind == "lognormal":
+            a, b = float(rng.uniform(0, 3)), float(rng.uniform(0.3, 1.0))
+        else:
+            a, b = float(rng.uniform(3, 60)), 0.0
+        specs.append(ColumnSpec(name, kind, a, b, missing, SHIFTS.get(name)))
+    for j in range(categorical):
+        name = f"c{j:02d}"
+        specs.append(
+            ColumnSpec(
+                name,
+                "categorical",
+                float(rng.uniform(0.5, 1.2)),
+                CARDINALITIES[j % len(CARDINALITIES)],
+                MISSING_CATEGORICAL.get(name, 0.0),
+                SHIFTS.get(name),
+            )
+        )
+    return specs
+
+
+def category_weights(spec: ColumnSpec, shifted: bool) -> np.ndarray:
+    n = int(spec.b)
+    weights = 1.0 / np.arange(1, n + 1) ** spec.a
+    weights /= weights.sum()
+    if shifted and spec.shift is not None:
+        weights = (1 - spec.shift[1]) * weights + spec.shift[1] * weights[::-1]
+    return weights
+
+
+def draw(spec: ColumnSpec, rows: int, rng: np.random.Generator, shifted: bool) -> pa.Array:
+    """``rows`` values of one column, with its shift when ``shifted``."""
+    what, amount = spec.shift if shifted and spec.shift is not None else ("", 0.0)
+    mask = rng.random(rows) < spec.missing if spec.missing else None
+    if spec.kind == "categorical":
+        weights = category_weights(spec, shifted)
+        codes = rng.choice(len(weights), rows, p=weights).astype(np.int32)
+        names = pa.array([f"{spec.name}_v{k:03d}" for k in range(len(weights))], pa.string())
+        values = pa.DictionaryArray.from_arrays(pa.array(codes, mask=mask), names)
+        return values.cast(pa.string())
+    if spec.kind == "poisson":
+        lam = spec.a + (amount * np.sqrt(spec.a) if what == "loc" else 0.0)
+        return pa.array(rng.poisson(lam, rows).astype(np.int64), pa.int64())
+    loc = spec.a + (amount * spec.b if what == "loc" else 0.0)
+    scale = spec.b * (amount if what == "scale" else 1.0)
+    values = rng.lognormal(loc, scale, rows) if spec.kind == "lognormal" else rng.normal(loc, scale, rows)
+    return pa.array(values, pa.float64(), mask=mask)
+
+
+def generate(
+    path: Path, specs: list[ColumnSpec], rows: int, seed: int, shifted: bool, batch_rows: int
+) -> None:
+    """Write ``rows`` rows to ``path`` one row group of ``batch_rows`` at a time."""
+    schema = pa.schema([(spec.name, arrow_type(spec)) for spec in specs])
+    part = 1 if shifted else 0
+    with pq.ParquetWriter(path, schema) as writer:
+        for index, start in enumerate(range(0, rows, batch_rows)):
+            size = min(batch_rows, rows - start)
+            rng = np.random.default_rng([seed, part, index])
+            columns = [draw(spec, size, rng, shifted) for spec in specs]
+            writer.write_table(pa.Table.from_arrays(columns, schema=schema), row_group_size=batch_rows)
+
+
+def arrow_type(spec: ColumnSpec) -> pa.DataType:
+    return {"categorical": pa.string(), "poisson": pa.int64()}.get(spec.kind, pa.float64())
+
+
+def ensure_data(work: Path, args: argparse.Namespace) -> list[ColumnSpec]:
+    """Generate the Parquet files whose parameters changed since the last run in ``work``."""
+    specs = column_specs(args.columns, args.seed)
+    meta_path = work / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    files = {
+        "reference": (args.reference_rows, False),
+        "current": (args.current_rows, True),
+        "big_reference": (args.big_rows, False),
+    }
+    for name, (rows, shifted) in files.items():
+        path = work / f"{name}.parquet"
+        params = {
+            "rows": rows,
+            "columns": args.columns,
+            "seed": args.seed,
+            "batch_rows": args.batch_rows,  # each batch draws from its own seeded generator
+            "shifts": SHIFTS if shifted else {},
+        }
+        params = json.loads(json.dumps(params))  # as read back from meta.json: tuples become lists
+        if rows <= 0 or (meta.get(name, {}).get("params") == params and path.exists()):
+            continue
+        print(f"generating {path.name} ({rows:,} rows x {len(specs)} columns) …", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        generate(
+            path, specs, rows, args.seed + (1 if name == "big_reference" else 0), shifted, args.batch_rows
+        )
+        meta[name] = {
+            "params": params,
+            "seconds": time.perf_counter() - started,
+            "bytes": path.stat().st_size,
+        }
+        meta_path.write_text(json.dumps(meta, indent=1))
+    (work / "columns.json").write_text(
+        json.dumps(
+            {
+                "numeric": [s.name for s in specs if s.kind != "categorical"],
+                "categorical": [s.name for s in specs if s.kind == "categorical"],
+            }
+        )
+    )
+    for name in files:
+        if name in meta and files[name][0] > 0:
+            made = meta[name]
+            print(f"data {name}.parquet: {made['params']['rows']:,} rows, {made['bytes'] / 1e6:,.0f} MB, "
+                  f"generated in {made['seconds']:.1f} s")  # fmt: skip
+    return specs
+
+
+# -------------------------------------------------------------------------------------- subprocesses
+
+
+@dataclass
+class Run:
+    """One drift computation in its own subprocess."""
+
+    who: str  # evidently | nannyml | mlprod | mlprod-big
+    reference_rows: int
+    status: str = "not run"  # ok | timeout | RSS>…GB | failed (exit …) | killed (SIG…)
+    seconds: float | None = None
+    peak_bytes: int | None = None
+    flagged: set[str] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def rss_bytes(pid: int) -> int:
+    """Current resident set size of a process (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def first_to_be_killed() -> None:
+    """In the child before exec: should memory run out anyway, the kernel kills this process first."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/oom_score_adj").write_text("1000")
+
+
+def run_measured(cmd: list[str], run: Run, timeout: float, memory_limit_gb: float, log: Path) -> None:
+    """Run ``cmd`` in a new session and fill ``run``: status, timed seconds, peak RSS (``wait4``).
+
+    The child prints a JSON line ``{"timed_started": epoch}`` before the timed part and a last JSON
+    line with ``seconds`` (and what else it measured) after it. It is killed past ``timeout`` seconds or
+    ``memory_limit_gb`` of RSS; ``run.info["ran_for"]`` then tells how long its timed part had run.
+    """
+    env = dict(os.environ, NML_DISABLE_USAGE_LOGGING="1")
+    with open(log, "w") as err, tempfile.TemporaryFile("w+") as out:
+        process = subprocess.Popen(
+            cmd, stdout=out, stderr=err, env=env, start_new_session=True, preexec_fn=first_to_be_killed
+        )
+        started = time.monotonic()
+        stopped = ""
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if not stopped:
+                if time.monotonic() - started > timeout:
+                    stopped = "timeout"
+                elif rss_bytes(process.pid) > memory_limit_gb * 1e9:
+                    stopped = f"RSS>{memory_limit_gb:g}GB"
+                if stopped:
+                    os.killpg(process.pid, signal.SIGKILL)
+            time.sleep(0.05)
+        ended = time.time()
+        code = os.waitstatus_to_exitcode(status)
+        process.returncode = code  # already reaped by wait4
+        run.peak_bytes = usage.ru_maxrss * 1024  # KiB on Linux
+        out.seek(0)
+        lines = [json.loads(line) for line in out.read().splitlines() if line.startswith("{")]
+    began = [line["timed_started"] for line in lines if "timed_started" in line]
+    run.info["ran_for"] = ended - began[0] if began else None
+    if code < 0 and not stopped:
+        stopped = f"killed ({signal.Signals(-code).name})"
+    if not stopped and (code != 0 or not lines or "seconds" not in lines[-1]):
+        tail = log.read_text().strip().splitlines()[-3:]
+        print(f"  failed: {' | '.join(tail)}", file=sys.stderr)
+        stopped = f"failed (exit {code})"
+    if stopped:
+        run.status = stopped
+        if run.info["ran_for"] is not None:
+            run.status += f" after {run.info['ran_for']:.0f}s"
+        return
+    run.status, run.seconds = "ok", lines[-1]["seconds"]
+    run.info.update(lines[-1])
+
+
+def ensure_venv(who: str) -> tuple[Path, str]:
+    """A peer's venv python (created with ``python3 -m venv`` + ``pip install`` when missing), and a note."""
+    venv, requirements, _, _ = PEERS[who]
+    python = venv / "bin" / "python"
+    if python.exists():
+        return python, "already installed"
+    print(f"creating {venv} and installing {' '.join(requirements)} …", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    base = shutil.which("python3") or sys.executable
+    subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements], check=True
+    )
+    return python, f"installed in {time.perf_counter() - started:.0f} s"
+
+
+def version_of(python: Path, distribution: str) -> str:
+    found = subprocess.run(
+        [str(python), "-c", f"import importlib.metadata as m; print(m.version({distribution!r}))"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return found.stdout.strip()
+
+
+def run_peer(who: str, work: Path, args: argparse.Namespace) -> Run:
+    python, note = ensure_venv(who)
+    _, _, distribution, runner = PEERS[who]
+    print(f"{LABELS[who]}: {distribution} {version_of(python, distribution)} in "
+          f"{python.parents[1].relative_to(BENCH.parent)} ({note})")  # fmt: skip
+    run = Run(who, args.reference_rows)
+    cmd = [str(python), str(HERE / runner), "--reference", str(work / "reference.parquet")]
+    cmd += ["--current", str(work / "current.parquet"), "--columns", str(work / "columns.json")]
+    cmd += ["--out", str(work / f"{who}.json")]
+    measure(run, cmd, args.peer_timeout, work, args)
+    return run
+
+
+def run_mlprod(who: str, reference: Path, rows: int, work: Path, args: argparse.Namespace) -> Run:
+    run = Run(who, rows)
+    cmd = [sys.executable, str(Path(__file__).resolve()), MLPROD_CHILD, str(reference)]
+    cmd += [str(work / "current.parquet"), str(work / "columns.json"), str(work / f"{who}.json")]
+    cmd += [str(args.batch_rows)]
+    measure(run, cmd, args.mlprod_timeout, work, args)
+    return run
+
+
+def measure(run: Run, cmd: list[str], timeout: float, work: Path, args: argparse.Namespace) -> None:
+    """Run one tool and read the verdicts it wrote to ``WHO.json``: per column drift, method, statistic."""
+    run.info["load"] = os.getloadavg()[0]
+    print(f"running {run.who} on {run.reference_rows:,} reference rows (timeout {timeout:.0f} s; "
+          f"load average {run.info['load']:.2f}) …", file=sys.stderr, flush=True)  # fmt: skip
+    run_measured(cmd, run, timeout, args.memory_limit_gb, work / f"{run.who}.log")
+    if run.status == "ok":
+        columns = json.loads((work / f"{run.who}.json").read_text())["columns"]
+        run.flagged = {name for name, found in columns.items() if found["drift"]}
+        run.info["columns"] = columns
+
+
+# ------------------------------------------------------------------------------------- mlprod child
+
+
+def batches(
+    path: Path, columns: list[str], categorical: list[str], batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of a Parquet file, categorical columns as dictionary arrays (not decoded to strings).
+
+    ``pre_buffer=False``: with pyarrow's default, ``iter_batches`` keeps every row group it has read
+    buffered, so memory grows with the file (3.2 GB to stream this 2.8 GB file, 0.6 GB without).
+    """
+    parquet = pq.ParquetFile(path, pre_buffer=False, read_dictionary=categorical)
+    yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
+
+
+def mlprod_child(argv: list[str]) -> None:
+    """Inside the subprocess: reference profile and window from Parquet batches, then the drift checks.
+
+    The timed part includes reading the Parquet files: nothing is loaded before the clock starts.
+    """
+    from mlprod.monitor.drift import PRIMARY_METHODS, drift_checks, drifted_columns
+    from mlprod.monitor.profile import ProfileSpec, ReferenceBuilder
+
+    reference_path, current_path, columns_path, out, batch_rows = argv
+    columns = json.loads(Path(columns_path).read_text())
+    spec = ProfileSpec(
+        numeric=tuple(columns["numeric"]),
+        categorical=tuple(columns["categorical"]),
+        prediction=None,
+        label=None,
+    )
+    wanted = [*spec.numeric, *spec.categorical]
+    print(json.dumps({"timed_started": time.time()}), flush=True)
+    started = time.perf_counter()
+    builder = ReferenceBuilder(spec)
+    for batch in batches(Path(reference_path), wanted, columns["categorical"], int(batch_rows)):
+        builder.update(batch)
+    reference = builder.finish()
+    profiled = time.perf_counter()
+    window = reference.window()
+    for batch in batches(Path(current_path), wanted, columns["categorical"], int(batch_rows)):
+        window.update(batch)
+    checks = drift_checks(reference, window)
+    flagged = set(drifted_columns(checks))
+    seconds = time.perf_counter() - started
+
+    found: dict[str, dict[str, Any]] = {}
+    for check in checks:
+        found.setdefault(check.column, {"drift": check.column in flagged, "checks": []})
+        summary = {"method": check.method, "statistic": check.statistic, "threshold": check.threshold}
+        found[check.column]["checks"].append({**summary, "drift": check.alert})
+        if check.method in PRIMARY_METHODS:
+            found[check.column].update(summary)
+    Path(out).write_text(json.dumps({"columns": found}, indent=1))
+    print(json.dumps({"seconds": seconds, "reference_seconds": profiled - started, "rows": reference.rows}))
+
+
+# ------------------------------------------------------------------------------------------- report
+
+
+def mb(value: int | None) -> str:
+    return "-" if value is None else f"{value / 1e6:,.0f}"
+
+
+def names(columns: set[str]) -> str:
+    return ",".join(sorted(columns)) if columns else "none"
+
+
+def agreement(flagged: set[str] | None, expected: set[str] | None) -> str:
+    """``same`` or the differences: ``-x`` expected but not flagged, ``+y`` flagged but not expected."""
+    if flagged is None or expected is None:
+        return "-"
+    if flagged == expected:
+        return "same"
+    missed = [f"-{name}" for name in sorted(expected - flagged)]
+    extra = [f"+{name}" for name in sorted(flagged - expected)]
+    return " ".join(missed + extra)
+
+
+def ratio(base: Run | None, this: Run | None) -> tuple[str, float | None]:
+    """``base`` time / ``this`` time as text and number; a lower bound (">") when ``base`` was stopped."""
+    if base is None or this is None or this.seconds is None:
+        return "-", None
+    if base.seconds is not None:
+        return f"{base.seconds / this.seconds:,.1f}x", base.seconds / this.seconds
+    if base.info.get("ran_for"):
+        return f">{base.info['ran_for'] / this.seconds:,.1f}x", base.info["ran_for"] / this.seconds
+    return "-", None
+
+
+def column_table(runs: list[Run], specs: list[ColumnSpec]) -> None:
+    """The primary statistic / threshold of each tool on the shifted columns and any column flagged."""
+    done = [run for run in runs if run.flagged is not None]
+    flagged = set().union(*(run.flagged or set() for run in done))
+    shown = [spec for spec in specs if spec.shift is not None or spec.name in flagged]
+    print(f"\n{'column':<8}{'kind':<12}{'shift':<12}" + "".join(f"{run.who:>26}" for run in done))
+    print(f"{'':<32}" + "".join(f"{method_names(run):>26}" for run in done))
+    for spec in shown:
+        shift = "-" if spec.shift is None else f"{spec.shift[0]} {spec.shift[1]:g}"
+        cells = ""
+        for run in done:
+            found = run.info["columns"].get(spec.name, {})
+            threshold = found.get("threshold")
+            value = f"{found.get('statistic', float('nan')):.4f}"
+            value += "" if threshold is None else f" / {threshold:.4f}"
+            cells += f"{value + (' *' if found.get('drift') else '  '):>26}"
+        print(f"{spec.name:<8}{spec.kind:<12}{shift:<12}{cells}")
+    print("  statistic / threshold of each tool's verdict method, * = flagged; shift: loc in standard "
+          "deviations, scale factor, or share of the categories' mix reversed")  # fmt: skip
+
+
+def method_names(run: Run) -> str:
+    methods = sorted({found.get("method", "?") for found in run.info["columns"].values()})
+    return "(" + ", ".join(short(method) for method in methods) + ")"
+
+
+def short(method: str) -> str:
+    return {"Wasserstein distance (normed)": "wasserstein", "Jensen-Shannon distance": "JS"}.get(
+        method, method.replace("jensen_shannon", "JS")
+    )
+
+
+def report(runs: list[Run], specs: list[ColumnSpec], args: argparse.Namespace) -> None:
+    planted = {s.name for s in specs if s.planted}
+    tiny = {s.name for s in specs if s.shift is not None and not s.planted}
+    by = {run.who: run for run in runs}
+    evidently, mlprod = by.get("evidently"), by.get("mlprod")
+    print(f"\nplanted shifts ({len(planted)}): {names(planted)}")
+    print(f"tiny harmless shifts, not to be flagged ({len(tiny)}): {names(tiny)}")
+    rows = []
+    for run in runs:
+        read = run.info.get("read_seconds")
+        rows.append(
+            (
+                LABELS.get(run.who, "mlprod"),
+                f"{run.reference_rows:,}",
+                "-" if run.seconds is None else f"{run.seconds:,.2f}",
+                "incl." if run.who.startswith("mlprod") else "-" if read is None else f"{read:.2f}",
+                mb(run.peak_bytes),
+                "-" if run.flagged is None else str(len(run.flagged)),
+                agreement(run.flagged, planted),
+                ""
+                if run.who == "evidently"
+                else agreement(run.flagged, evidently.flagged if evidently else None),
+                ratio(run, mlprod)[0] if run.who in PEERS else "-",
+                f"{run.info['load']:.1f}",
+                run.status,
+            )
+        )
+    header = ("tool", "ref rows", "seconds", "read s", "peak MB", "flagged", "vs planted", "vs Evidently")
+    header += ("x faster", "load", "status")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    print()
+    for row in [header, *rows]:
+        cells = [
+            cell.ljust(w) if i in (0, 6, 7, 10) else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+    column_table(runs, specs)
+    print("  seconds: the drift computation alone for Evidently and NannyML (reading Parquet into pandas is "
+          "'read s'); for mlprod it includes streaming both Parquet files. vs planted/vs Evidently: 'same' "
+          "or -missed +extra columns. x faster: tool seconds / mlprod seconds at the same size. load: the "
+          "machine's 1-minute load average when the run started.")  # fmt: skip
+
+    for run in runs:
+        if run.who.startswith("mlprod") and run.seconds is not None:
+            print(f"  mlprod at {run.reference_rows:,} rows: reference profile (read + sketch) "
+                  f"{run.info['reference_seconds']:.2f} s, window (read + sketch) and drift checks "
+                  f"{run.seconds - run.info['reference_seconds']:.2f} s")  # fmt: skip
+
+    big = by.get("mlprod-big")
+    if mlprod is not None and big is not None and big.seconds is not None and mlprod.seconds is not None:
+        growth = big.reference_rows / mlprod.reference_rows
+        kept = agreement(big.flagged, mlprod.flagged)
+        print(f"\nmlprod at {big.reference_rows:,} reference rows: {big.seconds:,.2f} s "
+              f"({big.seconds / mlprod.seconds:,.1f}x the time for {growth:g}x the rows), peak RSS "
+              f"{mb(big.peak_bytes)} MB vs {mb(mlprod.peak_bytes)} MB at {mlprod.reference_rows:,} rows; "
+              f"flagged columns vs those at {mlprod.reference_rows:,} rows: {kept}")  # fmt: skip
+
+    speed = ratio(evidently, mlprod)
+    same = evidently is not None and mlprod is not None and evidently.flagged == mlprod.flagged
+    found = mlprod is not None and mlprod.flagged == planted
+    print(f"\ngoal: at least 50x faster than Evidently at {args.reference_rows:,} rows, flagging the same "
+          f"shifted columns")  # fmt: skip
+    if evidently is None:
+        print("  Evidently not run (--skip-peers)")
+    else:
+        ok = speed[1] is not None and speed[1] >= 50 and same
+        print(f"  Evidently/mlprod {speed[0]}, same flagged columns: {'yes' if same else 'NO'}  "
+              f"{'PASS' if ok else 'FAIL'}")  # fmt: skip
+    print(f"  mlprod flagged exactly the planted columns: {'yes' if found else 'NO'}")
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
+def default_memory_limit() -> float:
+    """80 % of the machine's memory in GB (rounded down), so one run cannot bring the machine down."""
+    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return float(int(pages * 0.8 / 1e9))
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == MLPROD_CHILD:
+        mlprod_child(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--reference-rows", type=int, default=1_000_000)
+    parser.add_argument("--current-rows", type=int, default=100_000)
+    parser.add_argument("--columns", type=int, default=50, help="four fifths numeric, one fifth categorical")
+    parser.add_argument(
+        "--big-rows", type=int, default=10_000_000, help="reference rows of mlprod alone; 0: skip"
+    )
+    parser.add_argument(
+        "--batch-rows", type=int, default=250_000, help="Parquet row group and read batch size"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-peers", action="store_true", help="run mlprod only")
+    parser.add_argument(
+        "--peer-timeout", type=float, default=1800.0, help="seconds per Evidently/NannyML run"
+    )
+    parser.add_argument("--mlprod-timeout", type=float, default=1800.0, help="seconds per mlprod run")
+    parser.add_argument(
+        "--memory-limit-gb", type=float, default=default_memory_limit(), help="RSS at which a run is stopped"
+    )
+    parser.add_argument("--work-dir", type=Path, help="keep data and outputs here (reused if it matches)")
+    args = parser.parse_args()
+    if args.reference_rows < 1000 or args.current_rows < 100 or args.columns < 5 or args.batch_rows < 1000:
+        parser.error(
+            "need --reference-rows >= 1000, --current-rows >= 100, --columns >= 5, --batch-rows >= 1000"
+        )
+
+    with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
+        work = (args.work_dir or Path(tmp)).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        specs = ensure_data(work, args)
+        runs = []
+        if not args.skip_peers:
+            runs += [run_peer(who, work, args) for who in PEERS]
+        runs.append(run_mlprod("mlprod", work / "reference.parquet", args.reference_rows, work, args))
+        if args.big_rows > 0:
+            runs.append(run_mlprod("mlprod-big", work / "big_reference.parquet", args.big_rows, work, args))
+        report(runs, specs, args)
+
+
+if __name__ == "__main__":
+    main()

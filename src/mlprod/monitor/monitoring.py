@@ -1,0 +1,147 @@
+"""Monitoring a model version: windows of its served predictions against its reference.
+
+Each window accumulates mergeable state only — a column profile, a score histogram split by label,
+a reconstruction-error sum, and for density-ratio estimation a bounded feature sample — so a window
+fed batch by batch ends up exactly where one fed all at once does, and the stream can be any size.
+Each finished window is then checked: drift and data quality per column, the multivariate detector,
+and performance (realized where labels have arrived, estimated without them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlprod.config import MonitorSection
+from mlprod.monitor.drift import DriftThresholds, drift_checks
+from mlprod.monitor.multivariate import ReconstructionWindow
+from mlprod.monitor.performance import ScoreSketch
+from mlprod.monitor.profile import Profile
+from mlprod.monitor.quality import QualityThresholds, quality_checks
+from mlprod.monitor.reference import (
+    LABEL,
+    PREDICTION,
+    Reference,
+    ReferenceOptions,
+    numeric_matrix,
+)
+from mlprod.monitor.results import MonitorResult, WindowResult
+from mlprod.monitor.windows import Windowing, split
+
+TIME = "time"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """Windows, thresholds and how references are built; ``from_config`` reads ``[monitor]``."""
+
+    windowing: Windowing = field(default_factory=lambda: Windowing("week"))
+    drift: DriftThresholds = field(default_factory=DriftThresholds)
+    quality: QualityThresholds = field(default_factory=QualityThresholds)
+    reference: ReferenceOptions = field(default_factory=ReferenceOptions)
+    accuracy_drop: float = 0.05
+    webhook_url: str = ""
+
+    @classmethod
+    def from_config(cls, section: MonitorSection) -> MonitorSettings:
+        return cls(
+            windowing=Windowing.parse(section.window),
+            drift=DriftThresholds(
+                psi=section.psi, ks=section.ks, wasserstein=section.wasserstein,
+                chi2_p_value=section.chi2_p_value, jensen_shannon=section.jensen_shannon,
+            ),
+            quality=QualityThresholds(
+                missing_rate_increase=section.missing_rate_increase,
+                out_of_range_rate=section.out_of_range_rate, unseen_rate=section.unseen_rate,
+            ),
+            reference=ReferenceOptions(
+                bins=section.bins, max_categories=section.max_categories,
+                sample_rows=section.reference_sample_rows,
+            ),
+            accuracy_drop=section.accuracy_drop,
+            webhook_url=section.webhook_url,
+        )  # fmt: skip
+
+
+@dataclass
+class WindowState:
+    """What one window has accumulated so far; every part merges."""
+
+    profile: Profile
+    scores: ScoreSketch | None
+    reconstruction: ReconstructionWindow | None
+    first: datetime | None = None
+    last: datetime | None = None
+    rows: int = 0
+
+    @classmethod
+    def empty(cls, reference: Reference) -> WindowState:
+        return cls(
+            reference.profile.window(),
+            reference.estimator.window() if reference.estimator else None,
+            reference.multivariate.window() if reference.multivariate else None,
+        )
+
+    def update(self, rows: pa.Table, reference: Reference) -> None:
+        self.profile.update(rows)
+        predictions = rows.column(PREDICTION).to_numpy(zero_copy_only=False)
+        if self.scores is not None:
+            self.scores.update(predictions, rows.column(LABEL).to_numpy(zero_copy_only=False))
+        if self.reconstruction is not None and reference.multivariate is not None:
+            self.reconstruction.update(numeric_matrix(rows, reference.multivariate.columns))
+        times = rows.column(TIME)
+        first, last = pc.min(times).as_py(), pc.max(times).as_py()
+        self.first = first if self.first is None else min(self.first, first)
+        self.last = last if self.last is None else max(self.last, last)
+        self.rows += rows.num_rows
+
+
+def monitor_batches(
+    batches: Iterable[pa.Table],
+    reference: Reference,
+    *,
+    model: str,
+    version: int,
+    settings: MonitorSettings | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> MonitorResult:
+    """Window ``batches`` (time, features, prediction, label; in time order) and check every window."""
+    settings = settings or MonitorSettings()
+    windowing = settings.windowing
+    states: dict[int, WindowState] = {}
+    seen = 0
+    for batch in batches:
+        if LABEL not in batch.column_names:
+            batch = batch.append_column(LABEL, pa.nulls(batch.num_rows, pa.float64()))
+        keys = windowing.keys(batch.column(TIME), seen)
+        for key, rows in split(batch, keys):
+            if key not in states:
+                states[key] = WindowState.empty(reference)
+            states[key].update(rows, reference)
+        seen += batch.num_rows
+        if progress:
+            progress(batch.num_rows)
+    windows = [_checked(key, states[key], reference, settings) for key in sorted(states)]
+    return MonitorResult(model, version, _by(windowing), windows)
+
+
+def _by(windowing: Windowing) -> str:
+    return f"{windowing.rows} rows" if windowing.by == "count" else windowing.by
+
+
+def _checked(key: int, state: WindowState, reference: Reference, settings: MonitorSettings) -> WindowResult:
+    span = settings.windowing.span(key)
+    start, end = span if span else (state.first or _EPOCH, (state.last or _EPOCH) + timedelta(microseconds=1))
+    checks = drift_checks(reference.profile, state.profile, settings.drift)
+    checks += quality_checks(reference.profile, state.profile, settings.quality)
+    if reference.multivariate is not None and state.reconstruction is not None:
+        checks.append(reference.multivariate.check(state.reconstruction))
+    performance = []
+    if reference.estimator is not None and state.scores is not None:
+        performance = reference.estimator.evaluate(state.scores)
+    return WindowResult(start, end, state.rows, checks, performance)

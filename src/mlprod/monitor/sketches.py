@@ -1,0 +1,508 @@
+"""Mergeable, serializable summaries of one column, with memory that does not grow with rows.
+
+A numeric column is summarised by ``NumericStats`` (rows, missing, min, max, mean, variance and a
+KLL quantile sketch) and, once reference bin edges exist, by a ``NumericSketch`` that adds counts
+per reference-quantile bin and counts below and above the reference range. A categorical column is
+summarised by a ``CategoryCounter`` while the reference is read (exact counts of up to ``max_known``
+values) and then by a ``CategoricalSketch``: counts of the reference's top categories, an "other"
+bucket for the remaining reference values and an "unseen" bucket for values the reference never had.
+
+Every summary updates with a whole array at once (no Python loop per value), merges with another
+summary of the same shape (two windows, two workers) and round-trips through a JSON-safe dict.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import math
+from typing import Any, Self, TypeAlias
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasketches import kll_doubles_sketch
+
+from mlprod.errors import InvalidInputError
+
+DEFAULT_K = 800  # KLL accuracy: normalized Wasserstein noise ~0.013 (k=200: ~0.047), same update speed
+DEFAULT_BINS = 20
+DEFAULT_MAX_CATEGORIES = 50
+DEFAULT_MAX_KNOWN = 10_000
+
+CategoricalValues: TypeAlias = pa.Array | pa.ChunkedArray | np.ndarray[Any, Any]
+
+
+def _finite_values(values: Any) -> tuple[np.ndarray[Any, np.dtype[np.float64]], int]:
+    """The finite values of an array and how many entries were missing (None, NaN or infinite)."""
+    try:
+        x = np.asarray(values, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"numeric values expected, got {np.asarray(values).dtype}: {exc}") from exc
+    finite = np.isfinite(x)
+    if finite.all():
+        return x, 0
+    kept = x[finite]
+    return kept, int(x.size - kept.size)
+
+
+def _kll_to_text(sketch: kll_doubles_sketch) -> str:
+    return base64.b64encode(sketch.serialize()).decode("ascii")
+
+
+def _kll_from_text(text: str) -> kll_doubles_sketch:
+    try:
+        return kll_doubles_sketch.deserialize(base64.b64decode(text, validate=True))
+    except (ValueError, RuntimeError) as exc:
+        raise InvalidInputError(f"not a serialized KLL sketch: {exc}") from exc
+
+
+class NumericStats:
+    """Rows, missing values, min, max, mean, variance and a KLL quantile sketch of a numeric column.
+
+    Missing means None, NaN or infinite. The variance is kept as the sum of squared deviations
+    (``m2``) and merged with Chan's formula, which stays accurate when the mean is large against
+    the spread (timestamps, prices in cents) where a raw sum of squares would cancel.
+
+    Examples:
+        >>> stats = NumericStats().update(np.array([1.0, 2.0, np.nan, 3.0]))
+        >>> stats.rows, stats.missing, stats.mean, stats.kll.get_quantile(0.5)
+        (4, 1, 2.0, 2.0)
+    """
+
+    def __init__(self, *, k: int = DEFAULT_K) -> None:
+        self.rows = 0
+        self.missing = 0
+        self.min = math.inf
+        self.max = -math.inf
+        self.sum = 0.0
+        self.m2 = 0.0
+        self.kll = kll_doubles_sketch(k)
+
+    @property
+    def count(self) -> int:
+        """Rows with a finite value."""
+        return self.rows - self.missing
+
+    @property
+    def mean(self) -> float:
+        return self.sum / self.count if self.count else math.nan
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation (``ddof=0``, as ``np.std``)."""
+        return math.sqrt(self.m2 / self.count) if self.count else math.nan
+
+    def update(self, values: Any) -> Self:
+        finite, missing = _finite_values(values)
+        self._add(finite, missing)
+        return self
+
+    def _add(self, finite: np.ndarray[Any, np.dtype[np.float64]], missing: int) -> None:
+        self.rows += finite.size + missing
+        self.missing += missing
+        if not finite.size:
+            return
+        batch_sum = float(np.add.reduce(finite))
+        squares = finite - batch_sum / finite.size
+        squares *= squares  # not np.dot: BLAS threads crawl on a busy machine
+        self._combine_moments(finite.size, batch_sum, float(np.add.reduce(squares)))
+        self.min = min(self.min, float(finite.min()))
+        self.max = max(self.max, float(finite.max()))
+        # the KLL binding refuses read-only arrays, which zero-copy Arrow conversions are
+        self.kll.update(finite if finite.flags.writeable else finite.copy())
+
+    def _combine_moments(self, n: int, total: float, m2: float) -> None:
+        """Chan's parallel update of (sum, m2) with ``n`` more values, already included in ``count``."""
+        before = self.count - n
+        if before:
+            delta = total / n - self.sum / before
+            self.m2 += m2 + delta * delta * before * n / (before + n)
+        else:
+            self.m2 = m2
+        self.sum += total
+
+    def copy(self) -> NumericStats:
+        """An independent copy (the KLL sketch too)."""
+        duplicate = copy.copy(self)
+        duplicate.kll = copy.copy(self.kll)
+        return duplicate
+
+    def merge(self, other: NumericStats) -> NumericStats:
+        """A new summary of both inputs."""
+        merged = self.copy()
+        merged.rows += other.rows
+        merged.missing += other.missing
+        if other.count:
+            merged._combine_moments(other.count, other.sum, other.m2)
+            merged.min = min(merged.min, other.min)
+            merged.max = max(merged.max, other.max)
+        merged.kll.merge(other.kll)
+        return merged
+
+    def empty(self) -> NumericStats:
+        """A fresh summary with the same KLL ``k``."""
+        return NumericStats(k=self.kll.k)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "missing": self.missing,
+            "min": self.min if self.count else None,
+            "max": self.max if self.count else None,
+            "sum": self.sum,
+            "m2": self.m2,
+            "kll": _kll_to_text(self.kll),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NumericStats:
+        stats = cls()
+        stats.rows = int(data["rows"])
+        stats.missing = int(data["missing"])
+        stats.min = math.inf if data["min"] is None else float(data["min"])
+        stats.max = -math.inf if data["max"] is None else float(data["max"])
+        stats.sum = float(data["sum"])
+        stats.m2 = float(data["m2"])
+        stats.kll = _kll_from_text(data["kll"])
+        return stats
+
+
+def _largest_remainder(shares: np.ndarray[Any, np.dtype[np.float64]], total: int) -> np.ndarray[Any, Any]:
+    """Integer counts proportional to ``shares`` that add up to exactly ``total``."""
+    exact = np.clip(shares, 0.0, None) * total
+    counts: np.ndarray[Any, Any] = np.floor(exact).astype(np.int64)
+    short = total - int(counts.sum())
+    if short > 0:
+        counts[np.argsort(counts - exact, kind="stable")[:short]] += 1
+    return counts
+
+
+class NumericSketch:
+    """Counts per fixed reference-quantile bin, out-of-range counts and ``NumericStats`` of a column.
+
+    Bin ``i`` holds values in ``[edges[i], edges[i + 1])``, the last bin also its right edge; values
+    below the first edge count in bin 0 and above the last edge in the last bin, and additionally in
+    ``below`` / ``above`` (the edges are the reference minimum and maximum). With a single edge (a
+    constant reference) there is one bin; with none (an empty reference) there is one bin and no range.
+
+    Examples:
+        >>> sketch = NumericSketch(np.array([0.0, 1.0, 2.0])).update(np.array([-1.0, 0.5, 1.5, 2.0, 9.0]))
+        >>> sketch.counts.tolist(), sketch.below, sketch.above
+        ([2, 3], 1, 1)
+    """
+
+    def __init__(self, edges: np.ndarray[Any, Any], *, k: int = DEFAULT_K) -> None:
+        edges = np.asarray(edges, dtype=np.float64)
+        if edges.ndim != 1 or not np.isfinite(edges).all() or np.any(np.diff(edges) <= 0):
+            raise InvalidInputError(f"bin edges must be finite and strictly increasing, got {edges.tolist()}")
+        self.edges = edges
+        self.counts = np.zeros(max(edges.size - 1, 1), dtype=np.int64)
+        self.below = 0
+        self.above = 0
+        self.stats = NumericStats(k=k)
+
+    @classmethod
+    def from_stats(cls, stats: NumericStats, *, bins: int = DEFAULT_BINS) -> NumericSketch:
+        """The reference sketch: edges at min, max and KLL quantiles, counts from its CDF (no second pass).
+
+        Tied quantiles (a value holding a large share of rows) collapse into one edge, so a column
+        can end with fewer than ``bins`` bins. Counts are the CDF's shares rounded to add up to the
+        column's finite values exactly.
+        """
+        if bins < 1:
+            raise InvalidInputError(f"bins must be at least 1, got {bins}")
+        if stats.count:
+            inner = stats.kll.get_quantiles(np.linspace(0.0, 1.0, bins + 1)[1:-1].tolist())
+            edges = np.unique(np.asarray([stats.min, *inner, stats.max]))
+        else:
+            edges = np.empty(0)
+        sketch = cls(edges, k=stats.kll.k)
+        sketch.stats = stats.copy()
+        if stats.count:
+            cdf = np.asarray(stats.kll.get_cdf(edges[1:-1].tolist()))
+            sketch.counts = _largest_remainder(np.diff(cdf, prepend=0.0), stats.count)
+        return sketch
+
+    @property
+    def rows(self) -> int:
+        return self.stats.rows
+
+    @property
+    def missing(self) -> int:
+        return self.stats.missing
+
+    def update(self, values: Any) -> Self:
+        finite, missing = _finite_values(values)
+        self.stats._add(finite, missing)
+        if finite.size:
+            bins = np.searchsorted(self.edges, finite, side="right") - 1
+            np.clip(bins, 0, self.counts.size - 1, out=bins)
+            self.counts += np.bincount(bins, minlength=self.counts.size)
+            if self.edges.size:
+                self.below += int(np.count_nonzero(finite < self.edges[0]))
+                self.above += int(np.count_nonzero(finite > self.edges[-1]))
+        return self
+
+    def compatible(self, other: ColumnSketch) -> bool:
+        """Whether ``other`` counts the same bins, so the two can merge or be compared."""
+        return isinstance(other, NumericSketch) and np.array_equal(self.edges, other.edges)
+
+    def merge(self, other: NumericSketch) -> NumericSketch:
+        """A new sketch of both inputs; they must share bin edges."""
+        if not self.compatible(other):
+            raise InvalidInputError(
+                f"cannot merge numeric sketches with different bin edges: "
+                f"{self.edges.tolist()} and {getattr(other, 'edges', np.empty(0)).tolist()}"
+            )
+        merged = self.empty()
+        merged.counts = self.counts + other.counts
+        merged.below = self.below + other.below
+        merged.above = self.above + other.above
+        merged.stats = self.stats.merge(other.stats)
+        return merged
+
+    def empty(self) -> NumericSketch:
+        """A sketch with the same bin edges and nothing counted, to accumulate a window."""
+        return NumericSketch(self.edges, k=self.stats.kll.k)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "numeric",
+            "edges": self.edges.tolist(),
+            "counts": self.counts.tolist(),
+            "below": self.below,
+            "above": self.above,
+            "stats": self.stats.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NumericSketch:
+        sketch = cls(np.asarray(data["edges"], dtype=np.float64))
+        counts = np.asarray(data["counts"], dtype=np.int64)
+        if counts.shape != sketch.counts.shape:
+            raise InvalidInputError(f"{counts.size} bin counts do not fit {sketch.edges.size} bin edges")
+        sketch.counts = counts
+        sketch.below = int(data["below"])
+        sketch.above = int(data["above"])
+        sketch.stats = NumericStats.from_dict(data["stats"])
+        return sketch
+
+
+def as_strings(values: CategoricalValues) -> pa.Array | pa.ChunkedArray:
+    """Categorical values as Arrow strings; None and float NaN become null, numbers their decimal text."""
+    array = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values, from_pandas=True)
+    if pa.types.is_floating(array.type):
+        array = pc.if_else(pc.is_nan(array), pa.scalar(None, array.type), array)
+    try:
+        return pc.cast(array, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InvalidInputError(f"categorical values must convert to text, got {array.type}: {exc}") from exc
+
+
+def _value_counts(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray[Any, Any]]:
+    """Distinct non-null values and their counts."""
+    counted = pc.value_counts(values.drop_null())
+    return counted.field("values"), counted.field("counts").to_numpy().astype(np.int64)
+
+
+def _ranked(values: pa.Array, counts: np.ndarray[Any, Any]) -> tuple[list[str], np.ndarray[Any, Any]]:
+    """Values and counts by decreasing count, ties by value, so the order is deterministic."""
+    names = values.to_pylist()
+    order = sorted(range(len(names)), key=lambda i: (-counts[i], names[i]))
+    return [names[i] for i in order], counts[order]
+
+
+class CategoryCounter:
+    """Exact counts of up to ``max_known`` distinct categories: the reference pass of a categorical column.
+
+    Past ``max_known`` distinct values only the most frequent are kept (``overflowed`` turns true),
+    so top categories stay right for heavy hitters while memory stays bounded.
+
+    Examples:
+        >>> counter = CategoryCounter().update(np.array(["a", "b", None, "a"], dtype=object))
+        >>> counter.rows, counter.missing, sorted(zip(counter.values.to_pylist(), counter.counts.tolist()))
+        (4, 1, [('a', 2), ('b', 1)])
+    """
+
+    def __init__(self, *, max_known: int = DEFAULT_MAX_KNOWN) -> None:
+        if max_known < 1:
+            raise InvalidInputError(f"max_known must be at least 1, got {max_known}")
+        self.max_known = max_known
+        self.rows = 0
+        self.missing = 0
+        self.overflowed = False
+        self.values: pa.Array = pa.array([], pa.string())
+        self.counts: np.ndarray[Any, Any] = np.zeros(0, dtype=np.int64)
+
+    def update(self, values: CategoricalValues) -> Self:
+        strings = as_strings(values)
+        self.rows += len(strings)
+        self.missing += strings.null_count
+        self._absorb(*_value_counts(strings), overflowed=False)
+        return self
+
+    def _absorb(self, values: pa.Array, counts: np.ndarray[Any, Any], *, overflowed: bool) -> None:
+        table = pa.table(
+            {"value": pa.concat_arrays([self.values, values]), "count": np.concatenate([self.counts, counts])}
+        )
+        grouped = table.group_by("value").aggregate([("count", "sum")])
+        self.values = grouped.column("value").combine_chunks()
+        self.counts = grouped.column("count_sum").to_numpy().astype(np.int64)
+        self.overflowed = self.overflowed or overflowed
+        if len(self.values) > self.max_known:
+            names, ranked = _ranked(self.values, self.counts)
+            self.values = pa.array(names[: self.max_known], pa.string())
+            self.counts = ranked[: self.max_known]
+            self.overflowed = True
+
+    def merge(self, other: CategoryCounter) -> CategoryCounter:
+        """A new counter of both inputs (bounded by the larger ``max_known``)."""
+        merged = CategoryCounter(max_known=max(self.max_known, other.max_known))
+        merged.rows = self.rows + other.rows
+        merged.missing = self.missing + other.missing
+        merged._absorb(self.values, self.counts, overflowed=self.overflowed)
+        merged._absorb(other.values, other.counts, overflowed=other.overflowed)
+        return merged
+
+
+class CategoricalSketch:
+    """Counts of a categorical column against a reference vocabulary.
+
+    ``vocabulary`` holds the reference's top categories; a value the reference had outside them
+    counts in ``other``, a value the reference never had in ``unseen`` (only when ``known``, the
+    reference's distinct values, is complete — ``tracks_unseen``; otherwise in ``other``).
+
+    Examples:
+        >>> sketch = CategoricalSketch(("a", "b"), known=("a", "b", "c"))
+        >>> _ = sketch.update(np.array(["a", "c", "z", None, "a"], dtype=object))
+        >>> sketch.counts.tolist(), sketch.other, sketch.unseen, sketch.missing
+        ([2, 0], 1, 1, 1)
+    """
+
+    def __init__(
+        self, vocabulary: tuple[str, ...], *, known: tuple[str, ...], tracks_unseen: bool = True
+    ) -> None:
+        if len(set(vocabulary)) != len(vocabulary) or not set(vocabulary) <= set(known):
+            raise InvalidInputError("a categorical vocabulary must be distinct values, all of them known")
+        self.vocabulary = tuple(vocabulary)
+        self.known = tuple(sorted(set(known)))
+        self.tracks_unseen = tracks_unseen
+        self.counts = np.zeros(len(vocabulary), dtype=np.int64)
+        self.other = 0
+        self.unseen = 0
+        self.missing = 0
+        self.rows = 0
+        self._vocabulary_array = pa.array(self.vocabulary, pa.string())
+        self._known_array = pa.array(self.known, pa.string())
+
+    @classmethod
+    def from_counter(
+        cls, counter: CategoryCounter, *, max_categories: int = DEFAULT_MAX_CATEGORIES
+    ) -> CategoricalSketch:
+        """The reference sketch: the ``max_categories`` most frequent values, the rest in ``other``."""
+        if max_categories < 1:
+            raise InvalidInputError(f"max_categories must be at least 1, got {max_categories}")
+        names, counts = _ranked(counter.values, counter.counts)
+        sketch = cls(tuple(names[:max_categories]), known=tuple(names), tracks_unseen=not counter.overflowed)
+        sketch.counts = counts[:max_categories].copy()
+        sketch.other = counter.rows - counter.missing - int(sketch.counts.sum())
+        sketch.missing = counter.missing
+        sketch.rows = counter.rows
+        return sketch
+
+    @property
+    def count(self) -> int:
+        """Rows with a value."""
+        return self.rows - self.missing
+
+    def distribution(self) -> np.ndarray[Any, Any]:
+        """Counts per vocabulary category, then other, then unseen."""
+        return np.concatenate([self.counts, [self.other, self.unseen]])
+
+    def update(self, values: CategoricalValues) -> Self:
+        strings = as_strings(values)
+        self.rows += len(strings)
+        self.missing += strings.null_count
+        distinct, counts = _value_counts(strings)
+        index = pc.index_in(distinct, value_set=self._vocabulary_array).fill_null(-1).to_numpy()
+        in_vocabulary = index >= 0
+        self.counts[index[in_vocabulary]] += counts[in_vocabulary]
+        rest = ~in_vocabulary
+        if self.tracks_unseen:
+            known = pc.is_in(distinct, value_set=self._known_array).to_numpy(zero_copy_only=False)
+            self.other += int(counts[rest & known].sum())
+            self.unseen += int(counts[rest & ~known].sum())
+        else:
+            self.other += int(counts[rest].sum())
+        return self
+
+    def compatible(self, other: ColumnSketch) -> bool:
+        """Whether ``other`` counts the same categories, so the two can merge or be compared."""
+        return isinstance(other, CategoricalSketch) and (self.vocabulary, self.known, self.tracks_unseen) == (
+            other.vocabulary,
+            other.known,
+            other.tracks_unseen,
+        )
+
+    def merge(self, other: CategoricalSketch) -> CategoricalSketch:
+        """A new sketch of both inputs; they must share vocabulary and known values."""
+        if not self.compatible(other):
+            raise InvalidInputError(
+                f"cannot merge categorical sketches with different vocabularies: "
+                f"{list(self.vocabulary)[:5]}… and {list(getattr(other, 'vocabulary', ()))[:5]}…"
+            )
+        merged = self.empty()
+        merged.counts = self.counts + other.counts
+        merged.other = self.other + other.other
+        merged.unseen = self.unseen + other.unseen
+        merged.missing = self.missing + other.missing
+        merged.rows = self.rows + other.rows
+        return merged
+
+    def empty(self) -> CategoricalSketch:
+        """A sketch with the same vocabulary and nothing counted, to accumulate a window."""
+        return CategoricalSketch(self.vocabulary, known=self.known, tracks_unseen=self.tracks_unseen)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "categorical",
+            "vocabulary": list(self.vocabulary),
+            "known": list(self.known),
+            "tracks_unseen": self.tracks_unseen,
+            "counts": self.counts.tolist(),
+            "other": self.other,
+            "unseen": self.unseen,
+            "missing": self.missing,
+            "rows": self.rows,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CategoricalSketch:
+        sketch = cls(
+            tuple(data["vocabulary"]), known=tuple(data["known"]), tracks_unseen=bool(data["tracks_unseen"])
+        )
+        counts = np.asarray(data["counts"], dtype=np.int64)
+        if counts.shape != sketch.counts.shape:
+            raise InvalidInputError(
+                f"{counts.size} category counts do not fit {len(sketch.vocabulary)} categories"
+            )
+        sketch.counts = counts
+        sketch.other = int(data["other"])
+        sketch.unseen = int(data["unseen"])
+        sketch.missing = int(data["missing"])
+        sketch.rows = int(data["rows"])
+        return sketch
+
+
+ColumnSketch = NumericSketch | CategoricalSketch
+
+
+def sketch_from_dict(data: dict[str, Any]) -> ColumnSketch:
+    """Rebuild a column sketch from ``to_dict`` output, whichever kind it is."""
+    kind = data.get("kind")
+    if kind == "numeric":
+        return NumericSketch.from_dict(data)
+    if kind == "categorical":
+        return CategoricalSketch.from_dict(data)
+    raise InvalidInputError(f"column sketch kind must be 'numeric' or 'categorical', got {kind!r}")

@@ -1,0 +1,135 @@
+"""Monitoring in a workspace: profile a registered version, monitor it over its prediction log, alert.
+
+``profile_version`` scores the version's reference data (a Parquet or CSV file of any size, read in
+batches, or an Arrow table) and stores the reference. ``monitor_version`` reads the version's
+prediction log window by window, joins the labels that have arrived, checks every window, records
+new alerts (deduplicated per window) and posts them to the configured webhook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pv
+import pyarrow.parquet as pq
+
+from mlprod.errors import InvalidInputError
+from mlprod.models import ModelVersion, Registry
+from mlprod.monitor.alerts import (
+    DEFAULT_RULES,
+    Alert,
+    AlertRule,
+    AlertStore,
+    DeliveryReport,
+    deliver_pending,
+    evaluate_rules,
+)
+from mlprod.monitor.log_source import LabelSource, logged_rows
+from mlprod.monitor.monitoring import MonitorSettings, monitor_batches
+from mlprod.monitor.reference import Reference, ReferenceStore, build_reference
+from mlprod.monitor.results import MonitorResult
+from mlprod.workspace import Workspace
+
+BATCH_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class ProfiledVersion:
+    version: ModelVersion
+    reference: Reference
+    artifact_sha256: str
+
+
+@dataclass(frozen=True)
+class MonitorRun:
+    """A monitoring run: its windows, the alerts its rules raised, which were new, and the delivery."""
+
+    result: MonitorResult
+    alerts: list[Alert]
+    new_alerts: list[Alert]
+    delivery: DeliveryReport | None
+
+
+def settings_of(workspace: Workspace) -> MonitorSettings:
+    return MonitorSettings.from_config(workspace.config.monitor)
+
+
+def profile_version(
+    workspace: Workspace,
+    ref: str,
+    source: Path | pa.Table,
+    *,
+    label: str | None = None,
+    settings: MonitorSettings | None = None,
+) -> ProfiledVersion:
+    """Build and store the reference of ``ref`` from ``source`` (its training or evaluation data)."""
+    settings = settings or settings_of(workspace)
+    registry = Registry(workspace)
+    version = registry.get(ref)
+    model = registry.load(version)
+    batches = _batches(source) if isinstance(source, Path) else iter(source.to_batches(BATCH_ROWS))
+    reference = build_reference(model, batches, label=label, options=settings.reference)
+    where = str(source) if isinstance(source, Path) else f"table of {source.num_rows:,} rows"
+    sha = ReferenceStore(workspace).save(version, reference, source=where)
+    return ProfiledVersion(version, reference, sha)
+
+
+def monitor_version(
+    workspace: Workspace,
+    ref: str,
+    *,
+    labels: LabelSource | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    routes: list[str] | None = None,
+    settings: MonitorSettings | None = None,
+    rules: tuple[AlertRule, ...] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> MonitorRun:
+    """Monitor ``ref``'s logged predictions window by window; record and deliver new alerts."""
+    settings = settings or settings_of(workspace)
+    version = Registry(workspace).get(ref)
+    reference = ReferenceStore(workspace).load(version.model, version.version)
+    batches = logged_rows(
+        workspace.prediction_log_dir, model=version.model, version=version.version,
+        numeric=reference.spec.numeric, categorical=reference.spec.categorical, labels=labels,
+        since=since, until=until, routes=routes,
+    )  # fmt: skip
+    result = monitor_batches(
+        batches, reference, model=version.model, version=version.version, settings=settings, progress=progress
+    )
+    alerts = evaluate_rules(result, rules if rules is not None else _rules(settings))
+    store = AlertStore(workspace)
+    new = store.record(alerts)
+    delivery = deliver_pending(store, settings.webhook_url) if settings.webhook_url else None
+    return MonitorRun(result, alerts, new, delivery)
+
+
+def _rules(settings: MonitorSettings) -> tuple[AlertRule, ...]:
+    """The default rules, with the configured accuracy drop."""
+    return tuple(
+        AlertRule(r.name, r.kind, metric=r.metric, max_drop=settings.accuracy_drop)
+        if r.kind == "performance" and r.metric == "accuracy"
+        else r
+        for r in DEFAULT_RULES
+    )
+
+
+def _batches(path: Path) -> Iterator[pa.Table]:
+    """A Parquet or CSV file in batches (bounded memory)."""
+    if not path.is_file():
+        raise InvalidInputError(f"reference data {path} is not a file")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(BATCH_ROWS):  # bounded memory
+            yield pa.Table.from_batches([batch])
+    elif suffix == ".csv":
+        with pv.open_csv(path, read_options=pv.ReadOptions(block_size=1 << 24)) as reader:
+            for batch in reader:
+                yield pa.Table.from_batches([batch])
+    else:
+        raise InvalidInputError(f"reference data {path}: expected a .parquet or .csv file")
