@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mlprod.data import TableStore, collect_garbage
@@ -60,18 +61,29 @@ def test_demo_runs_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
     assert 0 < float(p50) <= float(p99)
     assert "profile accuracy-first · set july" in result.stdout and "profile edge · set july" in result.stdout
     assert summary_value(result.stdout, "gate: lightgbm-small vs logistic").startswith(("pass: ", "fail: "))
+    monitoring = summary_value(result.stdout, "monitoring (Aug-Dec, weekly)")
+    assert re.search(r"reference: July, [\d,]+ flights; [\d,]+ predictions replayed", monitoring), monitoring
+    assert re.search(r"2[23] weeks, \d+ alerts", monitoring), monitoring
+    weeks = re.findall(r"│ (2013-\d\d-\d\d) +│ +[\d,]+ +│ +([\d,]+) +│", result.stdout)
+    assert weeks[0][0] in ("2013-07-29", "2013-08-05") and weeks[-1][0] == "2013-12-30"
+    assert all(labelled == "0" for week, labelled in weeks if week >= "2013-12-02")  # December: no labels yet
+    assert "mean |difference|" in summary_value(result.stdout, "estimated vs realized accuracy")
+    report = Path(summary_value(result.stdout, "monitoring report"))
+    assert report.is_file() and report.read_text().count("<svg") >= 3
 
     with Workspace.open(workspace) as ws:
         tables = TableStore(ws)
         trained_on = tables.resolve("flights", "jan-jun")
         assert trained_on.num_rows == 16_512  # a tenth of January to June 2013
         messages = [c.message for c in tables.log("flights")]
-        assert messages[:2] == [
+        assert messages[:5] == [f"flights of 2013-{m:02d}" for m in range(12, 7, -1)]  # monitored months
+        assert messages[5:7] == [
             "merge June corrections",
             "remove rows flagged in flights of 2013-07 after review",
         ]
-        assert [f"flights of 2013-{m:02d}" for m in range(7, 0, -1)] == messages[2:9]
-        assert tables.checkout("flights.quarantine").num_rows == 15  # July's sentinel delays
+        assert [f"flights of 2013-{m:02d}" for m in range(7, 0, -1)] == messages[7:14]
+        quarantine = tables.checkout("flights.quarantine").column("month").to_pylist()
+        assert quarantine.count(7) == 15  # July's sentinel delays
         assert tables.checkout("flights", "jan-jun").num_rows == 16_512
         registry = Registry(ws)
         champion = registry.get("flights-delay@champion")
@@ -86,12 +98,19 @@ def test_demo_runs_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
         assert len(champion_moves) == 1 and champion_moves[-1].to_version == champion.version
         assert champion_moves[-1].why.startswith("chosen by the gate under 'accuracy-first' on july")
         reports = latest_reports(ws, "july")
-        assert len(reports) == 4 and {r.dataset_commit for r in reports} == {tables.resolve("flights").id}
+        evaluated = next(c.id for c in tables.log("flights") if c.message == "merge June corrections")
+        assert len(reports) == 4 and {r.dataset_commit for r in reports} == {evaluated}
         assert {b["profile"] for b in list_leaderboards(ws, evaluation_set="july")} == {
             "accuracy-first",
             "edge",
         }
-        log = read_prediction_log(ws.prediction_log_dir).to_pandas()
+        everything = read_prediction_log(ws.prediction_log_dir).to_pandas()
+        replayed = everything[everything["request_id"].str.startswith("replay-")]
+        assert len(replayed) == int(monitoring.split(" predictions replayed")[0].split()[-1].replace(",", ""))
+        assert set(replayed["version"]) == {champion.version} and set(replayed["route"]) == {"champion"}
+        first, last = replayed["time"].min(), replayed["time"].max()
+        assert first.month == 8 and last < pd.Timestamp("2014-01-02", tz="UTC")
+        log = everything[~everything["request_id"].str.startswith("replay-")]
         assert len(log) == 80  # 40 answers and their 40 shadow copies
         answered = log[log["route"] != "shadow"]
         assert set(answered.loc[answered["route"] == "champion", "version"]) == {champion.version}

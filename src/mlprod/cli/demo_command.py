@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from mlprod.cli.eval_commands import leaderboard_table
+from mlprod.cli.monitor_commands import window_table
 from mlprod.cli.state import err, out, state
 
 if TYPE_CHECKING:
@@ -31,12 +32,14 @@ def demo(
     """Ingest January-June 2013 flights, train four candidates (logistic regression, small and large
     LightGBM, XGBoost) as recorded runs, evaluate them on July, print the leaderboards under the
     accuracy-first and edge profiles, let the gate pick the champion, serve it over HTTP, predict
-    July flights, log every prediction.
+    July flights, log every prediction; then monitor the champion week by week over August-December
+    (drift alarms, accuracy estimated without labels and realized) and write an HTML report.
 
     Uses the current workspace (--workspace, $MLPROD_HOME, or one found upward), else its own under
     ~/.cache/mlprod/demo. Safe to interrupt and rerun.
     """
     from mlprod.demo import run_demo
+    from mlprod.demo.flights import MODEL
     from mlprod.workspace import default_demo_home, locate, open_or_init
 
     home = state.workspace or locate() or default_demo_home()
@@ -47,16 +50,20 @@ def demo(
     for board in summary.selection.leaderboards.values():
         labels = {r.ref: f"{label} (v{r.version})" for label, r in summary.selection.reports.items()}
         out.print(leaderboard_table(board, labels=labels))
+    out.print(f"Monitoring {MODEL}/{summary.champion.version} by week (reference: July)")
+    out.print(window_table(summary.monitoring.result))
     out.print(
         f"Explore it: export MLPROD_HOME={summary.workspace}; mlprod data log flights; "
         "mlprod data diff flights jan-jun; mlprod models history flights-delay; "
-        "mlprod eval leaderboard --set july --profile regulated"
+        "mlprod eval leaderboard --set july --profile regulated; "
+        f"mlprod monitor report --model {MODEL}/{summary.champion.version} "
+        "--since 2013-08-01 --until 2014-01-02"
     )
 
 
 def render_summary(s: DemoSummary) -> Table:
     table = Table(title="mlprod demo: NYC flights 2013", show_header=False)
-    for m in s.months:
+    for m in [*s.months, *s.monitoring.months]:
         table.add_row(
             f"flights 2013-{m.month:02d} committed",
             f"{m.rows:,} rows, {m.quarantined:,} quarantined, " + _screening(m),
@@ -109,6 +116,19 @@ def render_summary(s: DemoSummary) -> Table:
         )
     table.add_row("predictions logged", f"{r.logged:,} (shadow copies included)")
     table.add_row("served vs in-process", f"max |difference| {r.max_served_difference:.2e}")
+    watch = s.monitoring
+    table.add_row(
+        "monitoring (Aug-Dec, weekly)",
+        f"reference: July, {watch.reference_rows:,} flights; {watch.replayed:,} predictions replayed into "
+        f"the log, {watch.labelled:,} labels arrived; {len(watch.result.windows)} weeks, "
+        f"{watch.alerts} alerts ({watch.new_alerts} new)",
+    )
+    mae = watch.accuracy_mae
+    table.add_row(
+        "estimated vs realized accuracy",
+        "no labelled week" if mae is None else f"mean |difference| {mae:.3f} over the labelled weeks",
+    )
+    table.add_row("monitoring report", str(watch.report))
     table.add_row("workspace", str(s.workspace))
     table.add_row("total time", f"{s.seconds:.1f} s")
     return table

@@ -17,7 +17,7 @@ from mlprod.errors import InvalidInputError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from mlprod.monitor import LabelSource, MonitorResult, WindowResult
+    from mlprod.monitor import Check, LabelSource, MonitorResult, WindowResult
 
 app = typer.Typer(
     help="Monitoring of served models: references, drift, data quality, performance, alerts.",
@@ -50,7 +50,8 @@ def profile(
     parts = [f"{reference.profile.rows:,} rows", f"{len(reference.spec.features)} features"]
     parts.append("performance estimation on" if reference.estimator else "no labels: drift only")
     if reference.multivariate:
-        parts.append(f"PCA detector ({reference.multivariate.components} components)")
+        components = reference.multivariate.components
+        parts.append(f"PCA detector ({components} component{'' if components == 1 else 's'})")
     out.print(f"reference of {profiled.version.ref}: " + ", ".join(parts))
 
 
@@ -100,9 +101,10 @@ def report(
                 routes=route, settings=settings, progress=lambda rows: progress.advance(task, rows),
             )  # fmt: skip
         result = run.result
-        path = html or ws.root / "reports" / f"monitor-{result.model}-v{result.version}-{result.by}.html"
+        name = f"monitor-{result.model}-v{result.version}-{result.by.replace(' ', '-')}.html"  # "1000 rows"
+        path = html or ws.root / "reports" / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_html(result, path)
+        write_html(result, path, rules=run.rules)
     out.print(window_table(result))
     out.print(f"{len(run.alerts)} alert(s), {len(run.new_alerts)} new; HTML report: {path}")
     if run.delivery is not None:
@@ -157,23 +159,35 @@ def predictions(
 
 
 def window_table(result: MonitorResult) -> Table:
-    """Per window: rows, labels, drifted columns, quality breaches, accuracy estimated and realized."""
+    """Per window: rows, labels, drift alarms and quality breaches (the strongest first, "*" for the
+    multivariate detector), accuracy estimated without labels and realized."""
     from mlprod.monitor.alerts import PRIMARY_DRIFT_METHODS
 
-    table = Table("window", "rows", "labelled", "drift alarms", "quality", "est. accuracy [95 %]", "realized")
+    table = Table("window", "rows", "labelled", "drift alarms", "quality breaches", "est. accuracy [95 %]")
+    table.add_column("realized")
     for w in result.windows:
-        drift = sorted(
-            {c.column for c in w.alerts if c.kind == "drift" and c.method in PRIMARY_DRIFT_METHODS}
-        )
-        quality = sorted({c.column for c in w.alerts if c.kind == "quality"})
+        drift = [c for c in w.alerts if c.kind == "drift" and c.method in PRIMARY_DRIFT_METHODS]
+        quality = [c for c in w.alerts if c.kind == "quality"]
         estimated, realized = _accuracy(w)
         labelled = next((p.labelled_rows for p in w.performance), 0)
         table.add_row(
             f"{w.start:%Y-%m-%d %H:%M}" if result.by == "hour" else f"{w.start:%Y-%m-%d}",
-            f"{w.rows:,}", f"{labelled:,}", ", ".join(drift) or "-", ", ".join(quality) or "-",
-            estimated, realized,
+            f"{w.rows:,}", f"{labelled:,}", _strongest(drift), _strongest(quality), estimated, realized,
         )  # fmt: skip
     return table
+
+
+def _strongest(checks: list[Check], shown: int = 3) -> str:
+    """How many columns alerted, naming the furthest past their thresholds."""
+    if not checks:
+        return "-"
+    worst: dict[str, float] = {}
+    for c in checks:
+        excess = c.statistic / c.threshold if c.higher_is_worse and c.threshold else 1.0
+        worst[c.column] = max(worst.get(c.column, 0.0), excess)
+    names = sorted(worst, key=lambda name: -worst[name])
+    more = f" +{len(names) - shown}" if len(names) > shown else ""
+    return f"{len(names)}: " + ", ".join(names[:shown]) + more
 
 
 def _accuracy(window: WindowResult) -> tuple[str, str]:

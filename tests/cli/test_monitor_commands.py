@@ -1,0 +1,373 @@
+"""``mlprod monitor``: profile, report, alerts and predictions in a real workspace, and their errors.
+
+One template workspace serves the module: model ``m`` (numbers ``x1``, ``x2``, category ``c``) is
+trained and profiled through the Python API, and three weeks of its predictions are logged, the
+third with ``x1`` shifted; half the labels of the first two weeks have arrived (``labels.parquet``).
+Model ``bare`` is registered without a reference. Each test works on its own copy, since reports
+record alerts.
+
+Importing ``mlprod.monitor`` costs a new interpreter about 3.5 s of CPU, so commands run in this
+process through the ``main()`` the ``mlprod`` script calls (same parsing, exit codes, one-line
+errors and output); one test runs the real entry point in subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from subprocess import CompletedProcess
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mlprod.cli.main import main
+from mlprod.models import EstimatorSpec, Registry, train_classifier
+from mlprod.monitor import AlertStore, ReferenceStore, profile_version
+from mlprod.serve import PredictionLogWriter
+from mlprod.workspace import Workspace
+from tests.cli.conftest import Run
+from tests.monitor.test_version_monitor import flights_like
+
+MONDAY = datetime(2013, 7, 1, tzinfo=UTC)
+WEEK_ROWS = 1500
+SHIFTED_WEEK = 2
+
+
+@dataclass(frozen=True)
+class Template:
+    root: Path
+    files: Path
+    realized: list[float]  # accuracy on the arrived labels of weeks 0 and 1 (threshold 0.5)
+    mean_score: float
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    base = tmp_path_factory.mktemp("monitor-cli")
+    files = base / "files"
+    files.mkdir()
+    reference = flights_like(2000, 1)
+    reference.to_parquet(files / "ref.parquet")
+    reference.drop(columns="y").to_csv(files / "ref.csv", index=False)
+    (files / "ref.json").write_text("{}")
+    with Workspace.init(base / "ws") as ws:
+        trained = train_classifier(
+            flights_like(3000, 0), label="y", numeric=["x1", "x2"], categorical=["c"],
+            estimator=EstimatorSpec("lightgbm", {"n_estimators": 20}),
+        )  # fmt: skip
+        registry = Registry(ws)
+        for name in ("m", "bare"):
+            registry.register(name, trained.model, signature=trained.signature)
+            registry.set_alias(name, "champion", 1)
+        profile_version(ws, "m@champion", pa.Table.from_pandas(flights_like(2500, 2)), label="y")
+        model = registry.load("m/1")
+        writer = PredictionLogWriter(ws.prediction_log_dir, flush_interval=3600)
+        ids: list[str] = []
+        labels: list[int] = []
+        realized: list[float] = []
+        logged: list[float] = []
+        for week in range(3):
+            rows = flights_like(WEEK_ROWS, 10 + week, shift=1.5 if week == SHIFTED_WEEK else 0.0)
+            scores = model.predict_frame(rows)
+            logged += scores.tolist()
+            for i, (row, score) in enumerate(zip(rows.to_dict("records"), scores, strict=True)):
+                writer.append(
+                    request_id=f"w{week}-{i}", model="m", version=1, route="champion",
+                    inputs=[{k: row[k] for k in ("x1", "x2", "c")}], predictions=[float(score)],
+                    latency_ms=1.0, at=MONDAY + timedelta(weeks=week, seconds=i * 60),
+                )  # fmt: skip
+            if week != SHIFTED_WEEK:  # every other label of the first two weeks has arrived
+                ids += [f"w{week}-{i}" for i in range(0, WEEK_ROWS, 2)]
+                labels += rows["y"].iloc[::2].tolist()
+                realized.append(float(np.mean((scores[::2] >= 0.5) == rows["y"].to_numpy()[::2])))
+        writer.close()
+    table = pa.table({"request_id": ids, "y": labels})
+    pq.write_table(table, files / "labels.parquet")
+    (files / "labels.json").write_text(json.dumps(table.to_pylist()))
+    return Template(base / "ws", files, realized, float(np.mean(logged)))
+
+
+@pytest.fixture
+def root(template: Template, tmp_path: Path) -> Path:
+    """A private copy of the template workspace."""
+    return Path(shutil.copytree(template.root, tmp_path / "ws"))
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+    """``mlprod`` in this process, through the ``main()`` the script runs: same exit codes and output."""
+
+    def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> CompletedProcess[str]:
+        capsys.readouterr()
+        code: int = 0
+        with monkeypatch.context() as patch:
+            patch.chdir(cwd)
+            patch.setattr(sys, "argv", ["mlprod", *args])
+            for name, value in {"COLUMNS": "200", **(env or {})}.items():
+                patch.setenv(name, value)
+            try:
+                main()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        captured = capsys.readouterr()
+        return CompletedProcess(["mlprod", *args], code, captured.out, captured.err)
+
+    return run
+
+
+def _ok(done: CompletedProcess[str]) -> str:
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    return done.stdout
+
+
+def _fails(done: CompletedProcess[str], message: str) -> None:
+    """A user error: exit 2, nothing on stdout, one line ``error: ...`` on stderr naming the problem."""
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
+    assert done.stdout == ""
+
+
+def _rows(output: str) -> list[list[str]]:
+    """The body rows of the Rich table in ``output``, as stripped cells."""
+    return [[c.strip() for c in line.split("│")[1:-1]] for line in output.splitlines() if "│" in line]
+
+
+def _alarms(cell: str) -> tuple[int, list[str]]:
+    """``3: x1, x2, prediction``: how many columns alarmed, and the strongest (up to three) by name."""
+    found = re.fullmatch(r"(\d+): ([^+]+?)( \+\d+)?", cell)
+    assert found, cell
+    return int(found[1]), found[2].split(", ")
+
+
+def _summary(output: str) -> tuple[int, int, Path]:
+    """Alerts, new alerts and the HTML path from the report's summary line."""
+    found = re.search(r"^(\d+) alert\(s\), (\d+) new; HTML report: (.+)$", output, re.MULTILINE)
+    assert found, output
+    return int(found[1]), int(found[2]), Path(found[3])
+
+
+def test_profile_builds_a_reference_from_parquet_or_csv(cli: Run, root: Path, template: Template) -> None:
+    parquet = cli(
+        "monitor", "profile", "--model", "m@champion", "--data", str(template.files / "ref.parquet"),
+        "--label", "y", cwd=root,
+    )  # fmt: skip
+    assert _ok(parquet) == (
+        "reference of m/1: 2,000 rows, 3 features, performance estimation on, PCA detector (1 component)\n"
+    )
+    csv = cli(
+        "monitor", "profile", "-m", "bare@champion", "--data", str(template.files / "ref.csv"), cwd=root
+    )
+    assert (
+        _ok(csv)
+        == "reference of bare/1: 2,000 rows, 3 features, no labels: drift only, PCA detector (1 component)\n"
+    )
+    with Workspace.open(root) as ws:
+        m, bare = ReferenceStore(ws).load("m", 1), ReferenceStore(ws).load("bare", 1)
+    assert (m.profile.rows, m.estimator is not None, m.multivariate is not None) == (2000, True, True)
+    assert (bare.profile.rows, bare.estimator) == (2000, None)
+
+
+def test_profile_errors_are_one_line(cli: Run, root: Path, template: Template) -> None:
+    ref = str(template.files / "ref.parquet")
+
+    def profile(*args: str) -> CompletedProcess[str]:
+        return cli("monitor", "profile", *args, cwd=root)
+
+    _fails(
+        profile("-m", "m@champion", "--data", str(template.files / "ref.json")),
+        "ref.json: expected a .parquet or .csv file",
+    )
+    _fails(
+        profile("-m", "m@champion", "--data", str(template.files / "nope.parquet")),
+        "nope.parquet is not a file",
+    )
+    _fails(
+        profile("-m", "nobody@champion", "--data", ref), "model 'nobody' is not registered (models: bare, m)"
+    )
+    _fails(profile("-m", "m@champion", "--data", ref, "--label", "delayed"), "no label column 'delayed'")
+    with Workspace.open(root) as ws:
+        assert ReferenceStore(ws).load("m", 1).profile.rows == 2500  # the template's, untouched
+
+
+def test_report_prints_windows_writes_html_and_records_each_alert_once(
+    cli: Run, root: Path, template: Template, tmp_path: Path
+) -> None:
+    report = ("monitor", "report", "--model", "m@champion", "--by", "week")
+    labelled = ("--labels", str(template.files / "labels.parquet"), "--label-column", "y")
+    first = _ok(cli(*report, *labelled, cwd=root))
+
+    rows = _rows(first)
+    assert [r[:3] for r in rows] == [
+        ["2013-07-01", "1,500", "750"], ["2013-07-08", "1,500", "750"], ["2013-07-15", "1,500", "0"],
+    ]  # fmt: skip
+    assert [r[3] for r in rows[:2]] == ["-", "-"]
+    drift, quality = _alarms(rows[2][3]), _alarms(rows[2][4])
+    assert drift[1][0] == "x1" and {"x1", "x2", "prediction"} <= set(drift[1]) and drift[0] >= 3
+    assert [r[4] for r in rows[:2]] == ["-", "-"] and "x1" in quality[1]  # shifted x1 leaves its range
+    for row, realized in zip(rows[:2], template.realized, strict=True):
+        estimate = re.fullmatch(r"(0\.\d{3}) \[(0\.\d{3}), (0\.\d{3})\]", row[5])
+        assert estimate, row
+        assert float(estimate[2]) <= float(estimate[1]) <= float(estimate[3])
+        assert float(row[6]) == pytest.approx(realized, abs=0.003)  # binned scores, 3 decimals printed
+    assert re.fullmatch(r"0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]", rows[2][5]) and rows[2][6] == "-"
+
+    alerts, new, html = _summary(first)
+    assert alerts == new > 0
+    assert html == root / "reports" / "monitor-m-v1-week.html"
+    assert "<title>Monitoring report: m v1</title>" in html.read_text()
+    with Workspace.open(root) as ws:
+        recorded = AlertStore(ws).list(model="m")
+    assert len(recorded) == alerts
+    assert {a.column for a in recorded if a.rule == "drift"} >= {"x1", "x2"}
+    assert {a.window_start for a in recorded if a.rule == "drift"} == {MONDAY + timedelta(weeks=2)}
+
+    again = _ok(cli(*report, *labelled, "--html", str(tmp_path / "out" / "r.html"), cwd=root))
+    assert _summary(again) == (alerts, 0, tmp_path / "out" / "r.html")
+    assert (tmp_path / "out" / "r.html").read_text().startswith("<!DOCTYPE html>")
+
+    table = _rows(_ok(cli("monitor", "alerts", "--model", "m", cwd=root)))
+    assert sorted(r[3] for r in table) == sorted(a.message for a in recorded)
+    assert {(r[0], r[1], r[4]) for r in table if r[2] == "drift"} == {("2013-07-15 00:00", "m/1", "-")}
+    assert any(re.fullmatch(r"drift on x1 \(wasserstein .+ > 0\.1\) in week 2013-07-15", r[3]) for r in table)
+    assert len(_rows(_ok(cli("monitor", "alerts", "--limit", "1", cwd=root)))) == 1
+    _fails(cli("monitor", "alerts", "--limit", "0", cwd=root), "--limit must be positive, got 0")
+
+
+def test_report_windows_by_row_count_and_by_time_range(cli: Run, root: Path) -> None:
+    counted = _ok(cli("monitor", "report", "-m", "m/1", "--by", "1000", cwd=root))
+    assert [r[:2] for r in _rows(counted)] == [
+        ["2013-07-01", "1,000"], ["2013-07-01", "1,000"], ["2013-07-08", "1,000"], ["2013-07-15", "1,000"],
+        ["2013-07-15", "500"],
+    ]  # fmt: skip
+    assert _summary(counted)[2] == root / "reports" / "monitor-m-v1-1000-rows.html"
+    assert (root / "reports" / "monitor-m-v1-1000-rows.html").is_file()
+    ranged = _ok(
+        cli("monitor", "report", "-m", "m/1", "--since", "2013-07-08", "--until", "2013-07-15", cwd=root)
+    )
+    rows = _rows(ranged)
+    assert [r[:4] for r in rows] == [["2013-07-08", "1,500", "0", "-"]]
+    assert rows[0][6] == "-"  # no labels given
+    late = _ok(cli("monitor", "report", "-m", "m/1", "--since", "2013-07-15T12:00:00+02:00", cwd=root))
+    assert [r[:2] for r in _rows(late)] == [["2013-07-15", "900"]]  # from 10:00 UTC
+
+
+def test_report_errors_are_one_line(cli: Run, root: Path, template: Template) -> None:
+    def report(*args: str) -> CompletedProcess[str]:
+        return cli("monitor", "report", *args, cwd=root)
+
+    _fails(
+        report("-m", "m@champion", "--by", "fortnight"),
+        "'fortnight' is not a window; use hour, day, week, month or a number of rows",
+    )
+    _fails(
+        report("-m", "m@champion", "--since", "last tuesday"),
+        "--since 'last tuesday' is not a date or time (e.g. 2013-08-01)",
+    )
+    _fails(
+        report("-m", "m@champion", "--labels", str(template.files / "labels.json")),
+        "labels.json: expected a .parquet or .csv file",
+    )
+    _fails(report("-m", "m@champion", "--labels", str(template.files / "gone.csv")), "gone.csv is not a file")
+    _fails(
+        report("-m", "bare@champion"),
+        "bare/1 has no monitoring reference; build one with `mlprod monitor profile --model bare/1",
+    )
+    _fails(
+        report("-m", "m@champion", "--since", "2014-01-01"),
+        "the prediction log has no rows of m/1 in that range",
+    )
+    assert not (root / "reports").exists()
+    with Workspace.open(root) as ws:
+        assert AlertStore(ws).list() == []
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list[Any]
+
+    def do_POST(self) -> None:
+        self.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[Any]]]:
+    """A real HTTP server on a free local port; its URL and the JSON bodies POSTed to it."""
+    received: list[Any] = []
+    handler = type("Hook", (_Hook,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def _refused_url() -> str:
+    with socket.socket() as probe:  # a port just freed: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}/hook"
+
+
+def test_alerts_wait_for_a_refusing_webhook_and_reach_it_on_the_next_report(
+    cli: Run, root: Path, webhook: tuple[str, list[Any]]
+) -> None:
+    url, received = webhook
+    report = ("monitor", "report", "-m", "m@champion")
+
+    refused_url = _refused_url()
+    refused = cli(*report, cwd=root, env={"MLPROD_MONITOR_WEBHOOK_URL": refused_url})
+    alerts, new, _ = _summary(_ok(refused))
+    assert alerts == new > 0
+    pending = rf"^webhook: 0 delivered, {alerts} pending \(webhook {re.escape(refused_url)} unreachable: "
+    assert re.search(pending + "ConnectError", refused.stderr, re.MULTILINE), refused.stderr
+    assert "webhook:" not in refused.stdout and received == []
+
+    delivered = cli(*report, cwd=root, env={"MLPROD_MONITOR_WEBHOOK_URL": url})
+    assert _summary(_ok(delivered))[:2] == (alerts, 0)
+    assert f"webhook: {alerts} delivered\n" in delivered.stdout and "webhook" not in delivered.stderr
+    assert len(received) == 1 and len(received[0]["alerts"]) == alerts
+    sent = received[0]["alerts"]
+    assert {(a["model"], a["version"]) for a in sent} == {("m", 1)}
+    drift = [a for a in sent if a["rule"] == "drift" and a["column"] == "x1"]
+    assert len(drift) == 1 and drift[0]["window_start"] == "2013-07-15T00:00:00+00:00"
+    assert drift[0]["message"].startswith("drift on x1 (wasserstein ")
+
+    with Workspace.open(root) as ws:
+        assert AlertStore(ws).count_pending() == 0
+    table = _rows(_ok(cli("monitor", "alerts", cwd=root)))
+    assert len(table) == alerts and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", r[4]) for r in table)
+
+
+def test_predictions_and_errors_through_the_real_entry_point(
+    mlprod: Run, cli: Run, root: Path, template: Template
+) -> None:
+    with ThreadPoolExecutor(max_workers=2) as pool:  # interpreter start-up dominates; run both at once
+        predictions, unprofiled = pool.map(
+            lambda args: mlprod(*args, cwd=root),
+            [("monitor", "predictions"), ("monitor", "report", "-m", "bare@champion")],
+        )
+    (row,) = _rows(_ok(predictions))
+    assert row[:5] == ["m", "1", "4,500", "4,500", "07-01 00:00 to 07-16 00:59"]
+    assert float(row[5]) == pytest.approx(template.mean_score, abs=5e-5) and row[6:] == ["1.00", "1.00"]
+    _fails(unprofiled, "bare/1 has no monitoring reference")
+    assert _ok(cli("monitor", "predictions", "--model", "bare", cwd=root)) == "no predictions logged yet\n"
+    assert _ok(cli("monitor", "alerts", cwd=root)) == "no alerts recorded\n"
