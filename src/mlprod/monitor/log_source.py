@@ -18,7 +18,6 @@ import duckdb
 import pyarrow as pa
 
 from mlprod.errors import InvalidInputError, NotFoundError
-from mlprod.serve.label_join import join_labels
 
 TIME = "time"
 PREDICTION = "prediction"
@@ -110,6 +109,9 @@ def _model_log(
 
 
 def _with_labels(log: pa.Table, labels: LabelSource) -> pa.Table:
+    # imported here: importing mlprod.serve loads the web app, which commands without labels skip
+    from mlprod.serve.label_join import join_labels
+
     joined = join_labels(
         log, labels.table, on=labels.on, label=labels.column, time_column=labels.time_column,
         tolerance=labels.tolerance,

@@ -28,7 +28,6 @@ from mlprod.monitor.multivariate import PcaDetector
 from mlprod.monitor.performance import PerformanceEstimator
 from mlprod.monitor.profile import Profile, ProfileSpec, ReferenceBuilder
 from mlprod.monitor.sample import BottomKSample
-from mlprod.serve.batch_predict import ArrowEncoder
 from mlprod.workspace import Workspace
 
 PREDICTION = "prediction"
@@ -104,6 +103,8 @@ def build_reference(
     options: ReferenceOptions | None = None,
 ) -> Reference:
     """Score ``batches`` with ``model`` and profile them in one pass; ``label`` names the label column."""
+    from mlprod.serve.batch_predict import ArrowEncoder  # here: importing mlprod.serve loads the web app
+
     options = options or ReferenceOptions()
     spec = spec_of(model.signature, labelled=label is not None)
     builder = ReferenceBuilder(spec, bins=options.bins, max_categories=options.max_categories)
