@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.isotonic import IsotonicRegression
 from threadpoolctl import threadpool_limits
 
@@ -156,6 +155,8 @@ def density_ratio_weights(
     ``reference`` and ``window`` are matrices from the same ``FeatureEncoder``. Each half of the
     reference is weighted by a classifier trained on the other half against the whole window.
     """
+    from sklearn.ensemble import HistGradientBoostingClassifier  # here: a slow import few runs need
+
     rng = np.random.default_rng(seed)
     fold = rng.permutation(len(reference)) % 2
     odds = np.empty(len(reference), dtype=np.float64)
