@@ -144,7 +144,10 @@ class EvaluateSection(_Section):
 class MonitorSection(_Section):
     """Monitoring defaults; each threshold is documented in ``docs/monitoring.md``."""
 
-    window: str = Field(default="week", description="hour, day, week, month, or a number of rows.")
+    window: str = Field(
+        default="week", pattern="^(hour|day|week|month|[1-9][0-9]*)$",
+        description="hour, day, week, month, or a number of rows.",
+    )  # fmt: skip
     bins: int = Field(default=20, ge=2, le=1000, description="Reference-quantile bins per numeric feature.")
     max_categories: int = Field(default=50, ge=1, description="Categories kept per feature; the rest: other.")
     reference_sample_rows: int = Field(
@@ -160,8 +163,14 @@ class MonitorSection(_Section):
     missing_rate_increase: float = Field(default=0.05, ge=0, le=1, description="Missing-rate rise to alert.")
     out_of_range_rate: float = Field(default=0.01, ge=0, le=1, description="Share outside reference range.")
     unseen_rate: float = Field(default=0.01, ge=0, le=1, description="Share of categories never seen.")
-    accuracy_drop: float = Field(default=0.05, ge=0, le=1, description="Estimated accuracy drop to alert.")
-    webhook_url: str = Field(default="", description="POST new alerts here (http or https); empty: off.")
+    accuracy_drop: float = Field(
+        default=0.05, ge=0, le=1, description="Accuracy drop (realized, else estimated) to alert."
+    )
+    webhook_url: str = Field(
+        default="",
+        pattern=r"^(https?://[^\s/]+\S*)?$",
+        description="POST new alerts here (http or https); empty: off.",
+    )
 
 
 class Config(_Section):

@@ -15,6 +15,7 @@ import pytest
 from mlprod.errors import InvalidInputError
 from mlprod.monitor.alerts import (
     DEFAULT_RULES,
+    MIN_LABELLED_ROWS,
     Alert,
     AlertRule,
     AlertStore,
@@ -104,6 +105,15 @@ def test_realized_performance_wins_over_the_estimate() -> None:
         (WEEK2, "realized", 0.79),
     ]
     assert alerts[1].message.startswith("realized accuracy 0.79 is 0.01 below its reference 0.8")
+
+
+def test_a_realized_value_from_a_few_labels_does_not_decide() -> None:
+    strict = AlertRule("strict", "performance", metric="accuracy", max_drop=0.05)
+    few = PerformancePoint("accuracy", 0.8, estimated=0.79, realized=0.5, labelled_rows=MIN_LABELLED_ROWS - 1)
+    assert evaluate_rules(MonitorResult("m", 1, "week", [week(WEEK1, [], [few])]), [strict]) == []
+    enough = replace(few, labelled_rows=MIN_LABELLED_ROWS)
+    [alert] = evaluate_rules(MonitorResult("m", 1, "week", [week(WEEK1, [], [enough])]), [strict])
+    assert (alert.method, alert.statistic) == ("realized", 0.5)
 
 
 def test_a_drop_of_exactly_max_drop_does_not_alert() -> None:

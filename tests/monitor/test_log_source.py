@@ -68,8 +68,25 @@ def test_missing_log_or_rows_or_naive_times_are_clear_errors(log_dir: Path, tmp_
         list(logged_rows(log_dir, model="m", version=9, numeric=[], categorical=[]))
     with pytest.raises(InvalidInputError, match="time zone"):
         _read(log_dir, since=datetime(2013, 7, 1))
-    with pytest.raises(InvalidInputError, match="cannot be read"):
-        list(logged_rows(log_dir, model="m", version=1, numeric=['a"b'], categorical=[]))
+    with pytest.raises(InvalidInputError, match="is not before --until"):
+        _read(log_dir, since=START + timedelta(hours=9), until=START + timedelta(hours=9))
+    text_labels = LabelSource(pa.table({"request_id": ["r0", "r2"], "late": ["yes", None]}), column="late")
+    with pytest.raises(InvalidInputError, match=r"column 'late' must hold 0/1 or booleans.*'yes'"):
+        _read(log_dir, labels=text_labels)
+    two = LabelSource(pa.table({"request_id": ["r0"], "late": [2]}), column="late")
+    with pytest.raises(InvalidInputError, match="column 'late' must hold 0/1"):
+        _read(log_dir, labels=two)
+
+
+def test_any_feature_name_is_read_safely(tmp_path: Path) -> None:
+    names = ["it's", 'a"b', "a\\b", "x[0]", "é ü", "a'); DROP TABLE log; --"]
+    writer = PredictionLogWriter(tmp_path, flush_interval=3600)
+    row = {n: i for i, n in enumerate(names)}
+    writer.append(request_id="r", model="m", version=1, route="champion", inputs=[row], predictions=[0.5],
+                  latency_ms=1.0, at=START)  # fmt: skip
+    writer.close()
+    rows = pa.concat_tables(list(logged_rows(tmp_path, model="m", version=1, numeric=names, categorical=[])))
+    assert [rows.column(n)[0].as_py() for n in names] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
 
 
 def test_prediction_times_must_be_aware(tmp_path: Path) -> None:

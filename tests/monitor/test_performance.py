@@ -59,7 +59,7 @@ def test_merged_sketches_equal_one_sketch_of_all_rows() -> None:
     ]
     merged = parts[0]
     for part in parts[1:]:
-        merged += part
+        merged = merged.merge(part)
     assert merged.to_dict() == whole.to_dict()
 
 

@@ -167,3 +167,42 @@ def test_bad_inputs_are_clear_errors(served: tuple[Workspace, pa.Table], tmp_pat
     with pytest.raises(InvalidInputError, match="no rows"):
         profile_version(workspace, "m/2", pa.Table.from_pandas(flights_like(5, 4)).slice(0, 0))
     assert ReferenceStore(workspace).load("m", 1).profile.rows == 5000  # nothing lost
+
+
+def test_a_bad_prediction_in_the_log_is_missing_not_fatal(served: tuple[Workspace, pa.Table]) -> None:
+    workspace, _ = served
+    writer = PredictionLogWriter(workspace.prediction_log_dir, flush_interval=3600)
+    for i, score in enumerate([float("nan"), float("inf"), 1.5]):
+        writer.append(request_id=f"bad{i}", model="m", version=1, route="champion",
+                      inputs=[{"x1": 0.1, "x2": 0.2, "c": "a"}], predictions=[score], latency_ms=1.0,
+                      at=MONDAY + timedelta(hours=i))  # fmt: skip
+    writer.close()
+    first = monitor_version(workspace, "m/1").result.windows[0]
+    assert first.rows == 1503
+    missing = next(c for c in first.checks if c.column == "prediction" and c.method == "missing_rate")
+    assert missing.statistic == pytest.approx(2 / 1503)  # NaN and inf; 1.5 is a number, out of range
+
+
+def test_labels_count_without_a_labelled_reference_and_one_class_estimates_nothing(
+    served: tuple[Workspace, pa.Table],
+) -> None:
+    workspace, labels = served
+    unlabelled = flights_like(5000, 1)
+    profile_version(workspace, "m/1", pa.Table.from_pandas(unlabelled))
+    run = monitor_version(workspace, "m/1", labels=LabelSource(labels, column="delayed"))
+    accuracy = [next((p for p in w.performance if p.metric == "accuracy"), None) for w in run.result.windows]
+    assert accuracy[0] is not None and accuracy[0].estimated is None and accuracy[0].realized is not None
+    assert accuracy[2] is None  # no label, no reference: nothing to show
+    one_class = unlabelled.assign(y=1)
+    assert (
+        profile_version(workspace, "m/1", pa.Table.from_pandas(one_class), label="y").reference.estimator
+        is None
+    )
+
+
+def test_windows_of_another_length_are_other_windows_for_alerts(served: tuple[Workspace, pa.Table]) -> None:
+    workspace, _ = served
+    daily = monitor_version(workspace, "m/1", settings=MonitorSettings(windowing=Windowing.parse("day")))
+    weekly = monitor_version(workspace, "m/1")  # the third week starts on the day of a daily window
+    assert daily.new_alerts and weekly.new_alerts
+    assert {a.window_end - a.window_start for a in weekly.new_alerts} == {timedelta(weeks=1)}

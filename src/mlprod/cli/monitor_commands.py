@@ -47,7 +47,8 @@ def profile(
     with open_workspace() as ws:
         profiled = profile_version(ws, model, data, label=label)
     reference = profiled.reference
-    parts = [f"{reference.profile.rows:,} rows", f"{len(reference.spec.features)} features"]
+    features = len(reference.spec.features)
+    parts = [f"{reference.profile.rows:,} rows", f"{features} feature" + ("" if features == 1 else "s")]
     parts.append("performance estimation on" if reference.estimator else "no labels: drift only")
     if reference.multivariate:
         components = reference.multivariate.components

@@ -266,7 +266,7 @@ monitor_profiles = Table(
     Column("model", String(200), primary_key=True),
     Column("version", Integer, primary_key=True),
     Column("artifact_sha256", String(64), nullable=False),
-    Column("rows", Integer, nullable=False),
+    Column("rows", BigInteger, nullable=False),
     Column("columns", JSON, nullable=False),
     Column("source", Text, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
@@ -290,6 +290,6 @@ monitor_alerts = Table(
     Column("message", Text, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("delivered_at", UTCDateTime(), nullable=True),
-    UniqueConstraint("model", "version", "window_start", "rule", "column_name", "method"),
+    UniqueConstraint("model", "version", "window_start", "window_end", "rule", "column_name", "method"),
     Index("ix_monitor_alerts_model_window", "model", "window_start"),
 )

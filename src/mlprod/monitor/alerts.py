@@ -37,6 +37,7 @@ from mlprod.workspace import Workspace
 
 RuleKind = Literal["drift", "quality", "performance"]
 PRIMARY_DRIFT_METHODS = ("wasserstein", "jensen_shannon", "pca_reconstruction")
+MIN_LABELLED_ROWS = 100  # fewer labels than this: the realized value is noise, the estimate decides
 
 
 @dataclass(frozen=True)
@@ -166,8 +167,9 @@ def _drops(window: WindowResult, rule: AlertRule) -> list[tuple[PerformancePoint
 
 
 def _observed(point: PerformancePoint) -> tuple[str, float] | None:
-    """The realized value once labels are in, else the estimate; None when neither is a number."""
-    for source, value in (("realized", point.realized), ("estimated", point.estimated)):
+    """The realized value once enough labels are in, else the estimate; None when neither is a number."""
+    realized = point.realized if point.labelled_rows >= MIN_LABELLED_ROWS else None
+    for source, value in (("realized", realized), ("estimated", point.estimated)):
         if value is not None and math.isfinite(value):
             return source, value
     return None

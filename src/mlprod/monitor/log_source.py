@@ -16,6 +16,7 @@ from typing import Literal
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlprod.errors import InvalidInputError, NotFoundError
 
@@ -54,68 +55,75 @@ def logged_rows(
     ``since`` is inclusive and ``until`` exclusive; ``routes`` keeps only those routes (all by default:
     a shadow's predictions describe its version as well as a champion's do).
     """
-    for name in [*numeric, *categorical]:
-        if '"' in name or "\\" in name:
-            raise InvalidInputError(f"monitor: feature name {name!r} cannot be read from the log's JSON")
+    for bound, option in ((since, "since"), (until, "until")):
+        if bound is not None and bound.tzinfo is None:
+            raise InvalidInputError(f"monitor: --{option} {bound} has no time zone; give a UTC time")
+    if since is not None and until is not None and since >= until:
+        raise InvalidInputError(f"monitor: --since {since} is not before --until {until}")
     files = sorted(str(p) for p in log_dir.rglob("part-*.parquet")) if log_dir.is_dir() else []
     if not files:
         raise NotFoundError(f"monitor: no prediction log under {log_dir}; serve the model first")
-    with duckdb.connect() as conn:
-        log = _model_log(conn, files, model, version, since, until, routes)
-        if labels is not None:
-            log = _with_labels(log, labels)
-        conn.register("log", log)
-        extracted = [
-            f'TRY_CAST(json_extract_string(inputs, \'$."{n}"\') AS DOUBLE) AS "{n}"' for n in numeric
-        ]
-        extracted += [f'json_extract_string(inputs, \'$."{n}"\') AS "{n}"' for n in categorical]
-        label = "TRY_CAST(label AS DOUBLE)" if labels is not None else "NULL::DOUBLE"
-        sql = f"""
-            SELECT time, {", ".join([*extracted, ""])} prediction, {label} AS label
-            FROM log ORDER BY time, request_id, row
-        """
-        reader: pa.RecordBatchReader = conn.sql(sql).to_arrow_reader(batch_rows)
-        for batch in reader:
-            yield pa.Table.from_batches([batch])
-
-
-def _model_log(
-    conn: duckdb.DuckDBPyConnection,
-    files: list[str],
-    model: str,
-    version: int,
-    since: datetime | None,
-    until: datetime | None,
-    routes: Sequence[str] | None,
-) -> pa.Table:
-    for bound, name in ((since, "since"), (until, "until")):
-        if bound is not None and bound.tzinfo is None:
-            raise InvalidInputError(f"monitor: --{name} {bound} has no time zone; give a UTC time")
-    sql = """
-        SELECT request_id, row, time, model, version, route, inputs, prediction, latency_ms
-        FROM read_parquet($files)
-        WHERE model = $model AND version = $version
-          AND ($since IS NULL OR time >= $since) AND ($until IS NULL OR time < $until)
-          AND ($routes IS NULL OR list_contains($routes, route))
-    """
     params = {
         "files": files, "model": model, "version": version, "since": since, "until": until,
         "routes": list(routes) if routes else None,
     }  # fmt: skip
-    table: pa.Table = conn.sql(sql, params=params).to_arrow_table()
-    if table.num_rows == 0:
-        raise NotFoundError(f"monitor: the prediction log has no rows of {model}/{version} in that range")
-    return table
+    rows = """
+        SELECT * FROM read_parquet($files)
+        WHERE model = $model AND version = $version
+          AND ($since IS NULL OR time >= $since) AND ($until IS NULL OR time < $until)
+          AND ($routes IS NULL OR list_contains($routes, route))
+    """
+    extracted = [f"TRY_CAST({_json_text(n)} AS DOUBLE) AS {_identifier(n)}" for n in numeric]
+    extracted += [f"{_json_text(n)} AS {_identifier(n)}" for n in categorical]
+    with duckdb.connect() as conn:
+        if conn.execute(f"SELECT count(*) FROM ({rows})", params).fetchall() == [(0,)]:
+            raise NotFoundError(f"monitor: the prediction log has no rows of {model}/{version} in that range")
+        label, join = "NULL::DOUBLE", ""
+        if labels is not None:
+            conn.register("labels", _labels_of(conn.sql(rows, params=params), labels))
+            label, join = "labels.label", "LEFT JOIN labels USING (request_id, row)"
+        sql = f"""
+            SELECT time, {", ".join([*extracted, ""])} prediction, {label} AS label
+            FROM ({rows}) AS log {join} ORDER BY time, request_id, row
+        """
+        reader: pa.RecordBatchReader = conn.sql(sql, params=params).to_arrow_reader(batch_rows)
+        for batch in reader:
+            yield pa.Table.from_batches([batch])
 
 
-def _with_labels(log: pa.Table, labels: LabelSource) -> pa.Table:
-    # imported here: importing mlprod.serve loads the web app, which commands without labels skip
+def _json_text(name: str) -> str:
+    """SQL for a feature's value as text, out of the ``inputs`` JSON (any name is quoted safely)."""
+    path = '$."' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return "json_extract_string(inputs, '" + path.replace("'", "''") + "')"
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _labels_of(log: duckdb.DuckDBPyRelation, labels: LabelSource) -> pa.Table:
+    """``request_id``, ``row`` and the label (0/1 as DOUBLE) of every log row a label reached.
+
+    Only the columns the join needs are held in memory: the request ids and, for entity-key joins,
+    the inputs (which hold the keys).
+    """
+    # imported here: importing mlprod.serve loads the web app, which reports without labels skip
     from mlprod.serve.label_join import join_labels
 
+    columns = ["request_id", "row", "time", "route"] + ([] if labels.on == "request_id" else ["inputs"])
     joined = join_labels(
-        log, labels.table, on=labels.on, label=labels.column, time_column=labels.time_column,
-        tolerance=labels.tolerance,
+        log.select(*columns).to_arrow_table(), labels.table, on=labels.on, label=labels.column,
+        time_column=labels.time_column, tolerance=labels.tolerance,
     )  # fmt: skip
-    if labels.column != LABEL:
-        joined = joined.rename_columns([LABEL if n == labels.column else n for n in joined.column_names])
-    return joined
+    values = joined.column(labels.column)
+    try:
+        numbers = pc.cast(values, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        numbers = None
+    if numbers is None or not pc.all(pc.is_in(pc.drop_null(numbers), pa.array([0.0, 1.0]))).as_py():
+        sample = pc.drop_null(values).slice(0, 3).to_pylist()
+        raise InvalidInputError(
+            f"labels: column {labels.column!r} must hold 0/1 or booleans (null: not known yet), "
+            f"got e.g. {sample}"
+        )
+    return pa.table({"request_id": joined.column("request_id"), "row": joined.column("row"), LABEL: numbers})

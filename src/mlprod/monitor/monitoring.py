@@ -19,15 +19,15 @@ import pyarrow.compute as pc
 from mlprod.config import MonitorSection
 from mlprod.monitor.drift import DriftThresholds, drift_checks
 from mlprod.monitor.multivariate import ReconstructionWindow
-from mlprod.monitor.performance import ScoreSketch
+from mlprod.monitor.performance import ScoreSketch, realized_points
 from mlprod.monitor.profile import Profile
 from mlprod.monitor.quality import QualityThresholds, quality_checks
 from mlprod.monitor.reference import (
     LABEL,
-    PREDICTION,
     Reference,
     ReferenceOptions,
     numeric_matrix,
+    update_scores,
 )
 from mlprod.monitor.results import MonitorResult, WindowResult
 from mlprod.monitor.windows import Windowing, split
@@ -73,7 +73,7 @@ class WindowState:
     """What one window has accumulated so far; every part merges."""
 
     profile: Profile
-    scores: ScoreSketch | None
+    scores: ScoreSketch
     reconstruction: ReconstructionWindow | None
     first: datetime | None = None
     last: datetime | None = None
@@ -83,15 +83,13 @@ class WindowState:
     def empty(cls, reference: Reference) -> WindowState:
         return cls(
             reference.profile.window(),
-            reference.estimator.window() if reference.estimator else None,
+            reference.estimator.window() if reference.estimator else ScoreSketch(),
             reference.multivariate.window() if reference.multivariate else None,
         )
 
     def update(self, rows: pa.Table, reference: Reference) -> None:
         self.profile.update(rows)
-        predictions = rows.column(PREDICTION).to_numpy(zero_copy_only=False)
-        if self.scores is not None:
-            self.scores.update(predictions, rows.column(LABEL).to_numpy(zero_copy_only=False))
+        update_scores(self.scores, rows)
         if self.reconstruction is not None and reference.multivariate is not None:
             self.reconstruction.update(numeric_matrix(rows, reference.multivariate.columns))
         times = rows.column(TIME)
@@ -141,7 +139,8 @@ def _checked(key: int, state: WindowState, reference: Reference, settings: Monit
     checks += quality_checks(reference.profile, state.profile, settings.quality)
     if reference.multivariate is not None and state.reconstruction is not None:
         checks.append(reference.multivariate.check(state.reconstruction))
-    performance = []
-    if reference.estimator is not None and state.scores is not None:
+    if reference.estimator is not None:
         performance = reference.estimator.evaluate(state.scores)
+    else:  # no labelled reference: nothing to estimate with, but labels that came can still be counted
+        performance = realized_points(state.scores)
     return WindowResult(start, end, state.rows, checks, performance)

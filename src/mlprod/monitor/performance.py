@@ -102,9 +102,6 @@ class ScoreSketch:
         self.unlabelled += other.unlabelled
         return self
 
-    def __iadd__(self, other: ScoreSketch) -> ScoreSketch:
-        return self.merge(other)
-
     def empty(self) -> ScoreSketch:
         """A sketch with no rows and the same bins and threshold."""
         return ScoreSketch(bins=self.bins, threshold=self.threshold)
@@ -133,6 +130,19 @@ def realized_metrics(sketch: ScoreSketch) -> dict[str, float | None]:
     """Metrics of the labelled rows; None where undefined (e.g. AUC without both labels)."""
     values = _metrics(sketch.negatives[None, :], sketch.positives[None, :], sketch.cut)
     return {name: _scalar(v[0]) for name, v in values.items()}
+
+
+def realized_points(sketch: ScoreSketch) -> list[PerformancePoint]:
+    """Realized metrics alone (no reference to compare with, nothing estimated); none without labels."""
+    if sketch.labelled_rows == 0:
+        return []
+    realized = realized_metrics(sketch)
+    return [
+        PerformancePoint(
+            metric=name, reference=float("nan"), realized=realized[name], labelled_rows=sketch.labelled_rows
+        )
+        for name in METRICS
+    ]
 
 
 def expected_metrics(sketch: ScoreSketch, calibration: Calibration) -> dict[str, float | None]:
@@ -188,11 +198,7 @@ class PerformanceEstimator:
         """Learn the reference: its metrics, its calibration, and for density ratios a feature sample."""
         s = _scores(scores)
         y = _labels(labels, len(s))
-        self.reference_ = ScoreSketch(bins=self.bins, threshold=self.threshold).update(s, y)
-        self.calibration_ = Calibration.fit(
-            self.reference_.edges, negatives=self.reference_.negatives, positives=self.reference_.positives
-        )
-        self.reference_metrics_ = realized_metrics(self.reference_)
+        self.fit_sketch(ScoreSketch(bins=self.bins, threshold=self.threshold).update(s, y))
         if self.method == "density_ratio":
             if features is None:
                 raise InvalidInputError("features: method 'density_ratio' needs the reference features.")
@@ -203,6 +209,17 @@ class PerformanceEstimator:
             )
             self.sample_scores_ = s[keep]
             self.sample_labels_ = y[keep]
+        return self
+
+    def fit_sketch(self, reference: ScoreSketch) -> PerformanceEstimator:
+        """Learn the reference from its score sketch (built batch by batch: any size in O(bins))."""
+        if reference.bins != self.bins or reference.threshold != self.threshold:
+            raise InvalidInputError("reference: its sketch has other bins or threshold than the estimator's.")
+        self.reference_ = reference
+        self.calibration_ = Calibration.fit(
+            reference.edges, negatives=reference.negatives, positives=reference.positives
+        )
+        self.reference_metrics_ = realized_metrics(reference)
         return self
 
     def to_dict(self) -> dict[str, Any]:

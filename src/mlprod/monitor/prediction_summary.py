@@ -8,8 +8,6 @@ from pathlib import Path
 
 import duckdb
 
-from mlprod.serve.prediction_log import read_prediction_log
-
 
 @dataclass(frozen=True)
 class PredictionSummary:
@@ -26,6 +24,8 @@ class PredictionSummary:
 
 def summarize_predictions(log_dir: Path, *, model: str | None = None) -> list[PredictionSummary]:
     """One summary per (model, version) found in the prediction log, optionally of one model."""
+    from mlprod.serve.prediction_log import read_prediction_log  # here: mlprod.serve loads the web app
+
     log = read_prediction_log(log_dir)
     query = """
         WITH requests AS (

@@ -25,7 +25,7 @@ from mlprod.identity import current_user
 from mlprod.meta.tables import monitor_profiles
 from mlprod.models import LoadedModel, ModelVersion, Signature
 from mlprod.monitor.multivariate import PcaDetector
-from mlprod.monitor.performance import PerformanceEstimator
+from mlprod.monitor.performance import PerformanceEstimator, ScoreSketch
 from mlprod.monitor.profile import Profile, ProfileSpec, ReferenceBuilder
 from mlprod.monitor.sample import BottomKSample
 from mlprod.workspace import Workspace
@@ -110,8 +110,7 @@ def build_reference(
     builder = ReferenceBuilder(spec, bins=options.bins, max_categories=options.max_categories)
     encoder = ArrowEncoder(model.encoder)
     sample = BottomKSample(options.sample_rows, seed=options.seed)
-    scores: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
+    scores = ScoreSketch()
     for batch in batches:
         table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
         predictions = model.predict_matrix(encoder.encode(table))
@@ -119,17 +118,16 @@ def build_reference(
         columns[PREDICTION] = pa.array(predictions)
         if label is not None:
             columns[LABEL] = _labels(table, label)
-            labels.append(columns[LABEL].to_numpy(zero_copy_only=False))
         profiled = pa.table(columns)
         builder.update(profiled)
         sample.add(profiled)
-        scores.append(predictions)
+        update_scores(scores, profiled)
     if builder.rows == 0:
         raise InvalidInputError("reference: the data has no rows")
     rows = sample.table()
     return Reference(
         builder.finish(),
-        _estimator(scores, labels, options) if label is not None else None,
+        _estimator(scores, options.seed),
         _multivariate(rows, spec),
     )
 
@@ -146,16 +144,25 @@ def _labels(table: pa.Table, label: str) -> pa.Array:
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
-def _estimator(
-    scores: list[np.ndarray],
-    labels: list[np.ndarray],
-    options: ReferenceOptions,
-) -> PerformanceEstimator | None:
-    y = np.concatenate(labels)
-    if np.isnan(y).all():
+def _estimator(scores: ScoreSketch, seed: int) -> PerformanceEstimator | None:
+    """CBPE calibrated on the reference, when it has labels of both classes."""
+    if scores.negatives.sum() == 0 or scores.positives.sum() == 0:
         return None
-    known = ~np.isnan(y)
-    return PerformanceEstimator(seed=options.seed).fit(np.concatenate(scores)[known], y[known])
+    return PerformanceEstimator(seed=seed).fit_sketch(scores)
+
+
+def update_scores(scores: ScoreSketch, rows: pa.Table) -> None:
+    """Add the rows' scores (and labels, when the table has them) to ``scores``.
+
+    A prediction that is missing, not finite or outside [0, 1] is left out here (the profile counts
+    it as missing), so one bad row cannot stop monitoring.
+    """
+    predictions = pc.cast(rows.column(PREDICTION), pa.float64()).to_numpy(zero_copy_only=False)
+    valid = np.isfinite(predictions) & (predictions >= 0) & (predictions <= 1)
+    labels = None
+    if LABEL in rows.column_names:
+        labels = pc.cast(rows.column(LABEL), pa.float64()).to_numpy(zero_copy_only=False)[valid]
+    scores.update(predictions[valid], labels)
 
 
 def numeric_matrix(table: pa.Table, columns: tuple[str, ...]) -> np.ndarray:

@@ -130,8 +130,11 @@ def _batches(path: Path) -> Iterator[pa.Table]:
         for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(BATCH_ROWS):  # bounded memory
             yield pa.Table.from_batches([batch])
     elif suffix == ".csv":
-        with pv.open_csv(path, read_options=pv.ReadOptions(block_size=1 << 24)) as reader:
-            for batch in reader:
-                yield pa.Table.from_batches([batch])
+        try:
+            with pv.open_csv(path, read_options=pv.ReadOptions(block_size=1 << 24)) as reader:
+                for batch in reader:
+                    yield pa.Table.from_batches([batch])
+        except pa.ArrowInvalid as exc:  # e.g. a column typed from the first block meets other values later
+            raise InvalidInputError(f"reference data {path}: {exc}; Parquet keeps column types") from exc
     else:
         raise InvalidInputError(f"reference data {path}: expected a .parquet or .csv file")

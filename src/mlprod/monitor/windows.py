@@ -72,11 +72,6 @@ class Windowing:
             end = start + _STEP[self.by]
         return start, end
 
-    def label(self, start: datetime) -> str:
-        """How a window is named in tables and reports."""
-        formats = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d", "week": "%Y-%m-%d", "month": "%Y-%m"}
-        return start.strftime(formats.get(self.by, "%Y-%m-%d %H:%M"))
-
 
 def split(batch: pa.Table, keys: np.ndarray) -> Iterator[tuple[int, pa.Table]]:
     """One slice of ``batch`` per window key, in key order; rows keep their order inside a slice."""
