@@ -163,3 +163,18 @@ def test_profiles_must_be_comparable(reference: Profile) -> None:
     other = ReferenceBuilder(SPEC, bins=5).update(table(seed=2)).finish()
     with pytest.raises(InvalidInputError, match="profiles differ in column 'steady'"):
         drift_checks(reference, other.window())
+
+
+def test_psi_sees_a_flag_move_from_30_to_90_percent() -> None:
+    rng = np.random.default_rng(0)
+    spec = ProfileSpec(numeric=("flag",), prediction=None, label=None)
+    reference = (
+        ReferenceBuilder(spec).update(pa.table({"flag": (rng.random(50_000) < 0.3).astype(float)})).finish()
+    )
+    assert reference.columns["flag"].counts.tolist() == [
+        50_000 - (c := int(reference.columns["flag"].counts[1])),
+        c,
+    ]
+    window = reference.window().update(pa.table({"flag": (rng.random(20_000) < 0.9).astype(float)}))
+    psi = next(c for c in drift_checks(reference, window) if c.method == "psi")
+    assert psi.alert and psi.statistic > 1.0

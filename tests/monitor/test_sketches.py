@@ -13,6 +13,7 @@ from mlprod.monitor.sketches import (
     CategoryCounter,
     NumericSketch,
     NumericStats,
+    kll_items,
     sketch_from_dict,
 )
 
@@ -89,6 +90,58 @@ def test_numeric_sketch_bins_follow_the_rule_and_merge_like_concatenation(
     assert (merged.counts.tolist(), merged.below, merged.above) == (counts, below, above)
     assert (merged.rows, merged.missing) == (len(a) + len(b), sum(np.isnan(a + b)))
     assert merged.stats.kll.n == sum(counts)
+
+
+def test_large_batches_bin_by_the_rule_and_count_nan_and_infinity_as_missing() -> None:
+    rng = np.random.default_rng(11)
+    values = np.round(rng.normal(0.5, 1.5, 20_000), 1)  # rounded: many values sit exactly on edges
+    values[rng.random(values.size) < 0.05] = np.nan
+    values[:3] = [np.inf, -np.inf, np.nan]
+    sketch = NumericSketch(EDGES)
+    given = values.copy()
+    for part in np.array_split(values, 3):
+        sketch.update(part)
+    assert np.array_equal(values, given, equal_nan=True)  # sorted a copy, not the caller's array
+    finite = values[np.isfinite(values)]
+    index = np.clip(np.searchsorted(EDGES, finite, side="right") - 1, 0, EDGES.size - 2)
+    assert sketch.counts.tolist() == np.bincount(index, minlength=EDGES.size - 1).tolist()
+    assert (sketch.below, sketch.above) == ((finite < EDGES[0]).sum(), (finite > EDGES[-1]).sum())
+    assert (sketch.rows, sketch.missing, sketch.stats.kll.n) == (
+        values.size,
+        values.size - finite.size,
+        finite.size,
+    )
+
+
+@pytest.mark.parametrize("k", [200, 800])
+def test_large_batches_keep_quantiles_within_the_kll_error(k: int) -> None:
+    rng = np.random.default_rng(12)
+    values = rng.lognormal(0, 1, 200_003)  # odd: a level keeps a leftover item
+    stats = NumericStats(k=k)
+    for part in np.array_split(values, 3):
+        stats.update(part)
+    ordered = np.sort(values)
+    points = ordered[::997]
+    exact = np.searchsorted(ordered, points, side="right") / values.size
+    estimated = np.asarray(stats.kll.get_cdf(points.tolist()))[:-1]
+    assert np.abs(estimated - exact).max() <= stats.kll.normalized_rank_error(False)
+    assert (stats.kll.n, stats.kll.get_min_value(), stats.kll.get_max_value()) == (
+        values.size,
+        ordered[0],
+        ordered[-1],
+    )
+    assert stats.kll.num_retained < 4 * k  # still a sketch, not the data
+
+
+def test_kll_items_are_the_sketch_points_with_weights_adding_up_to_n() -> None:
+    rng = np.random.default_rng(13)
+    merged = NumericStats().update(rng.normal(0, 1, 30_000)).merge(NumericStats().update(rng.normal(0, 1, 7)))
+    for sketch in (merged.kll, NumericStats().update(np.arange(5.0)).kll, NumericStats().update([2.5]).kll):
+        items, weights = kll_items(sketch)
+        assert np.all(np.diff(items) >= 0) and weights.sum() == sketch.n
+        cdf = np.cumsum(weights)[np.searchsorted(items, items, side="right") - 1] / sketch.n
+        assert np.allclose(cdf, np.asarray(sketch.get_cdf(items.tolist(), True))[:-1], rtol=0, atol=1e-12)
+    assert kll_items(NumericStats().kll)[0].size == 0
 
 
 def test_numeric_sketch_puts_edges_in_the_right_bin() -> None:
@@ -228,6 +281,35 @@ def test_categorical_values_of_other_types_count_by_their_text() -> None:
     window.update(pa.array(["1", "0"]).dictionary_encode())
     assert sketch.vocabulary == ("1", "0")
     assert (window.counts.tolist(), window.missing, window.unseen) == ([3, 2], 1, 0)
+
+
+def test_dictionary_arrays_count_like_their_strings() -> None:
+    rng = np.random.default_rng(14)
+    words = np.array(["a", "b", "c", "d", None], dtype=object)
+    parts = [rng.choice(words, 1000), rng.choice(words[1:], 500)]
+    strings = pa.chunked_array([pa.array(part, pa.string()) for part in parts])
+    encoded = pa.chunked_array(
+        [
+            pa.array(parts[0], pa.string()).dictionary_encode(),
+            # another chunk's dictionary: other order, a duplicate entry, an unused one and a null
+            pa.DictionaryArray.from_arrays(
+                pa.array(rng.integers(0, 4, 500).astype(np.int32), mask=rng.random(500) < 0.1),
+                pa.array(["d", "b", "d", None, "zz"]),
+            ),
+        ]
+    )
+    expected_strings = pa.chunked_array([strings.chunk(0), encoded.chunk(1).cast(pa.string())])
+    by_text = CategoryCounter().update(expected_strings)
+    by_code = CategoryCounter().update(encoded)
+    assert (by_code.rows, by_code.missing) == (by_text.rows, by_text.missing)
+    assert sorted(zip(by_code.values.to_pylist(), by_code.counts.tolist(), strict=True)) == sorted(
+        zip(by_text.values.to_pylist(), by_text.counts.tolist(), strict=True)
+    )
+    window_by_text = reference_categories().empty().update(expected_strings)
+    window_by_code = reference_categories().empty().update(encoded)
+    assert window_by_code.to_dict() == window_by_text.to_dict()
+    nothing = CategoryCounter().update(pa.chunked_array([], pa.dictionary(pa.int32(), pa.string())))
+    assert (nothing.rows, nothing.missing, len(nothing.values)) == (0, 0, 0)
 
 
 def test_categorical_sketch_merges_and_round_trips() -> None:

@@ -14,6 +14,7 @@ from mlprod.monitor.html_report import render_html, write_html
 from mlprod.monitor.log_source import LabelSource, logged_rows
 from mlprod.monitor.monitoring import MonitorSettings, monitor_batches
 from mlprod.monitor.multivariate import PcaDetector
+from mlprod.monitor.parallel_profile import reference_from_parquet
 from mlprod.monitor.performance import PerformanceEstimator, ScoreSketch
 from mlprod.monitor.prediction_summary import PredictionSummary, summarize_predictions
 from mlprod.monitor.profile import Profile, ProfileSpec, ReferenceBuilder
@@ -58,6 +59,7 @@ __all__ = [
     "post_webhook",
     "profile_version",
     "quality_checks",
+    "reference_from_parquet",
     "render_html",
     "settings_of",
     "summarize_predictions",

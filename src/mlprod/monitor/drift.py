@@ -31,12 +31,11 @@ from typing import Any
 
 import numpy as np
 from datasketches import kll_doubles_sketch
-from scipy import special, stats
-from scipy.spatial import distance
+from scipy import special
 
 from mlprod.monitor.profile import Profile
 from mlprod.monitor.results import Check
-from mlprod.monitor.sketches import CategoricalSketch, NumericSketch
+from mlprod.monitor.sketches import CategoricalSketch, NumericSketch, kll_items
 
 NUMERIC_PRIMARY_METHOD = "wasserstein"
 CATEGORICAL_PRIMARY_METHOD = "jensen_shannon"
@@ -90,11 +89,16 @@ def _cdfs(
     a: kll_doubles_sketch, b: kll_doubles_sketch
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Every point either sketch retained (and both extremes), with each sketch's CDF there (≤ x)."""
-    retained = [value for sketch in (a, b) for value, _ in sketch]
+    (items_a, weights_a), (items_b, weights_b) = kll_items(a), kll_items(b)
     extremes = [a.get_min_value(), a.get_max_value(), b.get_min_value(), b.get_max_value()]
-    points = np.unique(np.asarray(retained + extremes, dtype=np.float64))
-    split = points.tolist()
-    return points, np.asarray(a.get_cdf(split, True))[:-1], np.asarray(b.get_cdf(split, True))[:-1]
+    points = np.unique(np.concatenate([items_a, items_b, extremes]))
+    return points, _cdf(items_a, weights_a, points), _cdf(items_b, weights_b, points)
+
+
+def _cdf(items: np.ndarray[Any, Any], weights: np.ndarray[Any, Any], points: np.ndarray[Any, Any]) -> Any:
+    """Share of a sketch's weight at or below each point (items sorted)."""
+    below = np.concatenate([[0], np.cumsum(weights)])
+    return below[np.searchsorted(items, points, side="right")] / below[-1]
 
 
 def kolmogorov_smirnov(a: kll_doubles_sketch, b: kll_doubles_sketch) -> tuple[float, float]:
@@ -106,9 +110,13 @@ def kolmogorov_smirnov(a: kll_doubles_sketch, b: kll_doubles_sketch) -> tuple[fl
         >>> round(kolmogorov_smirnov(a, b)[0], 12)
         0.2
     """
-    _, cdf_a, cdf_b = _cdfs(a, b)
+    return _kolmogorov_smirnov(a.n, b.n, _cdfs(a, b))
+
+
+def _kolmogorov_smirnov(n_a: int, n_b: int, cdfs: tuple[Any, Any, Any]) -> tuple[float, float]:
+    _, cdf_a, cdf_b = cdfs
     d = float(np.max(np.abs(cdf_a - cdf_b)))
-    effective_n = a.n * b.n / (a.n + b.n)
+    effective_n = n_a * n_b / (n_a + n_b)
     return d, float(special.kolmogorov(math.sqrt(effective_n) * d))
 
 
@@ -124,7 +132,11 @@ def wasserstein_distance(a: kll_doubles_sketch, b: kll_doubles_sketch) -> float:
         >>> wasserstein_distance(a, b)
         20.0
     """
-    points, cdf_a, cdf_b = _cdfs(a, b)
+    return _wasserstein(_cdfs(a, b))
+
+
+def _wasserstein(cdfs: tuple[Any, Any, Any]) -> float:
+    points, cdf_a, cdf_b = cdfs
     return float(np.sum(np.abs(cdf_a - cdf_b)[:-1] * np.diff(points)))
 
 
@@ -141,8 +153,10 @@ def chi_squared(reference: np.ndarray[Any, Any], current: np.ndarray[Any, Any]) 
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2:
         return 0.0, 1.0, 0
-    result = stats.chi2_contingency(table, correction=False)
-    return float(result.statistic), float(result.pvalue), int(result.dof)
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    statistic = float(((table - expected) ** 2 / expected).sum())
+    dof = table.shape[1] - 1
+    return statistic, float(special.chdtrc(dof, statistic)), dof
 
 
 def jensen_shannon(reference: np.ndarray[Any, Any], current: np.ndarray[Any, Any]) -> float:
@@ -152,7 +166,11 @@ def jensen_shannon(reference: np.ndarray[Any, Any], current: np.ndarray[Any, Any
         >>> jensen_shannon(np.array([10, 0]), np.array([0, 10]))
         1.0
     """
-    return float(distance.jensenshannon(reference, current, base=2))
+    p = reference / reference.sum()
+    q = current / current.sum()
+    middle = (p + q) / 2
+    divergence = (special.rel_entr(p, middle).sum() + special.rel_entr(q, middle).sum()) / 2
+    return float(np.sqrt(max(divergence, 0.0) / np.log(2)))
 
 
 def drift_checks(
@@ -187,9 +205,10 @@ def _numeric_checks(name: str, ref: NumericSketch, cur: NumericSketch, t: DriftT
     if not (ref.stats.count and cur.stats.count):
         return []
     psi = population_stability_index(ref.counts, cur.counts, epsilon=t.psi_epsilon)
-    d, p_value = kolmogorov_smirnov(ref.stats.kll, cur.stats.kll)
+    cdfs = _cdfs(ref.stats.kll, cur.stats.kll)  # once for both statistics
+    d, p_value = _kolmogorov_smirnov(ref.stats.kll.n, cur.stats.kll.n, cdfs)
     norm = max(ref.stats.std, _MIN_NORM)
-    w1 = wasserstein_distance(ref.stats.kll, cur.stats.kll)
+    w1 = _wasserstein(cdfs)
     sizes = f"reference n={ref.stats.count}, window n={cur.stats.count}"
     return [
         Check(

@@ -245,10 +245,10 @@ class ReferenceBuilder:
     Examples:
         >>> spec = ProfileSpec(numeric=("x",), prediction=None, label=None)
         >>> left = ReferenceBuilder(spec, bins=4).update(pa.table({"x": [1.0, 2.0]}))
-        >>> right = ReferenceBuilder(spec, bins=4).update(pa.table({"x": [3.0, 4.0, None]}))
+        >>> right = ReferenceBuilder(spec, bins=4).update(pa.table({"x": [3.0, 4.0, 5.0, None]}))
         >>> profile = left.merge(right).finish()
         >>> profile.rows, profile.columns["x"].edges.tolist(), profile.columns["x"].missing
-        (5, [1.0, 2.0, 3.0, 4.0], 1)
+        (6, [1.0, 2.0, 3.0, 4.0, 5.0], 1)
     """
 
     def __init__(
