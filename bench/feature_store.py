@@ -37,11 +37,9 @@ older ``created`` than the latest. Goals printed next to the ratios: mlprod (Fea
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -54,6 +52,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from measured_process import default_memory_limit, run_measured
 
 BENCH = Path(__file__).resolve().parent
 FEAST_VENV = BENCH / ".venvs" / "feast"
@@ -153,69 +153,13 @@ class Run:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def rss_bytes(pid: int) -> int:
-    """Current resident set size of a process (0 once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def first_to_be_killed() -> None:
-    """In the child before exec: should memory run out anyway, the kernel kills this process first."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/oom_score_adj").write_text("1000")
-
-
-def run_measured(cmd: list[str], run: Run, limits: argparse.Namespace, timeout: float, log: Path) -> None:
-    """Run ``cmd`` in a new session and fill ``run``: status, retrieval seconds, peak RSS (``wait4``).
-
-    The child prints a JSON line ``{"retrieval_started": epoch}`` before the timed call and a last JSON line
-    with ``seconds`` after it. It is killed past ``timeout`` seconds or ``limits.memory_limit_gb`` of RSS;
-    ``run.info["ran_for"]`` then tells how long its retrieval had run (a lower bound of its time).
-    """
-    memory_limit = limits.memory_limit_gb * 1e9
-    with open(log, "w") as err, tempfile.TemporaryFile("w+") as out:
-        process = subprocess.Popen(
-            cmd, stdout=out, stderr=err, start_new_session=True, preexec_fn=first_to_be_killed
-        )
-        started = time.monotonic()
-        stopped = ""
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if not stopped:
-                if time.monotonic() - started > timeout:
-                    stopped = "timeout"
-                elif rss_bytes(process.pid) > memory_limit:
-                    stopped = f"RSS>{limits.memory_limit_gb:g}GB"
-                if stopped:
-                    os.killpg(process.pid, signal.SIGKILL)
-            time.sleep(0.05)
-        ended = time.time()
-        code = os.waitstatus_to_exitcode(status)
-        process.returncode = code  # already reaped by wait4
-        run.peak_bytes = usage.ru_maxrss * 1024  # KiB on Linux
-        out.seek(0)
-        lines = [json.loads(line) for line in out.read().splitlines() if line.startswith("{")]
-    began = [line["retrieval_started"] for line in lines if "retrieval_started" in line]
-    run.info["ran_for"] = ended - began[0] if began else None
-    if code < 0 and not stopped:
-        stopped = f"killed ({signal.Signals(-code).name})"
-    if not stopped and (code != 0 or "seconds" not in lines[-1]):
-        tail = log.read_text().strip().splitlines()[-3:]
-        print(f"  failed: {' | '.join(tail)}", file=sys.stderr)
-        stopped = f"failed (exit {code})"
-    if stopped:
-        run.status = stopped
-        if run.info["ran_for"] is not None:
-            run.status += f" after {run.info['ran_for']:.0f}s"
-        return
-    run.status, run.seconds = "ok", lines[-1]["seconds"]
+def measure(cmd: list[str], run: Run, limits: argparse.Namespace, timeout: float, log: Path) -> None:
+    """Run ``cmd`` as a measured step (see ``measured_process``) and fill ``run`` from it."""
+    outcome = run_measured(
+        cmd, started_key="retrieval_started", timeout=timeout, memory_limit_gb=limits.memory_limit_gb, log=log
+    )
+    run.status, run.seconds, run.peak_bytes = outcome.status, outcome.seconds, outcome.peak_bytes
+    run.info["ran_for"] = outcome.ran_for
 
 
 def ensure_feast() -> tuple[Path, float | None]:
@@ -257,7 +201,7 @@ def run_feast(run: Run, python: Path, work: Path, args: argparse.Namespace) -> N
         str(run.out),
     ]
     cmd += ["--features", str(work / "features.parquet"), "--entities", str(work / "entities.parquet")]
-    run_measured(cmd, run, args, args.feast_timeout, work / f"{name}.log")
+    measure(cmd, run, args, args.feast_timeout, work / f"{name}.log")
 
 
 def run_mlprod(run: Run, work: Path, args: argparse.Namespace) -> None:
@@ -267,7 +211,7 @@ def run_mlprod(run: Run, work: Path, args: argparse.Namespace) -> None:
         sys.executable, str(Path(__file__).resolve()), MLPROD_CHILD, str(work), str(run.ttl_days),
         "1" if run.who == "mlprod-default" else "0", str(run.out),
     ]  # fmt: skip
-    run_measured(cmd, run, args, args.mlprod_timeout, work / f"{name}.log")
+    measure(cmd, run, args, args.mlprod_timeout, work / f"{name}.log")
 
 
 def mlprod_child(argv: list[str]) -> None:
@@ -516,12 +460,6 @@ def comparison_table(runs: list[Run], ttls: list[int], work: Path) -> list[tuple
 
 
 # --------------------------------------------------------------------------------------------- main
-
-
-def default_memory_limit() -> float:
-    """80 % of the machine's memory in GB (rounded down), so one run cannot bring the machine down."""
-    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return float(int(pages * 0.8 / 1e9))
 
 
 def main() -> None:

@@ -42,12 +42,10 @@ Evidently, and the goal: at least 50x faster than Evidently at 1M rows, flagging
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -60,6 +58,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for the shared measuring code
+from measured_process import default_memory_limit, run_measured
 
 BENCH = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -251,72 +252,6 @@ class Run:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def rss_bytes(pid: int) -> int:
-    """Current resident set size of a process (0 once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def first_to_be_killed() -> None:
-    """In the child before exec: should memory run out anyway, the kernel kills this process first."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/oom_score_adj").write_text("1000")
-
-
-def run_measured(cmd: list[str], run: Run, timeout: float, memory_limit_gb: float, log: Path) -> None:
-    """Run ``cmd`` in a new session and fill ``run``: status, timed seconds, peak RSS (``wait4``).
-
-    The child prints a JSON line ``{"timed_started": epoch}`` before the timed part and a last JSON
-    line with ``seconds`` (and what else it measured) after it. It is killed past ``timeout`` seconds or
-    ``memory_limit_gb`` of RSS; ``run.info["ran_for"]`` then tells how long its timed part had run.
-    """
-    env = dict(os.environ, NML_DISABLE_USAGE_LOGGING="1")
-    with open(log, "w") as err, tempfile.TemporaryFile("w+") as out:
-        process = subprocess.Popen(
-            cmd, stdout=out, stderr=err, env=env, start_new_session=True, preexec_fn=first_to_be_killed
-        )
-        started = time.monotonic()
-        stopped = ""
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if not stopped:
-                if time.monotonic() - started > timeout:
-                    stopped = "timeout"
-                elif rss_bytes(process.pid) > memory_limit_gb * 1e9:
-                    stopped = f"RSS>{memory_limit_gb:g}GB"
-                if stopped:
-                    os.killpg(process.pid, signal.SIGKILL)
-            time.sleep(0.05)
-        ended = time.time()
-        code = os.waitstatus_to_exitcode(status)
-        process.returncode = code  # already reaped by wait4
-        run.peak_bytes = usage.ru_maxrss * 1024  # KiB on Linux
-        out.seek(0)
-        lines = [json.loads(line) for line in out.read().splitlines() if line.startswith("{")]
-    began = [line["timed_started"] for line in lines if "timed_started" in line]
-    run.info["ran_for"] = ended - began[0] if began else None
-    if code < 0 and not stopped:
-        stopped = f"killed ({signal.Signals(-code).name})"
-    if not stopped and (code != 0 or not lines or "seconds" not in lines[-1]):
-        tail = log.read_text().strip().splitlines()[-3:]
-        print(f"  failed: {' | '.join(tail)}", file=sys.stderr)
-        stopped = f"failed (exit {code})"
-    if stopped:
-        run.status = stopped
-        if run.info["ran_for"] is not None:
-            run.status += f" after {run.info['ran_for']:.0f}s"
-        return
-    run.status, run.seconds = "ok", lines[-1]["seconds"]
-    run.info.update(lines[-1])
-
-
 def ensure_venv(who: str) -> tuple[Path, str]:
     """A peer's venv python (created with ``python3 -m venv`` + ``pip install`` when missing), and a note."""
     venv, requirements, _, _ = PEERS[who]
@@ -381,7 +316,13 @@ def measure(run: Run, cmd: list[str], timeout: float, work: Path, args: argparse
     run.info["load"] = os.getloadavg()[0]
     print(f"running {run.who} on {run.reference_rows:,} reference rows (timeout {timeout:.0f} s; "
           f"load average {run.info['load']:.2f}) …", file=sys.stderr, flush=True)  # fmt: skip
-    run_measured(cmd, run, timeout, args.memory_limit_gb, work / f"{run.who}.log")
+    outcome = run_measured(
+        cmd, started_key="timed_started", timeout=timeout, memory_limit_gb=args.memory_limit_gb,
+        log=work / f"{run.who}.log", env=dict(os.environ, NML_DISABLE_USAGE_LOGGING="1"),
+    )  # fmt: skip
+    run.status, run.seconds, run.peak_bytes = outcome.status, outcome.seconds, outcome.peak_bytes
+    run.info["ran_for"] = outcome.ran_for
+    run.info.update(outcome.result)
     if run.status == "ok":
         columns = json.loads((work / f"{run.who}.json").read_text())["columns"]
         run.flagged = {name for name, found in columns.items() if found["drift"]}
@@ -599,12 +540,6 @@ def report(runs: list[Run], specs: list[ColumnSpec], args: argparse.Namespace) -
 
 
 # --------------------------------------------------------------------------------------------- main
-
-
-def default_memory_limit() -> float:
-    """80 % of the machine's memory in GB (rounded down), so one run cannot bring the machine down."""
-    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return float(int(pages * 0.8 / 1e9))
 
 
 def main() -> None:
