@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -60,6 +59,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for the shared measuring code
+from peer_step import cpu_time
+
 from measured_process import default_memory_limit, run_measured
 
 BENCH = Path(__file__).resolve().parents[1]
@@ -342,12 +343,6 @@ def batches(
     """
     parquet = pq.ParquetFile(path, pre_buffer=False, read_dictionary=categorical)
     yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
-
-
-def cpu_time() -> float:
-    """CPU seconds of this process (all its threads) and of its finished child processes."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def mlprod_child(argv: list[str]) -> None:

@@ -16,30 +16,18 @@ This file imports only NannyML and its dependencies: it never imports mlprod.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import resource
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
-
-def cpu_time() -> float:
-    """CPU seconds of this process (all its threads) and of its finished child processes."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+from peer_step import cpu_time, runner_arguments
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--reference", type=Path, required=True)
-    parser.add_argument("--current", type=Path, required=True)
-    parser.add_argument("--columns", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    args = runner_arguments(__doc__)
     warnings.filterwarnings("ignore")
     os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")
 
