@@ -142,6 +142,14 @@ def _read_batch(batch: Batch, kinds: dict[str, ColumnKind]) -> tuple[dict[str, A
     return {name: _column(table, name, kind) for name, kind in kinds.items()}, table.num_rows
 
 
+def _count(batch: Batch, spec: ProfileSpec, columns: Mapping[str, Any]) -> int:
+    """Add a batch to each watched column's sketch or accumulator; the batch's row count."""
+    values, rows = _read_batch(batch, spec.kinds())
+    for name, column in values.items():
+        columns[name].update(column)
+    return rows
+
+
 class Profile:
     """Sketches of the watched columns of one data set: a reference, or a window compared with it.
 
@@ -175,10 +183,7 @@ class Profile:
 
     def update(self, batch: Batch) -> Self:
         """Count a batch of rows; every watched column must be present with a fitting type."""
-        values, rows = _read_batch(batch, self.spec.kinds())
-        for name, column in values.items():
-            self.columns[name].update(column)
-        self.rows += rows
+        self.rows += _count(batch, self.spec, self.columns)
         return self
 
     def merge(self, other: Profile) -> Profile:
@@ -274,10 +279,7 @@ class ReferenceBuilder:
 
     def update(self, batch: Batch) -> Self:
         """Add a batch of reference rows."""
-        values, rows = _read_batch(batch, self.spec.kinds())
-        for name, column in values.items():
-            self.columns[name].update(column)
-        self.rows += rows
+        self.rows += _count(batch, self.spec, self.columns)
         return self
 
     def merge(self, other: ReferenceBuilder) -> ReferenceBuilder:
