@@ -176,11 +176,13 @@ def test_kill_9_at_any_point_then_rerun_works(tmp_path: Path) -> None:
         assert history[-1].to_version == champion.version
         tables = TableStore(ws)
         messages = [c.message for c in tables.log("flights")]
-        assert len(messages) == len(set(messages)) == 10  # create, 7 months, review, merge: each once
+        assert len(messages) == len(set(messages)) == 15  # create, 12 months, review, merge: each once
         collect_garbage(tables, grace_seconds=0)  # what killed writers left behind
         for sha in tables.objects:
             tables.objects.verify(sha)
         assert tables.checkout("flights").num_rows == tables.resolve("flights").num_rows
         for sha in ws.artifacts:
             ws.artifacts.verify(sha)  # no half-written blob anywhere
-        read_prediction_log(ws.prediction_log_dir)  # every log file parses
+        log = read_prediction_log(ws.prediction_log_dir).to_pandas()  # every log file parses
+        replayed = log[log["request_id"].str.startswith("replay-")]
+        assert not replayed.duplicated(["version", "request_id"]).any()  # a resumed replay: each row once
