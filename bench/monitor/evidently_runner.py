@@ -15,12 +15,10 @@ This file imports only Evidently and its dependencies: it never imports mlprod.
 
 from __future__ import annotations
 
-import json
-import time
 import warnings
 from typing import Any
 
-from peer_step import cpu_time, runner_arguments
+from peer_step import Inputs, TimedPart, report, runner_arguments
 
 
 def verdict(method: str, score: float, threshold: float) -> bool:
@@ -35,27 +33,20 @@ def main() -> None:
     warnings.filterwarnings("ignore")
 
     import evidently
-    import pandas as pd
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    columns = json.loads(args.columns.read_text())
-    started = time.perf_counter()
-    reference = pd.read_parquet(args.reference)
-    current = pd.read_parquet(args.current)
-    read_seconds = time.perf_counter() - started
-
-    print(json.dumps({"timed_started": time.time()}), flush=True)
-    started, cpu_started = time.perf_counter(), cpu_time()
-    definition = DataDefinition(
-        numerical_columns=columns["numeric"], categorical_columns=columns["categorical"]
-    )
-    snapshot = Report([DataDriftPreset()]).run(
-        Dataset.from_pandas(current, data_definition=definition),
-        Dataset.from_pandas(reference, data_definition=definition),
-    )
-    metrics = snapshot.dict()["metrics"]
-    seconds, cpu_seconds = time.perf_counter() - started, cpu_time() - cpu_started
+    inputs = Inputs(args)
+    columns = inputs.columns
+    with TimedPart() as timed:
+        definition = DataDefinition(
+            numerical_columns=columns["numeric"], categorical_columns=columns["categorical"]
+        )
+        snapshot = Report([DataDriftPreset()]).run(
+            Dataset.from_pandas(inputs.current, data_definition=definition),
+            Dataset.from_pandas(inputs.reference, data_definition=definition),
+        )
+        metrics = snapshot.dict()["metrics"]
 
     found: dict[str, dict[str, Any]] = {}
     for metric in metrics:
@@ -68,17 +59,7 @@ def main() -> None:
                 "threshold": threshold,
                 "drift": verdict(config["method"], score, threshold),
             }
-    args.out.write_text(json.dumps({"columns": found}, indent=1))
-    print(
-        json.dumps(
-            {
-                "seconds": seconds,
-                "cpu_seconds": cpu_seconds,
-                "read_seconds": read_seconds,
-                "version": evidently.__version__,
-            }
-        )
-    )
+    report(args, found, timed, inputs, evidently.__version__)
 
 
 if __name__ == "__main__":

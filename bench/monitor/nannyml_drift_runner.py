@@ -16,14 +16,12 @@ This file imports only NannyML and its dependencies: it never imports mlprod.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import time
 import warnings
 from typing import Any
 
-from peer_step import cpu_time, runner_arguments
+from peer_step import Inputs, TimedPart, report, runner_arguments
 
 
 def main() -> None:
@@ -32,26 +30,19 @@ def main() -> None:
     os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")
 
     import nannyml
-    import pandas as pd
 
-    columns = json.loads(args.columns.read_text())
+    inputs = Inputs(args)
+    columns = inputs.columns
     names = columns["numeric"] + columns["categorical"]
-    started = time.perf_counter()
-    reference = pd.read_parquet(args.reference)
-    current = pd.read_parquet(args.current)
-    read_seconds = time.perf_counter() - started
-
-    print(json.dumps({"timed_started": time.time()}), flush=True)
-    started, cpu_started = time.perf_counter(), cpu_time()
-    calculator = nannyml.UnivariateDriftCalculator(
-        column_names=names,
-        treat_as_numerical=columns["numeric"],
-        treat_as_categorical=columns["categorical"],
-        chunk_size=len(current),
-    )
-    calculator.fit(reference)
-    frame = calculator.calculate(current).filter(period="analysis").to_df()
-    seconds, cpu_seconds = time.perf_counter() - started, cpu_time() - cpu_started
+    with TimedPart() as timed:
+        calculator = nannyml.UnivariateDriftCalculator(
+            column_names=names,
+            treat_as_numerical=columns["numeric"],
+            treat_as_categorical=columns["categorical"],
+            chunk_size=len(inputs.current),
+        )
+        calculator.fit(inputs.reference)
+        frame = calculator.calculate(inputs.current).filter(period="analysis").to_df()
 
     found: dict[str, dict[str, Any]] = {}
     for name in names:
@@ -68,17 +59,7 @@ def main() -> None:
                 }
             )
         found[name] = {**checks[0], "drift": any(check["drift"] for check in checks), "checks": checks}
-    args.out.write_text(json.dumps({"columns": found}, indent=1))
-    print(
-        json.dumps(
-            {
-                "seconds": seconds,
-                "cpu_seconds": cpu_seconds,
-                "read_seconds": read_seconds,
-                "version": nannyml.__version__,
-            }
-        )
-    )
+    report(args, found, timed, inputs, nannyml.__version__)
 
 
 if __name__ == "__main__":
