@@ -1,5 +1,6 @@
-"""Property tests: ``training_frame`` (DuckDB) agrees with the brute-force reference on random inputs.
+"""Property tests: ``training_frame``, with either join method, agrees with the brute-force reference.
 
+The inputs are random.
 Times sit on a coarse minute grid so that ties are frequent: event time equal to feature time, equal
 feature times with different created times, expiry exactly at the TTL, rows exactly one window back.
 Keys are int, string or composite, with nulls on both sides and keys missing from the source. Rows
@@ -339,10 +340,13 @@ def scenarios(
 # Running and comparing
 
 
-def run(rows: pd.DataFrame, cases: Sequence[ViewCase | AggCase], *, as_arrow: bool = False) -> pd.DataFrame:
+def run(
+    rows: pd.DataFrame, cases: Sequence[ViewCase | AggCase], *, as_arrow: bool = False, method: str = "auto"
+) -> pd.DataFrame:
     api = features_api()
     given: pa.Table | pd.DataFrame = pa.Table.from_pandas(rows, preserve_index=False) if as_arrow else rows
-    result = api.training_frame(given, [case.build(api) for case in cases], event_time="event_time")
+    views = [case.build(api) for case in cases]
+    result = api.training_frame(given, views, event_time="event_time", method=method)
     assert isinstance(result, pa.Table), (
         f"training_frame returned {type(result).__name__}, not a pyarrow Table"
     )
@@ -416,10 +420,12 @@ def show_inputs(rows: pd.DataFrame, cases: Sequence[ViewCase | AggCase]) -> None
         show(f"source of {ref.name}", ref.source)
 
 
-def check(rows: pd.DataFrame, cases: Sequence[ViewCase | AggCase], *, as_arrow: bool = False) -> None:
+def check(
+    rows: pd.DataFrame, cases: Sequence[ViewCase | AggCase], *, as_arrow: bool = False, method: str = "auto"
+) -> None:
     show_inputs(rows, cases)
     expected = reference_training_frame(rows, [case.ref for case in cases])
-    assert_same(run(rows, cases, as_arrow=as_arrow), expected)
+    assert_same(run(rows, cases, as_arrow=as_arrow, method=method), expected)
 
 
 def strip_tz(frame: pd.DataFrame) -> pd.DataFrame:
@@ -513,22 +519,29 @@ WINDOW_BOUNDS = (
 # Properties
 
 
-@SETTINGS
-@given(scenario=scenarios(feature_views()), as_arrow=st.booleans())
-@example(scenario=TTL_BOUNDS[0], as_arrow=False)
-@example(scenario=TTL_BOUNDS[1], as_arrow=True)
-def test_one_feature_view_matches_reference(scenario: tuple[Any, ...], as_arrow: bool) -> None:
+METHODS = st.sampled_from(["in_memory", "asof"])
+
+
+@settings(SETTINGS, max_examples=150)
+@given(scenario=scenarios(feature_views()), as_arrow=st.booleans(), method=METHODS)
+@example(scenario=TTL_BOUNDS[0], as_arrow=False, method="in_memory")
+@example(scenario=TTL_BOUNDS[1], as_arrow=True, method="in_memory")
+@example(scenario=TTL_BOUNDS[0], as_arrow=False, method="asof")
+@example(scenario=TTL_BOUNDS[1], as_arrow=True, method="asof")
+def test_one_feature_view_matches_reference(scenario: tuple[Any, ...], as_arrow: bool, method: str) -> None:
+    """Both join methods: sorting in memory and DuckDB's ASOF JOIN."""
     rows, view = scenario
-    check(rows, [view], as_arrow=as_arrow)
+    check(rows, [view], as_arrow=as_arrow, method=method)
 
 
 @settings(SETTINGS, max_examples=60)
-@given(scenario=scenarios(feature_views(last_minute=1, key_sets=[("user",)])))
-@example(scenario=TIES)
-def test_ties_on_feature_time_are_broken_by_created(scenario: tuple[Any, ...]) -> None:
+@given(scenario=scenarios(feature_views(last_minute=1, key_sets=[("user",)])), method=METHODS)
+@example(scenario=TIES, method="in_memory")
+@example(scenario=TIES, method="asof")
+def test_ties_on_feature_time_are_broken_by_created(scenario: tuple[Any, ...], method: str) -> None:
     """Feature times in minutes 0..1 only: the winner is nearly always decided by coalesce(created, ts)."""
     rows, view = scenario
-    check(rows, [view])
+    check(rows, [view], method=method)
 
 
 @settings(SETTINGS, max_examples=70)
@@ -540,10 +553,11 @@ def test_aggregation_view_matches_reference(scenario: tuple[Any, ...]) -> None:
 
 
 @settings(SETTINGS, max_examples=70)
-@given(scenario=scenarios(feature_views("a"), feature_views("b"), aggregation_views()))
-def test_two_views_and_aggregations_in_one_call(scenario: tuple[Any, ...]) -> None:
+@given(scenario=scenarios(feature_views("a"), feature_views("b"), aggregation_views()), method=METHODS)
+def test_two_views_and_aggregations_in_one_call(scenario: tuple[Any, ...], method: str) -> None:
+    """With ``in_memory`` the feature views are joined in memory and the aggregation in DuckDB."""
     rows, first, second, aggregated = scenario
-    check(rows, [first, second, aggregated])
+    check(rows, [first, second, aggregated], method=method)
 
 
 @settings(SETTINGS, max_examples=50)

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -37,6 +38,7 @@ from mlprod.features.definitions import (
     View,
     select_features,
 )
+from mlprod.features.in_memory_join import JoinInput, codable, fits, join_in_memory
 from mlprod.features.sources import (
     Registered,
     check_same_time_kind,
@@ -54,6 +56,7 @@ PROBE = "__mlprod_probe"
 TIME = "__mlprod_time_"  # + view index: the chosen row's feature time (internal; kept for the online store)
 CREATED = "__mlprod_created_"
 Features = FeatureSet | Sequence[View | FeatureRef]
+JoinMethod = Literal["auto", "in_memory", "asof"]
 # Order key: (feature time, created time) packed into one HUGEINT so one ASOF inequality orders both.
 _SHIFT = "18446744073709551616"  # 2**64
 _OFFSET = "9223372036854775808"  # 2**63: created microseconds made non-negative below 2**64
@@ -77,14 +80,24 @@ def training_frame(
     event_time: str = "event_time",
     workspace: Workspace | None = None,
     memory_limit: str | None = None,
+    method: JoinMethod = "auto",
 ) -> pa.Table:
     """The entity rows (same order, every column) followed by one column per feature, as of each row's time.
 
     ``entity_rows`` is a frame, an Arrow table, or a Parquet/CSV path; ``event_time`` names its time
-    column. Sources that are versioned tables need ``workspace``.
+    column. Sources that are versioned tables need ``workspace``. ``memory_limit`` (e.g. ``"4GB"``)
+    bounds DuckDB, which spills past it. ``method`` picks how a view with a feature time is joined:
+    ``"in_memory"`` sorts the source's keys once in memory (fastest), ``"asof"`` uses DuckDB's ASOF
+    JOIN out of core, and ``"auto"`` takes the first when its keys fit in half the memory budget.
+    Both give the same rows.
     """
     return training_frame_with_lineage(
-        entity_rows, features, event_time=event_time, workspace=workspace, memory_limit=memory_limit
+        entity_rows,
+        features,
+        event_time=event_time,
+        workspace=workspace,
+        memory_limit=memory_limit,
+        method=method,
     )[0]
 
 
@@ -95,9 +108,10 @@ def training_frame_with_lineage(
     event_time: str = "event_time",
     workspace: Workspace | None = None,
     memory_limit: str | None = None,
+    method: JoinMethod = "auto",
 ) -> tuple[pa.Table, FrameLineage]:
     """``training_frame`` and what it was built from (for a training run's lineage)."""
-    table, lineage = _run(entity_rows, features, event_time, workspace, memory_limit, output=None)
+    table, lineage = _run(entity_rows, features, event_time, workspace, memory_limit, method, output=None)
     assert table is not None
     return table, lineage
 
@@ -110,9 +124,10 @@ def write_training_frame(
     event_time: str = "event_time",
     workspace: Workspace | None = None,
     memory_limit: str | None = None,
+    method: JoinMethod = "auto",
 ) -> FrameLineage:
     """Like ``training_frame`` but streams the result to a Parquet file, for frames larger than memory."""
-    _, lineage = _run(entity_rows, features, event_time, workspace, memory_limit, output=path)
+    _, lineage = _run(entity_rows, features, event_time, workspace, memory_limit, method, output=path)
     return lineage
 
 
@@ -121,7 +136,7 @@ def values_with_times(
 ) -> pa.Table:
     """Like ``training_frame`` for one view, plus the chosen row's feature and created times
     (``__mlprod_time_0`` and ``__mlprod_created_0``): what the online store keeps per key."""
-    table, _ = _run(entity_rows, [view], event_time, workspace, None, output=None, keep_times=True)
+    table, _ = _run(entity_rows, [view], event_time, workspace, None, "auto", output=None, keep_times=True)
     assert table is not None
     return table
 
@@ -138,6 +153,7 @@ def _run(
     event_time: str,
     workspace: Workspace | None,
     memory_limit: str | None,
+    method: JoinMethod,
     output: Path | None,
     keep_times: bool = False,
 ) -> tuple[pa.Table | None, FrameLineage]:
@@ -163,8 +179,14 @@ def _run(
                 times += [(source, column) for column in _time_columns(view)]
                 plans.append(_ViewPlan(index, view, names, source))
             check_same_time_kind(times)
-            sql = _query(entities, event_time, plans, keep_times=keep_times)
+            plans = [_in_memory(conn, entities, event_time, plan, memory_limit, method) for plan in plans]
             lineage = _frame_lineage(features, {p.view.name: p.source.lineage for p in plans})
+            if output is None and all(plan.found is not None for plan in plans):
+                return _assembled(conn, entities, event_time, plans, keep_times), lineage
+            for plan in plans:
+                if plan.found is not None:
+                    conn.register(plan.found_relation, plan.found)
+            sql = _query(entities, event_time, plans, keep_times=keep_times)
             if output is None:
                 return conn.sql(sql).to_arrow_table(), lineage
             conn.execute(f"COPY ({sql}) TO {quote_literal(str(output))} (FORMAT parquet)")
@@ -179,10 +201,64 @@ class _ViewPlan:
     view: View
     names: list[str]
     source: Registered
+    found: pa.Table | None = None  # this view's values by entity row number, when joined in memory
 
     @property
     def alias(self) -> str:
         return f"__mlprod_view_{self.index}"
+
+    @property
+    def found_relation(self) -> str:
+        return f"{self.alias}_found"
+
+
+def _in_memory(
+    conn: Any,
+    entities: Registered,
+    event_time: str,
+    plan: _ViewPlan,
+    memory_limit: str | None,
+    method: JoinMethod,
+) -> _ViewPlan:
+    """``plan`` with its values joined in memory when ``method`` and the view allow it."""
+    view = plan.view
+    if method == "asof" or not isinstance(view, FeatureView) or view.timestamp is None:
+        return plan
+    join = JoinInput(
+        entities,
+        ROW,
+        event_time,
+        view,
+        plan.names,
+        plan.source,
+        f"{TIME}{plan.index}",
+        f"{CREATED}{plan.index}",
+    )
+    if not codable(join) or (method == "auto" and not fits(conn, entities, memory_limit)):
+        return plan
+    found = join_in_memory(conn, join)
+    return plan if found is None else replace(plan, found=found)
+
+
+def _assembled(
+    conn: Any, entities: Registered, event_time: str, plans: list[_ViewPlan], keep_times: bool
+) -> pa.Table:
+    """The frame when every view was joined in memory: the entity rows, then each view's columns taken
+    by row number (null where the row found no value)."""
+    event = quote(event_time)
+    frame = conn.sql(
+        f"SELECT * EXCLUDE ({ROW}) REPLACE (CAST({event} AS TIMESTAMPTZ) AS {event}) "
+        f"FROM {entities.relation} ORDER BY {ROW}"
+    ).to_arrow_table()
+    for plan in plans:
+        assert plan.found is not None
+        at = np.full(frame.num_rows, -1, dtype=np.int64)
+        at[plan.found.column(ROW).to_numpy()] = np.arange(plan.found.num_rows)
+        taken = plan.found.take(pa.array(at, mask=at < 0))
+        names = [*plan.names, *([f"{TIME}{plan.index}", f"{CREATED}{plan.index}"] if keep_times else [])]
+        for name in names:
+            frame = frame.append_column(name, taken.column(name))
+    return frame
 
 
 def _register_entities(conn: Any, rows: Source, event_time: str) -> Registered:
@@ -294,6 +370,14 @@ def _chosen_outputs(index: int, names: list[str], value: str, time: str, created
 
 
 def _feature_view_ctes(plan: _ViewPlan, view: FeatureView, stage: str) -> list[str]:
+    if plan.found is not None:
+        found = ", ".join(
+            f"f.{quote(name)}" for name in [*plan.names, f"{TIME}{plan.index}", f"{CREATED}{plan.index}"]
+        )
+        return [
+            f"{plan.alias} AS (SELECT p.*, {found} FROM {stage} p "
+            f"LEFT JOIN {plan.found_relation} f ON f.{ROW} = p.{ROW})"
+        ]
     keys = view.key_columns
     src = plan.source.relation
     values = ", ".join(f"{quote(view.feature_columns[name])} AS {quote(name)}" for name in plan.names)

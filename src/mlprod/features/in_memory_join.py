@@ -1,0 +1,262 @@
+"""A feature view's point-in-time join in memory: two streaming passes over the source, no join.
+
+1. The entity rows' keys and times come out of DuckDB; their distinct keys get codes 0..n-1.
+2. The source's keys and times stream from DuckDB in blocks. Each block's keys are coded (a key no
+   entity row has is dropped at once) and ``LatestRows`` finds its candidates while DuckDB reads
+   the next block.
+3. The source streams again and only the chosen rows' feature values are kept (a Parquet file is
+   read row group by row group with pyarrow, and cast to the types DuckDB gives).
+
+The result has one row per entity row that found a value, with its row number. ``fits`` decides
+when this is used: the entity rows' arrays and the blocks in flight must take at most half the
+memory budget. Otherwise, or for keys whose types this cannot code exactly as DuckDB compares them,
+the view takes DuckDB's ASOF JOIN, which spills to disk.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlprod.features.definitions import FeatureView
+from mlprod.features.key_codes import KeyCoder
+from mlprod.features.latest_rows import BLOCK_ROWS, NO_ROW, LatestRows, TooWideError
+from mlprod.features.sources import Registered, quote
+
+_THREADS = 2
+T = TypeVar("T")
+_BYTES_PER_ENTITY_ROW = 160  # keys, times, order, best row and times, codes, chosen values' row numbers
+_BYTES_PER_BLOCK_ROW = 120  # keys, times, created, sort words, orders, ranks
+_INTEGER = re.compile(r"^U?(TINYINT|SMALLINT|INTEGER|BIGINT)$")
+_CODABLE = re.compile(r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT)|FLOAT|DOUBLE|VARCHAR|DATE|BOOLEAN)$")
+_PARQUET_TIMES = ("s", "ms", "us")
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class JoinInput:
+    """One feature view's join: the entity rows (numbered by column ``row``, timed by ``event``), the
+    view with the outputs asked for, its source, and the names of the chosen-time output columns."""
+
+    entities: Registered
+    row: str
+    event: str
+    view: FeatureView
+    names: Sequence[str]
+    source: Registered
+    time_column: str
+    created_column: str
+
+
+def fits(conn: duckdb.DuckDBPyConnection, entities: Registered, memory_limit: str | None) -> bool:
+    """Whether the join's arrays stay within half the memory budget (the limit given, else half of
+    this machine's memory)."""
+    ((rows,),) = conn.execute(f"SELECT count(*) FROM {quote(entities.relation)}").fetchall()
+    needed = int(rows) * _BYTES_PER_ENTITY_ROW + 2 * BLOCK_ROWS * _BYTES_PER_BLOCK_ROW
+    return needed <= _budget(memory_limit) // 2
+
+
+def codable(join: JoinInput) -> bool:
+    """Whether the key types can be coded exactly as DuckDB compares them (numbers of different
+    types compare as DOUBLE)."""
+    for key, column in join.view.key_columns.items():
+        kinds = (join.entities.types[key], join.source.types[column])
+        if not all(_CODABLE.match(kind) for kind in kinds):
+            return False
+        if kinds[0] != kinds[1] and not all(_INTEGER.match(k) or k in ("FLOAT", "DOUBLE") for k in kinds):
+            return False
+    return True
+
+
+def join_in_memory(conn: duckdb.DuckDBPyConnection, join: JoinInput) -> pa.Table | None:
+    """The chosen values of every entity row that has one (columns: the features, the entity row
+    number, the chosen feature and created times); None when the key codes, times and row numbers
+    cannot be packed (the caller then uses the ASOF join)."""
+    view = join.view
+    entity = _entity_keys(conn, join)
+    coder, entity_codes = KeyCoder.of(entity.keys)
+    entity_codes[~entity.valid] = NO_ROW
+    ttl = view.ttl_delta
+    search = LatestRows(
+        entity_codes,
+        entity.times,
+        ttl=None if ttl is None else ttl // timedelta(microseconds=1),
+        created_filter=view.created is not None and view.created_time_filter,
+    )
+    try:
+        _search_blocks(conn, join, coder, search)
+    except TooWideError:
+        return None
+    chosen = search.result()
+    found = np.flatnonzero(chosen.rows != NO_ROW)
+    found = found[np.argsort(chosen.rows[found], kind="stable")]
+    table = _gather(conn, join, chosen.rows[found])
+    table = table.append_column(join.row, pa.array(entity.rows[found], type=pa.int64()))
+    table = table.append_column(join.time_column, _timestamps(chosen.times[found]))
+    return table.append_column(join.created_column, _timestamps(chosen.created[found]))
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """Key columns, times in µs (0 where null) and whether keys and time are all present."""
+
+    keys: list[pa.Array | pa.ChunkedArray]
+    times: np.ndarray
+    created: np.ndarray | None
+    valid: np.ndarray
+    rows: np.ndarray
+
+
+def _entity_keys(conn: duckdb.DuckDBPyConnection, join: JoinInput) -> _Keys:
+    keys = list(join.view.key_columns)
+    sql = _key_query(join, join.entities.relation, keys, join.event, None, extra=[quote(join.row)])
+    return _keys_of(conn.sql(sql).to_arrow_table().combine_chunks(), len(keys), created=False, rows=True)
+
+
+def _key_query(
+    join: JoinInput, relation: str, columns: list[str], time: str, created: str | None, extra: list[str]
+) -> str:
+    """Keys (numbers of different types as DOUBLE), µs times (0 where null), validity, ``extra``."""
+    selected = []
+    for (key, column), name in zip(join.view.key_columns.items(), columns, strict=True):
+        same = join.entities.types[key] == join.source.types[column]
+        selected.append(quote(name) if same else f"CAST({quote(name)} AS DOUBLE)")
+    ts = f"CAST({quote(time)} AS TIMESTAMPTZ)"
+    selected.append(f"coalesce(epoch_us({ts}), 0)")
+    if created is not None:
+        selected.append(f"coalesce(epoch_us(coalesce(CAST({quote(created)} AS TIMESTAMPTZ), {ts})), 0)")
+    selected.append("(" + " AND ".join(f"{quote(name)} IS NOT NULL" for name in [*columns, time]) + ")")
+    listed = ", ".join(f"{expression} AS c{i}" for i, expression in enumerate([*selected, *extra]))
+    return f"SELECT {listed} FROM {quote(relation)}"
+
+
+def _keys_of(batch: pa.RecordBatch | pa.Table, n_keys: int, *, created: bool, rows: bool) -> _Keys:
+    columns = batch.columns
+    times = _numpy(columns[n_keys])
+    created_times = _numpy(columns[n_keys + 1]) if created else None
+    valid = _numpy(columns[n_keys + 1 + created]).astype(bool)
+    row_numbers = _numpy(columns[-1]) if rows else np.arange(len(times))
+    return _Keys(list(columns[:n_keys]), times, created_times, valid, row_numbers)
+
+
+def _numpy(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return np.asarray(array.to_numpy(zero_copy_only=False))
+
+
+def _search_blocks(
+    conn: duckdb.DuckDBPyConnection, join: JoinInput, coder: KeyCoder, search: LatestRows
+) -> None:
+    """Feed every source block's candidates to ``search``; DuckDB reads the next block meanwhile."""
+    created = join.view.created is not None
+    for start, block in _read_ahead(_key_blocks(conn, join)):
+        keys = _keys_of(block, len(join.view.key_columns), created=created, rows=False)
+        del block
+        codes = coder.codes(keys.keys)
+        codes[~keys.valid] = NO_ROW
+        search.add(start, search.block(codes, keys.times, keys.created))
+
+
+def _read_ahead(blocks: Iterator[T]) -> Iterator[T]:
+    """``blocks``, the next one produced on another thread while the caller works on the current one."""
+    with ThreadPoolExecutor(1) as reader:
+        upcoming = reader.submit(next, blocks, None)
+        while (block := upcoming.result()) is not None:
+            upcoming = reader.submit(next, blocks, None)
+            yield block
+
+
+def _key_blocks(conn: duckdb.DuckDBPyConnection, join: JoinInput) -> Iterator[tuple[int, pa.Table]]:
+    """(first row number, block of about ``BLOCK_ROWS``) of the source's keys and times, in order."""
+    view = join.view
+    assert view.timestamp is not None
+    columns = list(view.key_columns.values())
+    sql = _key_query(join, join.source.relation, columns, view.timestamp, view.created, extra=[])
+    start, batches, rows = 0, [], 0
+    for batch in conn.sql(sql).to_arrow_reader(BLOCK_ROWS):
+        batches.append(batch)
+        rows += batch.num_rows
+        if rows >= BLOCK_ROWS:
+            yield start, pa.Table.from_batches(batches)
+            start, batches, rows = start + rows, [], 0
+    if batches:
+        yield start, pa.Table.from_batches(batches)
+
+
+def _gather(conn: duckdb.DuckDBPyConnection, join: JoinInput, rows: np.ndarray) -> pa.Table:
+    """The feature values of the source rows numbered ``rows`` (ascending), named as the view outputs."""
+    columns = [join.view.feature_columns[name] for name in join.names]
+    listed = ", ".join(quote(c) for c in columns)
+    schema = conn.sql(f"SELECT {listed} FROM {quote(join.source.relation)} LIMIT 0").to_arrow_table().schema
+    pieces = [pa.Table.from_batches([piece]).cast(schema) for piece in _taken(conn, join, columns, rows)]
+    return pa.concat_tables([schema.empty_table(), *pieces]).rename_columns(list(join.names))
+
+
+def _taken(
+    conn: duckdb.DuckDBPyConnection, join: JoinInput, columns: list[str], rows: np.ndarray
+) -> Iterator[pa.RecordBatch]:
+    """The chosen rows of every source batch that holds some, in order (Parquet row groups on threads)."""
+    path = _plain_parquet(join, columns)
+    if path is not None:
+        metadata = pq.read_metadata(path)
+        sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+        def take(group: int) -> pa.RecordBatch | None:
+            lo, hi = np.searchsorted(rows, starts[group : group + 2])
+            if hi == lo:
+                return None
+            parquet = pq.ParquetFile(path)  # one reader per thread: a reader is not thread-safe
+            table = parquet.read_row_group(group, columns=columns, use_threads=False)
+            return table.take(pa.array(rows[lo:hi] - starts[group])).combine_chunks().to_batches()[0]
+
+        with ThreadPoolExecutor(_THREADS) as pool:
+            yield from (batch for batch in pool.map(take, range(len(sizes))) if batch is not None)
+        return
+    listed = ", ".join(quote(c) for c in columns)
+    start = 0
+    for batch in conn.sql(f"SELECT {listed} FROM {quote(join.source.relation)}").to_arrow_reader(BLOCK_ROWS):
+        lo, hi = np.searchsorted(rows, [start, start + batch.num_rows])
+        if hi > lo:
+            yield batch.take(pa.array(rows[lo:hi] - start))
+        start += batch.num_rows
+
+
+def _plain_parquet(join: JoinInput, columns: list[str]) -> Path | None:
+    """The source's file when it is one Parquet file whose ``columns`` are read as they are (not derived)."""
+    source = join.view.source
+    if not isinstance(source, str | Path):
+        return None
+    path = Path(source)
+    if (
+        path.suffix.lower() != ".parquet"
+        or not path.is_file()
+        or set(columns) & set(join.view.derived_columns)
+    ):
+        return None
+    return path
+
+
+def _timestamps(micros: np.ndarray) -> pa.Array:
+    return pa.array(micros, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+
+
+def _budget(memory_limit: str | None) -> int:
+    if memory_limit:
+        match = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?I?B?)\s*", memory_limit.upper())
+        if match and match.group(2) in _UNITS:
+            return int(float(match.group(1)) * _UNITS[match.group(2)])
+    return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")) // 2

@@ -1,0 +1,117 @@
+"""Integer codes for entity keys, so that a join on keys becomes a comparison of integers.
+
+The distinct keys of the entity rows get codes 0..n-1; any other key (a source row no entity row
+asks about) gets -1 and is dropped at once. One column of integers whose range is at most 64 times
+its number of distinct values (or 2**20) is coded through a lookup table; any other column by Arrow's
+hash lookup (``index_in``). Several key columns are coded one by one, combined, and the
+combinations present among the entity rows numbered again.
+
+Examples:
+    >>> import pyarrow as pa
+    >>> coder, codes = KeyCoder.of([pa.array([7, 3, 7, None])])
+    >>> codes.tolist(), coder.codes([pa.array([3, 5, 7])]).tolist()
+    ([0, 1, 0, -1], [1, -1, 0])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeAlias
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlprod.features.latest_rows import NO_ROW, TooWideError
+
+_TABLE_FLOOR = 1 << 20  # a lookup table this long (4 MB) is always fine
+Column: TypeAlias = pa.Array | pa.ChunkedArray
+
+
+class KeyCoder:
+    """Codes for the distinct entity keys; ``codes`` codes any other rows' keys the same way."""
+
+    def __init__(self, columns: Sequence[_ColumnCoder], combined: np.ndarray | None) -> None:
+        self._columns = columns
+        self._combined = combined  # several columns: the combinations present, sorted
+
+    @staticmethod
+    def of(keys: Sequence[Column]) -> tuple[KeyCoder, np.ndarray]:
+        """The coder of these entity keys (one array per key column), and their codes."""
+        columns = [_ColumnCoder.of(column) for column in keys]
+        if len(columns) == 1:
+            coder = KeyCoder(columns, None)
+            return coder, coder.codes(keys)
+        combined = KeyCoder(columns, None)._combine(keys)
+        coder = KeyCoder(columns, np.unique(combined[combined >= 0]))
+        return coder, coder._dense(combined)
+
+    def codes(self, keys: Sequence[Column]) -> np.ndarray:
+        if self._combined is None:
+            return self._columns[0].codes(keys[0])
+        return self._dense(self._combine(keys))
+
+    def _combine(self, keys: Sequence[Column]) -> np.ndarray:
+        combined = np.zeros(len(keys[0]), dtype=np.int64)
+        size = 1
+        for values, column in zip(keys, self._columns, strict=True):
+            size *= max(column.size, 1)
+            if size >= 1 << 62:
+                raise TooWideError("the combined key codes do not fit in 64 bits")
+            codes = column.codes(values)
+            combined = np.where((combined < 0) | (codes < 0), NO_ROW, combined * column.size + codes)
+        return combined
+
+    def _dense(self, combined: np.ndarray) -> np.ndarray:
+        assert self._combined is not None
+        if len(self._combined) == 0:
+            return np.full(len(combined), NO_ROW, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._combined, combined), len(self._combined) - 1)
+        return np.where((combined >= 0) & (self._combined[at] == combined), at, NO_ROW)
+
+
+class _ColumnCoder:
+    """The distinct values of one entity key column, numbered."""
+
+    def __init__(self, distinct: pa.Array, low: int | None, table: np.ndarray | None) -> None:
+        self._distinct = distinct
+        self._low, self._table = low, table
+        self.size = len(distinct)
+
+    @staticmethod
+    def of(values: Column) -> _ColumnCoder:
+        distinct = pc.unique(pc.drop_null(values))
+        if isinstance(distinct, pa.ChunkedArray):
+            distinct = distinct.combine_chunks()
+        if not pa.types.is_integer(distinct.type) or len(distinct) == 0:
+            return _ColumnCoder(distinct, None, None)
+        numbers = distinct.to_numpy().astype(np.int64)
+        low, high = int(numbers.min()), int(numbers.max())
+        if high - low >= max(64 * len(numbers), _TABLE_FLOOR):
+            return _ColumnCoder(distinct, None, None)
+        table = np.full(high - low + 1, NO_ROW, dtype=np.int32)
+        table[numbers - low] = np.arange(len(numbers))
+        return _ColumnCoder(distinct, low, table)
+
+    def codes(self, values: Column) -> np.ndarray:
+        """Each value's code (-1: null, or not among the entity rows' values)."""
+        if values.type != self._distinct.type:
+            values = values.cast(self._distinct.type)
+        if self._table is None or self._low is None:
+            found = pc.fill_null(pc.index_in(values, value_set=self._distinct), NO_ROW)
+            return _numpy(found).astype(np.int64)
+        numbers = _numpy(pc.fill_null(values, self._low - 1) if values.null_count else values).astype(
+            np.int64
+        )
+        offsets = numbers - self._low
+        inside = (offsets >= 0) & (offsets < len(self._table))
+        np.clip(offsets, 0, len(self._table) - 1, out=offsets)
+        codes: np.ndarray = self._table[offsets].astype(np.int64)
+        codes[~inside] = NO_ROW
+        return codes
+
+
+def _numpy(array: Column) -> np.ndarray:
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return np.asarray(array.to_numpy(zero_copy_only=False))

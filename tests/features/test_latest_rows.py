@@ -1,0 +1,139 @@
+"""``latest_rows`` and ``KeyCoder`` against plain loops, on random inputs with ties, nulls and blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import mlprod.features.latest_rows as latest
+from mlprod.features.key_codes import KeyCoder
+from mlprod.features.latest_rows import NO_ROW, TooWideError, latest_rows
+
+HOUR = 3_600_000_000
+
+
+def brute_force(
+    entity_codes: np.ndarray,
+    entity_times: np.ndarray,
+    source_codes: np.ndarray,
+    source_times: np.ndarray,
+    source_created: np.ndarray | None,
+    ttl: int | None,
+    created_filter: bool,
+) -> list[int]:
+    chosen = []
+    for code, event in zip(entity_codes, entity_times, strict=True):
+        best, best_order = NO_ROW, None
+        for row, (key, time) in enumerate(zip(source_codes, source_times, strict=True)):
+            created = source_created[row] if source_created is not None else time
+            if code < 0 or key != code or time > event or (ttl is not None and time < event - ttl):
+                continue
+            if created_filter and created > event:
+                continue
+            if best_order is None or (time, created) > best_order:
+                best, best_order = row, (time, created)
+        chosen.append(best)
+    return chosen
+
+
+def random_case(rng: np.random.Generator, unit: int) -> dict[str, object]:
+    """Keys 0..k-1 (-1 for null), times on a coarse grid of ``unit`` µs so that ties are common;
+    (key, time, created) unique, since the contract leaves full ties open."""
+    rows, keys = int(rng.integers(0, 40)), int(rng.integers(1, 6))
+    codes = rng.integers(-1, keys, rows)
+    times = rng.integers(-5, 25, rows) * unit
+    created = times + rng.integers(-2, 6, rows) * unit if rng.random() < 0.7 else None
+    seen: set[tuple[int, ...]] = set()
+    for row in range(rows):
+        while (triple := (codes[row], times[row], created[row] if created is not None else 0)) in seen:
+            if created is not None:
+                created[row] += unit
+            else:
+                times[row] += unit
+        seen.add(triple)
+    entities = int(rng.integers(0, 20))
+    return {
+        "entity_codes": rng.integers(-1, keys + 1, entities),
+        "entity_times": rng.integers(-8, 30, entities) * unit,
+        "source_codes": codes,
+        "source_times": times,
+        "source_created": created,
+        "ttl": int(rng.integers(0, 8)) * unit if rng.random() < 0.5 else None,
+        "created_filter": bool(rng.random() < 0.5),
+    }
+
+
+@pytest.mark.parametrize("unit", [1, 1_000_000, HOUR, 7 * 86_400_000_000 + 1])
+def test_latest_rows_equal_the_brute_force_answer(unit: int) -> None:
+    rng = np.random.default_rng(unit % 1000)
+    for _ in range(600):
+        case = random_case(rng, unit)
+        expected = brute_force(**case)  # type: ignore[arg-type]
+        for block_rows in (1, 3, 1 << 20):
+            assert latest_rows(**case, block_rows=block_rows).tolist() == expected, case  # type: ignore[arg-type]
+
+
+def test_narrow_words_fall_back_to_time_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Times whose offsets need more bits than the word has are replaced by their ranks in the block."""
+    monkeypatch.setattr(latest, "_WORD_BITS", 20)
+    rng = np.random.default_rng(7)
+    ranked = 0
+    for _ in range(400):
+        case = random_case(rng, 1_000_003)
+        try:
+            got = latest_rows(**case, block_rows=8)  # type: ignore[arg-type]
+        except TooWideError:
+            continue
+        ranked += 1
+        assert got.tolist() == brute_force(**case)  # type: ignore[arg-type]
+    assert ranked > 300
+
+
+def test_keys_and_rows_wider_than_a_word_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(latest, "_WORD_BITS", 8)
+    with pytest.raises(TooWideError, match="too few bits"):
+        latest_rows(
+            entity_codes=np.array([0, 200]),
+            entity_times=np.array([5, 5]),
+            source_codes=np.arange(200),
+            source_times=np.arange(200) * 7_919,
+        )
+
+
+def test_empty_inputs_give_no_rows() -> None:
+    none = np.zeros(0, dtype=np.int64)
+    assert latest_rows(entity_codes=none, entity_times=none, source_codes=none, source_times=none).size == 0
+    got = latest_rows(
+        entity_codes=np.array([0]), entity_times=np.array([1]), source_codes=none, source_times=none
+    )
+    assert got.tolist() == [NO_ROW]
+
+
+@pytest.mark.parametrize(
+    ("entity", "source"),
+    [
+        ([pa.array([5, 9, None, 5])], [pa.array([9, 7, 5, None])]),  # integers through a table
+        ([pa.array([5, 10**15, None, 5])], [pa.array([10**15, 7, 5, None])]),  # too sparse: hashed
+        ([pa.array(["b", "a", None, "b"])], [pa.array(["a", "z", "b", None])]),
+        ([pa.array([1.5, 2.0, None, 1.5])], [pa.array([2.0, 3.0, 1.5, None])]),
+        (
+            [pa.array([1, 1, 2, 1]), pa.array(["x", "y", "x", "x"])],
+            [pa.array([1, 2, 1, 1]), pa.array(["y", "x", "x", None])],
+        ),
+    ],
+)
+def test_key_codes_are_equal_exactly_where_keys_are(entity: list[pa.Array], source: list[pa.Array]) -> None:
+    coder, entity_codes = KeyCoder.of(entity)
+    source_codes = coder.codes(source)
+    entity_keys = list(zip(*(column.to_pylist() for column in entity), strict=True))
+    source_keys = list(zip(*(column.to_pylist() for column in source), strict=True))
+    for codes, keys in ((entity_codes, entity_keys), (source_codes, source_keys)):
+        for code, key in zip(codes, keys, strict=True):
+            if None in key or key not in entity_keys:
+                assert code == NO_ROW, key
+            else:
+                assert code == entity_codes[entity_keys.index(key)], key
+    assert sorted(set(entity_codes[entity_codes >= 0])) == list(
+        range(len(set(entity_codes[entity_codes >= 0])))
+    )
