@@ -24,7 +24,9 @@ size); the table then shows how long its retrieval had run, and the ratios again
   file (dask) offline store and the DuckDB offline store, for a ``--ttl-days`` TTL and no TTL
   (``ttl=timedelta(0)``, which Feast reads as "lives forever"), each with a ``--feast-timeout``;
 * mlprod ``training_frame(entity_parquet, [FeatureView(..., created_time_filter=False)])`` (the
-  Feast-compatible mode: ``created`` only breaks ties) and with ``created_time_filter=True`` (the default).
+  Feast-compatible mode: ``created`` only breaks ties) and with ``created_time_filter=True`` (the default),
+  both with the default ``method="auto"`` (here: the join in memory); and the Feast-compatible mode with
+  ``method="asof"``, DuckDB's out-of-core ASOF JOIN, which mlprod takes when the keys do not fit in memory.
 
 Outputs are aligned on ``row_id`` and compared cell by cell (NaN == NaN) with each other and with a numpy
 reference of the point-in-time contract: rows missing from an output (Feast's file store drops entity
@@ -143,7 +145,7 @@ def generate(work: Path, entities: int, per_entity: int, entity_rows: int, seed:
 class Run:
     """One retrieval in its own subprocess."""
 
-    who: str  # "feast-file", "feast-duckdb", "mlprod-compat", "mlprod-default"
+    who: str  # "feast-file", "feast-duckdb", "mlprod-compat", "mlprod-default", "mlprod-asof"
     ttl_days: int  # 0 = no TTL
     status: str = "not run"  # ok | timeout | RSS>…GB | failed (exit …) | killed (SIG…), + " after …s"
     seconds: float | None = None
@@ -207,16 +209,24 @@ def run_feast(run: Run, python: Path, work: Path, args: argparse.Namespace) -> N
 def run_mlprod(run: Run, work: Path, args: argparse.Namespace) -> None:
     name = f"{run.who}-ttl{run.ttl_days}"
     run.out = work / f"{name}.parquet"
+    created_filter = "1" if run.who == "mlprod-default" else "0"
+    method = "asof" if run.who == "mlprod-asof" else "auto"
     cmd = [
         sys.executable, str(Path(__file__).resolve()), MLPROD_CHILD, str(work), str(run.ttl_days),
-        "1" if run.who == "mlprod-default" else "0", str(run.out),
+        created_filter, str(run.out), method,
     ]  # fmt: skip
     measure(cmd, run, args, args.mlprod_timeout, work / f"{name}.log")
 
 
 def mlprod_child(argv: list[str]) -> None:
     """Inside the subprocess: one timed ``training_frame`` call, its result written to Parquet."""
-    work, ttl_days, created_filter, out = Path(argv[0]), int(argv[1]), argv[2] == "1", Path(argv[3])
+    work, ttl_days, created_filter, out, method = (
+        Path(argv[0]),
+        int(argv[1]),
+        argv[2] == "1",
+        Path(argv[3]),
+        argv[4],
+    )
     from mlprod.features import Entity, FeatureView, training_frame
 
     view = FeatureView(
@@ -231,7 +241,7 @@ def mlprod_child(argv: list[str]) -> None:
     )
     print(json.dumps({"retrieval_started": time.time()}), flush=True)
     started = time.perf_counter()
-    frame = training_frame(work / "entities.parquet", [view], event_time="event_timestamp")
+    frame = training_frame(work / "entities.parquet", [view], event_time="event_timestamp", method=method)
     seconds = time.perf_counter() - started
     pq.write_table(frame, out)
     print(json.dumps({"seconds": seconds, "rows": frame.num_rows}))
@@ -340,6 +350,7 @@ LABELS = {
     "feast-duckdb": "Feast DuckDB store",
     "mlprod-compat": "mlprod created_time_filter=False",
     "mlprod-default": "mlprod created_time_filter=True",
+    "mlprod-asof": 'mlprod =False, method="asof"',
 }
 
 
@@ -525,7 +536,7 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
         runs += feast_runs(args, work, meta, ttls)
     if not args.skip_mlprod:
         for ttl in ttls:
-            for who in ("mlprod-compat", "mlprod-default"):
+            for who in ("mlprod-compat", "mlprod-default", "mlprod-asof"):
                 runs.append(repeated(who, ttl, args, lambda run: run_mlprod(run, work, args)))
 
     figures = timing_table(runs, ttls, args.repeat)

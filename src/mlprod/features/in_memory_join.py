@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -31,16 +31,16 @@ import pyarrow.parquet as pq
 
 from mlprod.features.definitions import FeatureView
 from mlprod.features.key_codes import KeyCoder
-from mlprod.features.latest_rows import BLOCK_ROWS, NO_ROW, LatestRows, TooWideError
+from mlprod.features.latest_rows import BLOCK_ROWS, NO_ROW, Candidates, LatestRows, TooWideError
 from mlprod.features.sources import Registered, quote
 
 _THREADS = 2
 T = TypeVar("T")
 _BYTES_PER_ENTITY_ROW = 160  # keys, times, order, best row and times, codes, chosen values' row numbers
 _BYTES_PER_BLOCK_ROW = 120  # keys, times, created, sort words, orders, ranks
+_BYTES_PER_VALUE = 16  # a kept feature value, twice (gathered, then in entity order)
 _INTEGER = re.compile(r"^U?(TINYINT|SMALLINT|INTEGER|BIGINT)$")
 _CODABLE = re.compile(r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT)|FLOAT|DOUBLE|VARCHAR|DATE|BOOLEAN)$")
-_PARQUET_TIMES = ("s", "ms", "us")
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}  # fmt: skip
 
@@ -60,11 +60,14 @@ class JoinInput:
     created_column: str
 
 
-def fits(conn: duckdb.DuckDBPyConnection, entities: Registered, memory_limit: str | None) -> bool:
-    """Whether the join's arrays stay within half the memory budget (the limit given, else half of
-    this machine's memory)."""
+def fits(
+    conn: duckdb.DuckDBPyConnection, entities: Registered, features: int, memory_limit: str | None
+) -> bool:
+    """Whether the join's arrays and the ``features`` values it keeps per entity row stay within half
+    the memory budget (the limit given, else half of this machine's memory)."""
     ((rows,),) = conn.execute(f"SELECT count(*) FROM {quote(entities.relation)}").fetchall()
-    needed = int(rows) * _BYTES_PER_ENTITY_ROW + 2 * BLOCK_ROWS * _BYTES_PER_BLOCK_ROW
+    per_row = _BYTES_PER_ENTITY_ROW + features * _BYTES_PER_VALUE
+    needed = int(rows) * per_row + 2 * BLOCK_ROWS * _BYTES_PER_BLOCK_ROW
     return needed <= _budget(memory_limit) // 2
 
 
@@ -81,9 +84,9 @@ def codable(join: JoinInput) -> bool:
 
 
 def join_in_memory(conn: duckdb.DuckDBPyConnection, join: JoinInput) -> pa.Table | None:
-    """The chosen values of every entity row that has one (columns: the features, the entity row
-    number, the chosen feature and created times); None when the key codes, times and row numbers
-    cannot be packed (the caller then uses the ASOF join)."""
+    """Row ``i`` holds the values chosen for entity row number ``i`` (null where none): the features,
+    then the chosen feature and created times. None when the key codes, times and row numbers cannot
+    be packed (the caller then uses the ASOF join)."""
     view = join.view
     entity = _entity_keys(conn, join)
     coder, entity_codes = KeyCoder.of(entity.keys)
@@ -101,11 +104,11 @@ def join_in_memory(conn: duckdb.DuckDBPyConnection, join: JoinInput) -> pa.Table
         return None
     chosen = search.result()
     found = np.flatnonzero(chosen.rows != NO_ROW)
-    found = found[np.argsort(chosen.rows[found], kind="stable")]
-    table = _gather(conn, join, chosen.rows[found])
-    table = table.append_column(join.row, pa.array(entity.rows[found], type=pa.int64()))
-    table = table.append_column(join.time_column, _timestamps(chosen.times[found]))
-    return table.append_column(join.created_column, _timestamps(chosen.created[found]))
+    found = found[_argsort(chosen.rows[found])]
+    values = _gather(conn, join, chosen.rows[found])
+    values = values.append_column(join.time_column, _timestamps(chosen.times[found]))
+    values = values.append_column(join.created_column, _timestamps(chosen.created[found]))
+    return _placed(values, entity.rows[found], len(entity.rows))
 
 
 @dataclass(frozen=True)
@@ -160,14 +163,26 @@ def _numpy(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def _search_blocks(
     conn: duckdb.DuckDBPyConnection, join: JoinInput, coder: KeyCoder, search: LatestRows
 ) -> None:
-    """Feed every source block's candidates to ``search``; DuckDB reads the next block meanwhile."""
+    """Feed every source block's candidates to ``search``: blocks are worked on by two threads while
+    DuckDB reads the next one."""
     created = join.view.created is not None
-    for start, block in _read_ahead(_key_blocks(conn, join)):
+
+    def candidates(block: pa.Table) -> Candidates:
         keys = _keys_of(block, len(join.view.key_columns), created=created, rows=False)
-        del block
         codes = coder.codes(keys.keys)
         codes[~keys.valid] = NO_ROW
-        search.add(start, search.block(codes, keys.times, keys.created))
+        return search.block(codes, keys.times, keys.created)
+
+    with ThreadPoolExecutor(_THREADS) as pool:
+        pending: list[tuple[int, Future[Candidates]]] = []
+        for start, block in _key_blocks(conn, join):
+            pending.append((start, pool.submit(candidates, block)))
+            del block
+            if len(pending) == _THREADS:
+                first, future = pending.pop(0)
+                search.add(first, future.result())
+        for first, future in pending:
+            search.add(first, future.result())
 
 
 def _read_ahead(blocks: Iterator[T]) -> Iterator[T]:
@@ -248,6 +263,49 @@ def _plain_parquet(join: JoinInput, columns: list[str]) -> Path | None:
     ):
         return None
     return path
+
+
+def _argsort(values: np.ndarray) -> np.ndarray:
+    """``np.argsort`` of non-negative integers, through a sort of packed words when they fit (faster)."""
+    index_bits = max(len(values) - 1, 1).bit_length()
+    if len(values) == 0 or int(values.max()).bit_length() + index_bits > 63:
+        return np.argsort(values)
+    words = values << index_bits
+    words |= np.arange(len(values))
+    words.sort()
+    words &= (1 << index_bits) - 1
+    return words
+
+
+def _placed(table: pa.Table, positions: np.ndarray, length: int) -> pa.Table:
+    """A ``length``-row table with row ``positions[i]`` taken from row ``i`` of ``table``, null elsewhere.
+    Fixed-width columns are scattered with numpy; others taken with a null-masked index."""
+    index: pa.Array | None = None
+    columns = []
+    for column in table.columns:
+        array = column.combine_chunks()
+        if _fixed_width(array.type):
+            filled = array.fill_null(_zero(array.type)).to_numpy(zero_copy_only=False)
+            values = np.zeros(length, dtype=filled.dtype)
+            values[positions] = filled
+            present = np.zeros(length, dtype=bool)
+            present[positions] = np.asarray(array.is_valid())
+            columns.append(pa.array(values, type=array.type, mask=~present))
+            continue
+        if index is None:
+            at = np.full(length, -1, dtype=np.int64)
+            at[positions] = np.arange(len(positions))
+            index = pa.array(at, mask=at < 0)
+        columns.append(array.take(index))
+    return pa.table(columns, names=table.column_names)
+
+
+def _fixed_width(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_timestamp(kind))
+
+
+def _zero(kind: pa.DataType) -> pa.Scalar:
+    return pa.scalar(0, type=pa.int64()).cast(kind)
 
 
 def _timestamps(micros: np.ndarray) -> pa.Array:

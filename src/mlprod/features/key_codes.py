@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from mlprod.features.latest_rows import NO_ROW, TooWideError
 
-_TABLE_FLOOR = 1 << 20  # a lookup table this long (4 MB) is always fine
+_TABLE_FLOOR = 1 << 20  # a lookup table this long (8 MB) is always fine
 Column: TypeAlias = pa.Array | pa.ChunkedArray
 
 
@@ -89,7 +89,7 @@ class _ColumnCoder:
         low, high = int(numbers.min()), int(numbers.max())
         if high - low >= max(64 * len(numbers), _TABLE_FLOOR):
             return _ColumnCoder(distinct, None, None)
-        table = np.full(high - low + 1, NO_ROW, dtype=np.int32)
+        table = np.full(high - low + 1, NO_ROW, dtype=np.int64)
         table[numbers - low] = np.arange(len(numbers))
         return _ColumnCoder(distinct, low, table)
 
@@ -99,14 +99,13 @@ class _ColumnCoder:
             values = values.cast(self._distinct.type)
         if self._table is None or self._low is None:
             found = pc.fill_null(pc.index_in(values, value_set=self._distinct), NO_ROW)
-            return _numpy(found).astype(np.int64)
-        numbers = _numpy(pc.fill_null(values, self._low - 1) if values.null_count else values).astype(
-            np.int64
-        )
+            return np.asarray(_numpy(found), dtype=np.int64)
+        present = pc.fill_null(values, self._low - 1) if values.null_count else values
+        numbers = np.asarray(_numpy(present), dtype=np.int64)
         offsets = numbers - self._low
         inside = (offsets >= 0) & (offsets < len(self._table))
         np.clip(offsets, 0, len(self._table) - 1, out=offsets)
-        codes: np.ndarray = self._table[offsets].astype(np.int64)
+        codes: np.ndarray = self._table[offsets]
         codes[~inside] = NO_ROW
         return codes
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 NO_ROW = -1
-BLOCK_ROWS = 1 << 21
+BLOCK_ROWS = 1 << 20
 _WORD_BITS = 64
 _STEPS = (86_400_000_000, 3_600_000_000, 60_000_000, 1_000_000, 1_000, 1)  # µs: day, hour, ..., 1 µs
 
@@ -101,14 +101,13 @@ class LatestRows:
             codes, times = codes[keep], times[keep]
             created = created[keep] if created is not None else None
         row_bits = max(len(codes) - 1, 1).bit_length()
-        by_time = _Axis.of(times, self._code_bits + row_bits)
-        order, keys = _sorted(codes, by_time.units(times), self._code_bits, by_time.bits, row_bits)
+        by_time, units = _Axis.of(times, self._code_bits + row_bits)
+        order, keys = _sorted(codes, units, self._code_bits, by_time.bits, row_bits)
         if created is not None:
             order = _created_order(order, keys, created)
         if self._created_filter and created is not None:
             available = np.maximum(times, created)
-            by_arrival = _Axis.of(available, self._code_bits + row_bits)
-            rows, unseen = self._greatest_available(order, codes, available, by_arrival, row_bits)
+            rows, unseen = self._greatest_available(order, codes, available, row_bits)
             row_times = times[rows]
         else:
             at = _last_at_or_before(keys, self._probes(by_time))
@@ -145,15 +144,14 @@ class LatestRows:
         return Candidates(*arrays)
 
     def _greatest_available(
-        self, order: np.ndarray, codes: np.ndarray, available: np.ndarray, by_arrival: _Axis, row_bits: int
+        self, order: np.ndarray, codes: np.ndarray, available: np.ndarray, row_bits: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per entity row, the greatest row by (time, created) among those of its key available by
         then, and whether there is none."""
         rank = np.empty(len(order), dtype=np.int64)
         rank[order] = np.arange(len(order))
-        arrival, keys = _sorted(
-            codes, by_arrival.units(available), self._code_bits, by_arrival.bits, row_bits
-        )
+        by_arrival, units = _Axis.of(available, self._code_bits + row_bits)
+        arrival, keys = _sorted(codes, units, self._code_bits, by_arrival.bits, row_bits)
         greatest = np.maximum.accumulate(rank[arrival])
         at = _last_at_or_before(keys, self._probes(by_arrival))
         np.maximum(at, 0, out=at)
@@ -164,7 +162,8 @@ class LatestRows:
     def _probes(self, axis: _Axis) -> np.ndarray:
         """The entity rows' search keys on ``axis``, ascending (times map to units monotonically)."""
         units = axis.units(self._times, clip=True)
-        probes: np.ndarray = (self._codes.astype(np.uint64) << np.uint64(axis.bits)) | units.astype(np.uint64)
+        probes: np.ndarray = self._codes.view(np.uint64) << np.uint64(axis.bits)
+        probes |= units.view(np.uint64)
         return probes
 
 
@@ -179,19 +178,21 @@ class _Axis:
     distinct: np.ndarray | None = None
 
     @staticmethod
-    def of(times: np.ndarray, other_bits: int) -> _Axis:
+    def of(times: np.ndarray, other_bits: int) -> tuple[_Axis, np.ndarray]:
+        """The axis for ``times`` leaving ``other_bits`` of a word free, and ``times`` on it."""
         origin = int(times.min())
         offsets = times - origin
-        sample = offsets[:: max(1, len(offsets) // 4096)]
-        step = next(s for s in _STEPS if not np.any(sample % s) and (s == 1 or not np.any(offsets % s)))
-        bits = int(offsets.max() // step).bit_length()
+        step = _coarsest_step(offsets)
+        units = offsets // step if step > 1 else offsets
+        bits = int(units.max()).bit_length()
         if other_bits + bits <= _WORD_BITS:
-            return _Axis(origin, step, bits)
+            return _Axis(origin, step, bits), units
         distinct = np.unique(times)
         bits = max(len(distinct) - 1, 1).bit_length()
         if other_bits + bits > _WORD_BITS:
             raise TooWideError(f"{other_bits}-bit codes and rows leave too few bits for {bits}-bit times")
-        return _Axis(origin, 1, bits, distinct)
+        axis = _Axis(origin, 1, bits, distinct)
+        return axis, axis.units(times)
 
     def units(self, times: np.ndarray, *, clip: bool = False) -> np.ndarray:
         """``times`` on this axis; with ``clip`` (entity times), a time before the first is 0 (checked
@@ -203,22 +204,36 @@ class _Axis:
         offsets = times - self.origin
         if clip:
             offsets = np.clip(offsets, 0, ((1 << self.bits) - 1) * self.step)
-        units = offsets // self.step
+        units = offsets // self.step if self.step > 1 else offsets
         return units
 
 
 def _sorted(
     codes: np.ndarray, units: np.ndarray, code_bits: int, unit_bits: int, row_bits: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row numbers in (code, unit) order and the sorted (code, unit) search keys."""
+    """Row numbers in (code, unit) order and the sorted (code, unit) search keys (``units`` is reused)."""
     assert code_bits + unit_bits + row_bits <= _WORD_BITS
-    words = (codes.astype(np.uint64) << np.uint64(unit_bits + row_bits)) | (
-        units.astype(np.uint64) << np.uint64(row_bits)
-    )
-    words |= np.arange(len(codes), dtype=np.uint64)
+    words = codes.view(np.uint64) << np.uint64(unit_bits + row_bits)
+    words |= np.left_shift(units.view(np.uint64), np.uint64(row_bits), out=units.view(np.uint64))
+    words |= _row_numbers(len(codes))
     words.sort()
-    order = (words & np.uint64((1 << row_bits) - 1)).astype(np.int64)
-    return order, words >> np.uint64(row_bits)
+    order = (words & np.uint64((1 << row_bits) - 1)).view(np.int64)
+    words >>= np.uint64(row_bits)
+    return order, words
+
+
+def _coarsest_step(offsets: np.ndarray) -> int:
+    """The greatest of ``_STEPS`` dividing every offset (checked on a sample first: most fail there)."""
+    sample = offsets[:: max(1, len(offsets) // 4096)]
+    return next(s for s in _STEPS if not np.any(sample % s) and (s == 1 or not np.any(offsets % s)))
+
+
+_ROW_NUMBERS = np.arange(BLOCK_ROWS, dtype=np.uint64)
+
+
+def _row_numbers(count: int) -> np.ndarray:
+    """0..count-1 as uint64, shared for blocks up to ``BLOCK_ROWS`` (it is read-only)."""
+    return _ROW_NUMBERS[:count] if count <= len(_ROW_NUMBERS) else np.arange(count, dtype=np.uint64)
 
 
 def _ascending(codes: np.ndarray, times: np.ndarray) -> np.ndarray:

@@ -185,7 +185,8 @@ def _run(
                 return _assembled(conn, entities, event_time, plans, keep_times), lineage
             for plan in plans:
                 if plan.found is not None:
-                    conn.register(plan.found_relation, plan.found)
+                    numbers = pa.array(np.arange(plan.found.num_rows), type=pa.int64())
+                    conn.register(plan.found_relation, plan.found.append_column(ROW, numbers))
             sql = _query(entities, event_time, plans, keep_times=keep_times)
             if output is None:
                 return conn.sql(sql).to_arrow_table(), lineage
@@ -201,7 +202,7 @@ class _ViewPlan:
     view: View
     names: list[str]
     source: Registered
-    found: pa.Table | None = None  # this view's values by entity row number, when joined in memory
+    found: pa.Table | None = None  # this view's values, row i for entity row i, when joined in memory
 
     @property
     def alias(self) -> str:
@@ -234,7 +235,7 @@ def _in_memory(
         f"{TIME}{plan.index}",
         f"{CREATED}{plan.index}",
     )
-    if not codable(join) or (method == "auto" and not fits(conn, entities, memory_limit)):
+    if not codable(join) or (method == "auto" and not fits(conn, entities, len(plan.names), memory_limit)):
         return plan
     found = join_in_memory(conn, join)
     return plan if found is None else replace(plan, found=found)
@@ -243,8 +244,7 @@ def _in_memory(
 def _assembled(
     conn: Any, entities: Registered, event_time: str, plans: list[_ViewPlan], keep_times: bool
 ) -> pa.Table:
-    """The frame when every view was joined in memory: the entity rows, then each view's columns taken
-    by row number (null where the row found no value)."""
+    """The frame when every view was joined in memory: the entity rows, then each view's columns."""
     event = quote(event_time)
     frame = conn.sql(
         f"SELECT * EXCLUDE ({ROW}) REPLACE (CAST({event} AS TIMESTAMPTZ) AS {event}) "
@@ -252,12 +252,9 @@ def _assembled(
     ).to_arrow_table()
     for plan in plans:
         assert plan.found is not None
-        at = np.full(frame.num_rows, -1, dtype=np.int64)
-        at[plan.found.column(ROW).to_numpy()] = np.arange(plan.found.num_rows)
-        taken = plan.found.take(pa.array(at, mask=at < 0))
         names = [*plan.names, *([f"{TIME}{plan.index}", f"{CREATED}{plan.index}"] if keep_times else [])]
         for name in names:
-            frame = frame.append_column(name, taken.column(name))
+            frame = frame.append_column(name, plan.found.column(name))
     return frame
 
 
