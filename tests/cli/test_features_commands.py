@@ -29,6 +29,19 @@ def test_features_commands_end_to_end(mlprod: Run, tmp_path: Path) -> None:
     frame = pq.read_table(root / "frame.parquet").to_pydict()
     assert frame["shop"] == ["a", "e", "b"] and frame["signal"][1] is None and frame["visits_1d"][1] == 0
     assert frame["visits_1d"][0] == 6  # hours 0..5 of the first day
+    out_of_core = mlprod(
+        "features",
+        "frame",
+        "shop-context",
+        "rows.parquet",
+        "-o",
+        "asof.parquet",
+        "--method",
+        "asof",
+        cwd=root,
+    )
+    assert out_of_core.returncode == 0, out_of_core.stderr
+    assert pq.read_table(root / "asof.parquet").to_pydict() == frame
 
     materialized = mlprod("features", "materialize", "shop-context", "--at", "2026-01-01T05:00:00", cwd=root)
     assert materialized.returncode == 0, materialized.stderr
@@ -54,3 +67,8 @@ def test_features_errors_are_one_line_and_exit_2(mlprod: Run, tmp_path: Path) ->
     assert missing_key.returncode == 2 and "lookup of view 'signals' needs key 'shop'" in missing_key.stderr
     no_time = mlprod("features", "frame", "signals", "nope.parquet", "-o", "x.parquet", cwd=root)
     assert no_time.returncode == 2 and "entity rows: no file" in no_time.stderr
+    write_entity_rows(root / "rows.parquet")
+    bad_method = mlprod(
+        "features", "frame", "signals", "rows.parquet", "-o", "x.parquet", "--method", "x", cwd=root
+    )
+    assert bad_method.returncode == 2 and "method must be 'auto', 'in_memory' or 'asof'" in bad_method.stderr

@@ -296,3 +296,52 @@ def test_a_versioned_table_source_records_its_commit(workspace: Workspace) -> No
     assert lineage.version == FeatureSet("s", [source_view]).version
     with pytest.raises(InvalidInputError, match="needs a workspace"):
         training_frame(entities((1, "2026-01-03")), [source_view])
+
+
+# --- the two join methods -----------------------------------------------------------------------
+
+
+def typed_source() -> pd.DataFrame:
+    """Feature columns of many types, nulls in each, keys as floats (a key column with nulls often is)."""
+    frame = pd.DataFrame(
+        {
+            "driver_id": [1.0, 1.0, 2.0, 3.0, None],
+            "ts": [t("2026-01-01"), t("2026-01-02"), t("2026-01-01"), t("2026-01-03"), t("2026-01-01")],
+            "rate": [0.1, None, 0.3, float("nan"), 0.5],
+            "trips": pd.array([4, None, 6, 7, 8], dtype="Int64"),
+            "city": ["a", None, "b", "c", "d"],
+            "level": pd.Categorical(["x", "y", None, "x", "y"]),
+            "active": pd.array([True, None, False, True, True], dtype="boolean"),
+            "seen": [t("2025-12-31"), None, t("2025-12-30"), t("2026-01-02"), t("2026-01-01")],
+        }
+    )
+    return frame
+
+
+@pytest.mark.parametrize("form", ["parquet", "csv", "frame"])
+def test_both_join_methods_give_the_same_frame_with_the_same_types(tmp_path: Path, form: str) -> None:
+    """Values and Arrow types agree whichever method joins (the in-memory one reads Parquet with pyarrow
+    and must cast to the types DuckDB gives); an integer key meets a float key column."""
+    source: object = typed_source()
+    if form == "parquet":
+        source = tmp_path / "typed.parquet"
+        typed_source().to_parquet(source)
+    elif form == "csv":
+        source = tmp_path / "typed.csv"
+        typed_source().to_csv(source, index=False)
+    features = ["rate", "trips", "city", "level", "active", "seen"]
+    typed = FeatureView("typed", DRIVER, source, features, timestamp="ts", ttl="36h")  # type: ignore[arg-type]
+    rows = entities(
+        (1, "2026-01-02 12:00"), (2, "2026-01-02"), (3, "2026-01-02"), (1, "2026-01-05"), (4, "2026-01-02")
+    )
+    in_memory = training_frame(rows, [typed], method="in_memory")
+    asof = training_frame(rows, [typed], method="asof")
+    assert in_memory.schema == asof.schema
+    assert in_memory.equals(asof)
+    assert in_memory.column("rate").to_pylist() == [None, 0.3, None, None, None]
+    assert in_memory.column("city").to_pylist() == [None, "b", None, None, None]
+
+
+def test_an_unknown_join_method_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="method"):
+        training_frame(entities((1, "2026-01-03")), [view()], method="fast")  # type: ignore[arg-type]

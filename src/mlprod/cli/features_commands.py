@@ -69,6 +69,9 @@ def frame(
     output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write.")],
     event_time: Annotated[str, typer.Option(help="Event-time column of the entity rows.")] = "event_time",
     memory_limit: Annotated[str | None, typer.Option(help="DuckDB memory limit, e.g. 4GB.")] = None,
+    method: Annotated[
+        str, typer.Option(help="auto, in_memory (sort in memory) or asof (DuckDB ASOF JOIN, out of core).")
+    ] = "auto",
 ) -> None:
     """Write a point-in-time correct training frame: the entity rows plus each feature as of their time."""
     from mlprod.features import write_training_frame
@@ -79,7 +82,7 @@ def frame(
         with err.status(f"joining {name} point-in-time onto {entity_rows}"):
             lineage = write_training_frame(
                 entity_rows, _as_features(found), output, event_time=event_time, workspace=ws,
-                memory_limit=memory_limit,
+                memory_limit=memory_limit, method=method,  # type: ignore[arg-type]
             )  # fmt: skip
     out.print(
         f"wrote {output}"

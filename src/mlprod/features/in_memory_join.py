@@ -149,7 +149,7 @@ def _keys_of(batch: pa.RecordBatch | pa.Table, n_keys: int, *, created: bool, ro
     columns = batch.columns
     times = _numpy(columns[n_keys])
     created_times = _numpy(columns[n_keys + 1]) if created else None
-    valid = _numpy(columns[n_keys + 1 + created]).astype(bool)
+    valid = np.asarray(_numpy(columns[n_keys + 1 + created]), dtype=bool)
     row_numbers = _numpy(columns[-1]) if rows else np.arange(len(times))
     return _Keys(list(columns[:n_keys]), times, created_times, valid, row_numbers)
 

@@ -100,13 +100,21 @@ class _ColumnCoder:
         if self._table is None or self._low is None:
             found = pc.fill_null(pc.index_in(values, value_set=self._distinct), NO_ROW)
             return np.asarray(_numpy(found), dtype=np.int64)
-        present = pc.fill_null(values, self._low - 1) if values.null_count else values
-        numbers = np.asarray(_numpy(present), dtype=np.int64)
-        offsets = numbers - self._low
-        inside = (offsets >= 0) & (offsets < len(self._table))
-        np.clip(offsets, 0, len(self._table) - 1, out=offsets)
+        bounds = pc.min_max(values)
+        smallest, largest = bounds["min"].as_py(), bounds["max"].as_py()
+        present = pc.fill_null(values, self._low) if values.null_count else values
+        offsets = np.asarray(_numpy(present), dtype=np.int64) - self._low
+        if smallest is None:
+            return np.full(len(values), NO_ROW, dtype=np.int64)
+        inside: np.ndarray | None = None
+        if smallest < self._low or largest >= self._low + len(self._table):
+            inside = offsets.view(np.uint64) < len(self._table)
+            offsets[~inside] = 0
         codes: np.ndarray = self._table[offsets]
-        codes[~inside] = NO_ROW
+        if inside is not None:
+            codes[~inside] = NO_ROW
+        if values.null_count:
+            codes[_numpy(values.is_null())] = NO_ROW
         return codes
 
 

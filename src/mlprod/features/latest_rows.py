@@ -31,6 +31,7 @@ import numpy as np
 NO_ROW = -1
 BLOCK_ROWS = 1 << 20
 _WORD_BITS = 64
+_ORIGIN_GRID = 1 << 20  # in steps
 _STEPS = (86_400_000_000, 3_600_000_000, 60_000_000, 1_000_000, 1_000, 1)  # µs: day, hour, ..., 1 µs
 
 
@@ -88,6 +89,7 @@ class LatestRows:
         self._best = np.full(len(codes), NO_ROW, dtype=np.int64)
         self._best_times = np.zeros(len(codes), dtype=np.int64)
         self._best_created = np.zeros(len(codes), dtype=np.int64)
+        self._probes_by_axis: dict[tuple[int, int, int], np.ndarray] = {}
 
     def block(self, codes: np.ndarray, times: np.ndarray, created: np.ndarray | None) -> Candidates:
         """The candidates of one block of source rows (codes -1 where the key or time is null, or no
@@ -160,10 +162,16 @@ class LatestRows:
         return order[greatest[at]], unseen
 
     def _probes(self, axis: _Axis) -> np.ndarray:
-        """The entity rows' search keys on ``axis``, ascending (times map to units monotonically)."""
+        """The entity rows' search keys on ``axis``, ascending (times map to units monotonically);
+        kept for the next blocks on the same axis."""
+        key = (axis.origin, axis.step, axis.bits)
+        if axis.distinct is None and key in self._probes_by_axis:
+            return self._probes_by_axis[key]
         units = axis.units(self._times, clip=True)
         probes: np.ndarray = self._codes.view(np.uint64) << np.uint64(axis.bits)
         probes |= units.view(np.uint64)
+        if axis.distinct is None:
+            self._probes_by_axis = {key: probes}
         return probes
 
 
@@ -180,18 +188,21 @@ class _Axis:
     @staticmethod
     def of(times: np.ndarray, other_bits: int) -> tuple[_Axis, np.ndarray]:
         """The axis for ``times`` leaving ``other_bits`` of a word free, and ``times`` on it."""
-        origin = int(times.min())
-        offsets = times - origin
+        first = int(times.min())
+        offsets = times - first
         step = _coarsest_step(offsets)
         units = offsets // step if step > 1 else offsets
+        # The origin goes back to a coarse grid so that most blocks share their axis (and the probes).
+        back = (first // step) % _ORIGIN_GRID
+        units += back
         bits = int(units.max()).bit_length()
         if other_bits + bits <= _WORD_BITS:
-            return _Axis(origin, step, bits), units
+            return _Axis(first - back * step, step, bits), units
         distinct = np.unique(times)
         bits = max(len(distinct) - 1, 1).bit_length()
         if other_bits + bits > _WORD_BITS:
             raise TooWideError(f"{other_bits}-bit codes and rows leave too few bits for {bits}-bit times")
-        axis = _Axis(origin, 1, bits, distinct)
+        axis = _Axis(first, 1, bits, distinct)
         return axis, axis.units(times)
 
     def units(self, times: np.ndarray, *, clip: bool = False) -> np.ndarray:

@@ -87,9 +87,9 @@ def training_frame(
     ``entity_rows`` is a frame, an Arrow table, or a Parquet/CSV path; ``event_time`` names its time
     column. Sources that are versioned tables need ``workspace``. ``memory_limit`` (e.g. ``"4GB"``)
     bounds DuckDB, which spills past it. ``method`` picks how a view with a feature time is joined:
-    ``"in_memory"`` sorts the source's keys once in memory (fastest), ``"asof"`` uses DuckDB's ASOF
-    JOIN out of core, and ``"auto"`` takes the first when its keys fit in half the memory budget.
-    Both give the same rows.
+    ``"in_memory"`` sorts the source's keys in memory block by block (fastest; used whenever the key
+    types allow), ``"asof"`` uses DuckDB's ASOF JOIN out of core, and ``"auto"`` takes the first when
+    the entity rows' arrays fit in half the memory budget. Both give the same rows.
     """
     return training_frame_with_lineage(
         entity_rows,
@@ -157,6 +157,8 @@ def _run(
     output: Path | None,
     keep_times: bool = False,
 ) -> tuple[pa.Table | None, FrameLineage]:
+    if method not in ("auto", "in_memory", "asof"):
+        raise InvalidInputError(f"method must be 'auto', 'in_memory' or 'asof', not {method!r}")
     selection = select_features(features.features if isinstance(features, FeatureSet) else features)
     if not selection:
         raise InvalidInputError("no features were asked for")
