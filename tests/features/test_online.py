@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+import mlprod.features.online as online
 from mlprod.errors import InvalidInputError
 from mlprod.features import Aggregation, AggregationView, Entity, FeatureSet, FeatureView, training_frame
 from mlprod.features.online import FeatureLookup, materialize, online_features, push
@@ -147,6 +148,49 @@ def test_push_moves_a_key_forward_only(store: OnlineStore) -> None:
     assert online_features(store, [view], {"driver_id": 2}, at=at).values == {"rate": 0.2}
     materialize(store, [view], at=at)  # an older materialization never moves a key back
     assert online_features(store, [view], {"driver_id": 1}, at=at).values == {"rate": 0.9}
+
+
+def test_a_lookup_serving_many_requests_sees_each_push_and_keeps_key_types_apart(
+    store: OnlineStore,
+) -> None:
+    rows = pd.DataFrame({"driver_id": [1], "ts": [START], "created": [START], "rate": [0.1]})
+    view = FeatureView("stats", DRIVER, rows, ["rate"], timestamp="ts", created="created")
+    materialize(store, [view], at=(START + timedelta(hours=1)).to_pydatetime())
+    lookup = FeatureLookup(store, [view])
+    for _ in range(3):  # the same entity again and again, as a server sees it
+        assert lookup.get({"driver_id": 1}).values == {"rate": 0.1}
+    assert lookup.get({"driver_id": 1.0}).values == {"rate": 0.1}  # 1.0 names the same entity
+    assert lookup.get({"driver_id": True}).missing == ("stats",)  # True does not (it encodes as true)
+    assert lookup.get({"driver_id": None}).missing == ("stats",)
+    later = START + timedelta(minutes=5)
+    push(store, view, pd.DataFrame({"driver_id": [1], "ts": [later], "created": [later], "rate": [0.7]}))
+    assert lookup.get({"driver_id": 1}).values == {"rate": 0.7}
+    assert lookup.get({"driver_id": 1.0}).values == {"rate": 0.7}
+    other = FeatureLookup(store, [view])
+    store.clear("stats")
+    assert lookup.get({"driver_id": 1}).missing == other.get({"driver_id": 1}).missing == ("stats",)
+    with pytest.raises(InvalidInputError, match="lookup of view 'stats' needs key 'driver_id'"):
+        lookup.get({"driver": 1})
+
+
+def test_a_lookup_remembers_only_plain_keys_and_a_bounded_number(
+    store: OnlineStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NaN keys (each one a new object) and datetimes (equal across a DST fold, encoded apart) are not
+    remembered; past the bound the remembered keys start over."""
+    monkeypatch.setattr(online, "_REMEMBERED_ENTITIES", 4)
+    rows = pd.DataFrame({"driver_id": [1], "ts": [START], "created": [START], "rate": [0.1]})
+    view = FeatureView("stats", DRIVER, rows, ["rate"], timestamp="ts", created="created")
+    materialize(store, [view], at=(START + timedelta(hours=1)).to_pydatetime())
+    lookup = FeatureLookup(store, [view])
+    for _ in range(100):
+        assert lookup.get({"driver_id": float("nan")}).missing == ("stats",)
+    lookup.get({"driver_id": START.to_pydatetime()})
+    assert len(lookup._entries) == 0
+    for driver in range(10):
+        lookup.get({"driver_id": driver})
+        assert len(lookup._entries) <= 4
+    assert lookup.get({"driver_id": 1}).values == {"rate": 0.1}
 
 
 def test_push_refuses_what_it_cannot_apply(store: OnlineStore) -> None:

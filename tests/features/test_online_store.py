@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -16,6 +19,7 @@ import pytest
 import redis
 
 from mlprod.errors import InvalidInputError, MlprodError
+from mlprod.features import online_store
 from mlprod.features.online_store import (
     OnlineRecord,
     OnlineStore,
@@ -179,14 +183,21 @@ def test_readers_and_a_writer_at_once(store: OnlineStore) -> None:
         finally:
             done.set()
 
+    entries = [("v", key) for key in keys]
+
     def read() -> None:
         try:
             seen = 0
             while not done.is_set() or seen < 20:
-                for found in [*store.read("v", keys), *store.read("v", keys[seen % 20 : seen % 20 + 1])]:
+                one = keys[seen % 20 : seen % 20 + 1]
+                for found in [*store.read("v", keys), *store.read("v", one), *store.read_entries(entries)]:
                     assert found is not None
                     assert found.values == {"version": found.event_time_us}
                 seen += 1
+            # once the writer is done, every reader (and its cache) sees the last write
+            assert [found.event_time_us if found else None for found in store.read_entries(entries)] == [
+                149
+            ] * 20
         except BaseException as exc:
             errors.append(exc)
 
@@ -197,6 +208,31 @@ def test_readers_and_a_writer_at_once(store: OnlineStore) -> None:
         thread.join(timeout=120)
     assert errors == []
     assert [found.event_time_us if found else None for found in store.read("v", keys)] == [149] * 20
+
+
+def test_read_entries_sees_every_write_and_hands_out_copies(store: OnlineStore) -> None:
+    one, two = encode_key([1]), encode_key([2])
+    entries = [("a", one), ("b", one), ("a", two), ("a", one)]
+    store.write("a", [record(1, 10, x=1)])
+    first = store.read_entries(entries)
+    assert first == [record(1, 10, x=1), None, None, record(1, 10, x=1)]
+    assert first[0] is not None
+    first[0].values["x"] = 99  # the caller's copy: the store keeps its value
+    assert store.read_entries(entries)[0] == record(1, 10, x=1)
+    assert store.read_entries_shared(entries) == [record(1, 10, x=1), None, None, record(1, 10, x=1)]
+    store.write("a", [record(1, 20, x=2), record(2, 5, y=3)])
+    store.write("b", [record(1, 1, z=0)])
+    assert store.read_entries(entries) == [
+        record(1, 20, x=2),
+        record(1, 1, z=0),
+        record(2, 5, y=3),
+        record(1, 20, x=2),
+    ]
+    assert store.write("a", [record(1, 15, x=0)], only_newer=True) == 0
+    assert store.read_entries(entries)[0] == record(1, 20, x=2)
+    store.clear("a")
+    assert store.read_entries(entries) == [None, record(1, 1, z=0), None, None]
+    assert store.read_entries([]) == []
 
 
 def test_bad_records_are_refused_with_the_reason(store: OnlineStore) -> None:
@@ -284,6 +320,64 @@ def test_sqlite_store_on_an_unusable_path_says_so(tmp_path: Path) -> None:
         MlprodError, match=r"the online store .*dir\.db failed: .*is it a writable SQLite file"
     ):
         SqliteOnlineStore(tmp_path / "dir.db")
+
+
+def test_sqlite_cached_reads_see_every_commit_of_any_connection_or_process(tmp_path: Path) -> None:
+    path = tmp_path / "online.db"
+    entries = [("v", encode_key([1])), ("v", encode_key([2]))]
+    with SqliteOnlineStore(path) as store, SqliteOnlineStore(path) as other:
+        store.write("v", [record(1, 10, x=1)])
+        assert store.read_entries(entries) == [record(1, 10, x=1), None]
+        statements: list[str] = []
+        store._thread_connection().sqlite.set_trace_callback(statements.append)
+        assert store.read_entries(entries) == [record(1, 10, x=1), None]
+        assert statements == ["PRAGMA data_version"]  # a repeated read is served from the cache
+        other.write("v", [record(1, 11, x=2)])  # another connection of this process
+        assert store.read_entries(entries) == [record(1, 11, x=2), None]
+        writer = threading.Thread(target=store.write, args=("v", [record(2, 3, y=1)]))
+        writer.start()  # the same store on another thread: that thread's own connection
+        writer.join()
+        assert store.read_entries(entries) == [record(1, 11, x=2), record(2, 3, y=1)]
+        script = (
+            "import sqlite3, sys\n"
+            "conn = sqlite3.connect(sys.argv[1])\n"
+            'conn.execute("UPDATE online_features SET event_time_us = 12, created_time_us = 12, '
+            "payload = '{\\\"x\\\":3}' WHERE key = '[1]'\")\n"
+            "conn.commit()\n"
+        )
+        subprocess.run([sys.executable, "-c", script, str(path)], check=True)  # another process
+        assert store.read_entries(entries) == [record(1, 12, x=3), record(2, 3, y=1)]
+        other.clear("v")
+        assert store.read_entries(entries) == [None, None]
+
+
+def test_sqlite_read_cache_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(online_store, "_CACHED_RECORDS", 3)
+    with SqliteOnlineStore(tmp_path / "online.db") as store:
+        store.write("v", [record(i, i, n=i) for i in range(6)])
+        for i in [0, 1, 2, 3, 0, 4, 5, 1]:
+            assert store.read_entries([("v", encode_key([i]))]) == [record(i, i, n=i)]
+        pair = [("v", encode_key([5])), ("v", encode_key([2]))]
+        assert store.read_entries(pair) == [record(5, 5, n=5), record(2, 2, n=2)]
+        assert len(store._thread_connection().cache) <= 3
+
+
+def test_sqlite_full_read_cache_forgets_the_oldest_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(online_store, "_CACHED_RECORDS", 4)
+    with SqliteOnlineStore(tmp_path / "online.db") as store:
+        store.write("v", [record(i, i, n=i) for i in range(8)])
+        for i in range(8):
+            store.read_entries([("v", encode_key([i]))])
+        assert list(store._thread_connection().cache) == [("v", encode_key([i])) for i in range(4, 8)]
+
+
+def test_large_payloads_are_decoded_each_time_small_ones_once() -> None:
+    small, large = '{"x": 1}', json.dumps({"embedding": list(range(2000))})
+    assert online_store._decoded(small) is online_store._decoded(small)
+    assert online_store._decoded(large) is not online_store._decoded(large)
+    assert online_store._decoded(large) == json.loads(large)
 
 
 def test_closed_sqlite_store_refuses_use(tmp_path: Path) -> None:

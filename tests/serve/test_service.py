@@ -16,6 +16,7 @@ import pytest
 
 from mlprod.features.catalog import load_catalog, open_online_store
 from mlprod.features.online import FeatureLookup, materialize
+from mlprod.features.online_store import OnlineRecord, encode_key
 from mlprod.models import ModelVersion, Registry, run_training
 from mlprod.serve import (
     BackgroundServer,
@@ -267,6 +268,31 @@ def test_entity_key_requests_are_filled_from_the_online_store(shop_workspace: Wo
     assert no_key.status_code == 422 and "entity key(s) ['shop']" in no_key.json()["error"]["message"]
     log = read_prediction_log(shop_workspace.prediction_log_dir).to_pandas()
     assert '"signal"' in log["inputs"].iloc[0]  # the looked-up values are logged with the inputs
+
+
+def test_a_serving_lookup_sees_a_write_made_elsewhere_at_once(shop_workspace: Workspace) -> None:
+    body = {"rows": [{"amount": 12.5, "shop": "b"}], "as_of": AT.isoformat()}
+    model = Registry(shop_workspace).load("shop-orders@champion")
+    at_us = AT.value // 1000  # microseconds since the epoch: as fresh as the lookup time
+    with (
+        BackgroundServer(create_app(shop_workspace, options=FAST)) as server,
+        httpx.Client(base_url=server.url) as c,
+    ):
+        before = [c.post("/v1/models/shop-orders@champion/predict", json=body).json() for _ in range(3)]
+        with open_online_store(shop_workspace) as store:  # another connection, as a push from a job
+            store.write("signals", [OnlineRecord(encode_key(["b"]), at_us, at_us, {"signal": 5.0})])
+        after = c.post("/v1/models/shop-orders@champion/predict", json=body).json()
+    assert before[0]["predictions"] == before[1]["predictions"] == before[2]["predictions"]
+    fresh = model.predict_rows([{"amount": 12.5, "signal": 5.0, "visits_1d": after_visits(shop_workspace)}])
+    assert after["predictions"] == pytest.approx(fresh.tolist(), abs=1e-12)
+    assert "feature_misses" not in after
+
+
+def after_visits(workspace: Workspace) -> int:
+    feature_set = load_catalog(workspace).feature_set("shop-context")
+    with open_online_store(workspace) as store:
+        visits: int = FeatureLookup(store, feature_set).get({"shop": "b"}, at=AT).values["visits_1d"]
+    return visits
 
 
 def test_metrics_count_requests_errors_and_loaded_models(client: httpx.Client) -> None:

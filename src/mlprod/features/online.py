@@ -9,7 +9,7 @@ An unknown key, or a value older than the view's TTL, comes back as nulls with t
 
 from __future__ import annotations
 
-import functools
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +35,10 @@ from mlprod.workspace import Workspace
 
 Features = FeatureSet | Sequence[View | FeatureRef]
 AT = "materialized_at"
+
+
+_REMEMBERED_ENTITIES = 8_192  # per FeatureLookup (per served model version): then they start over
+_PLAIN_KEYS = (str, int, float, bool)
 
 
 @dataclass(frozen=True)
@@ -118,25 +122,57 @@ class FeatureLookup:
         self._empty = {name: _empty_value(view, name) for view, names in selection for name in names}
         self.feature_names = list(self._empty)
         self.entity_keys = list(dict.fromkeys(key for _, keys, _, _ in self._views for key in keys))
+        # per view: (name, features, TTL, what it gives when it has no fresh value)
+        self._plan = [
+            (name, tuple(names), ttl_us, {n: self._empty[n] for n in names})
+            for name, _, names, ttl_us in self._views
+        ]
+        self._entries: dict[tuple[Any, ...], tuple[tuple[tuple[str, str], ...], tuple[int, ...]]] = {}
 
     def get(self, keys: Mapping[str, Any], *, at: datetime | None = None) -> FeatureVector:
         """The features of the entity named by ``keys`` (every entity key column -> value)."""
-        now_us = _microseconds(_aware(at, "at") if at is not None else datetime.now(UTC))
-        store_keys = [self._key(view, key_columns, keys) for view, key_columns, _, _ in self._views]
-        wanted = [
-            (view[0], key) for view, key in zip(self._views, store_keys, strict=True) if key is not None
-        ]
-        found = dict(zip(wanted, self.store.read_entries(wanted), strict=True))
+        now_us = time.time_ns() // 1000 if at is None else _microseconds(_aware(at, "at"))
+        wanted, where = self._store_entries(keys)
+        records = self.store.read_entries_shared(wanted) if wanted else []
         values: dict[str, Any] = {}
         missing = []
-        for (view, _, names, ttl_us), key in zip(self._views, store_keys, strict=True):
-            record = None if key is None else found[(view, key)]
-            fresh = record is not None and (ttl_us is None or record.event_time_us >= now_us - ttl_us)
-            if not fresh:
+        for (view, names, ttl_us, empty), index in zip(self._plan, where, strict=True):
+            record = records[index] if index >= 0 else None
+            if record is not None and (ttl_us is None or record.event_time_us >= now_us - ttl_us):
+                values.update(zip(names, map(record.values.get, names), strict=True))
+            else:
                 missing.append(view)
-            for name in names:
-                values[name] = record.values.get(name) if fresh and record is not None else self._empty[name]
+                values.update(empty)
         return FeatureVector(values, tuple(missing))
+
+    def _store_entries(self, keys: Mapping[str, Any]) -> tuple[tuple[tuple[str, str], ...], tuple[int, ...]]:
+        """The (view, store key) pairs to read for ``keys``, and per view its position in them (-1:
+        the entity has a null key there, so that view has no value); remembered per key values."""
+        try:  # the types are part of the cache key: True == 1 == 1.0 but they encode differently
+            key_values = tuple([keys[column] for column in self.entity_keys])
+            types = tuple(map(type, key_values))
+            # only plain values that equal themselves: every NaN is a new key, and two datetimes
+            # equal across a DST fold encode differently
+            plain = all(kind in _PLAIN_KEYS for kind in types) and all(v == v for v in key_values)
+            remembered = (key_values, types) if plain else None
+            found = self._entries.get(remembered) if remembered is not None else None
+        except (KeyError, TypeError):  # a key not given, or an unhashable value: _key says which
+            remembered, found = None, None
+        if found is not None:
+            return found
+        wanted: list[tuple[str, str]] = []
+        where = []
+        for view, key_columns, _, _ in self._views:
+            key = self._key(view, key_columns, keys)
+            where.append(-1 if key is None else len(wanted))
+            if key is not None:
+                wanted.append((view, key))
+        planned = tuple(wanted), tuple(where)  # tuples: shared by every request for this entity
+        if remembered is not None:
+            if len(self._entries) >= _REMEMBERED_ENTITIES:
+                self._entries.clear()
+            self._entries[remembered] = planned
+        return planned
 
     @staticmethod
     def _key(view: str, key_columns: Sequence[str], keys: Mapping[str, Any]) -> str | None:
@@ -149,16 +185,7 @@ class FeatureLookup:
             ) from None
         if any(v is None or v != v for v in key_values):  # v != v: NaN
             return None
-        try:  # the types are part of the cache key: True == 1 == 1.0 but they encode differently
-            return _store_key(tuple(key_values), tuple(map(type, key_values)))
-        except TypeError:  # an unhashable value: encode_keys names the problem
-            return encode_keys([[v] for v in key_values])[0]
-
-
-@functools.lru_cache(maxsize=65_536)
-def _store_key(key_values: tuple[Any, ...], _types: tuple[type, ...]) -> str:
-    """``encode_keys`` of one entity, remembered: serving looks up the same entities over and over."""
-    return encode_keys([[v] for v in key_values])[0]
+        return encode_keys([[v] for v in key_values])[0]
 
 
 def online_features(
@@ -233,5 +260,9 @@ def _aware(moment: datetime, what: str) -> datetime:
     return moment.astimezone(UTC)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def _microseconds(moment: datetime) -> int:
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    return (moment - _EPOCH) // _MICROSECOND

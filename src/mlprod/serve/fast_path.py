@@ -9,6 +9,7 @@ app.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -78,6 +79,7 @@ def _is_predict(path: str) -> bool:
     return path.startswith(_PREFIX) and path.endswith(_SUFFIX)
 
 
+@functools.lru_cache(maxsize=1024)  # a server sees few distinct paths; a refused one raises, never cached
 def _target(middle: str) -> str | None:
     """``ref`` or ``name/versions/v`` -> the service's target; None for any other shape."""
     parts = middle.split("/")

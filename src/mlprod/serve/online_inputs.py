@@ -29,6 +29,9 @@ class OnlineInputs:
         self.inputs = [name for name in inputs if name in set(lookup.feature_names)]
         self.entity_keys = lookup.entity_keys
         self.local = isinstance(lookup.store, SqliteOnlineStore)  # a read takes microseconds
+        self._input_set = frozenset(self.inputs)
+        self._key_set = frozenset(self.entity_keys)
+        self._all_features = self.inputs == lookup.feature_names  # the looked-up values, as they come
 
     @classmethod
     def for_version(
@@ -55,18 +58,20 @@ class OnlineInputs:
         for r, row in enumerate(rows):
             if not isinstance(row, Mapping):
                 raise InvalidInputError(f"row {r}: expected an object of fields, got {row!r}")
-            if all(name in row for name in self.inputs):
+            if row.keys() >= self._input_set:
                 filled.append(dict(row))
                 misses.append([])
                 continue
-            absent = [key for key in self.entity_keys if key not in row]
-            if absent:
+            if not row.keys() >= self._key_set:
+                absent = [key for key in self.entity_keys if key not in row]
                 raise InvalidInputError(
                     f"row {r}: give the feature inputs {self.inputs} or the entity key(s) {absent} "
                     f"to look them up (keys: {self.entity_keys})"
                 )
             vector = self.lookup.get(row, at=at)
-            complete = {name: vector.values[name] for name in self.inputs}
+            # the vector's dict is new for this call: it becomes the row when it holds exactly the inputs
+            values = vector.values
+            complete = values if self._all_features else {name: values[name] for name in self.inputs}
             complete.update(row)
             filled.append(complete)
             misses.append(list(vector.missing))

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -137,7 +137,7 @@ class PredictionService:
                 predictions = await batcher.predict(matrix)
             else:
                 predictions = served.model.predict_matrix(matrix)
-        request_id = request_id or str(uuid.uuid4())
+        request_id = request_id or _new_request_id()
         answer = Prediction(
             served.version.model,
             served.version.version,
@@ -326,6 +326,15 @@ class PredictionService:
             self._online_store.close()
 
 
+def _new_request_id() -> str:
+    """A random UUID (version 4) as text: ``str(uuid.uuid4())`` without building the UUID object."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def _payload_rows(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
     if "rows" in payload:
         rows = payload["rows"]
@@ -352,7 +361,7 @@ def _columns_to_rows(columns: Any) -> list[dict[str, Any]]:
 
 def _refuse_unknown_fields(rows: Sequence[Any], accepted: frozenset[str]) -> None:
     for r, row in enumerate(rows):
-        if not isinstance(row, Mapping):
+        if type(row) is not dict and not isinstance(row, Mapping):  # JSON bodies give dicts: no ABC check
             raise InvalidInputError(f"row {r}: expected an object of fields, got {row!r}")
         if not accepted.issuperset(row):
             unknown = sorted(str(k) for k in row if k not in accepted)
