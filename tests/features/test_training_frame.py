@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -345,3 +347,91 @@ def test_both_join_methods_give_the_same_frame_with_the_same_types(tmp_path: Pat
 def test_an_unknown_join_method_is_refused() -> None:
     with pytest.raises(InvalidInputError, match="method"):
         training_frame(entities((1, "2026-01-03")), [view()], method="fast")  # type: ignore[arg-type]
+
+
+def same_by_both_methods(rows: pa.Table | pd.DataFrame, views: list[FeatureView]) -> pa.Table:
+    in_memory = training_frame(rows, views, method="in_memory")
+    asof = training_frame(rows, views, method="asof")
+    assert in_memory.equals(asof), (in_memory.to_pydict(), asof.to_pydict())
+    return in_memory
+
+
+UTC_US = pa.timestamp("us", tz="UTC")
+
+
+def test_too_many_key_combinations_fall_back_to_the_asof_join() -> None:
+    """Five key columns of 6,000 distinct values each: their combined codes would pass 2**62."""
+    n, keys = 6_000, [f"k{j}" for j in range(5)]
+    rng = np.random.default_rng(0)
+    columns = {key: pa.array(rng.permutation(n)) for key in keys}
+    rows = pa.table({**columns, "event_time": pa.array(np.full(n, 10**15)).cast(UTC_US)})
+    source = pa.table(
+        {**columns, "ts": pa.array(np.full(n, 10**14)).cast(UTC_US), "v": np.arange(n, dtype=float)}
+    )
+    framed = same_by_both_methods(rows, [FeatureView("v", Entity("e", keys), source, ["v"], timestamp="ts")])
+    assert framed.column("v").to_pylist() == list(np.arange(n, dtype=float))
+
+
+def test_a_key_asked_only_by_rows_without_a_time_cannot_hide_another_keys_row() -> None:
+    """Key 16 is asked for only by a row with a null event time, so no entity code needs its bits; its
+    source row must not wrap into key 0's range (times spread over 2**57 µs fill the word)."""
+    start = -62_000_000_000_000_001
+    rows = pa.table(
+        {
+            "k": pa.array(range(17)),
+            "event_time": pa.array([start + 100] * 16 + [None], pa.int64()).cast(UTC_US),
+        }
+    )
+    source = pa.table(
+        {
+            "k": [0, 16, 1],
+            "ts": pa.array([start, start + 10, start + 2**57 + 5]).cast(UTC_US),
+            "v": [1.0, 2.0, 3.0],
+        }
+    )
+    framed = same_by_both_methods(rows, [FeatureView("v", Entity("e", ["k"]), source, ["v"], timestamp="ts")])
+    assert framed.column("v").to_pylist()[:2] == [1.0, None]
+
+
+def test_keys_compare_by_value_across_number_types() -> None:
+    """-0.0 is 0.0; a BIGINT key meets a UBIGINT one exactly, past 2**53 where doubles collide."""
+    zeros = pa.table({"k": [0.0, -0.0], "ts": pa.array([0, 3_600_000_000]).cast(UTC_US), "v": [0.0, 1.0]})
+    rows = pa.table({"k": [0.0], "event_time": pa.array([10**13]).cast(UTC_US)})
+    framed = same_by_both_methods(rows, [FeatureView("v", Entity("e", ["k"]), zeros, ["v"], timestamp="ts")])
+    assert framed.column("v").to_pylist() == [1.0]
+    big = pa.table(
+        {"k": pa.array([2**53 + 1, 2**53], pa.uint64()), "ts": pa.array([0, 1]).cast(UTC_US), "v": [1.0, 0.0]}
+    )
+    rows = pa.table({"k": pa.array([2**53 + 1], pa.int64()), "event_time": pa.array([10**13]).cast(UTC_US)})
+    framed = same_by_both_methods(rows, [FeatureView("v", Entity("e", ["k"]), big, ["v"], timestamp="ts")])
+    assert framed.column("v").to_pylist() == [1.0]
+
+
+def test_infinite_timestamps_are_left_to_the_asof_join() -> None:
+    source = duckdb.sql(
+        "SELECT * FROM (VALUES (4, 'infinity'::TIMESTAMPTZ, 3.0), (5, '2020-01-01'::TIMESTAMPTZ, 4.0), "
+        "(6, '-infinity'::TIMESTAMPTZ, 5.0)) t(k, ts, v)"
+    ).to_arrow_table()
+    rows = duckdb.sql(
+        "SELECT * FROM (VALUES (4, '2027-01-01'::TIMESTAMPTZ), (5, '2021-01-01'::TIMESTAMPTZ), "
+        "(6, '1960-01-01'::TIMESTAMPTZ)) t(k, event_time)"
+    ).to_arrow_table()
+    framed = same_by_both_methods(rows, [FeatureView("v", Entity("e", ["k"]), source, ["v"], timestamp="ts")])
+    assert framed.column("v").to_pylist() == [None, 4.0, 5.0]
+
+
+def test_parquet_columns_pyarrow_types_unlike_duckdb_and_one_column_twice(tmp_path: Path) -> None:
+    """A UUID column (pyarrow: 16 bytes, DuckDB: text) is gathered through DuckDB; a column may feed
+    two outputs."""
+    path = tmp_path / "u.parquet"
+    ids = pa.array([uuid.UUID(int=1).bytes, uuid.UUID(int=2**127 + 5).bytes], type=pa.uuid())
+    pq.write_table(
+        pa.table({"k": [1, 2], "ts": pa.array([0, 1]).cast(UTC_US), "u": ids, "v": [0.5, 1.5]}), path
+    )
+    rows = pa.table({"k": [1, 2], "event_time": pa.array([10**15, 10**15]).cast(UTC_US)})
+    outputs = {"u": "u", "a": "v", "b": "v"}
+    framed = same_by_both_methods(
+        rows, [FeatureView("v", Entity("e", ["k"]), str(path), outputs, timestamp="ts")]
+    )
+    assert framed.column("a").to_pylist() == framed.column("b").to_pylist() == [0.5, 1.5]
+    assert framed.column("u").to_pylist() == [str(uuid.UUID(int=1)), str(uuid.UUID(int=2**127 + 5))]

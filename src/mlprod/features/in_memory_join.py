@@ -22,20 +22,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlprod.features.definitions import FeatureView
-from mlprod.features.key_codes import KeyCoder
+from mlprod.features.key_codes import KeyCoder, numpy_of
 from mlprod.features.latest_rows import BLOCK_ROWS, NO_ROW, Candidates, LatestRows, TooWideError
 from mlprod.features.sources import Registered, quote
 
 _THREADS = 2
-T = TypeVar("T")
 _BYTES_PER_ENTITY_ROW = 160  # keys, times, order, best row and times, codes, chosen values' row numbers
 _BYTES_PER_BLOCK_ROW = 120  # keys, times, created, sort words, orders, ranks
 _BYTES_PER_VALUE = 16  # a kept feature value, twice (gathered, then in entity order)
@@ -61,13 +60,18 @@ class JoinInput:
 
 
 def fits(
-    conn: duckdb.DuckDBPyConnection, entities: Registered, features: int, memory_limit: str | None
+    conn: duckdb.DuckDBPyConnection,
+    entities: Registered,
+    features: int,
+    memory_limit: str | None,
+    held: int = 0,
 ) -> bool:
-    """Whether the join's arrays and the ``features`` values it keeps per entity row stay within half
-    the memory budget (the limit given, else half of this machine's memory)."""
+    """Whether the join's arrays and the ``features`` values it keeps per entity row, with the ``held``
+    bytes of views already joined, stay within half the memory budget (the limit given, else half of
+    the memory this process may use: the machine's, or its cgroup's when lower)."""
     ((rows,),) = conn.execute(f"SELECT count(*) FROM {quote(entities.relation)}").fetchall()
     per_row = _BYTES_PER_ENTITY_ROW + features * _BYTES_PER_VALUE
-    needed = int(rows) * per_row + 2 * BLOCK_ROWS * _BYTES_PER_BLOCK_ROW
+    needed = held + int(rows) * per_row + 2 * BLOCK_ROWS * _BYTES_PER_BLOCK_ROW
     return needed <= _budget(memory_limit) // 2
 
 
@@ -85,20 +89,20 @@ def codable(join: JoinInput) -> bool:
 
 def join_in_memory(conn: duckdb.DuckDBPyConnection, join: JoinInput) -> pa.Table | None:
     """Row ``i`` holds the values chosen for entity row number ``i`` (null where none): the features,
-    then the chosen feature and created times. None when the key codes, times and row numbers cannot
-    be packed (the caller then uses the ASOF join)."""
+    then the chosen feature and created times. None when the keys or times cannot be coded or packed
+    (too many key combinations, infinite timestamps): the caller then uses the ASOF join."""
     view = join.view
-    entity = _entity_keys(conn, join)
-    coder, entity_codes = KeyCoder.of(entity.keys)
-    entity_codes[~entity.valid] = NO_ROW
     ttl = view.ttl_delta
-    search = LatestRows(
-        entity_codes,
-        entity.times,
-        ttl=None if ttl is None else ttl // timedelta(microseconds=1),
-        created_filter=view.created is not None and view.created_time_filter,
-    )
     try:
+        entity = _entity_keys(conn, join)
+        coder, entity_codes = KeyCoder.of(entity.keys)
+        entity_codes[~entity.valid] = NO_ROW
+        search = LatestRows(
+            entity_codes,
+            entity.times,
+            ttl=None if ttl is None else ttl // timedelta(microseconds=1),
+            created_filter=view.created is not None and view.created_time_filter,
+        )
         _search_blocks(conn, join, coder, search)
     except TooWideError:
         return None
@@ -131,15 +135,21 @@ def _entity_keys(conn: duckdb.DuckDBPyConnection, join: JoinInput) -> _Keys:
 def _key_query(
     join: JoinInput, relation: str, columns: list[str], time: str, created: str | None, extra: list[str]
 ) -> str:
-    """Keys (numbers of different types as DOUBLE), µs times (0 where null), validity, ``extra``."""
+    """Keys (compared by value: integers of different types as BIGINT, numbers with a float as DOUBLE
+    with -0.0 made 0.0), µs times (null where infinite or null), validity, ``extra``."""
     selected = []
     for (key, column), name in zip(join.view.key_columns.items(), columns, strict=True):
-        same = join.entities.types[key] == join.source.types[column]
-        selected.append(quote(name) if same else f"CAST({quote(name)} AS DOUBLE)")
+        kinds = {join.entities.types[key], join.source.types[column]}
+        if kinds & {"FLOAT", "DOUBLE"}:
+            selected.append(f"(CAST({quote(name)} AS DOUBLE) + 0.0)")
+        elif len(kinds) > 1:  # integers of different widths; a value past BIGINT matches no entity
+            selected.append(f"TRY_CAST({quote(name)} AS BIGINT)")
+        else:
+            selected.append(quote(name))
     ts = f"CAST({quote(time)} AS TIMESTAMPTZ)"
-    selected.append(f"coalesce(epoch_us({ts}), 0)")
+    selected.append(f"epoch_us({ts})")
     if created is not None:
-        selected.append(f"coalesce(epoch_us(coalesce(CAST({quote(created)} AS TIMESTAMPTZ), {ts})), 0)")
+        selected.append(f"epoch_us(coalesce(CAST({quote(created)} AS TIMESTAMPTZ), {ts}))")
     selected.append("(" + " AND ".join(f"{quote(name)} IS NOT NULL" for name in [*columns, time]) + ")")
     listed = ", ".join(f"{expression} AS c{i}" for i, expression in enumerate([*selected, *extra]))
     return f"SELECT {listed} FROM {quote(relation)}"
@@ -147,17 +157,22 @@ def _key_query(
 
 def _keys_of(batch: pa.RecordBatch | pa.Table, n_keys: int, *, created: bool, rows: bool) -> _Keys:
     columns = batch.columns
-    times = _numpy(columns[n_keys])
-    created_times = _numpy(columns[n_keys + 1]) if created else None
-    valid = np.asarray(_numpy(columns[n_keys + 1 + created]), dtype=bool)
-    row_numbers = _numpy(columns[-1]) if rows else np.arange(len(times))
+    valid = np.asarray(numpy_of(columns[n_keys + 1 + created]), dtype=bool)
+    times = _micros(columns[n_keys], valid)
+    created_times = _micros(columns[n_keys + 1], valid) if created else None
+    row_numbers = numpy_of(columns[-1]) if rows else np.arange(len(times))
     return _Keys(list(columns[:n_keys]), times, created_times, valid, row_numbers)
 
 
-def _numpy(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    return np.asarray(array.to_numpy(zero_copy_only=False))
+def _micros(column: pa.Array | pa.ChunkedArray, valid: np.ndarray) -> np.ndarray:
+    """Epoch microseconds (0 where the row is not valid); a null in a valid row is an infinite
+    timestamp, which only the ASOF join orders."""
+    if column.null_count:
+        null = numpy_of(column.is_null())
+        if np.any(null & valid):
+            raise TooWideError("infinite timestamps")
+        column = pc.fill_null(column, 0)
+    return numpy_of(column)
 
 
 def _search_blocks(
@@ -185,15 +200,6 @@ def _search_blocks(
             search.add(first, future.result())
 
 
-def _read_ahead(blocks: Iterator[T]) -> Iterator[T]:
-    """``blocks``, the next one produced on another thread while the caller works on the current one."""
-    with ThreadPoolExecutor(1) as reader:
-        upcoming = reader.submit(next, blocks, None)
-        while (block := upcoming.result()) is not None:
-            upcoming = reader.submit(next, blocks, None)
-            yield block
-
-
 def _key_blocks(conn: duckdb.DuckDBPyConnection, join: JoinInput) -> Iterator[tuple[int, pa.Table]]:
     """(first row number, block of about ``BLOCK_ROWS``) of the source's keys and times, in order."""
     view = join.view
@@ -213,18 +219,23 @@ def _key_blocks(conn: duckdb.DuckDBPyConnection, join: JoinInput) -> Iterator[tu
 
 def _gather(conn: duckdb.DuckDBPyConnection, join: JoinInput, rows: np.ndarray) -> pa.Table:
     """The feature values of the source rows numbered ``rows`` (ascending), named as the view outputs."""
-    columns = [join.view.feature_columns[name] for name in join.names]
+    columns = list(dict.fromkeys(join.view.feature_columns[name] for name in join.names))
     listed = ", ".join(quote(c) for c in columns)
     schema = conn.sql(f"SELECT {listed} FROM {quote(join.source.relation)} LIMIT 0").to_arrow_table().schema
-    pieces = [pa.Table.from_batches([piece]).cast(schema) for piece in _taken(conn, join, columns, rows)]
-    return pa.concat_tables([schema.empty_table(), *pieces]).rename_columns(list(join.names))
+    pieces = [pa.Table.from_batches([piece]) for piece in _taken(conn, join, schema, rows)]
+    values = pa.concat_tables([schema.empty_table(), *pieces])
+    return values.select([join.view.feature_columns[name] for name in join.names]).rename_columns(
+        list(join.names)
+    )
 
 
 def _taken(
-    conn: duckdb.DuckDBPyConnection, join: JoinInput, columns: list[str], rows: np.ndarray
+    conn: duckdb.DuckDBPyConnection, join: JoinInput, schema: pa.Schema, rows: np.ndarray
 ) -> Iterator[pa.RecordBatch]:
-    """The chosen rows of every source batch that holds some, in order (Parquet row groups on threads)."""
-    path = _plain_parquet(join, columns)
+    """The chosen rows of every source batch that holds some, in order, as DuckDB types them (a Parquet
+    file whose columns pyarrow reads as the same types: row groups with pyarrow, on threads)."""
+    columns = schema.names
+    path = _plain_parquet(join, schema)
     if path is not None:
         metadata = pq.read_metadata(path)
         sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
@@ -250,8 +261,9 @@ def _taken(
         start += batch.num_rows
 
 
-def _plain_parquet(join: JoinInput, columns: list[str]) -> Path | None:
-    """The source's file when it is one Parquet file whose ``columns`` are read as they are (not derived)."""
+def _plain_parquet(join: JoinInput, schema: pa.Schema) -> Path | None:
+    """The source's file when it is one Parquet file whose ``schema`` columns are stored (not derived)
+    and read by pyarrow as the types DuckDB gives them (not so for INT96 times or UUIDs, say)."""
     source = join.view.source
     if not isinstance(source, str | Path):
         return None
@@ -259,10 +271,14 @@ def _plain_parquet(join: JoinInput, columns: list[str]) -> Path | None:
     if (
         path.suffix.lower() != ".parquet"
         or not path.is_file()
-        or set(columns) & set(join.view.derived_columns)
+        or set(schema.names) & set(join.view.derived_columns)
     ):
         return None
-    return path
+    stored = pq.read_schema(path)
+    same = all(
+        name in stored.names and stored.field(name).type == schema.field(name).type for name in schema.names
+    )
+    return path if same else None
 
 
 def _argsort(values: np.ndarray) -> np.ndarray:
@@ -317,4 +333,10 @@ def _budget(memory_limit: str | None) -> int:
         match = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?I?B?)\s*", memory_limit.upper())
         if match and match.group(2) in _UNITS:
             return int(float(match.group(1)) * _UNITS[match.group(2)])
-    return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")) // 2
+    machine = int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        machine = min(machine, int(limit)) if limit.isdigit() else machine
+    except OSError:
+        pass
+    return machine // 2

@@ -99,11 +99,11 @@ class _ColumnCoder:
             values = values.cast(self._distinct.type)
         if self._table is None or self._low is None:
             found = pc.fill_null(pc.index_in(values, value_set=self._distinct), NO_ROW)
-            return np.asarray(_numpy(found), dtype=np.int64)
+            return np.asarray(numpy_of(found), dtype=np.int64)
         bounds = pc.min_max(values)
         smallest, largest = bounds["min"].as_py(), bounds["max"].as_py()
         present = pc.fill_null(values, self._low) if values.null_count else values
-        offsets = np.asarray(_numpy(present), dtype=np.int64) - self._low
+        offsets = np.asarray(numpy_of(present), dtype=np.int64) - self._low
         if smallest is None:
             return np.full(len(values), NO_ROW, dtype=np.int64)
         inside: np.ndarray | None = None
@@ -114,11 +114,12 @@ class _ColumnCoder:
         if inside is not None:
             codes[~inside] = NO_ROW
         if values.null_count:
-            codes[_numpy(values.is_null())] = NO_ROW
+            codes[numpy_of(values.is_null())] = NO_ROW
         return codes
 
 
-def _numpy(array: Column) -> np.ndarray:
+def numpy_of(array: Column) -> np.ndarray:
+    """An Arrow array (or chunked array) as one numpy array."""
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     return np.asarray(array.to_numpy(zero_copy_only=False))

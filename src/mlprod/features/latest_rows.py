@@ -58,7 +58,6 @@ def latest_rows(
     ``created_filter``, ``created <= event``.
     """
     search = LatestRows(entity_codes, entity_times, ttl=ttl, created_filter=created_filter)
-    source_codes = np.where(source_codes > entity_codes.max(initial=-1), NO_ROW, source_codes)
     for start in range(0, len(source_codes), block_rows):
         rows = slice(start, start + block_rows)
         created = source_created[rows] if source_created is not None else None
@@ -76,15 +75,17 @@ class Candidates:
 
 
 class LatestRows:
-    """Each entity row's latest source row, found block by block: ``block`` is pure (run it in any
-    thread), ``add`` merges its candidates in, ``result`` gives the row numbers in entity order."""
+    """Each entity row's latest source row, found block by block: ``block`` may run on several
+    threads at once, ``add`` merges a block's candidates in (one thread, in block order), ``result``
+    gives the row numbers in entity order."""
 
     def __init__(
         self, codes: np.ndarray, times: np.ndarray, *, ttl: int | None = None, created_filter: bool = False
     ) -> None:
         self._order = _ascending(codes, times)
         self._codes, self._times = codes[self._order], times[self._order]
-        self._code_bits = max(int(codes.max(initial=0)), 1).bit_length()
+        self._greatest_code = int(codes.max(initial=0))
+        self._code_bits = max(self._greatest_code, 1).bit_length()
         self._ttl, self._created_filter = ttl, created_filter
         self._best = np.full(len(codes), NO_ROW, dtype=np.int64)
         self._best_times = np.zeros(len(codes), dtype=np.int64)
@@ -95,7 +96,7 @@ class LatestRows:
         """The candidates of one block of source rows (codes -1 where the key or time is null, or no
         entity row has the key)."""
         none = Candidates(np.full(len(self._codes), NO_ROW, dtype=np.int64), self._times, self._times)
-        keep = np.flatnonzero(codes >= 0)
+        keep = np.flatnonzero((codes >= 0) & (codes <= self._greatest_code))  # no entity row has the others
         if len(keep) == 0 or len(self._codes) == 0:
             return none
         dropped = len(keep) < len(codes)
@@ -125,8 +126,8 @@ class LatestRows:
 
     def add(self, start: int, candidates: Candidates) -> None:
         """Merge a block's candidates (its first row is source row ``start``)."""
-        later = (candidates.times > self._best_times) | (
-            (candidates.times == self._best_times) & (candidates.created > self._best_created)
+        later = (candidates.times > self._best_times) | (  # full ties: the later block, as within one
+            (candidates.times == self._best_times) & (candidates.created >= self._best_created)
         )
         take = (candidates.rows >= 0) & ((self._best < 0) | later)
         np.copyto(self._best, candidates.rows + start, where=take)
@@ -165,8 +166,9 @@ class LatestRows:
         """The entity rows' search keys on ``axis``, ascending (times map to units monotonically);
         kept for the next blocks on the same axis."""
         key = (axis.origin, axis.step, axis.bits)
-        if axis.distinct is None and key in self._probes_by_axis:
-            return self._probes_by_axis[key]
+        cached = self._probes_by_axis.get(key) if axis.distinct is None else None
+        if cached is not None:
+            return cached
         units = axis.units(self._times, clip=True)
         probes: np.ndarray = self._codes.view(np.uint64) << np.uint64(axis.bits)
         probes |= units.view(np.uint64)

@@ -1,6 +1,8 @@
 """Point-in-time correct training frames: every entity row sees only feature values known at its time.
 
-One DuckDB query does the work, out of core (it spills to disk under a memory limit):
+A feature view with a feature time is joined in memory when that fits (``in_memory_join``: its
+source's keys sorted block by block and searched, only the chosen rows' values read). Otherwise, and
+for every other view, one DuckDB query does the work, out of core (it spills under a memory limit):
 - a feature view with a TTL is an equi-join on the keys and a TTL-wide time bucket, keeping the
   greatest (feature time, created time) in ``[event - ttl, event]`` (no sort of the source);
 - a feature view without one is an ASOF JOIN on the entity keys and a 128-bit order key (feature
@@ -181,7 +183,10 @@ def _run(
                 times += [(source, column) for column in _time_columns(view)]
                 plans.append(_ViewPlan(index, view, names, source))
             check_same_time_kind(times)
-            plans = [_in_memory(conn, entities, event_time, plan, memory_limit, method) for plan in plans]
+            held = 0  # bytes of the values already joined in memory, which stay until the frame is built
+            for at, plan in enumerate(plans):
+                plans[at] = joined = _in_memory(conn, entities, event_time, plan, memory_limit, method, held)
+                held += joined.found.nbytes if joined.found is not None else 0
             lineage = _frame_lineage(features, {p.view.name: p.source.lineage for p in plans})
             if output is None and all(plan.found is not None for plan in plans):
                 return _assembled(conn, entities, event_time, plans, keep_times), lineage
@@ -222,8 +227,10 @@ def _in_memory(
     plan: _ViewPlan,
     memory_limit: str | None,
     method: JoinMethod,
+    held: int,
 ) -> _ViewPlan:
-    """``plan`` with its values joined in memory when ``method`` and the view allow it."""
+    """``plan`` with its values joined in memory when ``method`` and the view allow it (``held``: the
+    bytes earlier views joined in memory keep)."""
     view = plan.view
     if method == "asof" or not isinstance(view, FeatureView) or view.timestamp is None:
         return plan
@@ -237,7 +244,9 @@ def _in_memory(
         f"{TIME}{plan.index}",
         f"{CREATED}{plan.index}",
     )
-    if not codable(join) or (method == "auto" and not fits(conn, entities, len(plan.names), memory_limit)):
+    if not codable(join) or (
+        method == "auto" and not fits(conn, entities, len(plan.names), memory_limit, held)
+    ):
         return plan
     found = join_in_memory(conn, join)
     return plan if found is None else replace(plan, found=found)
