@@ -101,6 +101,33 @@ def test_keys_and_rows_wider_than_a_word_are_refused(monkeypatch: pytest.MonkeyP
         )
 
 
+@pytest.mark.parametrize("unit", [1, 86_400_000_000])
+def test_times_near_the_ends_of_64_bits_are_found(unit: int) -> None:
+    """Axes reach back to a shared origin; entity times far outside a block's span are clipped in time,
+    so no difference of times wraps around."""
+    rng = np.random.default_rng(unit % 997)
+    edge = int(np.iinfo(np.int64).max) // unit * unit
+    for _ in range(200):
+        case = random_case(rng, unit)
+        entity_shift, source_shift = rng.choice([-edge + 40 * unit, edge - 40 * unit, 0], 2)
+        case["entity_times"] = case["entity_times"] + entity_shift  # type: ignore[operator]
+        for name in ("source_times", "source_created"):
+            if case[name] is not None:
+                case[name] = case[name] + source_shift  # type: ignore[operator]
+        expected = brute_force(**case)  # type: ignore[arg-type]
+        for block_rows in (2, 1 << 20):
+            assert latest_rows(**case, block_rows=block_rows).tolist() == expected, case  # type: ignore[arg-type]
+
+
+def test_blocks_at_different_times_share_an_axis() -> None:
+    """Blocks whose times start days apart get the same axis, so the entity rows' search keys are made
+    once."""
+    seconds = np.array([0, 1_000_000]) + 1_735_689_600_000_000
+    first, _ = latest._Axis.of(seconds, 37)
+    later, _ = latest._Axis.of(seconds + 30 * 86_400_000_000, 37)
+    assert (first.origin, first.step, first.bits) == (later.origin, later.step, later.bits)
+
+
 def test_empty_inputs_give_no_rows() -> None:
     none = np.zeros(0, dtype=np.int64)
     assert latest_rows(entity_codes=none, entity_times=none, source_codes=none, source_times=none).size == 0

@@ -1,24 +1,27 @@
 """A feature view's point-in-time join in memory: two streaming passes over the source, no join.
 
 1. The entity rows' keys and times come out of DuckDB; their distinct keys get codes 0..n-1.
-2. The source's keys and times stream from DuckDB in blocks. Each block's keys are coded (a key no
-   entity row has is dropped at once) and ``LatestRows`` finds its candidates while DuckDB reads
-   the next block.
-3. The source streams again and only the chosen rows' feature values are kept (a Parquet file is
-   read row group by row group with pyarrow, and cast to the types DuckDB gives).
+2. The source's keys and times stream from DuckDB in blocks. Two threads each take the next block,
+   code its keys (a key no entity row has gets a code no entity row has) and let ``LatestRows`` find
+   its candidates; this thread merges them in block order.
+3. The source streams again and only the chosen rows' feature values are kept, written straight into
+   the entity rows' places (a Parquet file is read row group by row group with pyarrow on two
+   threads, as the types DuckDB gives).
 
-The result has one row per entity row that found a value, with its row number. ``fits`` decides
-when this is used: the entity rows' arrays and the blocks in flight must take at most half the
-memory budget. Otherwise, or for keys whose types this cannot code exactly as DuckDB compares them,
-the view takes DuckDB's ASOF JOIN, which spills to disk.
+The join runs on ordinary memory pages (``small_pages``). The result has a row per entity row.
+``fits`` decides when this is used: the entity rows' arrays and the blocks in flight must take at
+most half the memory budget. Otherwise, or for keys whose types this cannot code exactly as DuckDB
+compares them, the view takes DuckDB's ASOF JOIN, which spills to disk.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import re
+import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -32,12 +35,13 @@ import pyarrow.parquet as pq
 from mlprod.features.definitions import FeatureView
 from mlprod.features.key_codes import KeyCoder, numpy_of
 from mlprod.features.latest_rows import BLOCK_ROWS, NO_ROW, Candidates, LatestRows, TooWideError
+from mlprod.features.small_pages import small_pages
 from mlprod.features.sources import Registered, quote
 
 _THREADS = 2
 _BYTES_PER_ENTITY_ROW = 160  # keys, times, order, best row and times, codes, chosen values' row numbers
 _BYTES_PER_BLOCK_ROW = 120  # keys, times, created, sort words, orders, ranks
-_BYTES_PER_VALUE = 16  # a kept feature value, twice (gathered, then in entity order)
+_BYTES_PER_VALUE = 16  # a kept feature value: taken from its row group, then in its place
 _INTEGER = re.compile(r"^U?(TINYINT|SMALLINT|INTEGER|BIGINT)$")
 _CODABLE = re.compile(r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT)|FLOAT|DOUBLE|VARCHAR|DATE|BOOLEAN)$")
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -71,7 +75,7 @@ def fits(
     the memory this process may use: the machine's, or its cgroup's when lower)."""
     ((rows,),) = conn.execute(f"SELECT count(*) FROM {quote(entities.relation)}").fetchall()
     per_row = _BYTES_PER_ENTITY_ROW + features * _BYTES_PER_VALUE
-    needed = held + int(rows) * per_row + 2 * BLOCK_ROWS * _BYTES_PER_BLOCK_ROW
+    needed = held + int(rows) * per_row + (_THREADS + 1) * BLOCK_ROWS * _BYTES_PER_BLOCK_ROW
     return needed <= _budget(memory_limit) // 2
 
 
@@ -87,10 +91,16 @@ def codable(join: JoinInput) -> bool:
     return True
 
 
-def join_in_memory(conn: duckdb.DuckDBPyConnection, join: JoinInput) -> pa.Table | None:
+def join_in_memory(conn: duckdb.DuckDBPyConnection, join: JoinInput, *, keep_times: bool) -> pa.Table | None:
     """Row ``i`` holds the values chosen for entity row number ``i`` (null where none): the features,
-    then the chosen feature and created times. None when the keys or times cannot be coded or packed
-    (too many key combinations, infinite timestamps): the caller then uses the ASOF join."""
+    then with ``keep_times`` the chosen feature and created times. None when the keys or times cannot
+    be coded or packed (too many key combinations, infinite timestamps): the caller then uses the ASOF
+    join."""
+    with small_pages():
+        return _joined(conn, join, keep_times)
+
+
+def _joined(conn: duckdb.DuckDBPyConnection, join: JoinInput, keep_times: bool) -> pa.Table | None:
     view = join.view
     ttl = view.ttl_delta
     try:
@@ -106,13 +116,14 @@ def join_in_memory(conn: duckdb.DuckDBPyConnection, join: JoinInput) -> pa.Table
         _search_blocks(conn, join, coder, search)
     except TooWideError:
         return None
-    chosen = search.result()
+    chosen = search.result(with_times=keep_times)
     found = np.flatnonzero(chosen.rows != NO_ROW)
     found = found[_argsort(chosen.rows[found])]
-    values = _gather(conn, join, chosen.rows[found])
-    values = values.append_column(join.time_column, _timestamps(chosen.times[found]))
-    values = values.append_column(join.created_column, _timestamps(chosen.created[found]))
-    return _placed(values, entity.rows[found], len(entity.rows))
+    values = _gathered(conn, join, chosen.rows[found], entity.rows[found], len(entity.rows))
+    if keep_times:
+        for name, micros in ((join.time_column, chosen.times), (join.created_column, chosen.created)):
+            values = values.append_column(name, _placed_times(micros, chosen.rows, entity.rows))
+    return values
 
 
 @dataclass(frozen=True)
@@ -178,62 +189,104 @@ def _micros(column: pa.Array | pa.ChunkedArray, valid: np.ndarray) -> np.ndarray
 def _search_blocks(
     conn: duckdb.DuckDBPyConnection, join: JoinInput, coder: KeyCoder, search: LatestRows
 ) -> None:
-    """Feed every source block's candidates to ``search``: blocks are worked on by two threads while
-    DuckDB reads the next one."""
+    """Feed every source block's candidates to ``search`` in order. Two threads each take the next
+    block from DuckDB and search it (so one reads while the other sorts); this thread merges the
+    candidates in block order. At most ``_THREADS + 1`` blocks are out at once."""
     created = join.view.created is not None
+    blocks = enumerate(_key_blocks(conn, join))
+    reading, slots, stop = threading.Lock(), threading.Semaphore(_THREADS + 1), threading.Event()
+    done: queue.Queue[tuple[int, int, Candidates] | None] = queue.Queue()
 
-    def candidates(block: pa.Table) -> Candidates:
-        keys = _keys_of(block, len(join.view.key_columns), created=created, rows=False)
-        codes = coder.codes(keys.keys)
-        codes[~keys.valid] = NO_ROW
-        return search.block(codes, keys.times, keys.created)
+    def work() -> None:
+        try:
+            while slots.acquire() and not stop.is_set():
+                with reading:
+                    item = next(blocks, None)
+                if item is None:
+                    return
+                number, (start, block) = item
+                keys = _keys_of(block, len(join.view.key_columns), created=created, rows=False)
+                del block
+                codes = coder.codes(keys.keys)
+                np.putmask(codes, codes < 0, coder.count)  # a key no entity row has: a code none has
+                if not keys.valid.all():
+                    codes[~keys.valid] = NO_ROW
+                done.put((number, start, search.block(codes, keys.times, keys.created)))
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            done.put(None)
 
     with ThreadPoolExecutor(_THREADS) as pool:
-        pending: list[tuple[int, Future[Candidates]]] = []
-        for start, block in _key_blocks(conn, join):
-            pending.append((start, pool.submit(candidates, block)))
-            del block
-            if len(pending) == _THREADS:
-                first, future = pending.pop(0)
-                search.add(first, future.result())
-        for first, future in pending:
-            search.add(first, future.result())
+        workers = [pool.submit(work) for _ in range(_THREADS)]
+        waiting: dict[int, tuple[int, Candidates]] = {}
+        merged, running = 0, _THREADS
+        try:
+            while running:
+                item = done.get()
+                if item is None:  # a worker ended: at the end of the blocks, or failing
+                    running -= 1
+                    continue
+                waiting[item[0]] = item[1:]
+                while merged in waiting:
+                    search.add(*waiting.pop(merged))
+                    merged += 1
+                    slots.release()
+        finally:
+            stop.set()  # and no worker may wait for a slot that will not come
+            for _ in range(_THREADS):
+                slots.release()
+        for worker in workers:
+            worker.result()  # raises a worker's error
 
 
 def _key_blocks(conn: duckdb.DuckDBPyConnection, join: JoinInput) -> Iterator[tuple[int, pa.Table]]:
-    """(first row number, block of about ``BLOCK_ROWS``) of the source's keys and times, in order."""
+    """(first row number, block of at most ``BLOCK_ROWS``) of the source's keys and times, in order."""
     view = join.view
     assert view.timestamp is not None
     columns = list(view.key_columns.values())
     sql = _key_query(join, join.source.relation, columns, view.timestamp, view.created, extra=[])
-    start, batches, rows = 0, [], 0
+    start, rows = 0, 0
+    batches: list[pa.RecordBatch] = []
     for batch in conn.sql(sql).to_arrow_reader(BLOCK_ROWS):
-        batches.append(batch)
-        rows += batch.num_rows
-        if rows >= BLOCK_ROWS:
+        if rows + batch.num_rows > BLOCK_ROWS:
             yield start, pa.Table.from_batches(batches)
             start, batches, rows = start + rows, [], 0
+        batches.append(batch)
+        rows += batch.num_rows
     if batches:
         yield start, pa.Table.from_batches(batches)
 
 
-def _gather(conn: duckdb.DuckDBPyConnection, join: JoinInput, rows: np.ndarray) -> pa.Table:
-    """The feature values of the source rows numbered ``rows`` (ascending), named as the view outputs."""
+def _gathered(
+    conn: duckdb.DuckDBPyConnection, join: JoinInput, rows: np.ndarray, positions: np.ndarray, length: int
+) -> pa.Table:
+    """A ``length``-row table of the view outputs: row ``positions[i]`` holds the feature values of
+    source row ``rows[i]`` (``rows`` ascending), the other rows are null."""
     columns = list(dict.fromkeys(join.view.feature_columns[name] for name in join.names))
     listed = ", ".join(quote(c) for c in columns)
     schema = conn.sql(f"SELECT {listed} FROM {quote(join.source.relation)} LIMIT 0").to_arrow_table().schema
-    pieces = [pa.Table.from_batches([piece]) for piece in _taken(conn, join, schema, rows)]
-    values = pa.concat_tables([schema.empty_table(), *pieces])
+    placed = _Placed(schema, length)
+    for lo, batch in _taken(conn, join, schema, rows, placed, positions):
+        placed.put(positions[lo : lo + batch.num_rows], batch)
+    values = placed.table()
     return values.select([join.view.feature_columns[name] for name in join.names]).rename_columns(
         list(join.names)
     )
 
 
 def _taken(
-    conn: duckdb.DuckDBPyConnection, join: JoinInput, schema: pa.Schema, rows: np.ndarray
-) -> Iterator[pa.RecordBatch]:
-    """The chosen rows of every source batch that holds some, in order, as DuckDB types them (a Parquet
-    file whose columns pyarrow reads as the same types: row groups with pyarrow, on threads)."""
+    conn: duckdb.DuckDBPyConnection,
+    join: JoinInput,
+    schema: pa.Schema,
+    rows: np.ndarray,
+    placed: _Placed,
+    positions: np.ndarray,
+) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """The chosen rows of the source, as DuckDB types them: put in ``placed`` here (a Parquet file whose
+    columns pyarrow reads as the same types: row groups with pyarrow, on threads), or yielded as (index
+    of the batch's first row in ``rows``, batch)."""
     columns = schema.names
     path = _plain_parquet(join, schema)
     if path is not None:
@@ -241,24 +294,73 @@ def _taken(
         sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
         starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
-        def take(group: int) -> pa.RecordBatch | None:
+        def take(group: int) -> None:
             lo, hi = np.searchsorted(rows, starts[group : group + 2])
-            if hi == lo:
-                return None
-            parquet = pq.ParquetFile(path)  # one reader per thread: a reader is not thread-safe
-            table = parquet.read_row_group(group, columns=columns, use_threads=False)
-            return table.take(pa.array(rows[lo:hi] - starts[group])).combine_chunks().to_batches()[0]
+            if hi > lo:
+                parquet = pq.ParquetFile(path)  # one reader per thread: a reader is not thread-safe
+                table = parquet.read_row_group(group, columns=columns, use_threads=False)
+                taken = table.take(pa.array(rows[lo:hi] - starts[group])).combine_chunks()
+                placed.put(positions[lo:hi], taken.to_batches()[0])
 
         with ThreadPoolExecutor(_THREADS) as pool:
-            yield from (batch for batch in pool.map(take, range(len(sizes))) if batch is not None)
+            list(pool.map(take, range(len(sizes))))
         return
     listed = ", ".join(quote(c) for c in columns)
     start = 0
     for batch in conn.sql(f"SELECT {listed} FROM {quote(join.source.relation)}").to_arrow_reader(BLOCK_ROWS):
         lo, hi = np.searchsorted(rows, [start, start + batch.num_rows])
         if hi > lo:
-            yield batch.take(pa.array(rows[lo:hi] - start))
+            yield int(lo), batch.take(pa.array(rows[lo:hi] - start))
         start += batch.num_rows
+
+
+class _Placed:
+    """Columns of ``length`` rows filled batch by batch at given row positions (null elsewhere):
+    fixed-width columns are numpy arrays written in place (batches may come from several threads);
+    others keep their batches and are taken into place at the end."""
+
+    def __init__(self, schema: pa.Schema, length: int) -> None:
+        self._schema, self._length = schema, length
+        self._values: dict[int, np.ndarray] = {}
+        self._present: dict[int, np.ndarray] = {}
+        for at, kind in enumerate(schema.types):
+            if _fixed_width(kind):
+                dtype = pa.nulls(0, kind).to_numpy(zero_copy_only=False).dtype
+                self._values[at] = np.zeros(length, dtype=dtype)
+                self._present[at] = np.zeros(length, dtype=bool)
+        self._pieces: list[tuple[np.ndarray, pa.RecordBatch]] = []
+        self._lock = threading.Lock()
+
+    def put(self, positions: np.ndarray, batch: pa.RecordBatch) -> None:
+        for at, values in self._values.items():
+            array = batch.column(at)
+            if array.null_count:
+                values[positions] = array.fill_null(_zero(array.type)).to_numpy(zero_copy_only=False)
+                self._present[at][positions] = np.asarray(array.is_valid())
+            else:
+                values[positions] = array.to_numpy(zero_copy_only=False)
+                self._present[at][positions] = True
+        if len(self._values) < len(self._schema):
+            with self._lock:
+                self._pieces.append((positions, batch))
+
+    def table(self) -> pa.Table:
+        index: pa.Array | None = None
+        if len(self._values) < len(self._schema):
+            where = np.full(self._length, -1, dtype=np.int64)
+            if self._pieces:
+                positions = np.concatenate([positions for positions, _ in self._pieces])
+                where[positions] = np.arange(len(positions))
+            index = pa.array(where, mask=where < 0)
+            pieces = pa.Table.from_batches([batch for _, batch in self._pieces], schema=self._schema)
+        columns = []
+        for at, field in enumerate(self._schema):
+            if at in self._values:
+                columns.append(pa.array(self._values[at], type=field.type, mask=~self._present[at]))
+            else:
+                assert index is not None
+                columns.append(pieces.column(at).take(index))
+        return pa.table(columns, schema=self._schema)
 
 
 def _plain_parquet(join: JoinInput, schema: pa.Schema) -> Path | None:
@@ -293,29 +395,6 @@ def _argsort(values: np.ndarray) -> np.ndarray:
     return words
 
 
-def _placed(table: pa.Table, positions: np.ndarray, length: int) -> pa.Table:
-    """A ``length``-row table with row ``positions[i]`` taken from row ``i`` of ``table``, null elsewhere.
-    Fixed-width columns are scattered with numpy; others taken with a null-masked index."""
-    index: pa.Array | None = None
-    columns = []
-    for column in table.columns:
-        array = column.combine_chunks()
-        if _fixed_width(array.type):
-            filled = array.fill_null(_zero(array.type)).to_numpy(zero_copy_only=False)
-            values = np.zeros(length, dtype=filled.dtype)
-            values[positions] = filled
-            present = np.zeros(length, dtype=bool)
-            present[positions] = np.asarray(array.is_valid())
-            columns.append(pa.array(values, type=array.type, mask=~present))
-            continue
-        if index is None:
-            at = np.full(length, -1, dtype=np.int64)
-            at[positions] = np.arange(len(positions))
-            index = pa.array(at, mask=at < 0)
-        columns.append(array.take(index))
-    return pa.table(columns, names=table.column_names)
-
-
 def _fixed_width(kind: pa.DataType) -> bool:
     return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_timestamp(kind))
 
@@ -324,8 +403,14 @@ def _zero(kind: pa.DataType) -> pa.Scalar:
     return pa.scalar(0, type=pa.int64()).cast(kind)
 
 
-def _timestamps(micros: np.ndarray) -> pa.Array:
-    return pa.array(micros, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+def _placed_times(micros: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> pa.Array:
+    """Per entity row (``micros[i]`` goes to row ``positions[i]``): the chosen time, null where no row
+    was chosen."""
+    placed = np.zeros(len(positions), dtype=np.int64)
+    placed[positions] = micros
+    missing = np.ones(len(positions), dtype=bool)
+    missing[positions] = rows == NO_ROW
+    return pa.array(placed, type=pa.int64(), mask=missing).cast(pa.timestamp("us", tz="UTC"))
 
 
 def _budget(memory_limit: str | None) -> int:

@@ -46,6 +46,11 @@ class KeyCoder:
         coder = KeyCoder(columns, np.unique(combined[combined >= 0]))
         return coder, coder._dense(combined)
 
+    @property
+    def count(self) -> int:
+        """How many distinct entity keys there are: their codes are ``0 .. count - 1``."""
+        return self._columns[0].size if self._combined is None else len(self._combined)
+
     def codes(self, keys: Sequence[Column]) -> np.ndarray:
         if self._combined is None:
             return self._columns[0].codes(keys[0])

@@ -4,9 +4,11 @@ The source comes in blocks (a Parquet row group, a batch), which can be worked o
 block is sorted by (key code, feature time, created time) and every entity row searched in it; the
 block's candidate replaces the entity row's current one when later by (feature time, created time).
 numpy sorts plain 64-bit words with SIMD several times faster than it argsorts, so a word packs the
-key code, the time (in its coarsest exact unit, days to microseconds, or else as its rank among the
-block's distinct times) and the row number. The entity rows are sorted once by (code, time): any
-block's search keys then ascend in that order, and searching ascending keys is fast.
+key code, the time (in its coarsest exact unit, days to microseconds, from an origin on a coarse grid
+so that blocks share it; or else as its rank among the block's distinct times) and the row number.
+The entity rows are sorted once by (code, time): any block's search keys then ascend in that order,
+searching ascending keys is fast, and blocks on the same axis share them. A found word gives the
+candidate's key and time back without looking up its row.
 
 With the created-time filter a row counts only once it exists at the event: it is *available* at
 ``max(feature time, created time)``. A block is then also sorted by (key, available time); a running
@@ -29,9 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 
 NO_ROW = -1
+_NEVER, _LATEST = np.iinfo(np.int64).min, np.iinfo(np.int64).max  # _NEVER: the time of no row
 BLOCK_ROWS = 1 << 20
 _WORD_BITS = 64
-_ORIGIN_GRID = 1 << 20  # in steps
+_REACH = 1 << 62  # µs an axis may span, so that time differences on it stay in 64 bits
 _STEPS = (86_400_000_000, 3_600_000_000, 60_000_000, 1_000_000, 1_000, 1)  # µs: day, hour, ..., 1 µs
 
 
@@ -85,24 +88,28 @@ class LatestRows:
         self._order = _ascending(codes, times)
         self._codes, self._times = codes[self._order], times[self._order]
         self._greatest_code = int(codes.max(initial=0))
-        self._code_bits = max(self._greatest_code, 1).bit_length()
+        self._code_bits = (self._greatest_code + 1).bit_length()  # and one past it for unknown keys
         self._ttl, self._created_filter = ttl, created_filter
         self._best = np.full(len(codes), NO_ROW, dtype=np.int64)
-        self._best_times = np.zeros(len(codes), dtype=np.int64)
+        self._best_times = np.full(len(codes), _NEVER, dtype=np.int64)
         self._best_created = np.zeros(len(codes), dtype=np.int64)
         self._probes_by_axis: dict[tuple[int, int, int], np.ndarray] = {}
 
     def block(self, codes: np.ndarray, times: np.ndarray, created: np.ndarray | None) -> Candidates:
-        """The candidates of one block of source rows (codes -1 where the key or time is null, or no
-        entity row has the key)."""
-        none = Candidates(np.full(len(self._codes), NO_ROW, dtype=np.int64), self._times, self._times)
-        keep = np.flatnonzero((codes >= 0) & (codes <= self._greatest_code))  # no entity row has the others
-        if len(keep) == 0 or len(self._codes) == 0:
-            return none
-        dropped = len(keep) < len(codes)
-        if dropped:
-            codes, times = codes[keep], times[keep]
-            created = created[keep] if created is not None else None
+        """The candidates of one block of source rows (codes -1 where the key or time is null, which
+        is dropped; a code no entity row has never matches). An entity row without a candidate has
+        row -1 and the least time."""
+        null = codes < 0
+        kept: np.ndarray | None = None
+        if null.any():
+            kept = np.flatnonzero(~null)
+            codes, times = codes[kept], times[kept]
+            created = created[kept] if created is not None else None
+        if len(codes) == 0 or len(self._codes) == 0:
+            none = np.full(len(self._codes), NO_ROW)
+            return Candidates(none, np.full(len(self._codes), _NEVER), self._times)
+        if int(codes.max()) > self._greatest_code:  # keys no entity row has: one code past the greatest
+            codes = np.minimum(codes, self._greatest_code + 1)
         row_bits = max(len(codes) - 1, 1).bit_length()
         by_time, units = _Axis.of(times, self._code_bits + row_bits)
         order, keys = _sorted(codes, units, self._code_bits, by_time.bits, row_bits)
@@ -115,36 +122,42 @@ class LatestRows:
         else:
             at = _last_at_or_before(keys, self._probes(by_time))
             np.maximum(at, 0, out=at)
+            found = keys[at]
             rows = order[at]
-            row_times = times[rows]
-            unseen = (codes[rows] != self._codes) | (row_times > self._times)
+            row_times = by_time.times(found & np.uint64((1 << by_time.bits) - 1))
+            found >>= np.uint64(by_time.bits)
+            unseen = found.view(np.int64) != self._codes
+            unseen |= row_times > self._times
         row_created = created[rows] if created is not None else row_times
-        if dropped:
-            rows = keep[rows]
+        if kept is not None:
+            rows = kept[rows]
         rows[unseen] = NO_ROW
+        row_times[unseen] = _NEVER
         return Candidates(rows, row_times, row_created)
 
     def add(self, start: int, candidates: Candidates) -> None:
         """Merge a block's candidates (its first row is source row ``start``)."""
-        later = (candidates.times > self._best_times) | (  # full ties: the later block, as within one
-            (candidates.times == self._best_times) & (candidates.created >= self._best_created)
-        )
-        take = (candidates.rows >= 0) & ((self._best < 0) | later)
-        np.copyto(self._best, candidates.rows + start, where=take)
+        take = candidates.times > self._best_times
+        tie = candidates.times == self._best_times  # full ties go to the later block, as within one
+        tie &= candidates.rows >= 0
+        if tie.any():
+            take |= tie & (candidates.created >= self._best_created)
+        np.add(candidates.rows, start, out=self._best, where=take)
         np.copyto(self._best_times, candidates.times, where=take)
         np.copyto(self._best_created, candidates.created, where=take)
 
-    def result(self) -> Candidates:
-        """Per entity row, in entity order: the chosen source row (-1: none) and its times."""
+    def result(self, *, with_times: bool = True) -> Candidates:
+        """Per entity row, in entity order: the chosen source row (-1: none) and, ``with_times``, its
+        times (else the times are left empty)."""
         best = self._best
         if self._ttl is not None:
             best = np.where(self._best_times >= self._times - self._ttl, best, NO_ROW)
-        arrays = []
-        for array in (best, self._best_times, self._best_created):
-            unsorted = np.empty(len(array), dtype=np.int64)
-            unsorted[self._order] = array
-            arrays.append(unsorted)
-        return Candidates(*arrays)
+        kept = [best, self._best_times, self._best_created] if with_times else [best]
+        unsorted = [np.empty(len(array), dtype=np.int64) for array in kept]
+        for into, array in zip(unsorted, kept, strict=True):
+            into[self._order] = array
+        empty = np.zeros(0, dtype=np.int64)
+        return Candidates(unsorted[0], *(unsorted[1:] or [empty, empty]))
 
     def _greatest_available(
         self, order: np.ndarray, codes: np.ndarray, available: np.ndarray, row_bits: int
@@ -189,16 +202,20 @@ class _Axis:
 
     @staticmethod
     def of(times: np.ndarray, other_bits: int) -> tuple[_Axis, np.ndarray]:
-        """The axis for ``times`` leaving ``other_bits`` of a word free, and ``times`` on it."""
+        """The axis for ``times`` in the ``64 - other_bits`` bits a word leaves free, and ``times`` on
+        it."""
         first = int(times.min())
         offsets = times - first
         step = _coarsest_step(offsets)
         units = offsets // step if step > 1 else offsets
-        # The origin goes back to a coarse grid so that most blocks share their axis (and the probes).
-        back = (first // step) % _ORIGIN_GRID
-        units += back
-        bits = int(units.max()).bit_length()
-        if other_bits + bits <= _WORD_BITS:
+        bits = min(_WORD_BITS - other_bits, (_REACH // step).bit_length() - 1)  # 2**bits steps <= _REACH
+        span = int(units.max())
+        if bits > 0 and span < 1 << bits:
+            # The origin goes back to a grid of half the axis, so that blocks share it (and the probes).
+            back = (first // step) % (1 << (bits - 1))
+            if span + back >= 1 << bits or first - back * step <= _NEVER:
+                back = 0
+            units += back
             return _Axis(first - back * step, step, bits), units
         distinct = np.unique(times)
         bits = max(len(distinct) - 1, 1).bit_length()
@@ -214,11 +231,20 @@ class _Axis:
         if self.distinct is not None:
             units = np.searchsorted(self.distinct, times, side="right") - 1
             return np.maximum(units, 0) if clip else units
-        offsets = times - self.origin
         if clip:
-            offsets = np.clip(offsets, 0, ((1 << self.bits) - 1) * self.step)
+            last = min(self.origin + ((1 << self.bits) - 1) * self.step, _LATEST)
+            times = np.clip(times, self.origin, last)
+        offsets = times - self.origin
         units = offsets // self.step if self.step > 1 else offsets
         return units
+
+    def times(self, units: np.ndarray) -> np.ndarray:
+        """The times (µs) of ``units`` (uint64) on this axis."""
+        if self.distinct is not None:
+            times: np.ndarray = self.distinct[units.view(np.int64)]
+            return times
+        offsets = units.view(np.int64) * self.step if self.step > 1 else units.view(np.int64)
+        return offsets + self.origin
 
 
 def _sorted(
@@ -250,15 +276,17 @@ def _row_numbers(count: int) -> np.ndarray:
 
 
 def _ascending(codes: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """The order of (code, time) ascending: one argsort of packed words when they fit, else a lexsort."""
+    """The order of (code, time) ascending: a sort of packed words when they fit, else a lexsort."""
     if len(codes) == 0:
         return np.zeros(0, dtype=np.int64)
-    low, high = int(times.min()), int(times.max())
-    code_bits = max(int(codes.max()) + 1, 1).bit_length()  # codes from -1, shifted up by one
-    if code_bits + (high - low).bit_length() <= _WORD_BITS - 1:
-        shift = (high - low).bit_length()
-        return np.argsort(((codes + 1) << shift) | (times - low))
-    return np.lexsort((times, codes))
+    shifted = codes + 1  # codes from -1
+    code_bits = max(int(shifted.max()), 1).bit_length()
+    row_bits = max(len(codes) - 1, 1).bit_length()
+    try:
+        axis, units = _Axis.of(times, code_bits + row_bits)
+    except TooWideError:
+        return np.lexsort((times, codes))
+    return _sorted(shifted, units, code_bits, axis.bits, row_bits)[0]
 
 
 def _last_at_or_before(keys: np.ndarray, probes: np.ndarray) -> np.ndarray:

@@ -185,7 +185,9 @@ def _run(
             check_same_time_kind(times)
             held = 0  # bytes of the values already joined in memory, which stay until the frame is built
             for at, plan in enumerate(plans):
-                plans[at] = joined = _in_memory(conn, entities, event_time, plan, memory_limit, method, held)
+                plans[at] = joined = _in_memory(
+                    conn, entities, event_time, plan, memory_limit, method, held, keep_times
+                )
                 held += joined.found.nbytes if joined.found is not None else 0
             lineage = _frame_lineage(features, {p.view.name: p.source.lineage for p in plans})
             if output is None and all(plan.found is not None for plan in plans):
@@ -228,9 +230,10 @@ def _in_memory(
     memory_limit: str | None,
     method: JoinMethod,
     held: int,
+    keep_times: bool,
 ) -> _ViewPlan:
     """``plan`` with its values joined in memory when ``method`` and the view allow it (``held``: the
-    bytes earlier views joined in memory keep)."""
+    bytes earlier views joined in memory keep; ``keep_times``: with the chosen rows' times)."""
     view = plan.view
     if method == "asof" or not isinstance(view, FeatureView) or view.timestamp is None:
         return plan
@@ -248,7 +251,7 @@ def _in_memory(
         method == "auto" and not fits(conn, entities, len(plan.names), memory_limit, held)
     ):
         return plan
-    found = join_in_memory(conn, join)
+    found = join_in_memory(conn, join, keep_times=keep_times)
     return plan if found is None else replace(plan, found=found)
 
 
@@ -380,7 +383,8 @@ def _chosen_outputs(index: int, names: list[str], value: str, time: str, created
 def _feature_view_ctes(plan: _ViewPlan, view: FeatureView, stage: str) -> list[str]:
     if plan.found is not None:
         found = ", ".join(
-            f"f.{quote(name)}" for name in [*plan.names, f"{TIME}{plan.index}", f"{CREATED}{plan.index}"]
+            f"f.{quote(name)}" if name in plan.found.column_names else f"NULL AS {quote(name)}"
+            for name in [*plan.names, f"{TIME}{plan.index}", f"{CREATED}{plan.index}"]
         )
         return [
             f"{plan.alias} AS (SELECT p.*, {found} FROM {stage} p "
