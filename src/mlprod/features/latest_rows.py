@@ -70,11 +70,13 @@ def latest_rows(
 
 @dataclass(frozen=True)
 class Candidates:
-    """Per entity row: a source row (-1: none), its feature time and its created time (µs)."""
+    """Per entity row (of those at ``positions`` in the sorted entity rows, when given): a source row
+    (-1: none), its feature time and its created time (µs)."""
 
     rows: np.ndarray
     times: np.ndarray
     created: np.ndarray
+    positions: np.ndarray | None = None
 
 
 class LatestRows:
@@ -97,19 +99,22 @@ class LatestRows:
 
     def block(self, codes: np.ndarray, times: np.ndarray, created: np.ndarray | None) -> Candidates:
         """The candidates of one block of source rows (codes -1 where the key or time is null, which
-        is dropped; a code no entity row has never matches). An entity row without a candidate has
-        row -1 and the least time."""
+        is dropped; a code no entity row has never matches), for the entity rows the block can give a
+        value to. An entity row without a candidate has row -1 and the least time."""
         null = codes < 0
         kept: np.ndarray | None = None
         if null.any():
             kept = np.flatnonzero(~null)
             codes, times = codes[kept], times[kept]
             created = created[kept] if created is not None else None
-        if len(codes) == 0 or len(self._codes) == 0:
-            none = np.full(len(self._codes), NO_ROW)
-            return Candidates(none, np.full(len(self._codes), _NEVER), self._times)
+        positions = self._reachable(times)
+        if positions is not None and len(positions) == 0:
+            return Candidates(positions, positions, positions, positions)
         if int(codes.max()) > self._greatest_code:  # keys no entity row has: one code past the greatest
             codes = np.minimum(codes, self._greatest_code + 1)
+        entity_codes, entity_times = self._codes, self._times
+        if positions is not None:
+            entity_codes, entity_times = entity_codes[positions], entity_times[positions]
         row_bits = max(len(codes) - 1, 1).bit_length()
         by_time, units = _Axis.of(times, self._code_bits + row_bits)
         order, keys = _sorted(codes, units, self._code_bits, by_time.bits, row_bits)
@@ -117,34 +122,49 @@ class LatestRows:
             order = _created_order(order, keys, created)
         if self._created_filter and created is not None:
             available = np.maximum(times, created)
-            rows, unseen = self._greatest_available(order, codes, available, row_bits)
+            by_arrival, units = _Axis.of(available, self._code_bits + row_bits)
+            arrival, arrival_keys = _sorted(codes, units, self._code_bits, by_arrival.bits, row_bits)
+            at = _last_at_or_before(arrival_keys, _subset(self._probes(by_arrival), positions))
+            np.maximum(at, 0, out=at)
+            last = arrival[at]
+            unseen = (codes[last] != entity_codes) | (available[last] > entity_times)
+            rows = order[_greatest_so_far(order, arrival)[at]]
             row_times = times[rows]
         else:
-            at = _last_at_or_before(keys, self._probes(by_time))
+            at = _last_at_or_before(keys, _subset(self._probes(by_time), positions))
             np.maximum(at, 0, out=at)
             found = keys[at]
             rows = order[at]
             row_times = by_time.times(found & np.uint64((1 << by_time.bits) - 1))
             found >>= np.uint64(by_time.bits)
-            unseen = found.view(np.int64) != self._codes
-            unseen |= row_times > self._times
+            unseen = found.view(np.int64) != entity_codes
+            unseen |= row_times > entity_times
         row_created = created[rows] if created is not None else row_times
         if kept is not None:
             rows = kept[rows]
         rows[unseen] = NO_ROW
         row_times[unseen] = _NEVER
-        return Candidates(rows, row_times, row_created)
+        return Candidates(rows, row_times, row_created, positions)
 
     def add(self, start: int, candidates: Candidates) -> None:
         """Merge a block's candidates (its first row is source row ``start``)."""
-        take = candidates.times > self._best_times
-        tie = candidates.times == self._best_times  # full ties go to the later block, as within one
+        at = candidates.positions
+        best_times = self._best_times if at is None else self._best_times[at]
+        take = candidates.times > best_times
+        tie = candidates.times == best_times  # full ties go to the later block, as within one
         tie &= candidates.rows >= 0
         if tie.any():
-            take |= tie & (candidates.created >= self._best_created)
-        np.add(candidates.rows, start, out=self._best, where=take)
-        np.copyto(self._best_times, candidates.times, where=take)
-        np.copyto(self._best_created, candidates.created, where=take)
+            best_created = self._best_created if at is None else self._best_created[at]
+            take |= tie & (candidates.created >= best_created)
+        if at is None:
+            np.add(candidates.rows, start, out=self._best, where=take)
+            np.copyto(self._best_times, candidates.times, where=take)
+            np.copyto(self._best_created, candidates.created, where=take)
+            return
+        taken = at[take]
+        self._best[taken] = candidates.rows[take] + start
+        self._best_times[taken] = candidates.times[take]
+        self._best_created[taken] = candidates.created[take]
 
     def result(self, *, with_times: bool = True) -> Candidates:
         """Per entity row, in entity order: the chosen source row (-1: none) and, ``with_times``, its
@@ -159,21 +179,17 @@ class LatestRows:
         empty = np.zeros(0, dtype=np.int64)
         return Candidates(unsorted[0], *(unsorted[1:] or [empty, empty]))
 
-    def _greatest_available(
-        self, order: np.ndarray, codes: np.ndarray, available: np.ndarray, row_bits: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per entity row, the greatest row by (time, created) among those of its key available by
-        then, and whether there is none."""
-        rank = np.empty(len(order), dtype=np.int64)
-        rank[order] = np.arange(len(order))
-        by_arrival, units = _Axis.of(available, self._code_bits + row_bits)
-        arrival, keys = _sorted(codes, units, self._code_bits, by_arrival.bits, row_bits)
-        greatest = np.maximum.accumulate(rank[arrival])
-        at = _last_at_or_before(keys, self._probes(by_arrival))
-        np.maximum(at, 0, out=at)
-        last = arrival[at]
-        unseen = (codes[last] != self._codes) | (available[last] > self._times)
-        return order[greatest[at]], unseen
+    def _reachable(self, times: np.ndarray) -> np.ndarray | None:
+        """The positions of the sorted entity rows a block with these feature times can give a value
+        to (None: all): those at or after its first time and, with a TTL, before its last time
+        expires. (A value that has expired loses to any later one, and leaves the row without a value
+        if none is.)"""
+        if len(times) == 0:
+            return np.zeros(0, dtype=np.int64)
+        reachable = self._times >= int(times.min())
+        if self._ttl is not None:
+            reachable &= self._times <= min(int(times.max()) + self._ttl, _LATEST)
+        return None if reachable.all() else np.flatnonzero(reachable)
 
     def _probes(self, axis: _Axis) -> np.ndarray:
         """The entity rows' search keys on ``axis``, ascending (times map to units monotonically);
@@ -287,6 +303,19 @@ def _ascending(codes: np.ndarray, times: np.ndarray) -> np.ndarray:
     except TooWideError:
         return np.lexsort((times, codes))
     return _sorted(shifted, units, code_bits, axis.bits, row_bits)[0]
+
+
+def _subset(array: np.ndarray, positions: np.ndarray | None) -> np.ndarray:
+    return array if positions is None else array[positions]
+
+
+def _greatest_so_far(order: np.ndarray, arrival: np.ndarray) -> np.ndarray:
+    """At each position of ``arrival`` (row numbers in available-time order), the greatest rank in
+    ``order`` (row numbers in (time, created) order) of the rows up to it, key by key as keys ascend."""
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    greatest: np.ndarray = np.maximum.accumulate(rank[arrival])
+    return greatest
 
 
 def _last_at_or_before(keys: np.ndarray, probes: np.ndarray) -> np.ndarray:
