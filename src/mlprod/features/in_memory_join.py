@@ -20,7 +20,7 @@ import os
 import queue
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -107,13 +107,17 @@ def _joined(conn: duckdb.DuckDBPyConnection, join: JoinInput, keep_times: bool) 
         entity = _entity_keys(conn, join)
         coder, entity_codes = KeyCoder.of(entity.keys)
         entity_codes[~entity.valid] = NO_ROW
-        search = LatestRows(
-            entity_codes,
-            entity.times,
-            ttl=None if ttl is None else ttl // timedelta(microseconds=1),
-            created_filter=view.created is not None and view.created_time_filter,
+        search = _search_blocks(
+            conn,
+            join,
+            coder,
+            lambda: LatestRows(
+                entity_codes,
+                entity.times,
+                ttl=None if ttl is None else ttl // timedelta(microseconds=1),
+                created_filter=view.created is not None and view.created_time_filter,
+            ),
         )
-        _search_blocks(conn, join, coder, search)
     except TooWideError:
         return None
     chosen = search.result(with_times=keep_times)
@@ -187,14 +191,20 @@ def _micros(column: pa.Array | pa.ChunkedArray, valid: np.ndarray) -> np.ndarray
 
 
 def _search_blocks(
-    conn: duckdb.DuckDBPyConnection, join: JoinInput, coder: KeyCoder, search: LatestRows
-) -> None:
-    """Feed every source block's candidates to ``search`` in order. Two threads each take the next
-    block from DuckDB and search it (so one reads while the other sorts); this thread merges the
-    candidates in block order. At most ``_THREADS + 1`` blocks are out at once."""
+    conn: duckdb.DuckDBPyConnection,
+    join: JoinInput,
+    coder: KeyCoder,
+    make_search: Callable[[], LatestRows],
+) -> LatestRows:
+    """The search (made by ``make_search`` while DuckDB reads the first blocks) fed every source
+    block's candidates in order. Two threads each take the next block from DuckDB and search it (so
+    one reads while the other sorts); this thread merges the candidates in block order. At most
+    ``_THREADS + 1`` blocks are out at once."""
     created = join.view.created is not None
     blocks = enumerate(_key_blocks(conn, join))
     reading, slots, stop = threading.Lock(), threading.Semaphore(_THREADS + 1), threading.Event()
+    made: list[LatestRows] = []
+    ready = threading.Event()
     done: queue.Queue[tuple[int, int, Candidates] | None] = queue.Queue()
 
     def work() -> None:
@@ -211,7 +221,10 @@ def _search_blocks(
                 np.putmask(codes, codes < 0, coder.count)  # a key no entity row has: a code none has
                 if not keys.valid.all():
                     codes[~keys.valid] = NO_ROW
-                done.put((number, start, search.block(codes, keys.times, keys.created)))
+                ready.wait()
+                if stop.is_set():
+                    return
+                done.put((number, start, made[0].block(codes, keys.times, keys.created)))
         except BaseException:
             stop.set()
             raise
@@ -223,6 +236,9 @@ def _search_blocks(
         waiting: dict[int, tuple[int, Candidates]] = {}
         merged, running = 0, _THREADS
         try:
+            made.append(make_search())
+            search = made[0]
+            ready.set()
             while running:
                 item = done.get()
                 if item is None:  # a worker ended: at the end of the blocks, or failing
@@ -234,11 +250,13 @@ def _search_blocks(
                     merged += 1
                     slots.release()
         finally:
-            stop.set()  # and no worker may wait for a slot that will not come
+            stop.set()  # and no worker may wait for a slot or a search that will not come
+            ready.set()
             for _ in range(_THREADS):
                 slots.release()
         for worker in workers:
             worker.result()  # raises a worker's error
+    return search
 
 
 def _key_blocks(conn: duckdb.DuckDBPyConnection, join: JoinInput) -> Iterator[tuple[int, pa.Table]]:
