@@ -119,6 +119,18 @@ def test_times_near_the_ends_of_64_bits_are_found(unit: int) -> None:
             assert latest_rows(**case, block_rows=block_rows).tolist() == expected, case  # type: ignore[arg-type]
 
 
+def test_a_block_spanning_more_than_2_to_the_63_microseconds_is_ranked() -> None:
+    """DuckDB's earliest and latest timestamps are further apart than an int64 difference reaches."""
+    earliest, latest_time = -210_866_803_200_000_000, 9_223_371_000_000_000_000
+    got = latest_rows(
+        entity_codes=np.array([0, 0]),
+        entity_times=np.array([9_000_000_000_000_000_000, 0]),
+        source_codes=np.array([0, 0]),
+        source_times=np.array([earliest, latest_time]),
+    )
+    assert got.tolist() == [0, 0]
+
+
 def test_blocks_at_different_times_share_an_axis() -> None:
     """Blocks whose times start days apart get the same axis, so the entity rows' search keys are made
     once."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import mlprod.features.in_memory_join as in_memory_join
+import mlprod.features.latest_rows as latest_rows_module
 from mlprod.data import TableStore
 from mlprod.errors import InvalidInputError, NotFoundError
 from mlprod.features import (
@@ -435,3 +439,55 @@ def test_parquet_columns_pyarrow_types_unlike_duckdb_and_one_column_twice(tmp_pa
     )
     assert framed.column("a").to_pylist() == framed.column("b").to_pylist() == [0.5, 1.5]
     assert framed.column("u").to_pylist() == [str(uuid.UUID(int=1)), str(uuid.UUID(int=2**127 + 5))]
+
+
+def test_a_failing_block_closes_its_stream_for_the_asof_join(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An infinite timestamp in one of many blocks: the join in memory gives up, closes its DuckDB
+    stream and the ASOF join answers."""
+    monkeypatch.setattr(in_memory_join, "BLOCK_ROWS", 4)
+    source = duckdb.sql(
+        "SELECT 1 AS k, CASE WHEN i = 1 THEN 'infinity'::TIMESTAMPTZ "
+        "ELSE make_timestamp(i * 1000000000000)::TIMESTAMPTZ END AS ts, i::DOUBLE AS v FROM range(40) t(i)"
+    ).to_arrow_table()
+    rows = pa.table({"k": [1], "event_time": pa.array([10**15]).cast(UTC_US)})
+    framed = same_by_both_methods(rows, [FeatureView("v", Entity("e", ["k"]), source, ["v"], timestamp="ts")])
+    assert framed.column("v").to_pylist() == [39.0]
+
+
+def test_a_slow_failing_block_does_not_hang_the_join(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first block fails after the other thread has taken every slot: the join still ends."""
+    monkeypatch.setattr(in_memory_join, "BLOCK_ROWS", 2)
+    search = latest_rows_module.LatestRows.block
+
+    def slow_first_block(self: object, codes: np.ndarray, times: np.ndarray, created: object) -> object:
+        if int(times.min()) == 0:
+            time.sleep(0.5)
+            raise latest_rows_module.TooWideError("injected")
+        return search(self, codes, times, created)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(latest_rows_module.LatestRows, "block", slow_first_block)
+    source = pa.table({"k": [1] * 10, "ts": pa.array(range(10)).cast(UTC_US), "v": list(range(10))})
+    rows = pa.table({"k": [1], "event_time": pa.array([100]).cast(UTC_US)})
+    view = FeatureView("v", Entity("e", ["k"]), source, ["v"], timestamp="ts")
+    answer: list[pa.Table] = []
+    runner = threading.Thread(target=lambda: answer.append(training_frame(rows, [view], method="in_memory")))
+    runner.daemon = True
+    runner.start()
+    runner.join(60)
+    assert answer and answer[0].column("v").to_pylist() == [9]
+
+
+def test_required_parquet_columns_are_gathered(tmp_path: Path) -> None:
+    """Parquet columns declared required (no nulls) read by pyarrow, where DuckDB says nullable."""
+    schema = pa.schema(
+        [pa.field("k", pa.int64(), False), pa.field("ts", UTC_US, False), pa.field("s", pa.string(), False)]
+    )
+    path = tmp_path / "required.parquet"
+    pq.write_table(
+        pa.table({"k": [1, 2, 3], "ts": pa.array([1, 2, 3]).cast(UTC_US), "s": ["a", "b", "c"]}, schema),
+        path,
+        row_group_size=1,
+    )
+    rows = pa.table({"k": [1, 2, 9], "event_time": pa.array([10, 10, 10]).cast(UTC_US)})
+    view = FeatureView("v", Entity("e", ["k"]), str(path), ["s"], timestamp="ts")
+    assert same_by_both_methods(rows, [view]).column("s").to_pylist() == ["a", "b", None]

@@ -20,7 +20,7 @@ import os
 import queue
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -201,7 +201,20 @@ def _search_blocks(
     one reads while the other sorts); this thread merges the candidates in block order. At most
     ``_THREADS + 1`` blocks are out at once."""
     created = join.view.created is not None
-    blocks = enumerate(_key_blocks(conn, join))
+    key_blocks = _key_blocks(conn, join)
+    try:
+        return _searched(join, coder, make_search, enumerate(key_blocks), created)
+    finally:
+        key_blocks.close()  # the DuckDB result must not stay open when a worker failed
+
+
+def _searched(
+    join: JoinInput,
+    coder: KeyCoder,
+    make_search: Callable[[], LatestRows],
+    blocks: Iterator[tuple[int, tuple[int, pa.Table]]],
+    created: bool,
+) -> LatestRows:
     reading, slots, stop = threading.Lock(), threading.Semaphore(_THREADS + 1), threading.Event()
     made: list[LatestRows] = []
     ready = threading.Event()
@@ -243,6 +256,8 @@ def _search_blocks(
                 item = done.get()
                 if item is None:  # a worker ended: at the end of the blocks, or failing
                     running -= 1
+                    for _ in range(_THREADS):
+                        slots.release()  # a worker waiting for a slot sees whether to stop
                     continue
                 waiting[item[0]] = item[1:]
                 while merged in waiting:
@@ -259,7 +274,9 @@ def _search_blocks(
     return search
 
 
-def _key_blocks(conn: duckdb.DuckDBPyConnection, join: JoinInput) -> Iterator[tuple[int, pa.Table]]:
+def _key_blocks(
+    conn: duckdb.DuckDBPyConnection, join: JoinInput
+) -> Generator[tuple[int, pa.Table], None, None]:
     """(first row number, block of at most ``BLOCK_ROWS``) of the source's keys and times, in order."""
     view = join.view
     assert view.timestamp is not None
@@ -267,12 +284,13 @@ def _key_blocks(conn: duckdb.DuckDBPyConnection, join: JoinInput) -> Iterator[tu
     sql = _key_query(join, join.source.relation, columns, view.timestamp, view.created, extra=[])
     start, rows = 0, 0
     batches: list[pa.RecordBatch] = []
-    for batch in conn.sql(sql).to_arrow_reader(BLOCK_ROWS):
-        if rows + batch.num_rows > BLOCK_ROWS:
-            yield start, pa.Table.from_batches(batches)
-            start, batches, rows = start + rows, [], 0
-        batches.append(batch)
-        rows += batch.num_rows
+    with conn.sql(sql).to_arrow_reader(BLOCK_ROWS) as reader:
+        for batch in reader:
+            if rows + batch.num_rows > BLOCK_ROWS:
+                yield start, pa.Table.from_batches(batches)
+                start, batches, rows = start + rows, [], 0
+            batches.append(batch)
+            rows += batch.num_rows
     if batches:
         yield start, pa.Table.from_batches(batches)
 
@@ -370,14 +388,14 @@ class _Placed:
                 positions = np.concatenate([positions for positions, _ in self._pieces])
                 where[positions] = np.arange(len(positions))
             index = pa.array(where, mask=where < 0)
-            pieces = pa.Table.from_batches([batch for _, batch in self._pieces], schema=self._schema)
         columns = []
         for at, field in enumerate(self._schema):
             if at in self._values:
                 columns.append(pa.array(self._values[at], type=field.type, mask=~self._present[at]))
-            else:
+            else:  # arrays, not batches: a Parquet column may be required where DuckDB says nullable
                 assert index is not None
-                columns.append(pieces.column(at).take(index))
+                pieces = [batch.column(at) for _, batch in self._pieces]
+                columns.append(pa.concat_arrays([pa.array([], field.type), *pieces]).take(index))
         return pa.table(columns, schema=self._schema)
 
 

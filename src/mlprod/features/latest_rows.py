@@ -171,7 +171,8 @@ class LatestRows:
         times (else the times are left empty)."""
         best = self._best
         if self._ttl is not None:
-            best = np.where(self._best_times >= self._times - self._ttl, best, NO_ROW)
+            oldest = np.maximum(self._times, _NEVER + self._ttl) - self._ttl  # no wrap below int64
+            best = np.where(self._best_times >= oldest, best, NO_ROW)
         kept = [best, self._best_times, self._best_created] if with_times else [best]
         unsorted = [np.empty(len(array), dtype=np.int64) for array in kept]
         for into, array in zip(unsorted, kept, strict=True):
@@ -221,18 +222,19 @@ class _Axis:
         """The axis for ``times`` in the ``64 - other_bits`` bits a word leaves free, and ``times`` on
         it."""
         first = int(times.min())
-        offsets = times - first
-        step = _coarsest_step(offsets)
-        units = offsets // step if step > 1 else offsets
-        bits = min(_WORD_BITS - other_bits, (_REACH // step).bit_length() - 1)  # 2**bits steps <= _REACH
-        span = int(units.max())
-        if bits > 0 and span < 1 << bits:
-            # The origin goes back to a grid of half the axis, so that blocks share it (and the probes).
-            back = (first // step) % (1 << (bits - 1))
-            if span + back >= 1 << bits or first - back * step <= _NEVER:
-                back = 0
-            units += back
-            return _Axis(first - back * step, step, bits), units
+        if int(times.max()) - first < _REACH:  # else differences of times would not fit in 64 bits
+            offsets = times - first
+            step = _coarsest_step(offsets)
+            units = offsets // step if step > 1 else offsets
+            bits = min(_WORD_BITS - other_bits, (_REACH // step).bit_length() - 1)  # 2**bits steps <= _REACH
+            span = int(units.max())
+            if bits > 0 and span < 1 << bits:
+                # The origin goes back to a grid of half the axis, so that blocks share it (and probes).
+                back = (first // step) % (1 << (bits - 1))
+                if span + back >= 1 << bits or first - back * step <= _NEVER:
+                    back = 0
+                units += back
+                return _Axis(first - back * step, step, bits), units
         distinct = np.unique(times)
         bits = max(len(distinct) - 1, 1).bit_length()
         if other_bits + bits > _WORD_BITS:
