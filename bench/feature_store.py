@@ -12,14 +12,14 @@ with a later ``created`` (up to an hour later) and other values. ``--entity-rows
 (``driver_id``, ``event_timestamp``, ``row_id``) at random times over the same period, 5 % of them in its
 first week, 1 % of them with ids that have no feature rows at all.
 
-Runs go Feast's DuckDB store, mlprod, then Feast's file store last: it is stopped at the memory limit,
-and on a virtual machine the processes after a 20 GB one run slower for minutes while the memory is
-handed back. Each retrieval runs in its own subprocess (peak RSS is that process's ``ru_maxrss`` from
-``wait4``, so peaks never mix; the time is measured inside it around the retrieval call alone; with
-``--repeat`` the fastest time and the highest peak are kept). A run is killed past its timeout or when
-its RSS passes ``--memory-limit-gb`` (default 80 % of the machine: Feast's file store needs more than 24
-GB at full size); the table then shows how long its retrieval had run, and the ratios against it are
-lower bounds (">"):
+Runs go TTL by TTL, Feast's DuckDB store then mlprod, and Feast's file store last: it is stopped at the
+memory limit, and on a virtual machine the processes after a large one run slower for minutes while the
+memory is handed back. Each retrieval runs in its own subprocess (peak RSS is that process's
+``ru_maxrss`` from ``wait4``, so peaks never mix; the time is measured inside it around the retrieval
+call alone; with ``--repeat`` the fastest time and the highest peak are kept). A run is killed past its
+timeout or when its RSS passes ``--memory-limit-gb`` (default 80 % of the machine: Feast's file store
+needs more than 24 GB at full size); the table then shows how long its retrieval had run, and the ratios
+against it are lower bounds (">"):
 
 * Feast (its own venv ``bench/.venvs/feast``, created with ``python3 -m venv`` + ``pip install`` when
   missing; ``bench/feast_runner.py``) ``get_historical_features(entity_df, features).to_df()`` with the
@@ -534,13 +534,13 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
 
     ttls = [args.ttl_days, 0]
     runs: list[Run] = []
-    if not args.skip_feast:
-        runs += feast_runs(args, work, meta, ttls, ["feast-duckdb"])
-    if not args.skip_mlprod:
-        for ttl in ttls:
+    for ttl in ttls:  # each TTL's runs after the same processes, since what follows a large one is slower
+        if not args.skip_feast:
+            runs += feast_runs(args, work, meta, [ttl], ["feast-duckdb"])
+        if not args.skip_mlprod:
             for who in ("mlprod-compat", "mlprod-default", "mlprod-asof"):
                 runs.append(repeated(who, ttl, args, lambda run: run_mlprod(run, work, args)))
-    if not args.skip_feast:  # last: it is stopped at the memory limit, and what runs after it runs slower
+    if not args.skip_feast:  # last: it is stopped at the memory limit
         runs += feast_runs(args, work, meta, ttls, ["feast-file"])
 
     figures = timing_table(runs, ttls, args.repeat)
