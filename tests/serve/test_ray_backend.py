@@ -132,9 +132,14 @@ def test_shutdown_flushes_every_replicas_prediction_log(
         log_dir = ws.prediction_log_dir
     assert not list(log_dir.rglob("part-*.parquet"))  # nothing flushed while serving (interval 1 h)
 
-    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()  # Ctrl-C, as `mlprod serve` gets
-    with pytest.raises(KeyboardInterrupt):
-        ray_served.wait()  # shuts down, then re-raises for the CLI to report
+    # Python's Ctrl-C handler, even when pytest started with SIGINT ignored (a background job of a shell)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()  # Ctrl-C, as `mlprod serve` gets
+        with pytest.raises(KeyboardInterrupt):
+            ray_served.wait()  # shuts down, then re-raises for the CLI to report
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
     import ray
 
