@@ -7,6 +7,7 @@ import pyarrow as pa
 import pytest
 
 import mlprod.features.latest_rows as latest
+import mlprod.features.word_sort as word_sort
 from mlprod.features.key_codes import KeyCoder
 from mlprod.features.latest_rows import NO_ROW, TooWideError, latest_rows
 
@@ -64,8 +65,12 @@ def random_case(rng: np.random.Generator, unit: int) -> dict[str, object]:
     }
 
 
+@pytest.mark.parametrize("slow_quicksort", [False, True], ids=["quicksort", "grouped"])
 @pytest.mark.parametrize("unit", [1, 1_000_000, HOUR, 7 * 86_400_000_000 + 1])
-def test_latest_rows_equal_the_brute_force_answer(unit: int) -> None:
+def test_latest_rows_equal_the_brute_force_answer(
+    unit: int, slow_quicksort: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(word_sort, "_quicksort_is_slow", lambda: slow_quicksort)  # both ways of sorting
     rng = np.random.default_rng(unit % 1000)
     for _ in range(600):
         case = random_case(rng, unit)

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlprod.features.word_sort import sort_words
+
 NO_ROW = -1
 _NEVER, _LATEST = np.iinfo(np.int64).min, np.iinfo(np.int64).max  # _NEVER: the time of no row
 BLOCK_ROWS = 1 << 20
@@ -273,7 +275,7 @@ def _sorted(
     words = codes.view(np.uint64) << np.uint64(unit_bits + row_bits)
     words |= np.left_shift(units.view(np.uint64), np.uint64(row_bits), out=units.view(np.uint64))
     words |= _row_numbers(len(codes))
-    words.sort()
+    words = sort_words(words, codes, 1 << code_bits)
     order = (words & np.uint64((1 << row_bits) - 1)).view(np.int64)
     words >>= np.uint64(row_bits)
     return order, words
