@@ -491,3 +491,36 @@ def test_required_parquet_columns_are_gathered(tmp_path: Path) -> None:
     rows = pa.table({"k": [1, 2, 9], "event_time": pa.array([10, 10, 10]).cast(UTC_US)})
     view = FeatureView("v", Entity("e", ["k"]), str(path), ["s"], timestamp="ts")
     assert same_by_both_methods(rows, [view]).column("s").to_pylist() == ["a", "b", None]
+
+
+def test_entity_rows_come_back_in_order_when_duckdb_reorders_a_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``preserve_insertion_order`` DuckDB returns a scan of many row groups out of order: the
+    frame still has the entity rows in their order."""
+    import mlprod.features.offline as offline
+
+    connect = offline.connect
+
+    def reordering(*args: object) -> duckdb.DuckDBPyConnection:
+        conn = connect(*args)  # type: ignore[arg-type]
+        conn.execute("SET preserve_insertion_order = false")
+        conn.execute("SET threads = 4")
+        return conn
+
+    monkeypatch.setattr(offline, "connect", reordering)
+    count = 200_000
+    path = tmp_path / "entities.parquet"
+    keys = np.arange(count) % 3
+    pq.write_table(
+        pa.table({"driver_id": keys, "event_time": pa.array(np.arange(count) + 10**6).cast(UTC_US)}),
+        path,
+        row_group_size=2000,
+    )
+    scan = reordering().sql(f"SELECT file_row_number FROM read_parquet('{path}', file_row_number = true)")
+    assert not np.array_equal(scan.to_arrow_table().column(0).to_numpy(), np.arange(count))  # reordered
+    times = pa.array([0, 0, 0]).cast(UTC_US)
+    source = pa.table({"driver_id": [0, 1, 2], "ts": times, "rate": [0.5, 1.5, 2.5]})
+    frame = training_frame(str(path), [view(source, created=None)], method="in_memory")
+    assert np.array_equal(frame.column("driver_id").to_numpy(), keys)
+    assert np.array_equal(frame.column("rate").to_numpy(), keys + 0.5)

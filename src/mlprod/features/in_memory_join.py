@@ -36,9 +36,10 @@ import pyarrow.parquet as pq
 
 from mlprod.features.definitions import FeatureView
 from mlprod.features.key_codes import KeyCoder, numpy_of
-from mlprod.features.latest_rows import BLOCK_ROWS, NO_ROW, Candidates, LatestRows, TooWideError
+from mlprod.features.latest_rows import BLOCK_ROWS, NO_ROW, Candidates, LatestRows, TooWideError, row_numbers
 from mlprod.features.small_pages import small_pages
 from mlprod.features.sources import Registered, quote
+from mlprod.features.word_sort import sort_words
 
 _THREADS = 2
 _BYTES_PER_ENTITY_ROW = 160  # keys, times, order, best row and times, codes, chosen values' row numbers
@@ -105,21 +106,21 @@ def join_in_memory(conn: duckdb.DuckDBPyConnection, join: JoinInput, *, keep_tim
 def _joined(conn: duckdb.DuckDBPyConnection, join: JoinInput, keep_times: bool) -> pa.Table | None:
     view = join.view
     ttl = view.ttl_delta
-    try:
-        entity = _entity_keys(conn, join)
+    entity = _entity_keys(conn, join)
+
+    def prepare() -> tuple[KeyCoder, LatestRows]:
         coder, entity_codes = KeyCoder.of(entity.keys)
         entity_codes[~entity.valid] = NO_ROW
-        search = _search_blocks(
-            conn,
-            join,
-            coder,
-            lambda: LatestRows(
-                entity_codes,
-                entity.times,
-                ttl=None if ttl is None else ttl // timedelta(microseconds=1),
-                created_filter=view.created is not None and view.created_time_filter,
-            ),
+        search = LatestRows(
+            entity_codes,
+            entity.times,
+            ttl=None if ttl is None else ttl // timedelta(microseconds=1),
+            created_filter=view.created is not None and view.created_time_filter,
         )
+        return coder, search
+
+    try:
+        search = _search_blocks(conn, join, prepare)
     except TooWideError:
         return None
     chosen = search.result(with_times=keep_times)
@@ -177,8 +178,8 @@ def _keys_of(batch: pa.RecordBatch | pa.Table, n_keys: int, *, created: bool, ro
     valid = np.asarray(numpy_of(columns[n_keys + 1 + created]), dtype=bool)
     times = _micros(columns[n_keys], valid)
     created_times = _micros(columns[n_keys + 1], valid) if created else None
-    row_numbers = numpy_of(columns[-1]) if rows else np.arange(len(times))
-    return _Keys(list(columns[:n_keys]), times, created_times, valid, row_numbers)
+    numbers = numpy_of(columns[-1]) if rows else np.arange(len(times))
+    return _Keys(list(columns[:n_keys]), times, created_times, valid, numbers)
 
 
 def _micros(column: pa.Array | pa.ChunkedArray, valid: np.ndarray) -> np.ndarray:
@@ -193,32 +194,28 @@ def _micros(column: pa.Array | pa.ChunkedArray, valid: np.ndarray) -> np.ndarray
 
 
 def _search_blocks(
-    conn: duckdb.DuckDBPyConnection,
-    join: JoinInput,
-    coder: KeyCoder,
-    make_search: Callable[[], LatestRows],
+    conn: duckdb.DuckDBPyConnection, join: JoinInput, prepare: Callable[[], tuple[KeyCoder, LatestRows]]
 ) -> LatestRows:
-    """The search (made by ``make_search`` while DuckDB reads the first blocks) fed every source
-    block's candidates in order. Two threads each take the next block from DuckDB and search it (so
-    one reads while the other sorts); this thread merges the candidates in block order. At most
+    """The search (made with its key coder by ``prepare`` while DuckDB reads the first blocks) fed every
+    source block's candidates in order. Two threads each take the next block from DuckDB and search it
+    (so one reads while the other sorts); this thread merges the candidates in block order. At most
     ``_THREADS + 1`` blocks are out at once."""
     created = join.view.created is not None
     key_blocks = _key_blocks(conn, join)
     try:
-        return _searched(join, coder, make_search, enumerate(key_blocks), created)
+        return _searched(join, prepare, enumerate(key_blocks), created)
     finally:
         key_blocks.close()  # the DuckDB result must not stay open when a worker failed
 
 
 def _searched(
     join: JoinInput,
-    coder: KeyCoder,
-    make_search: Callable[[], LatestRows],
+    prepare: Callable[[], tuple[KeyCoder, LatestRows]],
     blocks: Iterator[tuple[int, tuple[int, pa.Table]]],
     created: bool,
 ) -> LatestRows:
     reading, slots, stop = threading.Lock(), threading.Semaphore(_THREADS + 1), threading.Event()
-    made: list[LatestRows] = []
+    made: list[tuple[KeyCoder, LatestRows]] = []
     ready = threading.Event()
     done: queue.Queue[tuple[int, int, Candidates] | None] = queue.Queue()
 
@@ -232,14 +229,15 @@ def _searched(
                 number, (start, block) = item
                 keys = _keys_of(block, len(join.view.key_columns), created=created, rows=False)
                 del block
+                ready.wait()
+                if stop.is_set():
+                    return
+                coder, search = made[0]
                 codes = coder.codes(keys.keys)
                 np.putmask(codes, codes < 0, coder.count)  # a key no entity row has: a code none has
                 if not keys.valid.all():
                     codes[~keys.valid] = NO_ROW
-                ready.wait()
-                if stop.is_set():
-                    return
-                done.put((number, start, made[0].block(codes, keys.times, keys.created)))
+                done.put((number, start, search.block(codes, keys.times, keys.created)))
         except BaseException:
             stop.set()
             raise
@@ -251,8 +249,8 @@ def _searched(
         waiting: dict[int, tuple[int, Candidates]] = {}
         merged, running = 0, _THREADS
         try:
-            made.append(make_search())
-            search = made[0]
+            made.append(prepare())
+            search = made[0][1]
             ready.set()
             while running:
                 item = done.get()
@@ -427,15 +425,18 @@ def _plain_parquet(join: JoinInput, schema: pa.Schema) -> Path | None:
 
 
 def _argsort(values: np.ndarray) -> np.ndarray:
-    """``np.argsort`` of non-negative integers, through a sort of packed words when they fit (faster)."""
+    """``np.argsort`` of non-negative integers, through a sort of packed words when they fit (faster),
+    grouped first on their top bits (about one value a group)."""
     index_bits = max(len(values) - 1, 1).bit_length()
-    if len(values) == 0 or int(values.max()).bit_length() + index_bits > 63:
+    value_bits = int(values.max(initial=0)).bit_length()
+    if len(values) == 0 or value_bits + index_bits > 63:
         return np.argsort(values)
-    words = values << index_bits
-    words |= np.arange(len(values))
-    words.sort()
-    words &= (1 << index_bits) - 1
-    return words
+    words = (values << index_bits).view(np.uint64)
+    words |= row_numbers(len(values))
+    shift = max(value_bits - index_bits, 0)
+    words = sort_words(words, values >> shift, ((1 << value_bits) - 1 >> shift) + 1)
+    words &= np.uint64((1 << index_bits) - 1)
+    return words.view(np.int64)
 
 
 def _fixed_width(kind: pa.DataType) -> bool:

@@ -274,7 +274,7 @@ def _sorted(
     assert code_bits + unit_bits + row_bits <= _WORD_BITS
     words = codes.view(np.uint64) << np.uint64(unit_bits + row_bits)
     words |= np.left_shift(units.view(np.uint64), np.uint64(row_bits), out=units.view(np.uint64))
-    words |= _row_numbers(len(codes))
+    words |= row_numbers(len(codes))
     words = sort_words(words, codes, 1 << code_bits)
     order = (words & np.uint64((1 << row_bits) - 1)).view(np.int64)
     words >>= np.uint64(row_bits)
@@ -290,7 +290,7 @@ def _coarsest_step(offsets: np.ndarray) -> int:
 _ROW_NUMBERS = np.arange(BLOCK_ROWS, dtype=np.uint64)
 
 
-def _row_numbers(count: int) -> np.ndarray:
+def row_numbers(count: int) -> np.ndarray:
     """0..count-1 as uint64, shared for blocks up to ``BLOCK_ROWS`` (it is read-only)."""
     return _ROW_NUMBERS[:count] if count <= len(_ROW_NUMBERS) else np.arange(count, dtype=np.uint64)
 

@@ -261,9 +261,14 @@ def _assembled(
     """The frame when every view was joined in memory: the entity rows, then each view's columns."""
     event = quote(event_time)
     frame = conn.sql(
-        f"SELECT * EXCLUDE ({ROW}) REPLACE (CAST({event} AS TIMESTAMPTZ) AS {event}) "
-        f"FROM {entities.relation} ORDER BY {ROW}"
+        f"SELECT * REPLACE (CAST({event} AS TIMESTAMPTZ) AS {event}) FROM {entities.relation}"
     ).to_arrow_table()
+    numbers = frame.column(ROW).to_numpy()
+    if not np.array_equal(
+        numbers, np.arange(len(numbers))
+    ):  # DuckDB keeps a scan's order, unless told not to
+        frame = frame.take(np.argsort(numbers))
+    frame = frame.drop_columns([ROW])
     for plan in plans:
         assert plan.found is not None
         names = [*plan.names, *([f"{TIME}{plan.index}", f"{CREATED}{plan.index}"] if keep_times else [])]

@@ -25,8 +25,8 @@ _PROBE_WORDS = 1 << 15
 
 
 def sort_words(words: np.ndarray, codes: np.ndarray, code_count: int) -> np.ndarray:
-    """``words`` (uint64) ascending, sorted in place or as a new array; ``codes`` (each in
-    ``0 .. code_count - 1``) are the words' top bits, so the order is first by code."""
+    """``words`` (uint64) ascending, sorted in place or as a new array. ``codes`` (each in
+    ``0 .. code_count - 1``) ascend with the words: their top bits, say."""
     group = _grouping()
     if group is None or not _quicksort_is_slow() or len(words) < 2:
         words.sort()
