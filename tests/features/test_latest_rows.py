@@ -181,3 +181,12 @@ def test_key_codes_are_equal_exactly_where_keys_are(entity: list[pa.Array], sour
     assert sorted(set(entity_codes[entity_codes >= 0])) == list(
         range(len(set(entity_codes[entity_codes >= 0])))
     )
+
+
+def test_the_time_unit_divides_every_time_not_only_a_sample() -> None:
+    """One time off the second among 200,000 (past the sample and the first slice checked) makes the
+    unit microseconds."""
+    offsets = np.arange(200_000, dtype=np.int64) * 1_000_000
+    assert latest._coarsest_step(offsets) == 1_000_000
+    offsets[150_001] += 1
+    assert latest._coarsest_step(offsets) == 1

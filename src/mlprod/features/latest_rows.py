@@ -37,6 +37,7 @@ _NEVER, _LATEST = np.iinfo(np.int64).min, np.iinfo(np.int64).max  # _NEVER: the 
 BLOCK_ROWS = 1 << 20
 _WORD_BITS = 64
 _REACH = 1 << 62  # µs an axis may span, so that time differences on it stay in 64 bits
+_SLICE = 1 << 16  # elements checked at a time, so that the remainders stay in cache
 _STEPS = (86_400_000_000, 3_600_000_000, 60_000_000, 1_000_000, 1_000, 1)  # µs: day, hour, ..., 1 µs
 
 
@@ -225,9 +226,10 @@ class _Axis:
         it."""
         first = int(times.min())
         if int(times.max()) - first < _REACH:  # else differences of times would not fit in 64 bits
-            offsets = times - first
-            step = _coarsest_step(offsets)
-            units = offsets // step if step > 1 else offsets
+            units = times - first
+            step = _coarsest_step(units)
+            if step > 1:
+                units //= step
             bits = min(_WORD_BITS - other_bits, (_REACH // step).bit_length() - 1)  # 2**bits steps <= _REACH
             span = int(units.max())
             if bits > 0 and span < 1 << bits:
@@ -284,7 +286,14 @@ def _sorted(
 def _coarsest_step(offsets: np.ndarray) -> int:
     """The greatest of ``_STEPS`` dividing every offset (checked on a sample first: most fail there)."""
     sample = offsets[:: max(1, len(offsets) // 4096)]
-    return next(s for s in _STEPS if not np.any(sample % s) and (s == 1 or not np.any(offsets % s)))
+    return next(s for s in _STEPS if not np.any(sample % s) and _divides(s, offsets))
+
+
+def _divides(step: int, offsets: np.ndarray) -> bool:
+    """Whether ``step`` divides every offset, checked a slice at a time (no array as large as them)."""
+    return step == 1 or not any(
+        np.any(offsets[start : start + _SLICE] % step) for start in range(0, len(offsets), _SLICE)
+    )
 
 
 _ROW_NUMBERS = np.arange(BLOCK_ROWS, dtype=np.uint64)
