@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -493,34 +494,35 @@ def test_required_parquet_columns_are_gathered(tmp_path: Path) -> None:
     assert same_by_both_methods(rows, [view]).column("s").to_pylist() == ["a", "b", None]
 
 
-def test_entity_rows_come_back_in_order_when_duckdb_reorders_a_scan(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("method", ["in_memory", "asof"])
+@pytest.mark.parametrize("form", ["parquet", "arrow"])
+def test_entity_rows_come_back_in_order_when_duckdb_returns_them_reordered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str, method: str
 ) -> None:
-    """Without ``preserve_insertion_order`` DuckDB returns a scan of many row groups out of order: the
-    frame still has the entity rows in their order."""
+    """DuckDB may return a scan out of order (without ``preserve_insertion_order``, say): the entity
+    relation is made to come back in hash order, and the frame still has the entity rows in order."""
     import mlprod.features.offline as offline
 
-    connect = offline.connect
+    register = offline._register_entities
 
-    def reordering(*args: object) -> duckdb.DuckDBPyConnection:
-        conn = connect(*args)  # type: ignore[arg-type]
-        conn.execute("SET preserve_insertion_order = false")
-        conn.execute("SET threads = 4")
-        return conn
+    def reordered(conn: duckdb.DuckDBPyConnection, rows: object, event_time: str) -> object:
+        entities = register(conn, rows, event_time)  # type: ignore[arg-type]
+        conn.execute(
+            f"CREATE TEMP VIEW reordered AS SELECT * FROM {entities.relation} ORDER BY hash({offline.ROW})"
+        )
+        order = conn.sql(f"SELECT {offline.ROW} FROM reordered").to_arrow_table().column(0).to_numpy()
+        assert not np.array_equal(order, np.arange(len(order)))
+        return dataclasses.replace(entities, relation="reordered")
 
-    monkeypatch.setattr(offline, "connect", reordering)
-    count = 200_000
-    path = tmp_path / "entities.parquet"
-    keys = np.arange(count) % 3
-    pq.write_table(
-        pa.table({"driver_id": keys, "event_time": pa.array(np.arange(count) + 10**6).cast(UTC_US)}),
-        path,
-        row_group_size=2000,
+    monkeypatch.setattr(offline, "_register_entities", reordered)
+    keys = np.arange(5_000) % 3
+    rows = pa.table({"driver_id": keys, "event_time": pa.array(np.arange(5_000) + 10**6).cast(UTC_US)})
+    if form == "parquet":
+        pq.write_table(rows, tmp_path / "entities.parquet")
+    source = pa.table(
+        {"driver_id": [0, 1, 2], "ts": pa.array([0, 0, 0]).cast(UTC_US), "rate": [0.5, 1.5, 2.5]}
     )
-    scan = reordering().sql(f"SELECT file_row_number FROM read_parquet('{path}', file_row_number = true)")
-    assert not np.array_equal(scan.to_arrow_table().column(0).to_numpy(), np.arange(count))  # reordered
-    times = pa.array([0, 0, 0]).cast(UTC_US)
-    source = pa.table({"driver_id": [0, 1, 2], "ts": times, "rate": [0.5, 1.5, 2.5]})
-    frame = training_frame(str(path), [view(source, created=None)], method="in_memory")
+    entity_rows = str(tmp_path / "entities.parquet") if form == "parquet" else rows
+    frame = training_frame(entity_rows, [view(source, created=None)], method=method)  # type: ignore[arg-type]
     assert np.array_equal(frame.column("driver_id").to_numpy(), keys)
     assert np.array_equal(frame.column("rate").to_numpy(), keys + 0.5)

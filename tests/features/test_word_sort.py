@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import mlprod.features.in_memory_join as in_memory_join
 import mlprod.features.word_sort as word_sort
 from mlprod.features.word_sort import sort_words
 
@@ -61,3 +62,45 @@ def test_the_quicksort_probe_runs_once() -> None:
     first = word_sort._quicksort_is_slow()
     assert word_sort._quicksort_is_slow() is first
     assert word_sort._quicksort_is_slow.cache_info().misses == 1
+
+
+def test_many_short_runs_are_grouped_where_the_quicksort_is_slow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grouped path is the one taken for a block of many keys (so the tests above test it)."""
+    calls: list[int] = []
+    group = word_sort._grouping()
+    assert group is not None
+    monkeypatch.setattr(word_sort, "_quicksort_is_slow", lambda: True)
+    monkeypatch.setattr(
+        word_sort, "_grouping", lambda: lambda codes, count: (calls.append(count), group(codes, count))[1]
+    )
+    code = np.random.default_rng(1).integers(0, 5000, 20000)
+    words = words_of(code, np.zeros(20000, dtype=np.int64), code_bits=13)
+    assert np.array_equal(sort_words(words.copy(), code, 5000), np.sort(words))
+    assert calls == [5000]
+    sort_words(words.copy(), np.zeros(20000, dtype=np.int64), 1)  # one long run: the quicksort
+    assert calls == [5000]
+
+
+@pytest.mark.parametrize(
+    ("codes", "code_count"),
+    [([2, 0, 1, 0], 2), ([10**9, 0, 1, 0], 2), ([-5, 0, 1, 0], 2), ([0, 1, 2, 3], 1 << 40)],
+    ids=["past the count", "far past it", "negative", "sparse"],
+)
+def test_codes_outside_their_range_or_sparse_take_the_quicksort(
+    monkeypatch: pytest.MonkeyPatch, codes: list[int], code_count: int
+) -> None:
+    monkeypatch.setattr(word_sort, "_quicksort_is_slow", lambda: True)
+    words = np.array([40, 10, 30, 20], dtype=np.uint64)
+    assert sort_words(words.copy(), np.array(codes), code_count).tolist() == [10, 20, 30, 40]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], [7], [3, 3, 1, 3, 0], list(range(1000, 0, -1)), [2**62 - 1, 0, 2**61], [2**63 - 1, 5, 5]],
+    ids=["empty", "one", "duplicates", "descending", "near 2^62", "past the word"],
+)
+def test_the_chosen_rows_argsort_is_numpys(slow_quicksort: bool, values: list[int]) -> None:
+    array = np.array(values, dtype=np.int64)
+    order = in_memory_join._argsort(array)
+    assert np.array_equal(array[order], np.sort(array))
+    assert np.array_equal(order, np.argsort(array, kind="stable"))  # ties in index order

@@ -6,9 +6,9 @@
    its candidates; this thread merges them in block order.
 3. The source streams again and only the chosen rows' feature values are kept, written straight into
    the entity rows' places. A Parquet file is read with pyarrow on two threads, as the types DuckDB
-   gives, a row group's column at a time: Arrow's allocator then reuses the same few megabytes
-   instead of taking a fresh 80 MB per row group of ten columns, which the kernel hands out as huge
-   pages, sometimes compacting memory first (the gather took 0.45 s of system time, now 0.1 s).
+   gives, a row group's column at a time: Arrow's allocator then reuses a few megabytes instead of
+   taking fresh memory for whole row groups, which the kernel hands out as huge pages, zeroed and
+   sometimes compacted first.
 
 The join runs on ordinary memory pages (``small_pages``). The result has a row per entity row.
 ``fits`` decides when this is used: the entity rows' arrays and the blocks in flight must take at
@@ -109,6 +109,7 @@ def _joined(conn: duckdb.DuckDBPyConnection, join: JoinInput, keep_times: bool) 
     entity = _entity_keys(conn, join)
 
     def prepare() -> tuple[KeyCoder, LatestRows]:
+        """The key coder and the search, made on this thread while the workers read the first blocks."""
         coder, entity_codes = KeyCoder.of(entity.keys)
         entity_codes[~entity.valid] = NO_ROW
         search = LatestRows(
@@ -425,16 +426,17 @@ def _plain_parquet(join: JoinInput, schema: pa.Schema) -> Path | None:
 
 
 def _argsort(values: np.ndarray) -> np.ndarray:
-    """``np.argsort`` of non-negative integers, through a sort of packed words when they fit (faster),
-    grouped first on their top bits (about one value a group)."""
+    """``np.argsort`` of non-negative int64s, through a sort of packed (value, index) words when they
+    fit (faster). The words' codes are the values shifted down to about as many bits as there are
+    values, so that a group holds about one word."""
     index_bits = max(len(values) - 1, 1).bit_length()
-    value_bits = int(values.max(initial=0)).bit_length()
-    if len(values) == 0 or value_bits + index_bits > 63:
-        return np.argsort(values)
+    greatest = int(values.max(initial=0))
+    if len(values) == 0 or greatest.bit_length() + index_bits > 63:
+        return np.argsort(values, kind="stable")
     words = (values << index_bits).view(np.uint64)
     words |= row_numbers(len(values))
-    shift = max(value_bits - index_bits, 0)
-    words = sort_words(words, values >> shift, ((1 << value_bits) - 1 >> shift) + 1)
+    shift = max(greatest.bit_length() - index_bits, 0)
+    words = sort_words(words, values >> shift, (greatest >> shift) + 1)
     words &= np.uint64((1 << index_bits) - 1)
     return words.view(np.int64)
 

@@ -297,6 +297,7 @@ def _divides(step: int, offsets: np.ndarray) -> bool:
 
 
 _ROW_NUMBERS = np.arange(BLOCK_ROWS, dtype=np.uint64)
+_ROW_NUMBERS.setflags(write=False)
 
 
 def row_numbers(count: int) -> np.ndarray:

@@ -263,10 +263,10 @@ def _assembled(
     frame = conn.sql(
         f"SELECT * REPLACE (CAST({event} AS TIMESTAMPTZ) AS {event}) FROM {entities.relation}"
     ).to_arrow_table()
+    # The joins give row i the values of entity row number i. A scan keeps its order unless told not
+    # to (preserve_insertion_order), so the rows are reordered only when they came back otherwise.
     numbers = frame.column(ROW).to_numpy()
-    if not np.array_equal(
-        numbers, np.arange(len(numbers))
-    ):  # DuckDB keeps a scan's order, unless told not to
+    if np.any(numbers != np.arange(len(numbers))):
         frame = frame.take(np.argsort(numbers))
     frame = frame.drop_columns([ROW])
     for plan in plans:
