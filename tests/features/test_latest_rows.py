@@ -8,8 +8,9 @@ import pytest
 
 import mlprod.features.latest_rows as latest
 import mlprod.features.word_sort as word_sort
-from mlprod.features.key_codes import KeyCoder
-from mlprod.features.latest_rows import NO_ROW, TooWideError, latest_rows
+from mlprod.features.key_codes import KeyCoder, numpy_of
+from mlprod.features.latest_rows import NO_ROW, LatestRows, TooWideError, latest_rows
+from mlprod.features.scratch import Scratch
 
 HOUR = 3_600_000_000
 
@@ -190,3 +191,47 @@ def test_the_time_unit_divides_every_time_not_only_a_sample() -> None:
     assert latest._coarsest_step(offsets) == 1_000_000
     offsets[150_001] += 1
     assert latest._coarsest_step(offsets) == 1
+
+
+@pytest.mark.parametrize("slow_quicksort", [False, True], ids=["quicksort", "grouped"])
+def test_a_blocks_candidates_outlive_the_next_block_on_the_same_scratch(
+    slow_quicksort: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker reuses its scratch arrays while the candidates it found stay queued: they must be its
+    own arrays, equal to those found without a scratch, whatever the next block wrote."""
+    monkeypatch.setattr(word_sort, "_quicksort_is_slow", lambda: slow_quicksort)
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        case = random_case(rng, HOUR)
+        search = LatestRows(
+            case["entity_codes"],  # type: ignore[arg-type]
+            case["entity_times"],  # type: ignore[arg-type]
+            ttl=case["ttl"],  # type: ignore[arg-type]
+            created_filter=case["created_filter"],  # type: ignore[arg-type]
+        )
+        codes, times, created = case["source_codes"], case["source_times"], case["source_created"]
+        blocks = [slice(0, len(codes) // 2), slice(len(codes) // 2, None)]  # type: ignore[arg-type]
+        scratch = Scratch()
+        kept = []
+        for rows in blocks:
+            block_created = created[rows] if created is not None else None  # type: ignore[index]
+            kept.append(search.block(codes[rows], times[rows], block_created, scratch))  # type: ignore[index]
+        for rows, candidates in zip(blocks, kept, strict=True):
+            block_created = created[rows] if created is not None else None  # type: ignore[index]
+            alone = search.block(codes[rows], times[rows], block_created)  # type: ignore[index]
+            for name in ("rows", "times", "created", "positions"):
+                got, expected = getattr(candidates, name), getattr(alone, name)
+                assert (got is None and expected is None) or got.tolist() == expected.tolist(), (name, case)
+
+
+@pytest.mark.parametrize("chunks", [[[5, 9], [7, 5, 3]], [[9, 5, 11, 2]]], ids=["chunked", "one chunk"])
+def test_key_codes_into_a_scratch_equal_codes_without_one(chunks: list[list[int]]) -> None:
+    """Source keys coded through a worker's scratch, again and again (chunks copied into it, offsets and
+    codes reused), give the codes a fresh coding gives."""
+    coder, _ = KeyCoder.of([pa.array([5, 9, 2, 5])])
+    keys = pa.chunked_array([pa.array(chunk, pa.int64()) for chunk in chunks])
+    expected = coder.codes([keys]).tolist()
+    scratch = Scratch()
+    for _ in range(3):
+        assert coder.codes([keys], scratch).tolist() == expected
+    assert numpy_of(keys, scratch.array("spare", 8, np.int64)).tolist() == keys.to_pylist()

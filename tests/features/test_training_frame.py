@@ -460,11 +460,13 @@ def test_a_slow_failing_block_does_not_hang_the_join(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(in_memory_join, "BLOCK_ROWS", 2)
     search = latest_rows_module.LatestRows.block
 
-    def slow_first_block(self: object, codes: np.ndarray, times: np.ndarray, created: object) -> object:
+    def slow_first_block(
+        self: object, codes: np.ndarray, times: np.ndarray, created: object, scratch: object = None
+    ) -> object:
         if int(times.min()) == 0:
             time.sleep(0.5)
             raise latest_rows_module.TooWideError("injected")
-        return search(self, codes, times, created)  # type: ignore[arg-type]
+        return search(self, codes, times, created, scratch)  # type: ignore[arg-type]
 
     monkeypatch.setattr(latest_rows_module.LatestRows, "block", slow_first_block)
     source = pa.table({"k": [1] * 10, "ts": pa.array(range(10)).cast(UTC_US), "v": list(range(10))})

@@ -37,11 +37,13 @@ import pyarrow.parquet as pq
 from mlprod.features.definitions import FeatureView
 from mlprod.features.key_codes import KeyCoder, numpy_of
 from mlprod.features.latest_rows import BLOCK_ROWS, NO_ROW, Candidates, LatestRows, TooWideError, row_numbers
+from mlprod.features.scratch import Scratch, array_of
 from mlprod.features.small_pages import small_pages
 from mlprod.features.sources import Registered, quote
 from mlprod.features.word_sort import sort_words
 
 _THREADS = 2
+_BATCH_ROWS = 1 << 17  # DuckDB grows each Arrow batch by reallocation: smaller ones stay in its arenas
 _BYTES_PER_ENTITY_ROW = 160  # keys, times, order, best row and times, codes, chosen values' row numbers
 _BYTES_PER_BLOCK_ROW = 120  # keys, times, created, sort words, orders, ranks
 _BYTES_PER_VALUE = 16  # a kept feature value: taken from its row group, then in its place
@@ -174,24 +176,37 @@ def _key_query(
     return f"SELECT {listed} FROM {quote(relation)}"
 
 
-def _keys_of(batch: pa.RecordBatch | pa.Table, n_keys: int, *, created: bool, rows: bool) -> _Keys:
+def _keys_of(
+    batch: pa.RecordBatch | pa.Table,
+    n_keys: int,
+    *,
+    created: bool,
+    rows: bool,
+    scratch: Scratch | None = None,
+) -> _Keys:
     columns = batch.columns
     valid = np.asarray(numpy_of(columns[n_keys + 1 + created]), dtype=bool)
-    times = _micros(columns[n_keys], valid)
-    created_times = _micros(columns[n_keys + 1], valid) if created else None
+    times = _micros(columns[n_keys], valid, array_of(scratch, "times", len(valid), np.int64))
+    created_times = (
+        _micros(columns[n_keys + 1], valid, array_of(scratch, "created", len(valid), np.int64))
+        if created
+        else None
+    )
     numbers = numpy_of(columns[-1]) if rows else np.arange(len(times))
     return _Keys(list(columns[:n_keys]), times, created_times, valid, numbers)
 
 
-def _micros(column: pa.Array | pa.ChunkedArray, valid: np.ndarray) -> np.ndarray:
-    """Epoch microseconds (0 where the row is not valid); a null in a valid row is an infinite
-    timestamp, which only the ASOF join orders."""
+def _micros(
+    column: pa.Array | pa.ChunkedArray, valid: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Epoch microseconds (0 where the row is not valid; in ``out`` when they can be copied there); a
+    null in a valid row is an infinite timestamp, which only the ASOF join orders."""
     if column.null_count:
         null = numpy_of(column.is_null())
         if np.any(null & valid):
             raise TooWideError("infinite timestamps")
         column = pc.fill_null(column, 0)
-    return numpy_of(column)
+    return numpy_of(column, out)
 
 
 def _search_blocks(
@@ -221,6 +236,7 @@ def _searched(
     done: queue.Queue[tuple[int, int, Candidates] | None] = queue.Queue()
 
     def work() -> None:
+        scratch = Scratch()
         try:
             while slots.acquire() and not stop.is_set():
                 with reading:
@@ -228,17 +244,19 @@ def _searched(
                 if item is None:
                     return
                 number, (start, block) = item
-                keys = _keys_of(block, len(join.view.key_columns), created=created, rows=False)
+                keys = _keys_of(
+                    block, len(join.view.key_columns), created=created, rows=False, scratch=scratch
+                )
                 del block
                 ready.wait()
                 if stop.is_set():
                     return
                 coder, search = made[0]
-                codes = coder.codes(keys.keys)
+                codes = coder.codes(keys.keys, scratch)
                 np.putmask(codes, codes < 0, coder.count)  # a key no entity row has: a code none has
                 if not keys.valid.all():
                     codes[~keys.valid] = NO_ROW
-                done.put((number, start, search.block(codes, keys.times, keys.created)))
+                done.put((number, start, search.block(codes, keys.times, keys.created, scratch)))
         except BaseException:
             stop.set()
             raise
@@ -285,7 +303,7 @@ def _key_blocks(
     sql = _key_query(join, join.source.relation, columns, view.timestamp, view.created, extra=[])
     start, rows = 0, 0
     batches: list[pa.RecordBatch] = []
-    with conn.sql(sql).to_arrow_reader(BLOCK_ROWS) as reader:
+    with conn.sql(sql).to_arrow_reader(min(_BATCH_ROWS, BLOCK_ROWS)) as reader:
         for batch in reader:
             if rows + batch.num_rows > BLOCK_ROWS:
                 yield start, pa.Table.from_batches(batches)

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlprod.features.latest_rows import NO_ROW, TooWideError
+from mlprod.features.scratch import Scratch, array_of
 
 _TABLE_FLOOR = 1 << 20  # a lookup table this long (8 MB) is always fine
 Column: TypeAlias = pa.Array | pa.ChunkedArray
@@ -51,9 +52,11 @@ class KeyCoder:
         """How many distinct entity keys there are: their codes are ``0 .. count - 1``."""
         return self._columns[0].size if self._combined is None else len(self._combined)
 
-    def codes(self, keys: Sequence[Column]) -> np.ndarray:
+    def codes(self, keys: Sequence[Column], scratch: Scratch | None = None) -> np.ndarray:
+        """The codes of these keys (one array per key column; -1: null, or no entity row's key), in
+        ``scratch``'s arrays when given."""
         if self._combined is None:
-            return self._columns[0].codes(keys[0])
+            return self._columns[0].codes(keys[0], scratch)
         return self._dense(self._combine(keys))
 
     def _combine(self, keys: Sequence[Column]) -> np.ndarray:
@@ -98,7 +101,7 @@ class _ColumnCoder:
         table[numbers - low] = np.arange(len(numbers))
         return _ColumnCoder(distinct, low, table)
 
-    def codes(self, values: Column) -> np.ndarray:
+    def codes(self, values: Column, scratch: Scratch | None = None) -> np.ndarray:
         """Each value's code (-1: null, or not among the entity rows' values)."""
         if values.type != self._distinct.type:
             values = values.cast(self._distinct.type)
@@ -108,14 +111,17 @@ class _ColumnCoder:
         bounds = pc.min_max(values)
         smallest, largest = bounds["min"].as_py(), bounds["max"].as_py()
         present = pc.fill_null(values, self._low) if values.null_count else values
-        offsets = np.asarray(numpy_of(present), dtype=np.int64) - self._low
+        offsets = array_of(scratch, "key offsets", len(values), np.int64)
+        np.subtract(np.asarray(numpy_of(present, offsets), dtype=np.int64), self._low, out=offsets)
         if smallest is None:
             return np.full(len(values), NO_ROW, dtype=np.int64)
         inside: np.ndarray | None = None
         if smallest < self._low or largest >= self._low + len(self._table):
             inside = offsets.view(np.uint64) < len(self._table)
             offsets[~inside] = 0
-        codes: np.ndarray = self._table[offsets]
+        codes: np.ndarray = np.take(
+            self._table, offsets, out=array_of(scratch, "key codes", len(values), np.int64), mode="clip"
+        )  # every offset is in range here; "raise" would copy through a buffer
         if inside is not None:
             codes[~inside] = NO_ROW
         if values.null_count:
@@ -123,8 +129,21 @@ class _ColumnCoder:
         return codes
 
 
-def numpy_of(array: Column) -> np.ndarray:
-    """An Arrow array (or chunked array) as one numpy array."""
+def numpy_of(array: Column, out: np.ndarray | None = None) -> np.ndarray:
+    """An Arrow array (or chunked array) as one numpy array: chunks of numbers without nulls are
+    copied into ``out`` when it is of their type and long enough, others are combined."""
     if isinstance(array, pa.ChunkedArray):
+        if out is not None and _fits_in(array, out):
+            return np.concatenate([chunk.to_numpy() for chunk in array.chunks], out=out[: len(array)])
         array = array.combine_chunks()
     return np.asarray(array.to_numpy(zero_copy_only=False))
+
+
+def _fits_in(array: pa.ChunkedArray, out: np.ndarray) -> bool:
+    return (
+        array.num_chunks > 1
+        and array.null_count == 0
+        and len(out) >= len(array)
+        and (pa.types.is_integer(array.type) or pa.types.is_floating(array.type))
+        and array.type == pa.from_numpy_dtype(out.dtype)
+    )

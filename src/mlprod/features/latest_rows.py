@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlprod.features.scratch import Scratch, array_of
 from mlprod.features.word_sort import sort_words
 
 NO_ROW = -1
@@ -63,11 +64,14 @@ def latest_rows(
     the greatest (time, created) among those with ``event - ttl <= time <= event`` and, with
     ``created_filter``, ``created <= event``.
     """
-    search = LatestRows(entity_codes, entity_times, ttl=ttl, created_filter=created_filter)
+    search, scratch = (
+        LatestRows(entity_codes, entity_times, ttl=ttl, created_filter=created_filter),
+        Scratch(),
+    )
     for start in range(0, len(source_codes), block_rows):
         rows = slice(start, start + block_rows)
         created = source_created[rows] if source_created is not None else None
-        search.add(start, search.block(source_codes[rows], source_times[rows], created))
+        search.add(start, search.block(source_codes[rows], source_times[rows], created, scratch))
     return search.result().rows
 
 
@@ -100,33 +104,41 @@ class LatestRows:
         self._best_created = np.zeros(len(codes), dtype=np.int64)
         self._probes_by_axis: dict[tuple[int, int, int], np.ndarray] = {}
 
-    def block(self, codes: np.ndarray, times: np.ndarray, created: np.ndarray | None) -> Candidates:
+    def block(
+        self, codes: np.ndarray, times: np.ndarray, created: np.ndarray | None, scratch: Scratch | None = None
+    ) -> Candidates:
         """The candidates of one block of source rows (codes -1 where the key or time is null, which
         is dropped; a code no entity row has never matches), for the entity rows the block can give a
-        value to. An entity row without a candidate has row -1 and the least time."""
-        null = codes < 0
+        value to. An entity row without a candidate has row -1 and the least time. A worker searching
+        block after block passes its ``scratch`` for the block's temporaries."""
         kept: np.ndarray | None = None
-        if null.any():
-            kept = np.flatnonzero(~null)
+        if len(codes) and int(codes.min()) < 0:
+            kept = np.flatnonzero(codes >= 0)
             codes, times = codes[kept], times[kept]
             created = created[kept] if created is not None else None
         positions = self._reachable(times)
         if positions is not None and len(positions) == 0:
             return Candidates(positions, positions, positions, positions)
         if int(codes.max()) > self._greatest_code:  # keys no entity row has: one code past the greatest
-            codes = np.minimum(codes, self._greatest_code + 1)
+            clipped = array_of(scratch, "codes", len(codes), codes.dtype.type)
+            codes = np.minimum(codes, self._greatest_code + 1, out=clipped)
         entity_codes, entity_times = self._codes, self._times
         if positions is not None:
             entity_codes, entity_times = entity_codes[positions], entity_times[positions]
         row_bits = max(len(codes) - 1, 1).bit_length()
-        by_time, units = _Axis.of(times, self._code_bits + row_bits)
-        order, keys = _sorted(codes, units, self._code_bits, by_time.bits, row_bits)
+        by_time, units = _Axis.of(
+            times, self._code_bits + row_bits, array_of(scratch, "units", len(times), np.int64)
+        )
+        order, keys = _sorted(codes, units, self._code_bits, by_time.bits, row_bits, scratch, "time")
         if created is not None:
             order = _created_order(order, keys, created)
         if self._created_filter and created is not None:
-            available = np.maximum(times, created)
-            by_arrival, units = _Axis.of(available, self._code_bits + row_bits)
-            arrival, arrival_keys = _sorted(codes, units, self._code_bits, by_arrival.bits, row_bits)
+            available = np.maximum(times, created, out=array_of(scratch, "available", len(times), np.int64))
+            arrival_units = array_of(scratch, "arrival units", len(times), np.int64)
+            by_arrival, units = _Axis.of(available, self._code_bits + row_bits, arrival_units)
+            arrival, arrival_keys = _sorted(
+                codes, units, self._code_bits, by_arrival.bits, row_bits, scratch, "arrival"
+            )
             at = _last_at_or_before(arrival_keys, _subset(self._probes(by_arrival), positions))
             np.maximum(at, 0, out=at)
             last = arrival[at]
@@ -136,7 +148,7 @@ class LatestRows:
         else:
             at = _last_at_or_before(keys, _subset(self._probes(by_time), positions))
             np.maximum(at, 0, out=at)
-            found = keys[at]
+            found = np.take(keys, at, out=array_of(scratch, "found", len(at), np.uint64), mode="clip")
             rows = order[at]
             row_times = by_time.times(found & np.uint64((1 << by_time.bits) - 1))
             found >>= np.uint64(by_time.bits)
@@ -221,12 +233,12 @@ class _Axis:
     distinct: np.ndarray | None = None
 
     @staticmethod
-    def of(times: np.ndarray, other_bits: int) -> tuple[_Axis, np.ndarray]:
+    def of(times: np.ndarray, other_bits: int, out: np.ndarray | None = None) -> tuple[_Axis, np.ndarray]:
         """The axis for ``times`` in the ``64 - other_bits`` bits a word leaves free, and ``times`` on
-        it."""
+        it (in ``out`` when given and they fit: int64, as long as ``times``)."""
         first = int(times.min())
         if int(times.max()) - first < _REACH:  # else differences of times would not fit in 64 bits
-            units = times - first
+            units = np.subtract(times, first, out=out)
             step = _coarsest_step(units)
             if step > 1:
                 units //= step
@@ -270,15 +282,24 @@ class _Axis:
 
 
 def _sorted(
-    codes: np.ndarray, units: np.ndarray, code_bits: int, unit_bits: int, row_bits: int
+    codes: np.ndarray,
+    units: np.ndarray,
+    code_bits: int,
+    unit_bits: int,
+    row_bits: int,
+    scratch: Scratch | None = None,
+    name: str = "",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row numbers in (code, unit) order and the sorted (code, unit) search keys (``units`` is reused)."""
+    """Row numbers in (code, unit) order (in ``units``, which is reused) and the sorted (code, unit)
+    search keys (in ``scratch``'s arrays ``name`` + " words" or " spare" when given)."""
     assert code_bits + unit_bits + row_bits <= _WORD_BITS
-    words = codes.view(np.uint64) << np.uint64(unit_bits + row_bits)
+    words = array_of(scratch, f"{name} words", len(codes), np.uint64)
+    np.left_shift(codes.view(np.uint64), np.uint64(unit_bits + row_bits), out=words)
     words |= np.left_shift(units.view(np.uint64), np.uint64(row_bits), out=units.view(np.uint64))
     words |= row_numbers(len(codes))
-    words = sort_words(words, codes, 1 << code_bits)
-    order = (words & np.uint64((1 << row_bits) - 1)).view(np.int64)
+    spare = None if scratch is None else scratch.array(f"{name} spare", len(codes), np.uint64)
+    words = sort_words(words, codes, 1 << code_bits, spare)
+    order = np.bitwise_and(words, np.uint64((1 << row_bits) - 1), out=units.view(np.uint64)).view(np.int64)
     words >>= np.uint64(row_bits)
     return order, words
 

@@ -27,8 +27,11 @@ _SLOW_RATIO = 0.4  # quicksort / timsort time on random words: about 0.1 with SI
 _PROBE_WORDS = 1 << 15
 
 
-def sort_words(words: np.ndarray, codes: np.ndarray, code_count: int) -> np.ndarray:
-    """``words`` (uint64) ascending. They are sorted in place or into a new array: use the result.
+def sort_words(
+    words: np.ndarray, codes: np.ndarray, code_count: int, spare: np.ndarray | None = None
+) -> np.ndarray:
+    """``words`` (uint64) ascending. They are sorted in place or into ``spare`` (a uint64 array as
+    long, else a new one): use the result.
 
     ``codes`` ascend with the words (their top bits, say) and should lie in ``0 .. code_count - 1``;
     they only choose the method, so codes out of that range just take the quicksort.
@@ -41,7 +44,7 @@ def sort_words(words: np.ndarray, codes: np.ndarray, code_count: int) -> np.ndar
         words.sort()
         return words
     order, _ = group(codes.astype(np.intp, copy=False), code_count)
-    grouped: np.ndarray = words[order]
+    grouped: np.ndarray = np.take(words, order, out=spare, mode="clip")  # "raise" would copy through a buffer
     grouped.sort(kind="stable")
     return grouped
 
