@@ -528,3 +528,25 @@ def test_entity_rows_come_back_in_order_when_duckdb_returns_them_reordered(
     frame = training_frame(entity_rows, [view(source, created=None)], method=method)  # type: ignore[arg-type]
     assert np.array_equal(frame.column("driver_id").to_numpy(), keys)
     assert np.array_equal(frame.column("rate").to_numpy(), keys + 0.5)
+
+
+@pytest.mark.parametrize(
+    "kind", [pa.int32(), pa.float64(), pa.timestamp("us", tz="UTC"), pa.string()], ids=str
+)
+@pytest.mark.parametrize("nulls", [False, True], ids=["no nulls", "nulls"])
+def test_values_taken_from_a_columns_buffers_equal_arrows_take(kind: pa.DataType, nulls: bool) -> None:
+    """The gather reads a Parquet column's values and validity straight from its buffers (here a slice,
+    so at an offset): the same cells as Arrow's take, nulls in the same places."""
+    rng = np.random.default_rng(5)
+    values = pa.array(rng.integers(0, 1000, 50), type=pa.int64()).cast(kind)
+    if nulls:
+        values = pa.array(values.to_pylist(), type=kind, mask=rng.random(50) < 0.3)
+    column = pa.chunked_array([values.slice(7, 30)])
+    index = np.sort(rng.choice(30, 12, replace=False))
+    positions = rng.permutation(20)[:12]
+    schema = pa.schema([pa.field("v", kind)])
+    by_buffers, by_take = in_memory_join._Placed(schema, 20), in_memory_join._Placed(schema, 20)
+    by_buffers.put_taken(0, positions, column, index)
+    by_take.put_column(0, positions, column.take(pa.array(index)).combine_chunks())
+    assert by_buffers.table().equals(by_take.table())
+    assert by_buffers.table().column(0).null_count == 20 - 12 + (nulls and column.take(index).null_count)

@@ -353,10 +353,10 @@ def _taken(
             lo, hi = np.searchsorted(rows, starts[group : group + 2])
             if hi > lo:
                 parquet = pq.ParquetFile(path)  # one reader per thread: a reader is not thread-safe
-                index = pa.array(rows[lo:hi] - starts[group])
+                index = rows[lo:hi] - starts[group]
                 for at, name in enumerate(columns):  # one column at a time: see the module docstring
                     column = parquet.read_row_group(group, columns=[name], use_threads=False).column(0)
-                    placed.put_column(at, positions[lo:hi], column.take(index).combine_chunks())
+                    placed.put_taken(at, positions[lo:hi], column, index)
 
         with ThreadPoolExecutor(_THREADS) as pool:
             list(pool.map(take, range(len(sizes))))
@@ -405,6 +405,26 @@ class _Placed:
         else:
             values[positions] = array.to_numpy(zero_copy_only=False)
             self._present[at][positions] = True
+
+    def put_taken(self, at: int, positions: np.ndarray, column: pa.ChunkedArray, index: np.ndarray) -> None:
+        """Row ``positions[i]`` of column number ``at`` takes ``column[index[i]]``: a fixed-width
+        column's values and validity are read in place, with numpy, from its buffers."""
+        values = self._values.get(at)
+        if values is None or column.num_chunks != 1:
+            self.put_column(at, positions, column.take(pa.array(index)).combine_chunks())
+            return
+        array = column.chunk(0)
+        validity, data = array.buffers()[:2]
+        start, stop = array.offset, array.offset + len(array)
+        taken = np.frombuffer(data, dtype=values.dtype, count=stop)[start:][index]
+        if validity is None:
+            self._present[at][positions] = True
+        else:
+            bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), count=stop, bitorder="little")
+            valid = bits[start:][index].view(bool)
+            taken[~valid] = 0
+            self._present[at][positions] = valid
+        values[positions] = taken
 
     def table(self) -> pa.Table:
         columns = []
