@@ -163,6 +163,7 @@ def test_empty_inputs_give_no_rows() -> None:
         ([pa.array([-3, 7, -3], pa.int8())], [pa.array([7, -128, -3], pa.int8())]),  # marked from -3
         ([pa.array([2**62 + 9, 2**62], pa.uint64())], [pa.array([2**62, 1, 2**63 + 9], pa.uint64())]),
         ([pa.array([2**63 + 9, 2**63], pa.uint64())], [pa.array([2**63, 1, 9], pa.uint64())]),  # hashed
+        ([pa.array([2**63 + 1, None], pa.uint64())], [pa.array([2**63, None, 2**63 + 1], pa.uint64())]),
         ([pa.array([None, None], pa.int64())], [pa.array([1, None], pa.int64())]),  # no key at all
         ([pa.array(["b", "a", None, "b"])], [pa.array(["a", "z", "b", None])]),
         ([pa.array([1.5, 2.0, None, 1.5])], [pa.array([2.0, 3.0, 1.5, None])]),

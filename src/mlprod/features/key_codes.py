@@ -115,11 +115,11 @@ class _ColumnCoder:
             return np.asarray(numpy_of(found), dtype=np.int64)
         bounds = pc.min_max(values)
         smallest, largest = bounds["min"].as_py(), bounds["max"].as_py()
-        present = pc.fill_null(values, self._low) if values.null_count else values
-        offsets = array_of(scratch, "key offsets", len(values), np.int64)
-        np.subtract(np.asarray(numpy_of(present, offsets), dtype=np.int64), self._low, out=offsets)
         if smallest is None:
             return np.full(len(values), NO_ROW, dtype=np.int64)
+        present = pc.fill_null(values, bounds["min"]) if values.null_count else values  # nulls: masked below
+        offsets = array_of(scratch, "key offsets", len(values), np.int64)
+        np.subtract(np.asarray(numpy_of(present, offsets), dtype=np.int64), self._low, out=offsets)
         inside: np.ndarray | None = None
         if smallest < self._low or largest >= self._low + len(self._table):
             inside = offsets.view(np.uint64) < len(self._table)

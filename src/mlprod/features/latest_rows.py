@@ -148,7 +148,7 @@ class LatestRows:
         else:
             at = _last_at_or_before(keys, _subset(self._probes(by_time), positions))
             np.maximum(at, 0, out=at)
-            found = np.take(keys, at, out=array_of(scratch, "found", len(at), np.uint64), mode="clip")
+            found = keys[at]
             rows = order[at]
             row_times = by_time.times(found & np.uint64((1 << by_time.bits) - 1))
             found >>= np.uint64(by_time.bits)
