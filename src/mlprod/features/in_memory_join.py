@@ -108,7 +108,7 @@ def join_in_memory(conn: duckdb.DuckDBPyConnection, join: JoinInput, *, keep_tim
 def _joined(conn: duckdb.DuckDBPyConnection, join: JoinInput, keep_times: bool) -> pa.Table | None:
     view = join.view
     ttl = view.ttl_delta
-    entity = _entity_keys(conn, join)
+    entity, entity_rows = _entity_keys(conn, join)
 
     def prepare() -> tuple[KeyCoder, LatestRows]:
         """The key coder and the search, made on this thread while the workers read the first blocks."""
@@ -129,10 +129,10 @@ def _joined(conn: duckdb.DuckDBPyConnection, join: JoinInput, keep_times: bool) 
     chosen = search.result(with_times=keep_times)
     found = np.flatnonzero(chosen.rows != NO_ROW)
     found = found[_argsort(chosen.rows[found])]
-    values = _gathered(conn, join, chosen.rows[found], entity.rows[found], len(entity.rows))
+    values = _gathered(conn, join, chosen.rows[found], entity_rows[found], len(entity_rows))
     if keep_times:
         for name, micros in ((join.time_column, chosen.times), (join.created_column, chosen.created)):
-            values = values.append_column(name, _placed_times(micros, chosen.rows, entity.rows))
+            values = values.append_column(name, _placed_times(micros, chosen.rows, entity_rows))
     return values
 
 
@@ -144,13 +144,14 @@ class _Keys:
     times: np.ndarray
     created: np.ndarray | None
     valid: np.ndarray
-    rows: np.ndarray
 
 
-def _entity_keys(conn: duckdb.DuckDBPyConnection, join: JoinInput) -> _Keys:
+def _entity_keys(conn: duckdb.DuckDBPyConnection, join: JoinInput) -> tuple[_Keys, np.ndarray]:
+    """The entity rows' keys and their row numbers."""
     keys = list(join.view.key_columns)
     sql = _key_query(join, join.entities.relation, keys, join.event, None, extra=[quote(join.row)])
-    return _keys_of(conn.sql(sql).to_arrow_table().combine_chunks(), len(keys), created=False, rows=True)
+    table = conn.sql(sql).to_arrow_table().combine_chunks()
+    return _keys_of(table, len(keys), created=False), numpy_of(table.column(len(keys) + 2))
 
 
 def _key_query(
@@ -181,7 +182,6 @@ def _keys_of(
     n_keys: int,
     *,
     created: bool,
-    rows: bool,
     scratch: Scratch | None = None,
 ) -> _Keys:
     columns = batch.columns
@@ -192,8 +192,7 @@ def _keys_of(
         if created
         else None
     )
-    numbers = numpy_of(columns[-1]) if rows else np.arange(len(times))
-    return _Keys(list(columns[:n_keys]), times, created_times, valid, numbers)
+    return _Keys(list(columns[:n_keys]), times, created_times, valid)
 
 
 def _micros(
@@ -244,9 +243,7 @@ def _searched(
                 if item is None:
                     return
                 number, (start, block) = item
-                keys = _keys_of(
-                    block, len(join.view.key_columns), created=created, rows=False, scratch=scratch
-                )
+                keys = _keys_of(block, len(join.view.key_columns), created=created, scratch=scratch)
                 del block
                 ready.wait()
                 if stop.is_set():
