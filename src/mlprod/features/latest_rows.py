@@ -64,10 +64,8 @@ def latest_rows(
     the greatest (time, created) among those with ``event - ttl <= time <= event`` and, with
     ``created_filter``, ``created <= event``.
     """
-    search, scratch = (
-        LatestRows(entity_codes, entity_times, ttl=ttl, created_filter=created_filter),
-        Scratch(),
-    )
+    search = LatestRows(entity_codes, entity_times, ttl=ttl, created_filter=created_filter)
+    scratch = Scratch()
     for start in range(0, len(source_codes), block_rows):
         rows = slice(start, start + block_rows)
         created = source_created[rows] if source_created is not None else None
