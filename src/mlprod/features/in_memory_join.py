@@ -416,9 +416,10 @@ class _Placed:
         taken = np.frombuffer(data, dtype=values.dtype, count=stop)[start:][index]
         if validity is None:
             self._present[at][positions] = True
-        else:
-            bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), count=stop, bitorder="little")
-            valid = bits[start:][index].view(bool)
+        else:  # the validity bits of the taken values alone
+            bit = index + start
+            valid = (np.frombuffer(validity, dtype=np.uint8)[bit >> 3] >> (bit & 7).astype(np.uint8)) & 1
+            valid = valid.view(bool)
             taken[~valid] = 0
             self._present[at][positions] = valid
         values[positions] = taken
