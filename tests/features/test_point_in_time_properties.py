@@ -10,10 +10,12 @@ the contract does not say which one wins (exact duplicate rows are kept, any of 
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -532,6 +534,24 @@ def test_one_feature_view_matches_reference(scenario: tuple[Any, ...], as_arrow:
     """Both join methods: sorting in memory and DuckDB's ASOF JOIN."""
     rows, view = scenario
     check(rows, [view], as_arrow=as_arrow, method=method)
+
+
+@settings(SETTINGS, max_examples=60)
+@given(scenario=scenarios(feature_views()), naive=st.booleans())
+@example(scenario=TIES, naive=False)
+def test_a_parquet_file_source_matches_reference(scenario: tuple[Any, ...], naive: bool) -> None:
+    """The source as a Parquet file, joined in memory: its feature values are taken from the file's row
+    groups with pyarrow."""
+    rows, view = scenario
+    if naive:
+        rows, view = strip_tz(rows), naive_case(view)
+    show_inputs(rows, [view])
+    expected = reference_training_frame(rows, [view.ref])
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "source.parquet"
+        view.ref.source.to_parquet(path, index=False)
+        in_file = replace(view, ref=replace(view.ref, source=path))
+        assert_same(run(rows, [in_file], method="in_memory"), expected)
 
 
 @settings(SETTINGS, max_examples=60)

@@ -425,6 +425,21 @@ def test_infinite_timestamps_are_left_to_the_asof_join() -> None:
     assert framed.column("v").to_pylist() == [None, 4.0, 5.0]
 
 
+def test_infinite_timestamps_in_a_parquet_file_are_left_to_the_asof_join(tmp_path: Path) -> None:
+    """DuckDB stores an infinite timestamp as an int64 extreme, which pyarrow reads as a plain time."""
+    path = tmp_path / "infinite.parquet"
+    duckdb.sql(
+        "SELECT * FROM (VALUES (4, 'infinity'::TIMESTAMPTZ, 3.0), (5, '2020-01-01'::TIMESTAMPTZ, 4.0), "
+        "(6, '-infinity'::TIMESTAMPTZ, 5.0)) t(k, ts, v)"
+    ).write_parquet(str(path))
+    rows = duckdb.sql(
+        "SELECT * FROM (VALUES (4, '2027-01-01'::TIMESTAMPTZ), (5, '2021-01-01'::TIMESTAMPTZ), "
+        "(6, '1960-01-01'::TIMESTAMPTZ)) t(k, event_time)"
+    ).to_arrow_table()
+    view = FeatureView("v", Entity("e", ["k"]), str(path), ["v"], timestamp="ts")
+    assert same_by_both_methods(rows, [view]).column("v").to_pylist() == [None, 4.0, 5.0]
+
+
 def test_parquet_columns_pyarrow_types_unlike_duckdb_and_one_column_twice(tmp_path: Path) -> None:
     """A UUID column (pyarrow: 16 bytes, DuckDB: text) is gathered through DuckDB; a column may feed
     two outputs."""
