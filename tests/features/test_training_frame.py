@@ -426,7 +426,8 @@ def test_infinite_timestamps_are_left_to_the_asof_join() -> None:
 
 
 def test_infinite_timestamps_in_a_parquet_file_are_left_to_the_asof_join(tmp_path: Path) -> None:
-    """DuckDB stores an infinite timestamp as an int64 extreme, which pyarrow reads as a plain time."""
+    """An infinite timestamp in a Parquet file (stored as an int64 extreme, read back by DuckDB as
+    infinite): the in-memory join leaves the view to the ASOF join, as for one in memory."""
     path = tmp_path / "infinite.parquet"
     duckdb.sql(
         "SELECT * FROM (VALUES (4, 'infinity'::TIMESTAMPTZ, 3.0), (5, '2020-01-01'::TIMESTAMPTZ, 4.0), "
