@@ -38,3 +38,14 @@ def test_benchmark_runs(script: str, args: list[str], expected: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert expected in result.stdout
+
+
+def test_a_lower_bound_short_of_its_goal_is_neither_met_nor_missed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Feast's file store is stopped at the memory limit: the ratio against it is a lower bound."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    from feature_store import goal_met
+
+    assert goal_met(28.6, 30, lower_bound=True) is None
+    assert goal_met(30.9, 30, lower_bound=True) is True
+    assert goal_met(28.6, 30, lower_bound=False) is False
+    assert goal_met(None, 30, lower_bound=False) is None
