@@ -8,6 +8,7 @@ else escaping is a bug in mlprod.
     ├── WorkspaceError            no workspace, unreadable workspace, already initialised
     ├── ConfigError               mlprod.toml or MLPROD_* value that does not validate
     ├── DatabaseError             metadata database unreachable or failing
+    ├── StorageFullError          no space left writing the metadata DB or a blob (nothing committed)
     ├── ArtifactError
     │   ├── ArtifactNotFoundError (also KeyError)
     │   └── ArtifactCorruptedError  blob content no longer matches its sha256
@@ -15,6 +16,8 @@ else escaping is a bug in mlprod.
     ├── ForbiddenError            a valid API token without the scope an operation needs (HTTP 403)
     ├── NotFoundError (also LookupError)   unknown dataset, model, version or alias
     ├── AlreadyExistsError
+    ├── DamagedHistoryError       gc found a commit it cannot read completely and deleted nothing
+    ├── GcInProgressError         another ``data gc`` holds the sweep lease
     ├── ConflictError             a ref moved under a writer (compare-and-swap failed)
     │   └── MergeConflictError    a merge left cells changed differently on both sides
     ├── InvalidInputError (also ValueError) bad request or argument; names the field
@@ -46,6 +49,10 @@ class DatabaseError(MlprodError):
     """The metadata database cannot be reached or refused an operation."""
 
 
+class StorageFullError(MlprodError):
+    """The disk (or quota) holding the metadata database or the artifact store is full."""
+
+
 class ArtifactError(MlprodError):
     """A blob in the artifact store cannot be written or read."""
 
@@ -67,6 +74,14 @@ class NotFoundError(MlprodError, LookupError):
 
 class AlreadyExistsError(MlprodError):
     """A thing that must be unique already exists."""
+
+
+class DamagedHistoryError(MlprodError):
+    """A recorded commit's manifest is missing or unreadable, so what it needs cannot be known."""
+
+
+class GcInProgressError(MlprodError):
+    """Another garbage collection is sweeping (or one that was killed still holds its lease)."""
 
 
 class ConflictError(MlprodError):

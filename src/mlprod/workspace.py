@@ -42,7 +42,6 @@ class Workspace:
             if not is_at_head(self.engine):
                 upgrade_to_head(self.engine)
             self.artifacts = ArtifactStore(self.resolve_path(config.artifacts.path))
-            self.artifacts.remove_stale_temporaries()  # left by writers killed mid-write
         except BaseException:
             self.engine.dispose()
             raise

@@ -6,7 +6,7 @@ branch, and it moves only by compare-and-swap, so two writers can never both win
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +16,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from mlprod.errors import AlreadyExistsError, ConflictError, InvalidInputError, NotFoundError
 from mlprod.meta.tables import data_commits, data_refs, data_tables
+
+Guard = Callable[[Connection], None]
+"""Runs inside a ref-moving transaction after its writes; raising rolls the whole transaction back."""
 
 BRANCH = "branch"
 TAG = "tag"
@@ -87,7 +90,9 @@ class History:
         with self._engine.connect() as conn:
             return list(conn.scalars(sa.select(data_tables.c.name).order_by(data_tables.c.name)))
 
-    def create_table(self, info: TableInfo, root: CommitInfo, branch: str) -> None:
+    def create_table(
+        self, info: TableInfo, root: CommitInfo, branch: str, *, guard: Guard | None = None
+    ) -> None:
         try:
             with self._engine.begin() as conn:
                 conn.execute(
@@ -104,6 +109,8 @@ class History:
                 )
                 self._insert_commit(conn, root)
                 self._insert_ref(conn, info.name, branch, BRANCH, root.id)
+                if guard is not None:
+                    guard(conn)
         except sa.exc.IntegrityError as exc:
             raise AlreadyExistsError(f"table {info.name!r} already exists") from exc
 
@@ -120,11 +127,18 @@ class History:
                 data_tables.update().where(data_tables.c.name == table).values(expectations=expectations)
             )
 
-    def commit(self, table: str, branch: str, expected: str, new: CommitInfo) -> None:
-        """Record ``new`` and move ``branch`` from ``expected`` to it, or raise if the branch moved."""
+    def commit(
+        self, table: str, branch: str, expected: str, new: CommitInfo, *, guard: Guard | None = None
+    ) -> None:
+        """Record ``new`` and move ``branch`` from ``expected`` to it, or raise if the branch moved.
+
+        ``guard`` (the gc fence) runs last in the same transaction and can still call it off.
+        """
         with self._engine.begin() as conn:
             self._insert_commit(conn, new)
             self._swap(conn, table, branch, expected, new.id)
+            if guard is not None:
+                guard(conn)
 
     def move_branch(self, table: str, branch: str, expected: str, new: str) -> None:
         """Move ``branch`` to an existing commit ``new`` if it is still at ``expected`` (fast-forward)."""

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 
 from mlprod.artifacts import ArtifactStore
 from mlprod.data.changes import compare, retyped_change, side, union_schema
+from mlprod.data.gc_fence import GcFence, KeptWrites, record_fenced
 from mlprod.data.history import BRANCH, TAG, CommitInfo, History, Ref, TableInfo
 from mlprod.data.ingest import to_arrow
 from mlprod.data.keys import bucket_ids, check_key_columns, check_unique_keys
@@ -96,6 +97,7 @@ class TableStore:
         self._ws = workspace
         self.history = History(workspace.engine)
         self.objects = ArtifactStore(workspace.artifacts.root / "tables")
+        self.fence = GcFence(workspace.engine)
         self._manifests: dict[str, Manifest] = {}
         self._lock = threading.Lock()
 
@@ -141,8 +143,17 @@ class TableStore:
             created_at=now,
             num_rows=0,
         )
-        commit_id = self._put_manifest(root)
-        self.history.create_table(info, _commit_info(commit_id, root), DEFAULT_BRANCH)
+        mark = self.fence.mark()
+        objects = KeptWrites(self.objects)
+        commit_id = self._put_manifest(root, objects)
+        record_fenced(
+            self.fence,
+            mark,
+            lambda guard: self.history.create_table(
+                info, _commit_info(commit_id, root), DEFAULT_BRANCH, guard=guard
+            ),
+            lambda: objects.restore([commit_id]),
+        )
         if batch is not None:
             try:
                 self.commit(name, batch, mode="append", message=message or "initial data")
@@ -359,20 +370,26 @@ class TableStore:
         retyped: tuple[str, ...] = (),
         extra_parents: tuple[str, ...] = (),
     ) -> CommitResult:
-        """Store a computed change set as a commit on ``branch`` (compare-and-swap from ``parent_id``)."""
+        """Store a computed change set as a commit on ``branch`` (compare-and-swap from ``parent_id``).
+
+        The gc fence is marked before the first object is written and checked in the transaction
+        that moves the branch, so a concurrent ``gc`` can never remove an object the commit needs.
+        """
         counts = _counts(change)
         if change.num_rows == 0 and not added and not retyped and not extra_parents:
             return CommitResult(info.name, branch, parent_id, False, counts, parent.num_rows)
+        mark = self.fence.mark()
+        objects = KeptWrites(self.objects)
         num_rows = parent.num_rows + counts["added"] - counts["removed"]
         pending = sum(d.rows for d in parent.deltas) + change.num_rows
         compact = bool(retyped) or pending > COMPACT_FRACTION * max(num_rows, parent.num_rows)
         keep_change = change.num_rows <= COMPACT_FRACTION * max(num_rows, parent.num_rows, 1)
-        change_ref = write_change(self.objects, change) if keep_change and change.num_rows else None
+        change_ref = write_change(objects, change) if keep_change and change.num_rows else None
         buckets, bucket_rows, rewritten = list(parent.buckets), list(parent.bucket_rows), 0
         deltas = parent.deltas + ((change_ref,) if change_ref else ())
         if compact:
             buckets, bucket_rows, rewritten = self._compacted(
-                info, parent, change, schema, rewrite_all=bool(retyped)
+                info, parent, change, schema, objects, rewrite_all=bool(retyped)
             )
             deltas = ()
         manifest = Manifest(
@@ -391,8 +408,15 @@ class TableStore:
             num_rows=num_rows,
             counts=counts,
         )
-        commit_id = self._put_manifest(manifest)
-        self.history.commit(info.name, branch, parent_id, _commit_info(commit_id, manifest))
+        commit_id = self._put_manifest(manifest, objects)
+        record_fenced(
+            self.fence,
+            mark,
+            lambda guard: self.history.commit(
+                info.name, branch, parent_id, _commit_info(commit_id, manifest), guard=guard
+            ),
+            lambda: objects.restore([commit_id, *manifest.objects()]),
+        )
         return CommitResult(info.name, branch, commit_id, True, counts, num_rows, added, retyped, rewritten)
 
     def _quarantine(self, table: str, rows: pa.Table, commit_id: str) -> dict[str, Any]:
@@ -469,7 +493,14 @@ class TableStore:
         return compare(current, batch, key, schema, info.buckets)
 
     def _compacted(
-        self, info: TableInfo, parent: Manifest, change: pa.Table, schema: pa.Schema, *, rewrite_all: bool
+        self,
+        info: TableInfo,
+        parent: Manifest,
+        change: pa.Table,
+        schema: pa.Schema,
+        objects: ArtifactStore,
+        *,
+        rewrite_all: bool,
     ) -> tuple[list[str | None], list[int], int]:
         """Fold the pending change sets and ``change`` into the buckets they touch."""
         touched: set[int] = set(range(info.buckets)) if rewrite_all else set()
@@ -493,7 +524,7 @@ class TableStore:
                 if current.num_rows
                 else side(change, "after", info.key, schema)
             )
-        shas, counts = write_buckets(self.objects, current.cast(schema), info.key, info.buckets)
+        shas, counts = write_buckets(objects, current.cast(schema), info.key, info.buckets)
         for bucket in touched:
             buckets[bucket], bucket_rows[bucket] = shas[bucket], counts[bucket]
         return buckets, bucket_rows, len(touched)
@@ -507,9 +538,9 @@ class TableStore:
             raise NotFoundError(f"table {table!r}: {branch!r} is {what} (branches: {branches})")
         return found.commit_id
 
-    def _put_manifest(self, manifest: Manifest) -> str:
+    def _put_manifest(self, manifest: Manifest, objects: ArtifactStore) -> str:
         data = manifest.to_bytes()
-        commit_id = self.objects.put_bytes(data)
+        commit_id = objects.put_bytes(data)
         with self._lock:
             self._manifests[commit_id] = manifest
         return commit_id

@@ -93,6 +93,17 @@ data_refs = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 
+data_gc_fence = Table(
+    "data_gc_fence",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("owner", String(200), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=True),
+)
+"""One row (id 1): ``epoch`` grows when a gc sweep starts; ``lease_until`` is set while one runs."""
+
 registered_models = Table(
     "registered_models",
     metadata,
