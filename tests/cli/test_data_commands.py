@@ -117,3 +117,52 @@ def test_bad_inputs_are_one_line_errors(mlprod: Run, tmp_path: Path) -> None:
     assert result.returncode == 2 and "key column(s) id missing" in result.stderr
     wrong = mlprod(*ws, "data", "checkout", "x", "-o", str(tmp_path / "x.txt"))
     assert wrong.returncode == 2 and "must end in .parquet or .csv" in wrong.stderr
+
+
+def test_fsck_and_gc_report_damage_and_gc_deletes_nothing_then(mlprod: Run, tmp_path: Path) -> None:
+    import json
+    import os
+
+    mlprod("init", "ws")
+    ws = ["-C", "ws"]
+    first = write(tmp_path / "a.csv", "id,v\n1,1.0\n2,2.0\n3,3.0\n")
+    assert (
+        mlprod(*ws, "data", "create", "t", "--key", "id", "--from", str(first), "--buckets", "2").returncode
+        == 0
+    )
+    clean = mlprod(*ws, "data", "fsck")
+    assert clean.returncode == 0, clean.stderr
+    assert re.search(
+        r"checked 1 table\(s\), 1 ref\(s\), 2 commit\(s\), \d+ object\(s\) \(0.0 MB\): ok", clean.stdout
+    )
+
+    objects = tmp_path / "ws" / "artifacts" / "tables"
+    debris = objects / "ab" / ("c" * 62)
+    debris.parent.mkdir(exist_ok=True)
+    debris.write_bytes(b"left by a killed writer")
+    os.utime(debris, (1_000_000_000, 1_000_000_000))
+    dry = mlprod(*ws, "data", "gc", "--dry-run")
+    assert dry.returncode == 0 and "ab" + "c" * 62 in dry.stdout
+    assert "would remove 1 object(s) (0.0 MB), kept" in dry.stdout and "nothing was deleted" in dry.stdout
+    assert debris.exists()
+
+    head = json.loads(mlprod(*ws, "data", "fsck", "--format", "json").stdout)
+    assert head["ok"] is True and head["checked"]["commits"] == 2
+    log = mlprod(*ws, "data", "log", "t").stdout
+    short = re.findall(r"([0-9a-f]{12})\s+│", log)[0]
+    manifest = next(
+        p for p in objects.rglob("*") if p.is_file() and (p.parent.name + p.name).startswith(short)
+    )
+    manifest.unlink()
+    damaged = mlprod(*ws, "data", "fsck", "--format", "json")
+    assert damaged.returncode == 2
+    report = json.loads(damaged.stdout)
+    assert report["ok"] is False and [d["kind"] for d in report["damage"]] == ["missing-manifest"]
+    text = mlprod(*ws, "data", "fsck", "t")
+    assert text.returncode == 2 and "missing-manifest" in text.stdout and "1 problem(s) found" in text.stdout
+    refused = mlprod(*ws, "data", "gc", "--grace", "0")
+    assert refused.returncode == 2
+    assert "error: gc deleted nothing: 1 commit(s) cannot be read completely" in refused.stderr
+    assert f"t commit {short}" in refused.stderr and debris.exists()
+    bad = mlprod(*ws, "data", "fsck", "--format", "yaml")
+    assert bad.returncode == 2 and "--format must be text or json, got 'yaml'" in bad.stderr

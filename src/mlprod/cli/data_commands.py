@@ -1,4 +1,4 @@
-"""``mlprod data``: versioned tables — create, commit, log, show, checkout, branch, tag, diff, merge, gc."""
+"""``mlprod data``: versioned tables — create, commit, log, branch, diff, merge, gc, fsck and more."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     help="Versioned tables: create, commit, log, show, checkout, branch, tag, diff, merge, expect, "
-    "validate, skew, check, gc.",
+    "validate, skew, check, gc, fsck.",
     no_args_is_help=True,
 )
 
@@ -417,18 +417,79 @@ def gc(
     grace: Annotated[
         float, typer.Option(help="Keep unreferenced objects younger than this (seconds).")
     ] = 3600,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would go.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would go; delete nothing.")] = False,
+    show: Annotated[int, typer.Option(help="Objects to list in a dry run.", min=0)] = 50,
 ) -> None:
-    """Remove table files that no commit refers to (left by interrupted writers)."""
+    """Remove table files that no commit refers to (left by interrupted writers).
+
+    Safe while commits run; refuses to delete anything if a commit's manifest cannot be read.
+    """
     from mlprod.data import TableStore, collect_garbage
 
     with open_workspace() as ws:
         report = collect_garbage(TableStore(ws), grace_seconds=grace, dry_run=dry_run)
-    verb = "would remove" if dry_run else "removed"
+    if dry_run and report.objects:
+        view = Table("object", "bytes", "age", title="unreferenced objects past the grace period")
+        for g in report.objects[:show]:
+            view.add_row(g.sha256, f"{g.size:,}", f"{g.age_seconds / 3600:.1f} h")
+        out.print(view)
+        if len(report.objects) > show:
+            out.print(f"… and {len(report.objects) - show:,} more")
+    if dry_run:
+        out.print(
+            f"would remove {report.removed:,} object(s) ({report.removed_bytes / 1e6:.1f} MB), "
+            f"kept {report.kept:,}; nothing was deleted"
+        )
+        return
     out.print(
-        f"{verb} {report.removed:,} object(s) ({report.removed_bytes / 1e6:.1f} MB), kept {report.kept:,}, "
+        f"removed {report.removed:,} object(s) ({report.removed_bytes / 1e6:.1f} MB), kept {report.kept:,}, "
         f"cleared {report.temporaries} temporary file(s)"
     )
+
+
+@app.command("fsck")
+def fsck(
+    table: Annotated[str | None, typer.Argument(help="Table to check (default: every table).")] = None,
+    output_format: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+) -> None:
+    """Check every ref, commit, manifest (hash and parse) and object (exists and sha256); read-only.
+
+    Exits 2 when anything is damaged, listing each problem.
+    """
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from mlprod.data import TableStore, fsck_tables
+
+    if output_format not in ("text", "json"):
+        raise InvalidInputError(f"--format must be text or json, got {output_format!r}")
+    with open_workspace() as ws:
+        tables = TableStore(ws)
+        if err.is_terminal and output_format == "text":
+            columns = ("checking objects", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+            with Progress(*columns, console=err, transient=True) as bar:
+                task = bar.add_task("fsck", total=None)
+                report = fsck_tables(
+                    tables, table, progress=lambda done, total: bar.update(task, completed=done, total=total)
+                )
+        else:
+            report = fsck_tables(tables, table)
+    if output_format == "json":
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        if report.damage:
+            view = Table("kind", "table", "commit", "object", "detail", title="damage")
+            for d in report.damage:
+                view.add_row(d.kind, d.table, (d.commit or "")[:12], (d.object or "")[:12], d.detail)
+            out.print(view)
+        verdict = "ok" if report.ok else f"{len(report.damage)} problem(s) found"
+        out.print(
+            f"checked {report.tables} table(s), {report.refs} ref(s), {report.commits} commit(s), "
+            f"{report.objects:,} object(s) ({report.bytes / 1e6:.1f} MB): {verdict}"
+        )
+    if not report.ok:
+        raise typer.Exit(2)
 
 
 def _print_commit(result: CommitResult) -> None:

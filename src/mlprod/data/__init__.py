@@ -1,7 +1,8 @@
 """Versioned tables: keyed, bucketed, content-addressed Parquet with commits, branches, diff and merge."""
 
 from mlprod.data.diff import TableDiff, diff_versions
-from mlprod.data.gc import GcReport, collect_garbage
+from mlprod.data.fsck import Damage, FsckReport, fsck_tables
+from mlprod.data.gc import Garbage, GcReport, collect_garbage
 from mlprod.data.history import CommitInfo, Ref, TableInfo
 from mlprod.data.ingest import read_table_file, to_arrow
 from mlprod.data.merge import Conflict, MergeResult, merge_branches
@@ -18,8 +19,11 @@ __all__ = [
     "CommitInfo",
     "CommitResult",
     "Conflict",
+    "Damage",
     "Expectations",
     "Finding",
+    "FsckReport",
+    "Garbage",
     "GcReport",
     "MergeResult",
     "PoisoningReport",
@@ -33,6 +37,7 @@ __all__ = [
     "check_poisoning",
     "collect_garbage",
     "diff_versions",
+    "fsck_tables",
     "merge_branches",
     "read_table_file",
     "skew_between",
