@@ -15,7 +15,9 @@ SRC = Path(mlprod.__file__).parent
 PACKAGES = ["mlprod.data", "mlprod.demo", "mlprod.evaluate", "mlprod.meta", "mlprod.models", "mlprod.monitor",
             "mlprod.serve"]  # fmt: skip
 LAYER = {
-    **dict.fromkeys(["errors", "config", "names", "identity", "artifacts", "meta", "workspace"], 0),
+    **dict.fromkeys(
+        ["errors", "config", "names", "identity", "diskspace", "artifacts", "meta", "workspace"], 0
+    ),
     "data": 1,
     "features": 2,
     "models": 3,

@@ -138,11 +138,16 @@ def test_a_schema_newer_than_this_mlprod_is_named(tmp_path: Path) -> None:
         Workspace.open(tmp_path)
 
 
-def test_temporaries_of_killed_writers_are_cleaned_on_open(tmp_path: Path) -> None:
+def test_opening_never_writes_and_gc_clears_temporaries_of_killed_writers(tmp_path: Path) -> None:
+    from mlprod.data import TableStore, collect_garbage
+
     Workspace.init(tmp_path).close()
     stale = tmp_path / "artifacts" / "tmp" / "put-killed"
     stale.write_bytes(b"half a blob")
     old = 1_000_000_000
     os.utime(stale, (old, old))
-    Workspace.open(tmp_path).close()
+    with Workspace.open(tmp_path):
+        assert stale.exists()  # a read command (every command opens the workspace) deletes nothing
+    with Workspace.open(tmp_path) as ws:
+        assert collect_garbage(TableStore(ws)).temporaries == 1
     assert not stale.exists()

@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from mlprod.diskspace import full_error, is_disk_full
 from mlprod.errors import ArtifactCorruptedError, ArtifactError, ArtifactNotFoundError
 
 _CHUNK = 1 << 20
@@ -60,13 +61,19 @@ class ArtifactStore:
         if self._intact(sha):
             self._touch(sha)
             return sha
-        fd, tmp = tempfile.mkstemp(dir=self.root / _TMP_DIR, prefix="put-")
+        what = f"writing {len(data):,} bytes to the artifact store"
+        fd, tmp = self._new_tmp(what)
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
             self._commit_tmp(Path(tmp), sha)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise full_error(what, self.root) from exc
+            raise
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -75,7 +82,7 @@ class ArtifactStore:
     def put_file(self, source: str | os.PathLike[str]) -> str:
         """Copy the file at ``source`` into the store, hashing while copying; return its sha256."""
         digest = hashlib.sha256()
-        fd, tmp = tempfile.mkstemp(dir=self.root / _TMP_DIR, prefix="put-")
+        fd, tmp = self._new_tmp(f"copying {source} into the artifact store")
         try:
             with open(source, "rb") as src, os.fdopen(fd, "wb") as out:
                 while chunk := src.read(_CHUNK):
@@ -91,6 +98,8 @@ class ArtifactStore:
                 self._commit_tmp(Path(tmp), sha)
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise full_error(f"copying {source} into the artifact store", self.root) from exc
             raise ArtifactError(f"cannot store {source} in {self.root}: {exc}") from exc
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -148,6 +157,14 @@ class ArtifactStore:
             except FileNotFoundError:
                 continue
         return removed
+
+    def _new_tmp(self, what: str) -> tuple[int, str]:
+        try:
+            return tempfile.mkstemp(dir=self.root / _TMP_DIR, prefix="put-")
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise full_error(what, self.root) from exc
+            raise ArtifactError(f"cannot write to the artifact store at {self.root}: {exc}") from exc
 
     def _intact(self, sha256: str) -> bool:
         """True when the blob exists with the right content; a corrupted one will be overwritten."""

@@ -174,6 +174,7 @@ def checkout(
     import pyarrow.parquet as pq
 
     from mlprod.data import TableStore
+    from mlprod.diskspace import full_error, is_disk_full
 
     if output.suffix.lower() not in (".parquet", ".csv"):
         raise InvalidInputError(f"{output}: the output must end in .parquet or .csv")
@@ -182,10 +183,16 @@ def checkout(
         tables = TableStore(ws)
         commit = tables.resolve(table, ref, as_of=when)
         rows = tables.checkout(table, commit.id)
-    if output.suffix.lower() == ".csv":
-        pacsv.write_csv(rows, output)
-    else:
-        pq.write_table(rows, output)
+    try:
+        if output.suffix.lower() == ".csv":
+            pacsv.write_csv(rows, output)
+        else:
+            pq.write_table(rows, output)
+    except OSError as exc:
+        output.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise full_error(f"writing {rows.num_rows:,} rows", output, after="no file was left") from exc
+        raise
     out.print(f"{table} commit {commit.short_id}: {rows.num_rows:,} rows written to {output}")
 
 

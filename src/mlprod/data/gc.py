@@ -36,7 +36,8 @@ rules make that safe against any interleaving with commits in flight, not merely
 
 The grace period is no longer what protects commits in flight; it keeps debris around for a while
 (for inspection, or for a writer that is not mlprod's). Temporary files of interrupted writes go
-once they are an hour old whatever the grace, so a write in progress is never cut off.
+once they are an hour old whatever the grace, so a write in progress is never cut off; gc
+clears those of the workspace artifact store (models) too, since opening a workspace writes nothing.
 """
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ def collect_garbage(
         return _sweep(store, grace_seconds, None)
     with store.fence.sweep(f"{socket.gethostname()} pid {os.getpid()}") as sweep:
         report = _sweep(store, grace_seconds, sweep)
-    temporaries = store.objects.remove_stale_temporaries(max(grace_seconds, TEMPORARY_MIN_AGE_SECONDS))
+    age = max(grace_seconds, TEMPORARY_MIN_AGE_SECONDS)
+    temporaries = store.objects.remove_stale_temporaries(age)
+    temporaries += store.workspace.artifacts.remove_stale_temporaries(age)  # models' writes too
     return GcReport(report.kept, report.removed, report.removed_bytes, temporaries, report.objects)
 
 

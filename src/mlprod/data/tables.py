@@ -162,6 +162,10 @@ class TableStore:
                 raise
         return info
 
+    @property
+    def workspace(self) -> Workspace:
+        return self._ws
+
     def info(self, name: str) -> TableInfo:
         return self.history.table(name)
 

@@ -2,12 +2,19 @@
 
 SQLite (WAL, foreign keys on, a busy timeout so concurrent writers wait instead of failing) by
 default; any SQLAlchemy URL, PostgreSQL in particular, when the workspace is shared.
+
+On a full disk SQLite cannot even open a WAL database for reading (its shared-memory index must be
+created or grown). When the write-ahead log is empty the database file alone is the whole truth,
+so it is then opened read-only and immutable: reads work, and any write fails with
+``StorageFullError`` instead of a raw SQLite message.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from alembic import command
@@ -18,7 +25,8 @@ from alembic.util.exc import CommandError
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from mlprod.errors import DatabaseError
+from mlprod.diskspace import full_error, nearly_full
+from mlprod.errors import DatabaseError, StorageFullError
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -38,6 +46,8 @@ def connect(url: str) -> Engine:
             engine = sa.create_engine(parsed, pool_pre_ping=True, connect_args=_connect_timeout(parsed))
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
+    except StorageFullError:
+        engine = _read_only_when_full(parsed)
     except NoSuchModuleError as exc:
         raise DatabaseError(
             f"no driver for database URL {shown}; for PostgreSQL install mlprod[postgres] "
@@ -88,6 +98,7 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         if not parent.is_dir():
             raise DatabaseError(f"cannot create SQLite database {database}: {parent} is not a directory")
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    _map_full_disk(engine, database or "")
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -105,6 +116,45 @@ def _sqlite_engine(url: sa.URL) -> Engine:
     def _on_begin(conn: sa.Connection) -> None:
         conn.exec_driver_sql("BEGIN")
 
+    return engine
+
+
+def _map_full_disk(engine: Engine, database: str, *, read_only: bool = False) -> None:
+    """Turn SQLite's full-disk failures (and writes to a read-only fallback) into ``StorageFullError``."""
+
+    @sa.event.listens_for(engine, "handle_error")
+    def _on_error(context: sa.engine.ExceptionContext) -> None:
+        exc = context.original_exception
+        if not isinstance(exc, sqlite3.Error):
+            return
+        message = str(exc)
+        if read_only and "readonly" in message:
+            raise full_error(
+                "writing the metadata database (opened read-only because the disk is full)", database
+            ) from exc
+        if "database or disk is full" in message or ("disk I/O error" in message and nearly_full(database)):
+            raise full_error("writing the metadata database", database) from exc
+
+
+def _read_only_when_full(url: sa.URL) -> Engine:
+    """The SQLite database opened read-only and immutable; only safe while its WAL is empty."""
+    database = url.database or ""
+    wal = Path(f"{database}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise full_error(
+            "opening the metadata database (its write-ahead log holds commits not yet in the file, "
+            "so it cannot be read without space to replay it)",
+            database,
+            after="nothing was changed",
+        )
+    uri = f"file:{quote(str(Path(database).resolve()))}?mode=ro&immutable=1"
+    engine = sa.create_engine(sa.URL.create("sqlite", database=uri, query={"uri": "true"}))
+    _map_full_disk(engine, database, read_only=True)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        raise full_error("opening the metadata database", database, after="nothing was changed") from exc
     return engine
 
 
