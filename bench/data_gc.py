@@ -116,9 +116,9 @@ def with_gc_loop(root: Path, action: Callable[[], Any]) -> tuple[Any, int, int]:
     assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
     try:
         result = action()
-    finally:
+    finally:  # the sweeper must be gone before the workspace is deleted, even after a failure
         stop.touch()
-    out, _ = proc.communicate(timeout=600)
+        out, _ = proc.communicate(timeout=600)
     sweeps, removed = map(int, out.split())
     return result, sweeps, removed
 

@@ -322,3 +322,26 @@ def test_stress_gc_in_a_loop_against_committers_loses_nothing(tables: TableStore
         collect_garbage(fresh, grace_seconds=0)
         readable(fresh)
         assert collect_garbage(fresh, grace_seconds=0).removed == 0
+
+
+def test_a_crossed_commit_that_did_not_keep_the_bytes_fails_cleanly(
+    tables: TableStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the in-memory budget a removed object cannot be put back: nothing is committed, retry works."""
+    from mlprod.data import gc_fence
+    from mlprod.errors import ConflictError
+
+    monkeypatch.setattr(gc_fence, "KEEP_BYTES", 0)
+    head = tables.resolve("t").id
+    before_branch_move(tables, lambda: collect_garbage(TableStore(tables._ws), grace_seconds=0))
+    with pytest.raises(
+        ConflictError,
+        match=r"a concurrent data gc removed object [0-9a-f]{64} that this commit "
+        r"wrote, and the commit did not keep its bytes .* nothing was committed; retry the commit",
+    ):
+        tables.commit("t", RETRIED)
+    assert tables.resolve("t").id == head
+    readable(tables)
+    monkeypatch.undo()
+    assert tables.commit("t", RETRIED).committed  # the retry (no sweep now) goes through
+    readable(tables)

@@ -20,9 +20,12 @@ rules make that safe against any interleaving with commits in flight, not merely
    - C's transaction serialises *after* S's bump: if S started after C's mark, C sees a new epoch;
      if S was already sweeping at C's mark, the mark says busy. Either way C's transaction rolls
      back and its branch does not move. C then waits until no sweep holds a lease, takes a new
-     mark, and only then checks every object its manifest names, putting back from memory any that
-     a sweep removed (C keeps the bytes of everything it wrote or reused). S has finished
-     deleting, so what C checked stays; a sweep starting after the new mark is caught the same way.
+     mark (which also keeps new sweeps waiting for 5 s, so a gc run in a loop cannot starve C),
+     and only then checks every object its manifest names, putting back from memory any that
+     a sweep removed (C keeps the bytes of what it wrote or reused, up to 256 MB; past that, a
+     removed object makes C fail with ``ConflictError``, nothing committed, to be retried). S has
+     finished deleting, so what C checked stays; a sweep starting after the new mark is caught
+     the same way.
 
    So a branch only ever moves to a manifest whose objects all exist at that moment and that no
    sweep already running can still delete: reused "old" objects (the issue's race: gc decided to

@@ -34,16 +34,21 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from mlprod.artifacts import ArtifactStore
-from mlprod.errors import ArtifactNotFoundError, GcInProgressError
+from mlprod.errors import ArtifactNotFoundError, ConflictError, GcInProgressError
 from mlprod.meta.tables import data_gc_fence
 
 LEASE_SECONDS = 120.0
 """How long a sweep's lease lasts; a live sweep renews it once a quarter of it has passed."""
 WAIT_SECONDS = 600.0
 """How long a commit crossed by a sweep waits for it to end before giving up (committing nothing)."""
+HOLD_SECONDS = 5.0
+"""How long a commit that a sweep crossed keeps new sweeps from starting while it records itself."""
+KEEP_BYTES = 256 * 2**20
+"""Bytes of its own objects a commit keeps in memory to put back if a sweep removes them."""
 _ATTEMPTS = 5
 _ROW = data_gc_fence.c.id == 1
 _lease_until = data_gc_fence.c.lease_until
+_hold_until = data_gc_fence.c.commit_hold_until
 
 
 class FenceCrossed(Exception):  # noqa: N818 - a signal caught inside mlprod, never shown to a user
@@ -83,44 +88,65 @@ class GcFence:
             raise FenceCrossed
 
     def wait_quiet(self, timeout: float = WAIT_SECONDS) -> FenceMark:
-        """Wait until no sweep holds a live lease, then return a fresh mark."""
+        """Wait until no sweep holds a live lease, then return a fresh mark.
+
+        Taking that mark also holds off new sweeps for ``HOLD_SECONDS`` (they wait, see ``sweep``),
+        so a commit crossed once records itself next instead of racing a gc that runs in a loop.
+        """
         deadline = time.monotonic() + timeout
-        pause = 0.02
+        pause = 0.01
         while True:
-            mark = self.mark()
-            if not mark.busy:
-                return mark
+            now = datetime.now(UTC)
+            with self._engine.begin() as conn:
+                held = conn.execute(
+                    data_gc_fence.update()
+                    .where(_ROW, sa.or_(_lease_until.is_(None), _lease_until <= now))
+                    .values(commit_hold_until=now + timedelta(seconds=HOLD_SECONDS))
+                )
+                row = conn.execute(sa.select(data_gc_fence).where(_ROW)).one()
+            if held.rowcount == 1:
+                return FenceMark(row.epoch, False, None, None)
             if time.monotonic() > deadline:
-                started = f"{mark.started_at:%Y-%m-%d %H:%M:%S} UTC" if mark.started_at else "?"
+                started = f"{row.started_at:%Y-%m-%d %H:%M:%S} UTC" if row.started_at else "?"
                 raise GcInProgressError(
-                    f"a data gc ({mark.owner}) has been sweeping since {started}; this commit waited "
+                    f"a data gc ({row.owner}) has been sweeping since {started}; this commit waited "
                     f"{timeout:.0f} s for it and recorded nothing; retry when the gc has finished"
                 )
             time.sleep(pause)
-            pause = min(pause * 2, 0.5)
+            pause = min(pause * 2, 0.2)
 
     def sweep(self, owner: str) -> Sweep:
-        """Start a sweep: bump the epoch and take the lease, or raise if another sweep holds it."""
-        now = datetime.now(UTC)
-        with self._engine.begin() as conn:
-            taken = conn.execute(
-                data_gc_fence.update()
-                .where(_ROW, sa.or_(_lease_until.is_(None), _lease_until <= now))
-                .values(
-                    epoch=data_gc_fence.c.epoch + 1,
-                    lease_until=now + timedelta(seconds=self.lease_seconds),
-                    owner=owner[:200],
-                    started_at=now,
+        """Start a sweep: bump the epoch and take the lease, or raise if another sweep holds it.
+
+        A sweep waits (at most ``HOLD_SECONDS``) while a crossed commit holds the fence to record itself.
+        """
+        while True:
+            now = datetime.now(UTC)
+            with self._engine.begin() as conn:
+                taken = conn.execute(
+                    data_gc_fence.update()
+                    .where(
+                        _ROW,
+                        sa.or_(_lease_until.is_(None), _lease_until <= now),
+                        sa.or_(_hold_until.is_(None), _hold_until <= now),
+                    )
+                    .values(
+                        epoch=data_gc_fence.c.epoch + 1,
+                        lease_until=now + timedelta(seconds=self.lease_seconds),
+                        owner=owner[:200],
+                        started_at=now,
+                    )
                 )
-            )
-            row = conn.execute(sa.select(data_gc_fence).where(_ROW)).one()
-        if taken.rowcount != 1:
-            raise GcInProgressError(
-                f"another data gc ({row.owner}) has been sweeping since "
-                f"{row.started_at:%Y-%m-%d %H:%M:%S} UTC; wait for it to finish (if it was killed, its "
-                f"lease ends at {row.lease_until:%H:%M:%S} UTC and gc can run again then)"
-            )
-        return Sweep(self._engine, row.epoch, self.lease_seconds)
+                row = conn.execute(sa.select(data_gc_fence).where(_ROW)).one()
+            if taken.rowcount == 1:
+                return Sweep(self._engine, row.epoch, self.lease_seconds)
+            if row.lease_until is not None and row.lease_until > now:
+                raise GcInProgressError(
+                    f"another data gc ({row.owner}) has been sweeping since "
+                    f"{row.started_at:%Y-%m-%d %H:%M:%S} UTC; wait for it to finish (if it was killed, "
+                    f"its lease ends at {row.lease_until:%H:%M:%S} UTC and gc can run again then)"
+                )
+            time.sleep(0.05)  # a commit crossed by the last sweep is recording itself
 
 
 class Sweep:
@@ -168,15 +194,22 @@ class Sweep:
 
 
 class KeptWrites(ArtifactStore):
-    """The table object store, keeping the bytes of every put so a commit can restore what a sweep took."""
+    """The table object store, keeping the bytes of what a commit puts so it can restore what a sweep
+    took. Up to ``budget`` bytes are kept (a commit rewriting a whole large table keeps only the
+    first ones); an object beyond it that a sweep removed makes the commit fail cleanly instead."""
 
-    def __init__(self, objects: ArtifactStore) -> None:
+    def __init__(self, objects: ArtifactStore, *, budget: int | None = None) -> None:
         super().__init__(objects.root)
         self.kept: dict[str, bytes] = {}
+        self.written: set[str] = set()
+        self._budget = KEEP_BYTES if budget is None else budget
 
     def put_bytes(self, data: bytes) -> str:
         sha = super().put_bytes(data)
-        self.kept[sha] = data
+        self.written.add(sha)
+        if len(data) <= self._budget:
+            self.kept[sha] = data
+            self._budget -= len(data)
         return sha
 
     def restore(self, needed: Iterable[str]) -> int:
@@ -185,14 +218,21 @@ class KeptWrites(ArtifactStore):
         for sha in needed:
             if self.exists(sha):
                 continue
-            if sha not in self.kept:
+            if sha in self.kept:
+                super().put_bytes(self.kept[sha])
+                restored += 1
+            elif sha in self.written:
+                raise ConflictError(
+                    f"a concurrent data gc removed object {sha} that this commit wrote, and the commit "
+                    f"did not keep its bytes (it keeps up to {KEEP_BYTES:,} bytes in memory); nothing was "
+                    "committed; retry the commit"
+                )
+            else:
                 raise ArtifactNotFoundError(
                     f"object {sha} that the new version needs is missing from {self.root} and this "
                     "commit did not write it, so it cannot put it back; nothing was committed. "
                     "Run `mlprod data fsck` to find the damage"
                 )
-            super().put_bytes(self.kept[sha])
-            restored += 1
         return restored
 
 

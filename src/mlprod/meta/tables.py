@@ -101,8 +101,10 @@ data_gc_fence = Table(
     Column("lease_until", UTCDateTime(), nullable=True),
     Column("owner", String(200), nullable=True),
     Column("started_at", UTCDateTime(), nullable=True),
+    Column("commit_hold_until", UTCDateTime(), nullable=True),
 )
-"""One row (id 1): ``epoch`` grows when a gc sweep starts; ``lease_until`` is set while one runs."""
+"""One row (id 1): ``epoch`` grows when a gc sweep starts; ``lease_until`` is set while one runs;
+``commit_hold_until`` keeps new sweeps waiting while a commit a sweep crossed records itself."""
 
 registered_models = Table(
     "registered_models",

@@ -21,6 +21,7 @@ def upgrade() -> None:
         sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("owner", sa.String(length=200), nullable=True),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("commit_hold_until", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_data_gc_fence")),
     )
     op.bulk_insert(fence, [{"id": 1, "epoch": 0}])
