@@ -8,7 +8,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,15 @@ class Killed(BaseException):
     """Stands for SIGKILL between a writer's objects and its branch move."""
 
 
-@pytest.fixture
-def tables(workspace: Workspace) -> TableStore:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def tables(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TableStore]:
+    """A table in a workspace whose metadata DB is SQLite, then PostgreSQL (the fence differs)."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    with Workspace.init(tmp_path / "ws", database_url=url) as workspace:
+        yield _table(workspace)
+
+
+def _table(workspace: Workspace) -> TableStore:
     store = TableStore(workspace)
     rows = pa.table({"id": pa.array(range(400), pa.int64()), "v": pa.array([0.0] * 400)})
     store.create("t", key=["id"], data=rows, buckets=4)
