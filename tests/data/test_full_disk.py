@@ -84,6 +84,16 @@ def test_read_commands_of_the_cli_work_with_zero_bytes_free(full: Path) -> None:
     shown = mlprod("data", "show", "t")
     assert shown.returncode == 0 and "id (key)" in shown.stdout
     assert mlprod("models", "list").returncode == 0
+    elsewhere = full.parent.parent / "t.csv"
+    checkout = mlprod("data", "checkout", "t", "-o", str(elsewhere))
+    assert checkout.returncode == 0 and elsewhere.read_text().count("\n") == 51
+    onto_full = full.parent / "t.csv"
+    refused_file = mlprod("data", "checkout", "t", "-o", str(onto_full))
+    assert refused_file.returncode == 2
+    assert re.search(
+        r"error: disk full writing 50 rows at .*t\.csv: 0 bytes free; .*no file was left", refused_file.stderr
+    )
+    assert not onto_full.exists()
     refused = mlprod("data", "tag", "t", "v1")
     assert refused.returncode == 2
     assert re.search(r"error: disk full writing the metadata database \(opened read-only", refused.stderr)
