@@ -29,8 +29,10 @@ def labels(**kv: str) -> frozenset[tuple[str, str]]:
     return frozenset(kv.items())
 
 
-def series(model: str = "m", version: str = "1", route: str = "m@champion") -> dict[str, str]:
-    return {"model": model, "version": version, "route": route}
+def series(
+    model: str = "m", version: str = "1", route: str = "m@champion", protocol: str = "native"
+) -> dict[str, str]:
+    return {"model": model, "version": version, "route": route, "protocol": protocol}
 
 
 def test_empty_metrics_render_valid_text_with_every_family() -> None:
@@ -97,11 +99,8 @@ def test_unknown_version_renders_as_an_empty_label() -> None:
     metrics = ServingMetrics()
     metrics.observe(model="nope", version=None, route="nope", status=404, seconds=0.001)
     _, samples = parse(metrics.render())
-    assert samples["mlprod_requests_total", labels(model="nope", version="", route="nope", status="404")] == 1
-    assert (
-        samples["mlprod_request_errors_total", labels(model="nope", version="", route="nope", code="4xx")]
-        == 1
-    )
+    assert samples["mlprod_requests_total", labels(**series("nope", "", "nope"), status="404")] == 1
+    assert samples["mlprod_request_errors_total", labels(**series("nope", "", "nope"), code="4xx")] == 1
 
 
 def test_prediction_rows_are_counted_per_model_and_version() -> None:
@@ -123,7 +122,7 @@ def test_label_values_are_escaped() -> None:
     assert 'model="a\\"b\\\\c\\nd,e}f=g"' in text
     assert all(line.count("\n") == 0 for line in text.splitlines())
     _, samples = parse(text)
-    assert samples["mlprod_requests_total", labels(model=nasty, version="1", route="r", status="200")] == 1
+    assert samples["mlprod_requests_total", labels(**series(nasty, "1", "r"), status="200")] == 1
     assert samples["mlprod_predictions_total", labels(model=nasty, version="1")] == 3
 
 
@@ -346,7 +345,7 @@ def test_label_sets_beyond_max_series_are_counted_as_overflow(caplog: pytest.Log
             metrics.observe(model=f"m{i}", version=1, route="r", status=500, seconds=0.01)
             metrics.observe_prediction_rows(f"m{i}", 1, 1)
     _, samples = parse(metrics.render())
-    overflow = {"model": OVERFLOW_MODEL, "version": "", "route": OVERFLOW_MODEL}
+    overflow = series(OVERFLOW_MODEL, "", OVERFLOW_MODEL)
     assert samples["mlprod_requests_total", labels(**series("m0", "1", "r"), status="404")] == 1
     assert samples["mlprod_requests_total", labels(**series("m0", "1", "r"), status="500")] == 1
     assert samples["mlprod_requests_total", labels(**overflow, status="404")] == 4
@@ -356,3 +355,32 @@ def test_label_sets_beyond_max_series_are_counted_as_overflow(caplog: pytest.Log
     assert samples["mlprod_predictions_total", labels(model=OVERFLOW_MODEL, version="")] == 3
     assert sum(value for (name, _), value in samples.items() if name == "mlprod_requests_total") == 10
     assert "serving metrics reached max_series=2 label sets" in caplog.text
+
+
+def test_each_protocol_counts_through_its_own_view_of_the_same_counters() -> None:
+    metrics = ServingMetrics()
+    oip, shadow = metrics.for_protocol("oip"), metrics.for_protocol("")
+    metrics.observe(model="m", version=1, route="champion", status=200, seconds=0.01)
+    oip.observe(model="m", version=1, route="champion", status=200, seconds=0.01)
+    oip.observe(model="m", version=1, route="champion", status=422, seconds=0.01)
+    shadow.observe(model="m", version=2, route="shadow", status=200, seconds=0.2)
+    for view in (metrics, oip, shadow):  # any view renders everything
+        _, samples = parse(view.render())
+        assert samples["mlprod_requests_total", labels(**series(route="champion"), status="200")] == 1
+        assert (
+            samples["mlprod_requests_total", labels(**series(route="champion", protocol="oip"), status="200")]
+            == 1
+        )
+        assert (
+            samples[
+                "mlprod_request_errors_total", labels(**series(route="champion", protocol="oip"), code="4xx")
+            ]
+            == 1
+        )
+        assert samples["mlprod_requests_total", labels(**series("m", "2", "shadow", ""), status="200")] == 1
+        assert samples["mlprod_request_latency_seconds_count", labels(**series("m", "2", "shadow", ""))] == 1
+
+
+def test_an_unknown_protocol_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="protocol must be 'native', 'oip' or '', got 'grpc'"):
+        ServingMetrics().for_protocol("grpc")

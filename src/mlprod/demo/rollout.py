@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mlprod.errors import MlprodError
 from mlprod.models import Registry
 from mlprod.serve import BackgroundServer, create_app, read_prediction_log
+from mlprod.serve.local_admin import ensure_local_admin, read_local_admin_token
 from mlprod.workspace import Workspace
 
 CANARY_PERCENT = 10.0
@@ -81,7 +82,9 @@ def serve_with_canary(
             "sticky_key": STICKY_KEY,
             "why": "mlprod demo: canary the runner-up, shadow a third candidate",
         }
-        change = client.put(f"/v1/admin/routes/{model}", json=plan)
+        ensure_local_admin(workspace)
+        admin = {"Authorization": f"Bearer {read_local_admin_token(workspace)}"}
+        change = client.put(f"/v1/admin/routes/{model}", json=plan, headers=admin)
         if change.status_code != 200:
             raise MlprodError(f"cannot set the routing plan: {change.status_code} {change.text}")
         console.print(f"  serving on {server.url}; routing revision {change.json()['revision']}")

@@ -10,6 +10,7 @@ from mlprod.errors import (
     ConflictError,
     DatabaseError,
     ForbiddenError,
+    HostNotAllowedError,
     InvalidInputError,
     MergeConflictError,
     MlprodError,
@@ -17,6 +18,7 @@ from mlprod.errors import (
     NotFoundError,
     PayloadTooLargeError,
     UnauthorizedError,
+    UnsupportedMediaTypeError,
     ValidationFailedError,
 )
 
@@ -25,6 +27,8 @@ _STATUS: list[tuple[type[MlprodError], int, str]] = [
     (ForbiddenError, 403, "forbidden"),
     (NotFoundError, 404, "not_found"),
     (PayloadTooLargeError, 413, "payload_too_large"),
+    (UnsupportedMediaTypeError, 415, "unsupported_media_type"),
+    (HostNotAllowedError, 421, "misdirected_request"),
     (ValidationFailedError, 422, "validation_failed"),
     (InvalidInputError, 422, "invalid_input"),
     (AlreadyExistsError, 409, "already_exists"),
