@@ -1,13 +1,20 @@
 import logging
 import math
 import threading
+import time
 from collections.abc import Iterable, Mapping
 
+import httpx
+import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlprod.errors import InvalidInputError
+from mlprod.models import ModelVersion, Registry
+from mlprod.serve import BackgroundServer, RoutePlan, RouteStore, create_app
 from mlprod.serve.metrics import CONTENT_TYPE, LATENCY_BUCKETS, OVERFLOW_MODEL, ServingMetrics
+from mlprod.workspace import Workspace
+from tests.conftest import train_toy
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -384,3 +391,43 @@ def test_each_protocol_counts_through_its_own_view_of_the_same_counters() -> Non
 def test_an_unknown_protocol_is_refused() -> None:
     with pytest.raises(InvalidInputError, match="protocol must be 'native', 'oip' or '', got 'grpc'"):
         ServingMetrics().for_protocol("grpc")
+
+
+def test_a_served_workspace_counts_shadow_copies_and_each_protocol(
+    workspace: Workspace, registered: ModelVersion, frame: pd.DataFrame
+) -> None:
+    trained = train_toy(frame, rounds=9)
+    Registry(workspace).register("toy", trained.model, signature=trained.signature)
+    RouteStore(workspace).set(RoutePlan("toy", shadows=("/2",)), why="watch v2")
+    infer = {
+        "inputs": [
+            {"name": "x", "shape": [2], "datatype": "FP64", "data": [0.1, 0.2]},
+            {"name": "c", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]},
+        ]
+    }
+    with BackgroundServer(create_app(workspace)) as server, httpx.Client(base_url=server.url) as client:
+        for _ in range(3):
+            assert client.post("/v1/models/toy/predict", json={"rows": [{"x": 0.3, "c": "a"}]}).is_success
+        for _ in range(2):
+            assert client.post("/v2/models/toy/infer", json=infer).is_success
+        assert client.post("/v2/models/toy/infer", json={"inputs": []}).status_code == 422
+        shadows = series("toy", "2", "shadow", "")
+        deadline = time.monotonic() + 10
+        while True:  # shadow copies run after the answers are sent
+            response = client.get("/metrics")
+            _, samples = parse(response.text)
+            shadow = samples.get(("mlprod_requests_total", labels(**shadows, status="200")))
+            if shadow == 5 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert response.headers["content-type"] == CONTENT_TYPE
+    assert shadow == 5  # one copy per answered request, whatever its protocol
+    champion = series("toy", "1", "champion")
+    assert samples["mlprod_requests_total", labels(**champion, status="200")] == 3
+    assert samples["mlprod_requests_total", labels(**{**champion, "protocol": "oip"}, status="200")] == 2
+    refused = series("toy", "", "", "oip")
+    assert samples["mlprod_request_errors_total", labels(**refused, code="4xx")] == 1
+    assert samples["mlprod_request_latency_seconds_count", labels(**shadows)] == 5
+    assert not any(
+        dict(key).get("protocol") == "native" and dict(key)["route"] == "shadow" for _, key in samples
+    )
