@@ -312,11 +312,11 @@ def test_metrics_count_requests_errors_and_loaded_models(client: httpx.Client) -
         for family in text_string_to_metric_families(response.text)
         for s in family.samples
     }
-    ok = (("model", "toy"), ("route", "direct"), ("status", "200"), ("version", "1"))
+    ok = (("model", "toy"), ("protocol", "native"), ("route", "direct"), ("status", "200"), ("version", "1"))
     assert samples[("mlprod_requests_total", ok)] == 3
-    latency = (("model", "toy"), ("route", "direct"), ("version", "1"))
+    latency = (("model", "toy"), ("protocol", "native"), ("route", "direct"), ("version", "1"))
     assert samples[("mlprod_request_latency_seconds_count", latency)] == 3
-    missing = (("code", "4xx"), ("model", "ghost"), ("route", ""), ("version", ""))
+    missing = (("code", "4xx"), ("model", "ghost"), ("protocol", "native"), ("route", ""), ("version", ""))
     assert samples[("mlprod_request_errors_total", missing)] == 1
     assert samples[("mlprod_models_loaded", ())] == 1
 
