@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlprod.errors import InvalidInputError
+from mlprod.errors import InvalidInputError, NotFoundError
 from mlprod.models import ModelVersion, Registry
 from mlprod.serve import BackgroundServer, RoutePlan, RouteStore, create_app
 from mlprod.serve.metrics import CONTENT_TYPE, LATENCY_BUCKETS, OVERFLOW_MODEL, ServingMetrics
@@ -431,3 +431,16 @@ def test_a_served_workspace_counts_shadow_copies_and_each_protocol(
     assert not any(
         dict(key).get("protocol") == "native" and dict(key)["route"] == "shadow" for _, key in samples
     )
+
+
+def test_a_failed_shadow_copy_is_counted_with_the_status_its_error_maps_to(workspace: Workspace) -> None:
+    app = create_app(workspace)
+    observe = app.state.service.shadow_observer
+    observe("toy", None, NotFoundError("model 'toy' has no version 9"), 0.01)
+    observe("toy", 2, RuntimeError("a bug"), 0.02)
+    observe("toy", 2, None, 0.03)
+    _, samples = parse(app.state.metrics.render())
+    assert samples["mlprod_requests_total", labels(**series("toy", "", "shadow", ""), status="404")] == 1
+    assert samples["mlprod_requests_total", labels(**series("toy", "2", "shadow", ""), status="500")] == 1
+    assert samples["mlprod_requests_total", labels(**series("toy", "2", "shadow", ""), status="200")] == 1
+    assert samples["mlprod_request_errors_total", labels(**series("toy", "2", "shadow", ""), code="5xx")] == 1
