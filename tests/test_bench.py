@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
     [
         ("registry.py", ["--models", "5", "--versions-per-model", "2", "--requests", "20"], "onnx / native"),
         ("serve_latency.py", ["--requests", "20"], "ratio HTTP / in-process"),
+        ("serve/host_check.py", ["--requests", "50", "--rounds", "1"], "ratio Host check + fast path"),
         ("versioned_tables.py", ["--rows", "20000", "--commits", "5"], "DuckDB / mlprod (auto)"),
         ("data_gc.py", ["--rows", "5000", "--commits", "4"], "every commit reads back whole"),
         ("online_lookup.py", ["--keys", "500", "--lookups", "500"], "FeatureLookup.get"),

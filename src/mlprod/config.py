@@ -56,6 +56,10 @@ class ServeSection(_Section):
         pattern="^(auto|always|never)$",
         description="API tokens: auto (required unless bound to loopback), always or never.",
     )
+    allowed_hosts: str = Field(
+        default="",
+        description="Host names clients may use besides loopback and serve.host (comma-separated; '*': any).",
+    )
     model_format: str = Field(
         default="auto",
         pattern="^(auto|native|onnx)$",

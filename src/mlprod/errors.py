@@ -22,6 +22,8 @@ else escaping is a bug in mlprod.
     │   └── MergeConflictError    a merge left cells changed differently on both sides
     ├── InvalidInputError (also ValueError) bad request or argument; names the field
     │   ├── PayloadTooLargeError  a request body over the configured limit
+    │   ├── UnsupportedMediaTypeError  a request body that is not declared as JSON (HTTP 415)
+    │   ├── HostNotAllowedError   a request whose Host header names no address of the server (HTTP 421)
     │   └── ValidationFailedError incoming rows break a table's expectations (``report`` says how)
     └── ModelFormatError          a model that cannot be stored or loaded safely
 """
@@ -102,6 +104,14 @@ class InvalidInputError(MlprodError, ValueError):
 
 class PayloadTooLargeError(InvalidInputError):
     """A request body is larger than the configured limit."""
+
+
+class UnsupportedMediaTypeError(InvalidInputError):
+    """A request body's ``Content-Type`` is not JSON where only JSON is taken."""
+
+
+class HostNotAllowedError(InvalidInputError):
+    """A request's ``Host`` header names no address the server answers to (e.g. DNS rebinding)."""
 
 
 class ValidationFailedError(InvalidInputError):

@@ -18,7 +18,8 @@ import re
 
 from mlprod.errors import InvalidInputError
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"  # also what the HTTP API's spec documents
+_NAME = re.compile(NAME_PATTERN)
 
 
 def check_name(name: str, kind: str) -> str:

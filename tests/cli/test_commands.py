@@ -125,7 +125,8 @@ def test_non_loopback_serve_requires_tokens_unless_told_not_to(mlprod: Run, ws_w
     assert "error: cannot listen on 203.0.113.1:0" in result.stderr
     opened = mlprod("serve", "--host", "203.0.113.1", "--port", "0", "--auth", "never", cwd=ws_with_model)
     assert (
-        "API tokens not required (auth=never): anyone who can reach 203.0.113.1 can predict" in opened.stderr
+        "API tokens not required for predictions (auth=never): anyone who can reach 203.0.113.1 can predict; "
+        "the admin API always needs one" in opened.stderr
     )
 
 

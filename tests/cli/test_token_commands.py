@@ -88,3 +88,31 @@ def test_help_lists_the_commands(mlprod: Run) -> None:
     assert result.returncode == 0
     assert all(command in result.stdout for command in ("create", "list", "revoke"))
     assert "admin implies the other two" in result.stdout
+
+
+def test_init_creates_the_local_admin_token_and_read_commands_never_do(mlprod: Run, tmp_path: Path) -> None:
+    result = mlprod("init", "fresh")
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "fresh" / "local-admin.token"
+    assert f"local admin token: {path} (mode 0600)" in " ".join(result.stdout.split())
+    assert path.stat().st_mode & 0o777 == 0o600 and TOKEN.fullmatch(path.read_text().strip())
+    path.unlink()
+    listed = mlprod("tokens", "list", cwd=path.parent)
+    assert listed.returncode == 0 and "local-admin" in listed.stdout
+    assert not path.exists()  # a read command does not create it
+    created = mlprod("tokens", "create-local-admin", cwd=path.parent)
+    assert created.returncode == 0, created.stderr
+    assert "created the local admin token" in created.stdout and path.exists()
+    again = mlprod("tokens", "create-local-admin", cwd=path.parent)
+    assert "already have the local admin token" in again.stdout
+    with Workspace.open(path.parent) as ws:
+        names = [t.name for t in TokenStore(ws).list()]
+    assert names == ["local-admin", "local-admin-2"]
+
+
+def test_a_local_admin_token_file_others_can_read_is_refused(mlprod: Run, ws: Path) -> None:
+    assert mlprod("tokens", "create-local-admin", cwd=ws).returncode == 0
+    (ws / "local-admin.token").chmod(0o644)
+    result = mlprod("tokens", "create-local-admin", cwd=ws)
+    assert result.returncode == 2
+    assert "is open to other users (mode 0644, expected 0600)" in " ".join(result.stderr.split())

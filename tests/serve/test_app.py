@@ -83,7 +83,9 @@ def test_bad_requests_get_a_clear_json_error(
 
 
 def test_invalid_json_is_a_422(client: httpx.Client) -> None:
-    response = client.post("/v1/models/toy/predict", content=b"{not json")
+    response = client.post(
+        "/v1/models/toy/predict", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_input"
 

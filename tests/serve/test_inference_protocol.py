@@ -22,6 +22,7 @@ from mlprod.serve.inference_protocol import HEADER_LENGTH
 from mlprod.serve.tokens import TokenStore
 from mlprod.workspace import Workspace
 from tests.conftest import make_frame, train_toy
+from tests.serve.admin_client import admin_headers
 
 ROWS = [{"x": 0.3, "c": "a"}, {"x": -2.0, "c": "b"}, {"x": 1.5, "c": "c"}]
 COLUMNS = {"x": [r["x"] for r in ROWS], "c": [r["c"] for r in ROWS]}
@@ -36,6 +37,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace
                 patch.delenv(name)
         with Workspace.init(tmp_path_factory.mktemp("oip") / "ws") as workspace:
             _register_toy(workspace)
+            admin_headers(workspace)  # the admin API always needs a token
             with BackgroundServer(create_app(workspace, require_auth=False)) as server:
                 yield workspace, server.url
 
@@ -589,8 +591,9 @@ def test_openapi_documents_the_protocol(http: httpx.Client) -> None:
     ],
 )
 def test_native_api_inputs_that_were_5xx_are_a_422(
-    http: httpx.Client, method: str, path: str, content: bytes, message: str
+    toy_ws: Workspace, http: httpx.Client, method: str, path: str, content: bytes, message: str
 ) -> None:
-    response = http.request(method, path, content=content)
+    headers = {"content-type": "application/json", **admin_headers(toy_ws)}
+    response = http.request(method, path, content=content, headers=headers)
     assert response.status_code == 422, response.text
     assert message in response.json()["error"]["message"]

@@ -1,13 +1,20 @@
 import logging
 import math
 import threading
+import time
 from collections.abc import Iterable, Mapping
 
+import httpx
+import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlprod.errors import InvalidInputError
+from mlprod.errors import InvalidInputError, NotFoundError
+from mlprod.models import ModelVersion, Registry
+from mlprod.serve import BackgroundServer, RoutePlan, RouteStore, create_app
 from mlprod.serve.metrics import CONTENT_TYPE, LATENCY_BUCKETS, OVERFLOW_MODEL, ServingMetrics
+from mlprod.workspace import Workspace
+from tests.conftest import train_toy
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -29,8 +36,10 @@ def labels(**kv: str) -> frozenset[tuple[str, str]]:
     return frozenset(kv.items())
 
 
-def series(model: str = "m", version: str = "1", route: str = "m@champion") -> dict[str, str]:
-    return {"model": model, "version": version, "route": route}
+def series(
+    model: str = "m", version: str = "1", route: str = "m@champion", protocol: str = "native"
+) -> dict[str, str]:
+    return {"model": model, "version": version, "route": route, "protocol": protocol}
 
 
 def test_empty_metrics_render_valid_text_with_every_family() -> None:
@@ -97,11 +106,8 @@ def test_unknown_version_renders_as_an_empty_label() -> None:
     metrics = ServingMetrics()
     metrics.observe(model="nope", version=None, route="nope", status=404, seconds=0.001)
     _, samples = parse(metrics.render())
-    assert samples["mlprod_requests_total", labels(model="nope", version="", route="nope", status="404")] == 1
-    assert (
-        samples["mlprod_request_errors_total", labels(model="nope", version="", route="nope", code="4xx")]
-        == 1
-    )
+    assert samples["mlprod_requests_total", labels(**series("nope", "", "nope"), status="404")] == 1
+    assert samples["mlprod_request_errors_total", labels(**series("nope", "", "nope"), code="4xx")] == 1
 
 
 def test_prediction_rows_are_counted_per_model_and_version() -> None:
@@ -123,7 +129,7 @@ def test_label_values_are_escaped() -> None:
     assert 'model="a\\"b\\\\c\\nd,e}f=g"' in text
     assert all(line.count("\n") == 0 for line in text.splitlines())
     _, samples = parse(text)
-    assert samples["mlprod_requests_total", labels(model=nasty, version="1", route="r", status="200")] == 1
+    assert samples["mlprod_requests_total", labels(**series(nasty, "1", "r"), status="200")] == 1
     assert samples["mlprod_predictions_total", labels(model=nasty, version="1")] == 3
 
 
@@ -346,7 +352,7 @@ def test_label_sets_beyond_max_series_are_counted_as_overflow(caplog: pytest.Log
             metrics.observe(model=f"m{i}", version=1, route="r", status=500, seconds=0.01)
             metrics.observe_prediction_rows(f"m{i}", 1, 1)
     _, samples = parse(metrics.render())
-    overflow = {"model": OVERFLOW_MODEL, "version": "", "route": OVERFLOW_MODEL}
+    overflow = series(OVERFLOW_MODEL, "", OVERFLOW_MODEL)
     assert samples["mlprod_requests_total", labels(**series("m0", "1", "r"), status="404")] == 1
     assert samples["mlprod_requests_total", labels(**series("m0", "1", "r"), status="500")] == 1
     assert samples["mlprod_requests_total", labels(**overflow, status="404")] == 4
@@ -356,3 +362,85 @@ def test_label_sets_beyond_max_series_are_counted_as_overflow(caplog: pytest.Log
     assert samples["mlprod_predictions_total", labels(model=OVERFLOW_MODEL, version="")] == 3
     assert sum(value for (name, _), value in samples.items() if name == "mlprod_requests_total") == 10
     assert "serving metrics reached max_series=2 label sets" in caplog.text
+
+
+def test_each_protocol_counts_through_its_own_view_of_the_same_counters() -> None:
+    metrics = ServingMetrics()
+    oip, shadow = metrics.for_protocol("oip"), metrics.for_protocol("")
+    metrics.observe(model="m", version=1, route="champion", status=200, seconds=0.01)
+    oip.observe(model="m", version=1, route="champion", status=200, seconds=0.01)
+    oip.observe(model="m", version=1, route="champion", status=422, seconds=0.01)
+    shadow.observe(model="m", version=2, route="shadow", status=200, seconds=0.2)
+    for view in (metrics, oip, shadow):  # any view renders everything
+        _, samples = parse(view.render())
+        assert samples["mlprod_requests_total", labels(**series(route="champion"), status="200")] == 1
+        assert (
+            samples["mlprod_requests_total", labels(**series(route="champion", protocol="oip"), status="200")]
+            == 1
+        )
+        assert (
+            samples[
+                "mlprod_request_errors_total", labels(**series(route="champion", protocol="oip"), code="4xx")
+            ]
+            == 1
+        )
+        assert samples["mlprod_requests_total", labels(**series("m", "2", "shadow", ""), status="200")] == 1
+        assert samples["mlprod_request_latency_seconds_count", labels(**series("m", "2", "shadow", ""))] == 1
+
+
+def test_an_unknown_protocol_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="protocol must be 'native', 'oip' or '', got 'grpc'"):
+        ServingMetrics().for_protocol("grpc")
+
+
+def test_a_served_workspace_counts_shadow_copies_and_each_protocol(
+    workspace: Workspace, registered: ModelVersion, frame: pd.DataFrame
+) -> None:
+    trained = train_toy(frame, rounds=9)
+    Registry(workspace).register("toy", trained.model, signature=trained.signature)
+    RouteStore(workspace).set(RoutePlan("toy", shadows=("/2",)), why="watch v2")
+    infer = {
+        "inputs": [
+            {"name": "x", "shape": [2], "datatype": "FP64", "data": [0.1, 0.2]},
+            {"name": "c", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]},
+        ]
+    }
+    with BackgroundServer(create_app(workspace)) as server, httpx.Client(base_url=server.url) as client:
+        for _ in range(3):
+            assert client.post("/v1/models/toy/predict", json={"rows": [{"x": 0.3, "c": "a"}]}).is_success
+        for _ in range(2):
+            assert client.post("/v2/models/toy/infer", json=infer).is_success
+        assert client.post("/v2/models/toy/infer", json={"inputs": []}).status_code == 422
+        shadows = series("toy", "2", "shadow", "")
+        deadline = time.monotonic() + 10
+        while True:  # shadow copies run after the answers are sent
+            response = client.get("/metrics")
+            _, samples = parse(response.text)
+            shadow = samples.get(("mlprod_requests_total", labels(**shadows, status="200")))
+            if shadow == 5 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert response.headers["content-type"] == CONTENT_TYPE
+    assert shadow == 5  # one copy per answered request, whatever its protocol
+    champion = series("toy", "1", "champion")
+    assert samples["mlprod_requests_total", labels(**champion, status="200")] == 3
+    assert samples["mlprod_requests_total", labels(**{**champion, "protocol": "oip"}, status="200")] == 2
+    refused = series("toy", "", "", "oip")
+    assert samples["mlprod_request_errors_total", labels(**refused, code="4xx")] == 1
+    assert samples["mlprod_request_latency_seconds_count", labels(**shadows)] == 5
+    assert not any(
+        dict(key).get("protocol") == "native" and dict(key)["route"] == "shadow" for _, key in samples
+    )
+
+
+def test_a_failed_shadow_copy_is_counted_with_the_status_its_error_maps_to(workspace: Workspace) -> None:
+    app = create_app(workspace)
+    observe = app.state.service.shadow_observer
+    observe("toy", None, NotFoundError("model 'toy' has no version 9"), 0.01)
+    observe("toy", 2, RuntimeError("a bug"), 0.02)
+    observe("toy", 2, None, 0.03)
+    _, samples = parse(app.state.metrics.render())
+    assert samples["mlprod_requests_total", labels(**series("toy", "", "shadow", ""), status="404")] == 1
+    assert samples["mlprod_requests_total", labels(**series("toy", "2", "shadow", ""), status="500")] == 1
+    assert samples["mlprod_requests_total", labels(**series("toy", "2", "shadow", ""), status="200")] == 1
+    assert samples["mlprod_request_errors_total", labels(**series("toy", "2", "shadow", ""), code="5xx")] == 1

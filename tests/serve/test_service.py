@@ -30,9 +30,11 @@ from mlprod.workspace import Workspace
 from tests.conftest import train_toy
 from tests.features.workspace_fixture import START, prepare
 from tests.models.test_runs_with_features import spec as shop_spec
+from tests.serve.admin_client import admin_headers
 
 ROW = {"x": 0.3, "c": "a"}
 FAST = ServeOptions(refresh_seconds=0.2)
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture
@@ -46,11 +48,12 @@ def three_versions(workspace: Workspace, registered: ModelVersion, frame: pd.Dat
 
 @pytest.fixture
 def client(three_versions: Workspace) -> Iterator[httpx.Client]:
+    admin = admin_headers(three_versions)  # before the server starts: it reads the tokens then
     with (
         BackgroundServer(create_app(three_versions, options=FAST)) as server,
-        httpx.Client(base_url=server.url, timeout=20) as c,
+        httpx.Client(base_url=server.url, timeout=20, headers=admin) as c,
     ):
-        yield c
+        yield c  # predictions are open on loopback; the token is for the admin API
 
 
 def predict(client: httpx.Client, target: str = "toy", **body: object) -> httpx.Response:
@@ -211,13 +214,14 @@ def test_a_thousand_models_are_served_from_one_process_within_the_budget(
     for i in range(1000):
         registry.register(f"m{i}", trained.model, signature=trained.signature)
     options = ServeOptions(memory_budget_bytes=100 * 1024, refresh_seconds=3600)
+    admin = admin_headers(workspace)
     app = create_app(workspace, options=options)
     with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as c:
         statuses = {
             c.post(f"/v1/models/m{i}/versions/1/predict", json={"rows": [ROW]}).status_code
             for i in range(1000)
         }
-        loaded = c.get("/v1/admin/loaded").json()
+        loaded = c.get("/v1/admin/loaded", headers=admin).json()
     assert statuses == {200}
     assert loaded["loads"] == 1000 and loaded["evictions"] > 0
     assert loaded["memory_bytes"] <= 100 * 1024 and len(loaded["models"]) < 1000
@@ -308,11 +312,11 @@ def test_metrics_count_requests_errors_and_loaded_models(client: httpx.Client) -
         for family in text_string_to_metric_families(response.text)
         for s in family.samples
     }
-    ok = (("model", "toy"), ("route", "direct"), ("status", "200"), ("version", "1"))
+    ok = (("model", "toy"), ("protocol", "native"), ("route", "direct"), ("status", "200"), ("version", "1"))
     assert samples[("mlprod_requests_total", ok)] == 3
-    latency = (("model", "toy"), ("route", "direct"), ("version", "1"))
+    latency = (("model", "toy"), ("protocol", "native"), ("route", "direct"), ("version", "1"))
     assert samples[("mlprod_request_latency_seconds_count", latency)] == 3
-    missing = (("code", "4xx"), ("model", "ghost"), ("route", ""), ("version", ""))
+    missing = (("code", "4xx"), ("model", "ghost"), ("protocol", "native"), ("route", ""), ("version", ""))
     assert samples[("mlprod_request_errors_total", missing)] == 1
     assert samples[("mlprod_models_loaded", ())] == 1
 
@@ -337,18 +341,18 @@ def test_infinities_and_lone_surrogates_are_422(client: httpx.Client, raw: str, 
 
 def test_nan_is_a_missing_value_like_null(client: httpx.Client) -> None:
     raw = '{"rows": [{"x": NaN, "c": "a"}, {"x": null, "c": "a"}]}'
-    answer = client.post("/v1/models/toy/predict", content=raw).json()
+    answer = client.post("/v1/models/toy/predict", content=raw, headers=JSON).json()
     assert answer["predictions"][0] == answer["predictions"][1]
 
 
-def test_admin_text_must_be_storable_and_changes_are_signed_by_the_server_user(client: httpx.Client) -> None:
-    bad = client.put("/v1/admin/routes/toy", content='{"why": "\\ud800"}')
+def test_admin_text_must_be_storable_and_changes_are_signed_by_the_token(client: httpx.Client) -> None:
+    bad = client.put("/v1/admin/routes/toy", content='{"why": "\\ud800"}', headers=JSON)
     assert bad.status_code == 422 and "not valid Unicode" in bad.json()["error"]["message"]
-    sticky = client.put("/v1/admin/routes/toy", content='{"sticky_key": "\\udfff"}')
+    sticky = client.put("/v1/admin/routes/toy", content='{"sticky_key": "\\udfff"}', headers=JSON)
     assert sticky.status_code == 422
     assert client.get("/v1/admin/routes/toy/history").json()["changes"] == []
     assert client.put("/v1/admin/routes/toy", json={"champion": "/2"}).status_code == 200
-    assert client.get("/v1/admin/routes/toy/history").json()["changes"][0]["who"]  # no token: the user
+    assert client.get("/v1/admin/routes/toy/history").json()["changes"][0]["who"] == "token:local-admin"
 
 
 def test_a_non_ascii_version_digit_is_422(client: httpx.Client) -> None:
@@ -363,5 +367,5 @@ def test_a_sticky_value_that_is_a_lone_surrogate_still_routes(three_versions: Wo
         httpx.Client(base_url=server.url) as c,
     ):
         raw = '{"rows": [{"x": 1.0, "c": "\\ud800"}]}'
-        response = c.post("/v1/models/toy/predict", content=raw)
+        response = c.post("/v1/models/toy/predict", content=raw, headers=JSON)
     assert response.status_code == 422 and "not an allowed category" in response.json()["error"]["message"]

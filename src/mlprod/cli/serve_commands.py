@@ -55,6 +55,7 @@ def serve(
     from mlprod.serve import ServeOptions, create_app, serve_forever
     from mlprod.serve.auth import auth_required
     from mlprod.serve.json_logs import configure_json_logging
+    from mlprod.serve.local_admin import ensure_local_admin
 
     with open_workspace() as ws:
         settings = ws.config.serve
@@ -67,15 +68,21 @@ def serve(
             where = (
                 "loopback" if auth is None and settings.auth == "auto" else f"auth={auth or settings.auth}"
             )
-            err.print(f"API tokens not required ({where}): anyone who can reach {bind_host} can predict")
+            err.print(
+                f"API tokens not required for predictions ({where}): anyone who can reach {bind_host} can "
+                "predict; the admin API always needs one"
+            )
         overrides = {} if micro_batch_ms is None else {"micro_batch_max_wait_ms": micro_batch_ms}
         if backend is Backend.local and (replicas != 1 or ray_address is not None):
             raise InvalidInputError("--replicas and --ray-address need --backend ray")
         options = ServeOptions.from_config(ws, **overrides)
+        admin_path, created = ensure_local_admin(ws)
+        if created:
+            err.print(f"created the local admin token (admin API): {admin_path}, readable only by you")
         if backend is Backend.ray:
             _serve_on_ray(ws.root, bind_host, bind_port, replicas, ray_address, options, require)
             return
-        app = create_app(ws, options=options, require_auth=require)
+        app = create_app(ws, options=options, require_auth=require, host=bind_host)
         out.print(f"mlprod serving workspace {ws.root} on http://{bind_host}:{bind_port} (Ctrl-C to stop)")
         try:
             serve_forever(app, host=bind_host, port=bind_port, keep_logging=settings.json_logs)
@@ -91,7 +98,7 @@ def _serve_on_ray(
     with err.status(f"starting {replicas} Ray Serve replica(s)"):
         handle = serve_on_ray(
             root, host=host, port=port, replicas=replicas, address=address,
-            app_options={"options": options, "require_auth": require}, blocking=False,
+            app_options={"options": options, "require_auth": require, "host": host}, blocking=False,
         )  # fmt: skip
     out.print(
         f"mlprod serving workspace {root} on {handle.url} with {replicas} Ray Serve replica(s) "

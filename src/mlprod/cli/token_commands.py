@@ -41,6 +41,20 @@ def create(
     out.print(plaintext, markup=False, highlight=False)
 
 
+@app.command("create-local-admin")
+def create_local_admin() -> None:
+    """Create this workspace's local admin token (if it has none) in a file only you can read.
+
+    'mlprod init' and the first 'mlprod serve' create it too; the demo and local tools send it to the
+    server's admin API. Prints the file's path, never the token.
+    """
+    from mlprod.serve.local_admin import ensure_local_admin
+
+    with open_workspace() as ws:
+        path, created = ensure_local_admin(ws)
+    out.print(f"{'created' if created else 'already have'} the local admin token: {path} (mode 0600)")
+
+
 @app.command("list")
 def list_() -> None:
     """Every token, revoked ones included: name, id, scopes, who created it and when."""

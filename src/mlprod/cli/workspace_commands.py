@@ -27,13 +27,17 @@ def init(
         ),
     ] = None,
 ) -> None:
-    """Create a workspace: mlprod.toml, the metadata database (migrated) and the artifact store."""
+    """Create a workspace: mlprod.toml, the metadata database (migrated), the artifact store and the
+    local admin token (for the server's admin API; a file only you can read)."""
+    from mlprod.serve.local_admin import ensure_local_admin
     from mlprod.workspace import Workspace
 
     with Workspace.init(path, database_url=database_url) as ws:
+        admin_path, _created = ensure_local_admin(ws)
         out.print(f"Initialised mlprod workspace in {ws.root}")
         out.print(f"  metadata database: {_hide_password(ws.database_url)}")
         out.print(f"  artifacts:         {ws.artifacts.root}")
+        out.print(f"  local admin token: {admin_path} (mode 0600)")
 
 
 def info() -> None:

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mlprod.errors import MlprodError
 from mlprod.models import Registry
 from mlprod.serve import BackgroundServer, create_app, read_prediction_log
+from mlprod.serve.local_admin import ensure_local_admin, read_local_admin_token
 from mlprod.workspace import Workspace
 
 CANARY_PERCENT = 10.0
@@ -68,6 +69,8 @@ def serve_with_canary(
     answers: list[tuple[int, int, float]] = []  # row, version, prediction
     failed = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    ensure_local_admin(workspace)  # before the server starts: it reads the tokens then
+    admin = {"Authorization": f"Bearer {read_local_admin_token(workspace)}"}
     with (
         BackgroundServer(create_app(workspace)) as server,
         httpx.Client(base_url=server.url, timeout=10.0) as client,
@@ -81,7 +84,7 @@ def serve_with_canary(
             "sticky_key": STICKY_KEY,
             "why": "mlprod demo: canary the runner-up, shadow a third candidate",
         }
-        change = client.put(f"/v1/admin/routes/{model}", json=plan)
+        change = client.put(f"/v1/admin/routes/{model}", json=plan, headers=admin)
         if change.status_code != 200:
             raise MlprodError(f"cannot set the routing plan: {change.status_code} {change.text}")
         console.print(f"  serving on {server.url}; routing revision {change.json()['revision']}")

@@ -29,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -39,13 +39,18 @@ from mlprod.models import parse_ref
 from mlprod.serve.admin_api import register_admin_api
 from mlprod.serve.auth import TokenVerifier
 from mlprod.serve.fast_path import PredictFastPath
+from mlprod.serve.host_check import HostCheck, allowed_host_names
 from mlprod.serve.http_errors import error_body, status_for
-from mlprod.serve.metrics import CONTENT_TYPE, ServingMetrics
+from mlprod.serve.json_body import require_json
+from mlprod.serve.method_not_allowed import allowed_methods
+from mlprod.serve.metrics import CONTENT_TYPE, NO_PROTOCOL, OIP, ServingMetrics
 from mlprod.serve.native_predict import NativePredict
+from mlprod.serve.openapi_parts import AUTH_ERRORS, ModelName, ModelRef, ModelVersion, error_responses
 from mlprod.serve.prediction_log import PredictionLogWriter
 from mlprod.serve.request_auth import Authorize, authorizer
 from mlprod.serve.request_body import read_body
-from mlprod.serve.service import PredictionService, ServeOptions
+from mlprod.serve.routing import SHADOW
+from mlprod.serve.service import PredictionService, ServeOptions, ShadowObserver
 from mlprod.serve.tokens import TokenStore
 from mlprod.workspace import Workspace
 
@@ -58,11 +63,14 @@ def create_app(
     options: ServeOptions | None = None,
     require_auth: bool | None = None,
     alias_refresh_seconds: float | None = None,
+    host: str | None = None,
 ) -> FastAPI:
     """Build the server for ``workspace``; the prediction log is flushed when the app shuts down.
 
-    ``require_auth`` defaults to ``serve.auth = "always"``; ``mlprod serve`` decides it from the
-    address it binds (see ``mlprod.serve.auth.auth_required``).
+    ``require_auth`` (tokens for predictions and reads; admin always needs one) defaults to
+    ``serve.auth = "always"``; ``mlprod serve`` decides it from the address it binds (see
+    ``mlprod.serve.auth.auth_required``). ``host`` is that address (default ``serve.host``): requests
+    must name it, or loopback, or one of ``serve.allowed_hosts``, in their ``Host`` header.
     """
     if options is None:
         overrides = {} if alias_refresh_seconds is None else {"refresh_seconds": alias_refresh_seconds}
@@ -87,16 +95,16 @@ def create_app(
         "Estimated memory of the loaded model versions.",
         lambda: [({}, float(service.pool.memory_bytes))],
     )
+    service.shadow_observer = _shadow_metrics(metrics.for_protocol(NO_PROTOCOL))
     verifier = TokenVerifier(TokenStore(workspace), refresh_seconds=options.refresh_seconds)
-    authorize = authorizer(verifier if require_auth else None)
+    authorize = authorizer(verifier, require_auth=require_auth)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prediction_log.start()
         try:
             await run_in_threadpool(service.reload_routes)
-            if authorize.verifier is not None:
-                await run_in_threadpool(authorize.verifier.refresh)
+            await run_in_threadpool(verifier.refresh)
             yield
         finally:
             await service.drain_shadows()
@@ -120,7 +128,12 @@ def create_app(
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         message = f"no route {request.method} {request.url.path}" if exc.status_code == 404 else exc.detail
-        return JSONResponse(error_body("http_error", str(message)), status_code=exc.status_code)
+        headers = exc.headers
+        if exc.status_code == 405:  # Starlette names only the first matching route's methods
+            headers = {**(headers or {}), "Allow": allowed_methods(app, request.scope)}
+        return JSONResponse(
+            error_body("http_error", str(message)), status_code=exc.status_code, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -146,12 +159,19 @@ def create_app(
             return JSONResponse({"ready": False, "reason": str(exc)}, status_code=503)
         return JSONResponse({"ready": True})
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics."},
+            **error_responses(**AUTH_ERRORS),
+        },
+    )
     async def prometheus_metrics(request: Request) -> Response:
         authorize(request, "read")
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses=error_responses(**AUTH_ERRORS))
     async def list_models(request: Request) -> dict[str, Any]:
         authorize(request, "read")
         summaries = await run_in_threadpool(service.registry.models)
@@ -164,6 +184,7 @@ def create_app(
     native = NativePredict(service, metrics, authorize)
 
     async def predict(request: Request, target: str) -> Response:
+        require_json(request.headers.get("content-type"))
         answer = await native.answer(
             target,
             await read_body(request, max_body),
@@ -173,20 +194,22 @@ def create_app(
         return Response(answer, media_type="application/json")
 
     @app.post("/v1/models/{ref}/predict", openapi_extra=NATIVE_PREDICT_OPENAPI)
-    async def predict_ref(request: Request, ref: str) -> Response:
+    async def predict_ref(request: Request, ref: ModelRef) -> Response:
         if parse_ref(ref).version is not None:
             raise InvalidInputError(f"use /v1/models/NAME/versions/VERSION/predict for {ref!r}")
         return await predict(request, ref)
 
     @app.post("/v1/models/{name}/versions/{version}/predict", openapi_extra=NATIVE_PREDICT_OPENAPI)
-    async def predict_version(request: Request, name: str, version: int) -> Response:
-        if not 1 <= version < 2**63:  # the database's integer range
-            raise InvalidInputError(f"model version must be a positive integer, got {version}")
+    async def predict_version(request: Request, name: ModelName, version: ModelVersion) -> Response:
         return await predict(request, f"{name}/{version}")
 
     app.add_middleware(PredictFastPath, predictor=native, max_body=max_body)
     register_admin_api(app, service, authorize)
-    _register_inference_protocol(app, service, metrics, authorize, max_body)
+    _register_inference_protocol(app, service, metrics.for_protocol(OIP), authorize, max_body)
+    serve_settings = workspace.config.serve
+    app.add_middleware(
+        HostCheck, allowed=allowed_host_names(host or serve_settings.host, serve_settings.allowed_hosts)
+    )  # added last: it runs first, before the fast path
     return app
 
 
@@ -200,6 +223,18 @@ def _register_inference_protocol(
     register_inference_protocol(app, service, metrics, authorize, max_body)
 
 
+def _shadow_metrics(metrics: ServingMetrics) -> ShadowObserver:
+    """Count each shadow copy under ``route="shadow"``, with the status its answer would have had."""
+
+    def observe(model: str, version: int | None, error: Exception | None, seconds: float) -> None:
+        status = 500 if error is not None else 200
+        if isinstance(error, MlprodError):
+            status = status_for(error)[0]
+        metrics.observe(model=model, version=version, route=SHADOW, status=status, seconds=seconds)
+
+    return observe
+
+
 def _ping(workspace: Workspace) -> None:
     try:
         with workspace.engine.connect() as conn:
@@ -209,6 +244,15 @@ def _ping(workspace: Workspace) -> None:
 
 
 _ROW = {"type": "object", "additionalProperties": {"type": ["number", "string", "integer", "null"]}}
+_PREDICT_ERRORS = error_responses(
+    **AUTH_ERRORS,
+    **{
+        "404": "Unknown model, alias or version.",
+        "413": "Body larger than serve.max_body_bytes.",
+        "415": "Body not sent as 'Content-Type: application/json'.",
+        "422": "Inputs do not match the model's signature; the message names the field.",
+    },
+)
 NATIVE_PREDICT_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -216,6 +260,7 @@ NATIVE_PREDICT_OPENAPI: dict[str, Any] = {
             "application/json": {
                 "schema": {
                     "type": "object",
+                    "anyOf": [{"required": ["rows"]}, {"required": ["columns"]}],
                     "properties": {
                         "id": {"type": "string", "description": "Request id (default: a new UUID)."},
                         "rows": {"type": "array", "items": _ROW, "description": "One object per prediction."},
@@ -235,12 +280,5 @@ NATIVE_PREDICT_OPENAPI: dict[str, Any] = {
             }
         },
     },
-    "responses": {
-        "200": {"description": "Predictions, one per row."},
-        "401": {"description": "No valid API token."},
-        "403": {"description": "The token lacks the predict scope."},
-        "404": {"description": "Unknown model, alias or version."},
-        "413": {"description": "Body larger than serve.max_body_bytes."},
-        "422": {"description": "Inputs do not match the model's signature; the message names the field."},
-    },
+    "responses": {"200": {"description": "Predictions, one per row."}, **_PREDICT_ERRORS},
 }

@@ -18,6 +18,7 @@ from typing import Any
 from mlprod.errors import InvalidInputError, MlprodError
 from mlprod.models import parse_ref
 from mlprod.serve.http_errors import error_body, status_for
+from mlprod.serve.json_body import require_json
 from mlprod.serve.native_predict import NativePredict
 from mlprod.serve.request_body import too_large
 
@@ -52,6 +53,7 @@ class PredictFastPath:
                 await self.app(scope, receive, send)
                 return
             headers = _headers(scope)
+            require_json(_text(headers.get(b"content-type")))
             declared = headers.get(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.max_body:
                 raise too_large(self.max_body)

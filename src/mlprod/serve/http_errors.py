@@ -12,6 +12,7 @@ from mlprod.errors import (
     DatabaseError,
     ForbiddenError,
     GcInProgressError,
+    HostNotAllowedError,
     InvalidInputError,
     MergeConflictError,
     MlprodError,
@@ -20,6 +21,7 @@ from mlprod.errors import (
     PayloadTooLargeError,
     StorageFullError,
     UnauthorizedError,
+    UnsupportedMediaTypeError,
     ValidationFailedError,
 )
 
@@ -28,6 +30,8 @@ _STATUS: list[tuple[type[MlprodError], int, str]] = [
     (ForbiddenError, 403, "forbidden"),
     (NotFoundError, 404, "not_found"),
     (PayloadTooLargeError, 413, "payload_too_large"),
+    (UnsupportedMediaTypeError, 415, "unsupported_media_type"),
+    (HostNotAllowedError, 421, "misdirected_request"),
     (ValidationFailedError, 422, "validation_failed"),
     (InvalidInputError, 422, "invalid_input"),
     (AlreadyExistsError, 409, "already_exists"),

@@ -635,13 +635,20 @@ INFER_REQUEST_SCHEMA: dict[str, Any] = {
         },
         "inputs": {
             "type": "array",
+            "minItems": 1,
             "description": "One tensor per model input (see the model metadata).",
             "items": {
                 "type": "object",
                 "required": ["name", "shape", "datatype"],
                 "properties": {
-                    "name": {"type": "string"},
-                    "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                    "name": {"type": "string", "minLength": 1},
+                    "shape": {
+                        "type": "array",
+                        "items": {"type": "integer", "minimum": 0},
+                        "minItems": 1,
+                        "maxItems": 2,
+                        "description": "[n] or [n, 1]: one value per row.",
+                    },
                     "datatype": {"type": "string", "enum": list(DATATYPES)},
                     "parameters": _PARAMETERS,
                     "data": {"type": "array", "description": "Row-major values, flat or nested."},

@@ -7,12 +7,18 @@ without sharing counters, which ``prometheus_client``'s global registry would ma
 under a lock; everything else (error counts, cumulative buckets, label escaping, number
 formatting) is derived from that state at scrape time, outside the lock. The families rendered:
 
-    mlprod_requests_total{model,version,route,status}           counter
-    mlprod_request_errors_total{model,version,route,code}       counter, status >= 400 by class:
-                                                                code is "4xx" or "5xx"
-    mlprod_request_latency_seconds{model,version,route}         histogram (LATENCY_BUCKETS)
-    mlprod_predictions_total{model,version}                     counter, rows predicted
-    <gauge sources>                                             gauges read by callbacks at scrape
+    mlprod_requests_total{model,version,route,protocol,status}      counter
+    mlprod_request_errors_total{model,version,route,protocol,code}  counter, status >= 400 by class:
+                                                                    code is "4xx" or "5xx"
+    mlprod_request_latency_seconds{model,version,route,protocol}    histogram (LATENCY_BUCKETS)
+    mlprod_predictions_total{model,version}                         counter, rows predicted
+    <gauge sources>                                                 gauges read by callbacks at scrape
+
+``route`` is how the answering version was chosen (``champion``, ``canary``, ``direct``) or
+``shadow`` for the copies mirrored to shadow versions. ``protocol`` is the API the client used,
+``native`` (``/v1``) or ``oip`` (Open Inference Protocol, ``/v2``): each API counts through its own
+view, ``metrics.for_protocol("oip")``, of the same counters. Shadow copies are not client requests,
+so they carry no protocol (``protocol=""``).
 
 A ``None`` version renders as ``version=""``, which Prometheus treats as an absent label (a request
 for an unknown model has no version). Label values are caller-controlled (model names and routes
@@ -23,6 +29,7 @@ without bound.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import re
@@ -53,7 +60,10 @@ _PREDICTIONS = "mlprod_predictions_total"
 _BUILTIN_NAMES = frozenset(
     {_REQUESTS, _ERRORS, _LATENCY, _LATENCY + "_bucket", _LATENCY + "_sum", _LATENCY + "_count", _PREDICTIONS}
 )
-_SeriesKey = tuple[str, int | None, str, int]  # model, version, route, status
+_SeriesKey = tuple[str, int | None, str, str, int]  # model, version, route, protocol, status
+NATIVE = "native"
+OIP = "oip"
+NO_PROTOCOL = ""
 
 
 @dataclass(frozen=True)
@@ -72,10 +82,14 @@ class ServingMetrics:
         >>> metrics.observe(model="m", version=3, route="m@champion", status=200, seconds=0.004)
         >>> metrics.observe_prediction_rows("m", 3, 10)
         >>> metrics.set_gauge_source("mlprod_models_loaded", "Models in memory.", lambda: [({}, 1.0)])
+        >>> oip = metrics.for_protocol("oip")
+        >>> oip.observe(model="m", version=3, route="m@champion", status=200, seconds=0.1)
         >>> text = metrics.render()
         >>> print(text.splitlines()[2])
-        mlprod_requests_total{model="m",version="3",route="m@champion",status="200"} 1
-        >>> 'latency_seconds_bucket{model="m",version="3",route="m@champion",le="0.005"} 1' in text
+        mlprod_requests_total{model="m",version="3",route="m@champion",protocol="native",status="200"} 1
+        >>> print(text.splitlines()[3])
+        mlprod_requests_total{model="m",version="3",route="m@champion",protocol="oip",status="200"} 1
+        >>> 'bucket{model="m",version="3",route="m@champion",protocol="native",le="0.005"} 1' in text
         True
         >>> text.endswith("mlprod_models_loaded 1.0\\n")
         True
@@ -100,13 +114,24 @@ class ServingMetrics:
         self._series: dict[_SeriesKey, list[float]] = {}
         self._predictions: dict[tuple[str, int | None], int] = {}
         self._gauges: dict[str, _Gauge] = {}
+        self._protocol = NATIVE
+
+    def for_protocol(self, protocol: str) -> ServingMetrics:
+        """A view of these metrics whose observations carry ``protocol`` (state and lock are shared)."""
+        if protocol not in (NATIVE, OIP, NO_PROTOCOL):
+            raise InvalidInputError(
+                f"ServingMetrics protocol must be {NATIVE!r}, {OIP!r} or {NO_PROTOCOL!r}, got {protocol!r}"
+            )
+        view = copy.copy(self)
+        view._protocol = protocol
+        return view
 
     def observe(self, *, model: str, version: int | None, route: str, status: int, seconds: float) -> None:
         """Count one finished request: its HTTP ``status`` and its latency in ``seconds``."""
         if not seconds >= 0.0:  # also rejects NaN
             raise InvalidInputError(f"ServingMetrics.observe: seconds must be >= 0, got {seconds!r}")
         index = bisect_left(self._bounds, seconds)  # bucket i holds bounds[i-1] < seconds <= bounds[i]
-        key = (model, version, route, status)
+        key = (model, version, route, self._protocol, status)
         with self._lock:
             series = self._series.get(key)
             if series is None:
@@ -151,11 +176,13 @@ class ServingMetrics:
         series.sort(key=lambda item: _sort_key(item[0]))
         predictions.sort(key=lambda item: _sort_key(item[0]))
 
-        lines = _header(_REQUESTS, "counter", "Requests served, by model, version, route and HTTP status.")
+        lines = _header(
+            _REQUESTS, "counter", "Requests served, by model, version, route, protocol and HTTP status."
+        )
         errors: dict[tuple[str, str], int] = {}
         histograms: dict[str, list[float]] = {}
-        for (model, version, route, status), values in series:
-            base = _labels(model=model, version=version, route=route)
+        for (model, version, route, protocol, status), values in series:
+            base = _labels(model=model, version=version, route=route, protocol=protocol)
             count = int(sum(values[:-1]))
             lines.append(f'{_REQUESTS}{{{base},status="{status}"}} {count}')
             if status >= 400:
@@ -170,7 +197,9 @@ class ServingMetrics:
         lines += _header(_ERRORS, "counter", 'Requests answered with status >= 400, by class ("4xx", "5xx").')
         lines += [f'{_ERRORS}{{{base},code="{code}"}} {count}' for (base, code), count in errors.items()]
 
-        lines += _header(_LATENCY, "histogram", "Request latency in seconds, by model, version and route.")
+        lines += _header(
+            _LATENCY, "histogram", "Request latency in seconds, by model, version, route and protocol."
+        )
         les = [_format_float(b) for b in self._bounds] + ["+Inf"]
         for base, values in histograms.items():
             cumulative = 0
@@ -191,8 +220,8 @@ class ServingMetrics:
 
     def _new_series(self, key: _SeriesKey) -> list[float]:
         if len(self._series) >= self._max_series:
-            # Keep the status, so error counts stay right even for overflowing label sets.
-            key = (OVERFLOW_MODEL, None, OVERFLOW_MODEL, key[3])
+            # Keep the protocol and status, so error counts stay right even for overflowing label sets.
+            key = (OVERFLOW_MODEL, None, OVERFLOW_MODEL, key[3], key[4])
             existing = self._series.get(key)
             if existing is not None:
                 return existing

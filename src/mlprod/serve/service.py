@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,6 +33,8 @@ from mlprod.serve.routing import CHAMPION, DIRECT, SHADOW, RoutePlan
 from mlprod.workspace import Workspace
 
 log = logging.getLogger(__name__)
+ShadowObserver = Callable[[str, int | None, Exception | None, float], None]
+"""Called after each shadow copy: model, version (None if it failed before loading), error, seconds."""
 INLINE_ROWS = 64  # larger requests are predicted on a worker thread, off the event loop
 MAX_PENDING_SHADOWS = 256  # past this, shadow copies are dropped (and counted) rather than queued
 
@@ -107,6 +109,7 @@ class PredictionService:
         self._store_lock = threading.Lock()
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self.shadows_dropped = 0
+        self.shadow_observer: ShadowObserver | None = None  # the app counts shadow copies in its metrics
 
     # -- requests -----------------------------------------------------------------------------------
 
@@ -214,16 +217,24 @@ class PredictionService:
         try:
             served = await self.served(ref)
             predictions = await run_in_threadpool(served.model.predict_rows, rows)
-        except MlprodError as exc:
-            log.warning("shadow %s failed on request %s: %s", ref, request_id, exc)
-            return
-        except Exception:
-            log.exception("shadow %s failed on request %s", ref, request_id)
+        except Exception as exc:
+            if isinstance(exc, MlprodError):
+                log.warning("shadow %s failed on request %s: %s", ref, request_id, exc)
+            else:
+                log.exception("shadow %s failed on request %s", ref, request_id)
+            self._observe_shadow(ref.split("@", 1)[0].split("/", 1)[0], None, exc, started)
             return
         answer = Prediction(
             served.version.model, served.version.version, SHADOW, request_id, predictions.tolist(), None, rows
         )
         self._log(answer, (time.perf_counter() - started) * 1000)
+        self._observe_shadow(answer.model, answer.version, None, started)
+
+    def _observe_shadow(
+        self, model: str, version: int | None, error: Exception | None, started: float
+    ) -> None:
+        if self.shadow_observer is not None:
+            self.shadow_observer(model, version, error, time.perf_counter() - started)
 
     async def drain_shadows(self) -> None:
         """Wait for mirrored requests still running (graceful shutdown)."""
