@@ -18,8 +18,10 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import random
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,7 +35,8 @@ from mlprod.data.changes import compare, retyped_change, side, union_schema
 from mlprod.data.history import BRANCH, TAG, CommitInfo, History, Ref, TableInfo
 from mlprod.data.ingest import to_arrow
 from mlprod.data.keys import bucket_ids, check_key_columns, check_unique_keys
-from mlprod.data.manifest import Manifest
+from mlprod.data.manifest import ChangeRef, Manifest
+from mlprod.data.rebase import changes_since, rebase_change, stacked_on, their_change, their_change_from_rows
 from mlprod.data.schemas import reconcile
 from mlprod.data.screening import (
     Policy,
@@ -53,8 +56,9 @@ from mlprod.data.storage import (
     write_change,
 )
 from mlprod.data.validation import Expectations, infer_expectations
-from mlprod.errors import InvalidInputError, NotFoundError
+from mlprod.errors import ConflictError, InvalidInputError, MergeConflictError, NotFoundError
 from mlprod.identity import current_user
+from mlprod.meta.locks import exclusive
 from mlprod.names import check_name
 from mlprod.workspace import Workspace
 
@@ -67,6 +71,11 @@ DEFAULT_BRANCH = "main"
 DEFAULT_BUCKETS = 128
 COMPACT_FRACTION = 0.1
 """Buckets are rewritten once the pending change sets hold more rows than this share of the table."""
+LAND_ATTEMPTS = 8
+"""Attempts to move a branch before a commit gives up (each after rebasing onto the branch's new head)."""
+LOCK_TIMEOUT_SECONDS = 120.0
+BACKOFF_SECONDS = 0.01
+BACKOFF_CAP_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -83,10 +92,30 @@ class CommitResult:
     retyped_columns: tuple[str, ...] = ()
     rewritten_buckets: int = 0
     notes: dict[str, Any] = field(default_factory=dict)
+    rebases: int = 0
+    """How many times the change was carried onto a branch head that moved while it was prepared."""
+    retries: int = 0
+    """How many attempts to move the branch failed (another writer moved it first) before this one won."""
 
     @property
     def short_id(self) -> str:
         return self.commit_id[:12]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A commit computed against ``head``, not yet landed."""
+
+    head: str
+    parent: Manifest
+    change: pa.Table
+    schema: pa.Schema
+    added: tuple[str, ...]
+    retyped: tuple[str, ...]
+    whole: bool
+    """A whole-table change (``replace``, a column type change): prepared again, not rebased."""
+    notes: dict[str, Any]
+    rejected: pa.Table | None
 
 
 class TableStore:
@@ -286,8 +315,14 @@ class TableStore:
         allow_type_change: bool = False,
         validation: Policy | None = None,
         checks: bool = False,
+        rebase: bool = True,
     ) -> CommitResult:
-        """Apply ``data`` to ``branch`` as one commit; the branch moves only if nobody else moved it.
+        """Apply ``data`` to ``branch`` as one commit.
+
+        When other commits land on the branch while this one is prepared, the change is rebased onto
+        them (their keys and cells untouched here are kept) and lands after them; a cell that both
+        changed differently raises ``MergeConflictError`` and commits nothing. ``rebase=False`` raises
+        ``ConflictError`` instead as soon as the branch moved (the behaviour before rebasing existed).
 
         ``validation`` checks the rows against the table's expectations first: ``reject`` (the default
         when the table has expectations) commits nothing on a violation, ``quarantine`` commits the good
@@ -298,14 +333,50 @@ class TableStore:
         if mode not in MODES:
             raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         info = self.history.table(table)
-        head = self._branch_head(info.name, branch)
-        parent = self.manifest(head)
         batch = to_arrow(data)
         what = f"table {table!r}"
         check_key_columns(batch, info.key, what=what)
         check_unique_keys(batch, info.key, what=what)
+
+        def prepare() -> _Prepared:
+            return self._prepare(info, branch, batch, mode, allow_type_change, validation, checks)
+
+        prepared = prepare()
+        if rebase:
+            result, prepared = self._land(info, branch, prepared, prepare, operation=mode, message=message)
+        else:
+            result = self.commit_change(
+                info,
+                branch=branch,
+                parent=prepared.parent,
+                parent_id=prepared.head,
+                change=prepared.change,
+                schema=prepared.schema,
+                operation=mode,
+                message=message,
+                added=prepared.added,
+                retyped=prepared.retyped,
+            )
+        notes = dict(prepared.notes)
+        if prepared.rejected is not None and prepared.rejected.num_rows:
+            notes["quarantined"] = self._quarantine(info.name, prepared.rejected, result.commit_id)
+        return dataclasses.replace(result, notes=notes)
+
+    def _prepare(
+        self,
+        info: TableInfo,
+        branch: str,
+        batch: pa.Table,
+        mode: str,
+        allow_type_change: bool,
+        validation: Policy | None,
+        checks: bool,
+    ) -> _Prepared:
+        """The change ``batch`` makes to the branch's current head (validated, with its notes)."""
+        head = self._branch_head(info.name, branch)
+        parent = self.manifest(head)
         fitted = reconcile(
-            table,
+            info.name,
             parent.schema,
             batch,
             info.key,
@@ -328,21 +399,164 @@ class TableStore:
                 pa.array(report.suspicious_rows)
             )
         change = self._change(info, parent, screened.batch, mode, schema, rewrite=bool(fitted.retyped))
-        result = self.commit_change(
-            info,
-            branch=branch,
-            parent=parent,
-            parent_id=head,
-            change=change,
-            schema=schema,
-            operation=mode,
-            message=message,
-            added=fitted.added,
-            retyped=fitted.retyped,
+        whole = mode == "replace" or bool(fitted.retyped)
+        return _Prepared(
+            head, parent, change, schema, fitted.added, fitted.retyped, whole, notes, screened.rejected
         )
-        if screened.rejected is not None and screened.rejected.num_rows:
-            notes["quarantined"] = self._quarantine(info.name, screened.rejected, result.commit_id)
-        return dataclasses.replace(result, notes=notes)
+
+    def _land(
+        self,
+        info: TableInfo,
+        branch: str,
+        prepared: _Prepared,
+        prepare: Callable[[], _Prepared],
+        *,
+        operation: str,
+        message: str,
+    ) -> tuple[CommitResult, _Prepared]:
+        """Move the branch to the prepared commit, rebasing it first if the branch moved meanwhile.
+
+        The branch's commit lock is held only from reading the head to moving the branch, so writers
+        land in turn however long each took to prepare. A whole-table change (``replace``, a column
+        type change) is prepared again under the lock instead: it is meant to supersede what is there.
+        """
+        counts = _counts(prepared.change)
+        if prepared.change.num_rows == 0 and not prepared.added and not prepared.retyped:
+            return self._unchanged(info.name, branch, prepared, counts), prepared
+        manifest, rewritten = self._manifest(
+            info,
+            prepared.parent,
+            prepared.head,
+            prepared.change,
+            prepared.schema,
+            counts,
+            operation,
+            message,
+            rewrite_all=bool(prepared.retyped),
+        )
+        rebases = retries = 0
+        lock = f"table {info.name!r} branch {branch!r}"
+        for attempt in range(LAND_ATTEMPTS):
+            with exclusive(self._ws.engine, lock, timeout=LOCK_TIMEOUT_SECONDS):
+                head = self._branch_head(info.name, branch)
+                if head != prepared.head:
+                    rebases += 1
+                    if prepared.whole:
+                        prepared = prepare()
+                        counts = _counts(prepared.change)
+                        manifest, rewritten = self._manifest(
+                            info,
+                            prepared.parent,
+                            prepared.head,
+                            prepared.change,
+                            prepared.schema,
+                            counts,
+                            operation,
+                            message,
+                            rewrite_all=bool(prepared.retyped),
+                        )
+                    else:
+                        prepared, manifest, reused = self._rebased(info, branch, prepared, manifest, head)
+                        counts = _counts(prepared.change)
+                        rewritten = rewritten if reused else 0
+                    if prepared.change.num_rows == 0 and not prepared.added and not prepared.retyped:
+                        return self._unchanged(info.name, branch, prepared, counts), prepared
+                manifest = dataclasses.replace(manifest, created_at=datetime.now(UTC))
+                try:
+                    commit_id = self._move_branch(info, branch, prepared.head, manifest)
+                except MergeConflictError:
+                    raise
+                except ConflictError:
+                    retries += 1
+                else:
+                    result = CommitResult(
+                        info.name,
+                        branch,
+                        commit_id,
+                        True,
+                        counts,
+                        manifest.num_rows,
+                        prepared.added,
+                        prepared.retyped,
+                        rewritten,
+                        rebases=rebases,
+                        retries=retries,
+                    )
+                    return result, prepared
+            time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_SECONDS * 2**attempt)))
+        raise ConflictError(
+            f"table {info.name!r}: branch {branch!r} kept moving while this commit was landed; gave up after "
+            f"{LAND_ATTEMPTS} attempts ({rebases} rebases), nothing was committed: retry later"
+        )
+
+    def _rebased(
+        self, info: TableInfo, branch: str, prepared: _Prepared, manifest: Manifest, head_id: str
+    ) -> tuple[_Prepared, Manifest, bool]:
+        """The prepared commit carried onto ``head_id``, its manifest, and whether that reuses the prepared
+        buckets (compacted or not: possible when nobody rewrote a bucket and no key here was touched)."""
+        head = self.manifest(head_id)
+        key = info.key
+        refs = changes_since(prepared.head, prepared.parent, head_id, head, self.manifest)
+        keys = prepared.change.select(list(key))
+        theirs = (
+            their_change(self.objects, refs, keys, key)
+            if refs is not None
+            else their_change_from_rows(
+                prepared.change, prepared.schema, self.rows_for_keys(head, keys, info), key, info.buckets
+            )
+        )
+        rebased = rebase_change(
+            prepared.change,
+            prepared.schema,
+            theirs,
+            head_schema=head.schema,
+            key=key,
+            buckets=info.buckets,
+            what=f"table {info.name!r}: a commit to branch {branch!r}",
+        )
+        carried = dataclasses.replace(
+            prepared, head=head_id, parent=head, change=rebased.change, schema=rebased.schema
+        )
+        counts = _counts(rebased.change)
+        num_rows = head.num_rows + counts["added"] - counts["removed"]
+        if rebased.untouched and rebased.schema == prepared.schema and stacked_on(prepared.parent, head):
+            since = head.deltas[len(prepared.parent.deltas) :]
+            reused = dataclasses.replace(
+                manifest, deltas=manifest.deltas + since, parents=(head_id,), num_rows=num_rows
+            )
+            return carried, reused, True
+        change_ref = manifest.change if rebased.untouched and manifest.change else None
+        return carried, self._appended(info, head, head_id, carried, counts, manifest, change_ref), False
+
+    def _appended(
+        self,
+        info: TableInfo,
+        head: Manifest,
+        head_id: str,
+        prepared: _Prepared,
+        counts: dict[str, int],
+        template: Manifest,
+        change_ref: ChangeRef | None,
+    ) -> Manifest:
+        """A manifest adding ``prepared.change`` to ``head`` as one more pending change set (no bucket is
+        rewritten under the lock; the next commit compacts when they have grown too large)."""
+        change = prepared.change
+        ref = change_ref or (write_change(self.objects, change) if change.num_rows else None)
+        return dataclasses.replace(
+            template,
+            schema=prepared.schema,
+            buckets=head.buckets,
+            bucket_rows=head.bucket_rows,
+            deltas=head.deltas + ((ref,) if ref else ()),
+            change=ref,
+            parents=(head_id,),
+            num_rows=head.num_rows + counts["added"] - counts["removed"],
+            counts=counts,
+        )
+
+    @staticmethod
+    def _unchanged(table: str, branch: str, prepared: _Prepared, counts: dict[str, int]) -> CommitResult:
+        return CommitResult(table, branch, prepared.head, False, counts, prepared.parent.num_rows)
 
     def commit_change(
         self,
@@ -363,16 +577,49 @@ class TableStore:
         counts = _counts(change)
         if change.num_rows == 0 and not added and not retyped and not extra_parents:
             return CommitResult(info.name, branch, parent_id, False, counts, parent.num_rows)
+        manifest, rewritten = self._manifest(
+            info,
+            parent,
+            parent_id,
+            change,
+            schema,
+            counts,
+            operation,
+            message,
+            rewrite_all=bool(retyped),
+            extra_parents=extra_parents,
+        )
+        commit_id = self._move_branch(info, branch, parent_id, manifest)
+        return CommitResult(
+            info.name, branch, commit_id, True, counts, manifest.num_rows, added, retyped, rewritten
+        )
+
+    def _manifest(
+        self,
+        info: TableInfo,
+        parent: Manifest,
+        parent_id: str,
+        change: pa.Table,
+        schema: pa.Schema,
+        counts: dict[str, int],
+        operation: str,
+        message: str,
+        *,
+        rewrite_all: bool = False,
+        extra_parents: tuple[str, ...] = (),
+    ) -> tuple[Manifest, int]:
+        """The manifest of ``parent`` plus ``change`` (its objects written), and how many buckets were
+        rewritten: the change is kept pending unless the pending change sets grew too large."""
         num_rows = parent.num_rows + counts["added"] - counts["removed"]
         pending = sum(d.rows for d in parent.deltas) + change.num_rows
-        compact = bool(retyped) or pending > COMPACT_FRACTION * max(num_rows, parent.num_rows)
+        compact = rewrite_all or pending > COMPACT_FRACTION * max(num_rows, parent.num_rows)
         keep_change = change.num_rows <= COMPACT_FRACTION * max(num_rows, parent.num_rows, 1)
         change_ref = write_change(self.objects, change) if keep_change and change.num_rows else None
         buckets, bucket_rows, rewritten = list(parent.buckets), list(parent.bucket_rows), 0
         deltas = parent.deltas + ((change_ref,) if change_ref else ())
         if compact:
             buckets, bucket_rows, rewritten = self._compacted(
-                info, parent, change, schema, rewrite_all=bool(retyped)
+                info, parent, change, schema, rewrite_all=rewrite_all
             )
             deltas = ()
         manifest = Manifest(
@@ -391,9 +638,13 @@ class TableStore:
             num_rows=num_rows,
             counts=counts,
         )
+        return manifest, rewritten
+
+    def _move_branch(self, info: TableInfo, branch: str, expected: str, manifest: Manifest) -> str:
+        """Store ``manifest`` and move ``branch`` from ``expected`` to it (``ConflictError`` if it moved)."""
         commit_id = self._put_manifest(manifest)
-        self.history.commit(info.name, branch, parent_id, _commit_info(commit_id, manifest))
-        return CommitResult(info.name, branch, commit_id, True, counts, num_rows, added, retyped, rewritten)
+        self.history.commit(info.name, branch, expected, _commit_info(commit_id, manifest))
+        return commit_id
 
     def _quarantine(self, table: str, rows: pa.Table, commit_id: str) -> dict[str, Any]:
         side_table = quarantine_table(table)
