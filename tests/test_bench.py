@@ -17,6 +17,11 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
         ("registry.py", ["--models", "5", "--versions-per-model", "2", "--requests", "20"], "onnx / native"),
         ("serve_latency.py", ["--requests", "20"], "ratio HTTP / in-process"),
         ("versioned_tables.py", ["--rows", "20000", "--commits", "5"], "DuckDB / mlprod (auto)"),
+        (
+            "concurrent_writers.py",
+            ["--seconds", "2", "--writers", "2", "--rows-per-commit", "20:3,200:1", "--table-rows", "2000"],
+            "rows lost 0, duplicated 0, stray 0",
+        ),
         ("online_lookup.py", ["--keys", "500", "--lookups", "500"], "FeatureLookup.get"),
         ("batch_predict.py", ["--rows", "20000"], "predict_file local"),
         (
