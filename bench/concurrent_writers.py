@@ -82,6 +82,7 @@ def writer_main(args: argparse.Namespace) -> None:
     from mlprod.errors import ConflictError
     from mlprod.workspace import Workspace
 
+    lock_times = time_the_commit_lock()
     rng = np.random.default_rng(1000 + args.writer)
     sizes, weights = parse_mix(args.rows_per_commit)
     base = RANGE * (args.writer + 1)
@@ -136,7 +137,29 @@ def writer_main(args: argparse.Namespace) -> None:
     keys = np.fromiter(expected.keys(), np.int64, len(expected))
     values = np.fromiter(expected.values(), np.int64, len(expected))
     np.savez(args.expected, keys=keys, seqs=values)
-    print(json.dumps({"writer": args.writer, "commits": commits}), flush=True)
+    print(json.dumps({"writer": args.writer, "commits": commits, "lock": lock_times}), flush=True)
+
+
+def time_the_commit_lock() -> dict[str, list[float]]:
+    """Record how long each commit waited for the branch's commit lock and then held it."""
+    from mlprod.data import tables as tables_module
+
+    times: dict[str, list[float]] = {"wait": [], "hold": []}
+    original = tables_module.exclusive
+
+    @contextlib.contextmanager
+    def timed(*args: Any, **kwargs: Any) -> Iterator[None]:
+        asked = time.perf_counter()
+        with original(*args, **kwargs):
+            taken = time.perf_counter()
+            times["wait"].append(taken - asked)
+            try:
+                yield
+            finally:
+                times["hold"].append(time.perf_counter() - taken)
+
+    tables_module.exclusive = timed  # type: ignore[assignment]
+    return times
 
 
 # ---- the coordinator ---------------------------------------------------------------------------
@@ -146,6 +169,7 @@ def writer_main(args: argparse.Namespace) -> None:
 class Run:
     mode: str
     writers: list[list[dict[str, Any]]]
+    lock: dict[str, list[float]]
     lost: int
     duplicated: int
     stray: int
@@ -222,6 +246,7 @@ def run_mode(mode: str, args: argparse.Namespace, scratch: Path, database_url: s
     return Run(
         mode,
         [r["commits"] for r in sorted(reports, key=lambda r: r["writer"])],
+        {part: [t for r in reports for t in r["lock"][part]] for part in ("wait", "hold")},
         lost,
         duplicated,
         stray,
@@ -307,6 +332,13 @@ def describe(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         print(
             f"of which rebases p99 {quantile(rebases, 0.99):g} (max {max(rebases, default=0)}), "
             f"lost compare-and-swaps p99 {quantile(lost_swaps, 0.99):g} (max {max(lost_swaps, default=0)})"
+        )
+        wait, hold = run.lock["wait"], run.lock["hold"]
+        print(
+            f"commit lock: waited p50 {quantile(wait, 0.5):.3f} / p99 {quantile(wait, 0.99):.3f} / max "
+            f"{max(wait, default=0):.3f} s, held p50 {quantile(hold, 0.5):.3f} / p99 "
+            f"{quantile(hold, 0.99):.3f} / max {max(hold, default=0):.3f} s, held "
+            f"{sum(hold) / args.seconds:.0%} of the time"
         )
     print(
         f"final checkout {run.final_rows:,} rows: lost {run.lost}, duplicated {run.duplicated}, "

@@ -13,14 +13,14 @@ was too large to keep are this commit's keys looked up in the new head instead.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 
 from mlprod.artifacts import ArtifactStore
 from mlprod.data.changes import compare, empty_change, side, union_schema, with_keys, without_keys
 from mlprod.data.manifest import ChangeRef, Manifest
-from mlprod.data.storage import compose, read_parquet
+from mlprod.data.storage import compose, read_parquet, write_change
 from mlprod.data.three_way import as_schema, merge_overlap
 from mlprod.errors import ConflictError, MergeConflictError
 
@@ -78,6 +78,42 @@ def their_change_from_rows(
     """What the others did to this change's keys, from the new head's rows of those keys."""
     target = union_schema(schema, head_rows.schema)
     return compare(side(change, "before", key, schema), head_rows, key, target, buckets)
+
+
+def carried_manifest(
+    objects: ArtifactStore,
+    prepared: Manifest,
+    base: Manifest,
+    head_id: str,
+    head: Manifest,
+    rebased: Rebased,
+    counts: dict[str, int],
+) -> tuple[Manifest, bool]:
+    """The manifest of the rebased commit on ``head``, and whether it reuses the prepared buckets.
+
+    When nobody rewrote a bucket since the base and no key of this commit was touched, the prepared
+    buckets (even freshly compacted ones) stay, with the change sets that landed since applied on
+    top. Otherwise the change becomes one more pending change set of ``head``: no bucket is rewritten
+    while the branch's lock is held, and the next commit compacts when they have grown too large.
+    """
+    num_rows = head.num_rows + counts["added"] - counts["removed"]
+    if rebased.untouched and rebased.schema == prepared.schema and stacked_on(base, head):
+        since = head.deltas[len(base.deltas) :]
+        return replace(prepared, deltas=prepared.deltas + since, parents=(head_id,), num_rows=num_rows), True
+    kept = prepared.change if rebased.untouched else None
+    ref = kept or (write_change(objects, rebased.change) if rebased.change.num_rows else None)
+    carried = replace(
+        prepared,
+        schema=rebased.schema,
+        buckets=head.buckets,
+        bucket_rows=head.bucket_rows,
+        deltas=head.deltas + ((ref,) if ref else ()),
+        change=ref,
+        parents=(head_id,),
+        num_rows=num_rows,
+        counts=counts,
+    )
+    return carried, False
 
 
 def rebase_change(

@@ -35,8 +35,14 @@ from mlprod.data.changes import compare, retyped_change, side, union_schema
 from mlprod.data.history import BRANCH, TAG, CommitInfo, History, Ref, TableInfo
 from mlprod.data.ingest import to_arrow
 from mlprod.data.keys import bucket_ids, check_key_columns, check_unique_keys
-from mlprod.data.manifest import ChangeRef, Manifest
-from mlprod.data.rebase import changes_since, rebase_change, stacked_on, their_change, their_change_from_rows
+from mlprod.data.manifest import Manifest
+from mlprod.data.rebase import (
+    carried_manifest,
+    changes_since,
+    rebase_change,
+    their_change,
+    their_change_from_rows,
+)
 from mlprod.data.schemas import reconcile
 from mlprod.data.screening import (
     Policy,
@@ -56,7 +62,7 @@ from mlprod.data.storage import (
     write_change,
 )
 from mlprod.data.validation import Expectations, infer_expectations
-from mlprod.errors import ConflictError, InvalidInputError, MergeConflictError, NotFoundError
+from mlprod.errors import ConflictError, InvalidInputError, NotFoundError
 from mlprod.identity import current_user
 from mlprod.meta.locks import exclusive
 from mlprod.names import check_name
@@ -464,9 +470,7 @@ class TableStore:
                 manifest = dataclasses.replace(manifest, created_at=datetime.now(UTC))
                 try:
                     commit_id = self._move_branch(info, branch, prepared.head, manifest)
-                except MergeConflictError:
-                    raise
-                except ConflictError:
+                except ConflictError:  # moved by a writer that does not take the lock
                     retries += 1
                 else:
                     result = CommitResult(
@@ -492,8 +496,8 @@ class TableStore:
     def _rebased(
         self, info: TableInfo, branch: str, prepared: _Prepared, manifest: Manifest, head_id: str
     ) -> tuple[_Prepared, Manifest, bool]:
-        """The prepared commit carried onto ``head_id``, its manifest, and whether that reuses the prepared
-        buckets (compacted or not: possible when nobody rewrote a bucket and no key here was touched)."""
+        """The prepared commit carried onto ``head_id``, its manifest, and whether that reuses the
+        prepared buckets (see ``rebase.carried_manifest``)."""
         head = self.manifest(head_id)
         key = info.key
         refs = changes_since(prepared.head, prepared.parent, head_id, head, self.manifest)
@@ -514,45 +518,14 @@ class TableStore:
             buckets=info.buckets,
             what=f"table {info.name!r}: a commit to branch {branch!r}",
         )
-        carried = dataclasses.replace(
+        counts = _counts(rebased.change)
+        carried, reused = carried_manifest(
+            self.objects, manifest, prepared.parent, head_id, head, rebased, counts
+        )
+        moved = dataclasses.replace(
             prepared, head=head_id, parent=head, change=rebased.change, schema=rebased.schema
         )
-        counts = _counts(rebased.change)
-        num_rows = head.num_rows + counts["added"] - counts["removed"]
-        if rebased.untouched and rebased.schema == prepared.schema and stacked_on(prepared.parent, head):
-            since = head.deltas[len(prepared.parent.deltas) :]
-            reused = dataclasses.replace(
-                manifest, deltas=manifest.deltas + since, parents=(head_id,), num_rows=num_rows
-            )
-            return carried, reused, True
-        change_ref = manifest.change if rebased.untouched and manifest.change else None
-        return carried, self._appended(info, head, head_id, carried, counts, manifest, change_ref), False
-
-    def _appended(
-        self,
-        info: TableInfo,
-        head: Manifest,
-        head_id: str,
-        prepared: _Prepared,
-        counts: dict[str, int],
-        template: Manifest,
-        change_ref: ChangeRef | None,
-    ) -> Manifest:
-        """A manifest adding ``prepared.change`` to ``head`` as one more pending change set (no bucket is
-        rewritten under the lock; the next commit compacts when they have grown too large)."""
-        change = prepared.change
-        ref = change_ref or (write_change(self.objects, change) if change.num_rows else None)
-        return dataclasses.replace(
-            template,
-            schema=prepared.schema,
-            buckets=head.buckets,
-            bucket_rows=head.bucket_rows,
-            deltas=head.deltas + ((ref,) if ref else ()),
-            change=ref,
-            parents=(head_id,),
-            num_rows=head.num_rows + counts["added"] - counts["removed"],
-            counts=counts,
-        )
+        return moved, carried, reused
 
     @staticmethod
     def _unchanged(table: str, branch: str, prepared: _Prepared, counts: dict[str, int]) -> CommitResult:
