@@ -426,16 +426,15 @@ class TableStore:
         land in turn however long each took to prepare. A whole-table change (``replace``, a column
         type change) is prepared again under the lock instead: it is meant to supersede what is there.
         """
-        counts = _counts(prepared.change)
-        if prepared.change.num_rows == 0 and not prepared.added and not prepared.retyped:
-            return self._unchanged(info.name, branch, prepared, counts), prepared
+        if _empty(prepared):
+            return self._unchanged(info.name, branch, prepared), prepared
         manifest, rewritten = self._manifest(
             info,
             prepared.parent,
             prepared.head,
             prepared.change,
             prepared.schema,
-            counts,
+            _counts(prepared.change),
             operation,
             message,
             rewrite_all=bool(prepared.retyped),
@@ -443,33 +442,28 @@ class TableStore:
         rebases = retries = 0
         lock = f"table {info.name!r} branch {branch!r}"
         for attempt in range(LAND_ATTEMPTS):
+            # Catch up with the branch before taking its lock and write the manifest there, so that
+            # under the lock only what landed while waiting for it is left to rebase onto.
+            prepared, manifest, rewritten, moved = self._catch_up(
+                info, branch, prepared, manifest, rewritten, prepare, operation, message
+            )
+            rebases += moved
+            if _empty(prepared):
+                return self._unchanged(info.name, branch, prepared), prepared
+            manifest = dataclasses.replace(manifest, created_at=datetime.now(UTC))
+            commit_id = self._put_manifest(manifest)
             with exclusive(self._ws.engine, lock, timeout=LOCK_TIMEOUT_SECONDS):
-                head = self._branch_head(info.name, branch)
-                if head != prepared.head:
+                prepared, manifest, rewritten, moved = self._catch_up(
+                    info, branch, prepared, manifest, rewritten, prepare, operation, message
+                )
+                if moved:
                     rebases += 1
-                    if prepared.whole:
-                        prepared = prepare()
-                        counts = _counts(prepared.change)
-                        manifest, rewritten = self._manifest(
-                            info,
-                            prepared.parent,
-                            prepared.head,
-                            prepared.change,
-                            prepared.schema,
-                            counts,
-                            operation,
-                            message,
-                            rewrite_all=bool(prepared.retyped),
-                        )
-                    else:
-                        prepared, manifest, reused = self._rebased(info, branch, prepared, manifest, head)
-                        counts = _counts(prepared.change)
-                        rewritten = rewritten if reused else 0
-                    if prepared.change.num_rows == 0 and not prepared.added and not prepared.retyped:
-                        return self._unchanged(info.name, branch, prepared, counts), prepared
-                manifest = dataclasses.replace(manifest, created_at=datetime.now(UTC))
+                    if _empty(prepared):
+                        return self._unchanged(info.name, branch, prepared), prepared
+                    manifest = dataclasses.replace(manifest, created_at=datetime.now(UTC))
+                    commit_id = self._put_manifest(manifest)
                 try:
-                    commit_id = self._move_branch(info, branch, prepared.head, manifest)
+                    self._swap_branch(info, branch, prepared.head, commit_id, manifest)
                 except ConflictError:  # moved by a writer that does not take the lock
                     retries += 1
                 else:
@@ -478,7 +472,7 @@ class TableStore:
                         branch,
                         commit_id,
                         True,
-                        counts,
+                        _counts(prepared.change),
                         manifest.num_rows,
                         prepared.added,
                         prepared.retyped,
@@ -492,6 +486,39 @@ class TableStore:
             f"table {info.name!r}: branch {branch!r} kept moving while this commit was landed; gave up after "
             f"{LAND_ATTEMPTS} attempts ({rebases} rebases), nothing was committed: retry later"
         )
+
+    def _catch_up(
+        self,
+        info: TableInfo,
+        branch: str,
+        prepared: _Prepared,
+        manifest: Manifest,
+        rewritten: int,
+        prepare: Callable[[], _Prepared],
+        operation: str,
+        message: str,
+    ) -> tuple[_Prepared, Manifest, int, bool]:
+        """The prepared commit and its manifest on the branch's current head: as they are if it has not
+        moved, else rebased onto it (or, for a whole-table change, prepared again); and whether it moved."""
+        head = self._branch_head(info.name, branch)
+        if head == prepared.head:
+            return prepared, manifest, rewritten, False
+        if not prepared.whole:
+            prepared, manifest, reused = self._rebased(info, branch, prepared, manifest, head)
+            return prepared, manifest, rewritten if reused else 0, True
+        prepared = prepare()
+        manifest, rewritten = self._manifest(
+            info,
+            prepared.parent,
+            prepared.head,
+            prepared.change,
+            prepared.schema,
+            _counts(prepared.change),
+            operation,
+            message,
+            rewrite_all=bool(prepared.retyped),
+        )
+        return prepared, manifest, rewritten, True
 
     def _rebased(
         self, info: TableInfo, branch: str, prepared: _Prepared, manifest: Manifest, head_id: str
@@ -528,7 +555,8 @@ class TableStore:
         return moved, carried, reused
 
     @staticmethod
-    def _unchanged(table: str, branch: str, prepared: _Prepared, counts: dict[str, int]) -> CommitResult:
+    def _unchanged(table: str, branch: str, prepared: _Prepared) -> CommitResult:
+        counts = _counts(prepared.change)
         return CommitResult(table, branch, prepared.head, False, counts, prepared.parent.num_rows)
 
     def commit_change(
@@ -562,7 +590,8 @@ class TableStore:
             rewrite_all=bool(retyped),
             extra_parents=extra_parents,
         )
-        commit_id = self._move_branch(info, branch, parent_id, manifest)
+        commit_id = self._put_manifest(manifest)
+        self._swap_branch(info, branch, parent_id, commit_id, manifest)
         return CommitResult(
             info.name, branch, commit_id, True, counts, manifest.num_rows, added, retyped, rewritten
         )
@@ -613,11 +642,12 @@ class TableStore:
         )
         return manifest, rewritten
 
-    def _move_branch(self, info: TableInfo, branch: str, expected: str, manifest: Manifest) -> str:
-        """Store ``manifest`` and move ``branch`` from ``expected`` to it (``ConflictError`` if it moved)."""
-        commit_id = self._put_manifest(manifest)
+    def _swap_branch(
+        self, info: TableInfo, branch: str, expected: str, commit_id: str, manifest: Manifest
+    ) -> None:
+        """Record the stored commit and move ``branch`` from ``expected`` to it (``ConflictError`` if it
+        moved): the one place where a branch moves to a new commit."""
         self.history.commit(info.name, branch, expected, _commit_info(commit_id, manifest))
-        return commit_id
 
     def _quarantine(self, table: str, rows: pa.Table, commit_id: str) -> dict[str, Any]:
         side_table = quarantine_table(table)
@@ -737,6 +767,10 @@ class TableStore:
         with self._lock:
             self._manifests[commit_id] = manifest
         return commit_id
+
+
+def _empty(prepared: _Prepared) -> bool:
+    return prepared.change.num_rows == 0 and not prepared.added and not prepared.retyped
 
 
 def _counts(change: pa.Table) -> dict[str, int]:
