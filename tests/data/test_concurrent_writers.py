@@ -99,6 +99,29 @@ def test_a_commit_prepared_before_another_landed_is_rebased_onto_it(
     assert result.counts == {"added": 1, "removed": 0, "changed": 1}
 
 
+def test_a_rebase_reads_the_change_sets_that_landed_not_the_buckets(
+    store: TableStore,
+    other: TableStore,
+    interleave: Callable[[Callable[[], object]], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    interleave(lambda: other.commit("t", rows([1, 2000], 7)))
+    read: list[str] = []
+    get_bytes = store.objects.get_bytes
+    original = Store._land
+
+    def land(self: Store, *args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(store.objects, "get_bytes", lambda sha: read.append(sha) or get_bytes(sha))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "_land", land)
+    result = store.commit("t", rows([2, 3000], 8))
+    assert result.rebases == 1
+    theirs = store.manifest(store.log("t")[1].id)
+    assert theirs.change is not None and theirs.change.sha256 in read
+    assert not set(read) & {sha for sha in theirs.buckets if sha}  # no bucket opened to rebase
+
+
 def test_without_rebasing_the_moved_branch_is_an_error_and_nothing_is_committed(
     store: TableStore, other: TableStore, interleave: Callable[[Callable[[], object]], None]
 ) -> None:

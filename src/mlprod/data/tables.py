@@ -422,9 +422,10 @@ class TableStore:
     ) -> tuple[CommitResult, _Prepared]:
         """Move the branch to the prepared commit, rebasing it first if the branch moved meanwhile.
 
-        The branch's commit lock is held only from reading the head to moving the branch, so writers
-        land in turn however long each took to prepare. A whole-table change (``replace``, a column
-        type change) is prepared again under the lock instead: it is meant to supersede what is there.
+        The branch's commit lock is held only from re-reading the head to moving the branch, so writers
+        land in turn however long each took to prepare, and a big commit cannot lose the race to small
+        ones forever. A whole-table change (``replace``, a column type change) is prepared again
+        instead of rebased (under the lock if need be): it is meant to supersede what is there.
         """
         if _empty(prepared):
             return self._unchanged(info.name, branch, prepared), prepared
