@@ -212,6 +212,18 @@ def test_replace_is_prepared_again_under_the_lock_and_supersedes_what_landed_mea
     assert result.counts == {"added": 0, "removed": 998, "changed": 3}  # counted against the new head
 
 
+def test_a_column_type_change_is_prepared_again_and_keeps_what_landed_meanwhile(
+    store: TableStore, other: TableStore, interleave: Callable[[Callable[[], object]], None]
+) -> None:
+    interleave(lambda: other.commit("t", rows([1, 7000], 5)))
+    retyped = pa.table({"id": pa.array([2], pa.int64()), "x": pa.array([2.5]), "y": ["ours"]})
+    result = store.commit("t", retyped, allow_type_change=True)
+    assert result.rebases == 1 and result.retyped_columns == ("x",)
+    got = current(store)
+    assert got[1] == {"x": 5.0, "y": "base"} and got[7000] == {"x": 5.0, "y": "base"}
+    assert got[2] == {"x": 2.5, "y": "ours"} and len(got) == 1001
+
+
 def test_a_compacting_commit_keeps_its_rewritten_buckets_when_only_pending_changes_landed(
     store: TableStore, other: TableStore, interleave: Callable[[Callable[[], object]], None]
 ) -> None:
