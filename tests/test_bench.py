@@ -19,6 +19,11 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
         ("serve/host_check.py", ["--requests", "50", "--rounds", "1"], "ratio Host check + fast path"),
         ("versioned_tables.py", ["--rows", "20000", "--commits", "5"], "DuckDB / mlprod (auto)"),
         ("data_gc.py", ["--rows", "5000", "--commits", "4"], "every commit reads back whole"),
+        (
+            "concurrent_writers.py",
+            ["--seconds", "2", "--writers", "2", "--rows-per-commit", "20:3,200:1", "--table-rows", "2000"],
+            "rows lost 0, duplicated 0, stray 0",
+        ),
         ("online_lookup.py", ["--keys", "500", "--lookups", "500"], "FeatureLookup.get"),
         ("batch_predict.py", ["--rows", "20000"], "predict_file local"),
         (

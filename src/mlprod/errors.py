@@ -18,8 +18,9 @@ else escaping is a bug in mlprod.
     ├── AlreadyExistsError
     ├── DamagedHistoryError       gc found a commit it cannot read completely and deleted nothing
     ├── GcInProgressError         another ``data gc`` holds the sweep lease
-    ├── ConflictError             a ref moved under a writer (compare-and-swap failed)
-    │   └── MergeConflictError    a merge left cells changed differently on both sides
+    ├── ConflictError             a ref moved under a writer and could not be rebased onto
+    │   └── MergeConflictError    a merge (or a commit rebased onto a moved branch) found cells
+    │                             changed differently on both sides
     ├── InvalidInputError (also ValueError) bad request or argument; names the field
     │   ├── PayloadTooLargeError  a request body over the configured limit
     │   ├── UnsupportedMediaTypeError  a request body that is not declared as JSON (HTTP 415)
@@ -91,7 +92,8 @@ class ConflictError(MlprodError):
 
 
 class MergeConflictError(ConflictError):
-    """A merge found cells changed differently on both sides; ``conflicts`` lists them."""
+    """A merge, or a commit rebased onto a branch that moved, found cells changed differently on both
+    sides; ``conflicts`` lists them."""
 
     def __init__(self, message: str, conflicts: list[Any] | None = None) -> None:
         super().__init__(message)

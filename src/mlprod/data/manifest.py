@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -47,8 +47,8 @@ class Manifest:
 
     def to_bytes(self) -> bytes:
         body: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        body["deltas"] = [asdict(d) for d in self.deltas]
-        body["change"] = None if self.change is None else asdict(self.change)
+        body["deltas"] = [_change_ref_body(d) for d in self.deltas]
+        body["change"] = None if self.change is None else _change_ref_body(self.change)
         body["schema"] = None if self.schema is None else _schema_to_text(self.schema)
         body["created_at"] = self.created_at.isoformat()
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
@@ -77,6 +77,12 @@ class Manifest:
         if self.change is not None:
             found.add(self.change.sha256)
         return found
+
+
+def _change_ref_body(ref: ChangeRef) -> dict[str, Any]:
+    # What dataclasses.asdict gives, built directly: asdict deep-copies every bucket number, which
+    # made writing a manifest with 150 pending change sets take 60 ms.
+    return {"sha256": ref.sha256, "rows": ref.rows, "buckets": list(ref.buckets)}
 
 
 def _change_ref(body: dict[str, Any]) -> ChangeRef:

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from mlprod.data.changes import (
     comparable_cells,
@@ -42,23 +41,11 @@ from mlprod.data.changes import (
 from mlprod.data.diff import diff_versions
 from mlprod.data.ingest import to_arrow
 from mlprod.data.keys import check_key_columns, check_unique_keys
-from mlprod.data.storage import AFTER, BEFORE, after, before
 from mlprod.data.tables import DEFAULT_BRANCH, CommitResult, TableStore
+from mlprod.data.three_way import ROW, Conflict, as_schema, merge_overlap
 from mlprod.errors import InvalidInputError, MergeConflictError
 
-ROW = "*"
-"""The column named by a conflict about a whole row (deleted on one side, changed on the other)."""
-
-
-@dataclass(frozen=True)
-class Conflict:
-    """One cell (or whole row, ``column == "*"``) changed differently on both sides."""
-
-    key: dict[str, Any]
-    column: str
-    base: Any
-    ours: Any
-    theirs: Any
+__all__ = ["ROW", "Conflict", "MergeResult", "merge_branches"]
 
 
 @dataclass(frozen=True)
@@ -106,7 +93,7 @@ def merge_branches(
     d_theirs = diff_versions(store, table, base_id, theirs_id).change
     key = info.key
     target = empty_change(key, schema).schema
-    d_ours, d_theirs = _as(d_ours, target), _as(d_theirs, target)
+    d_ours, d_theirs = as_schema(d_ours, target), as_schema(d_theirs, target)
     theirs_only = without_keys(d_theirs, d_ours, key)
     both_ours = with_keys(d_ours, d_theirs, key)
     both_theirs = with_keys(d_theirs, d_ours, key).join(
@@ -115,7 +102,7 @@ def merge_branches(
     both_ours = both_ours.join(both_theirs.select(list(key)), keys=list(key), join_type="inner")
     both_ours = both_ours.sort_by([(k, "ascending") for k in key])
     both_theirs = both_theirs.sort_by([(k, "ascending") for k in key])
-    merged, conflicts, conflict_keys = _merge_overlap(both_ours, both_theirs, key, schema, policy)
+    merged, conflicts, conflict_keys = merge_overlap(both_ours, both_theirs, key, schema, policy)
     settled = 0
     if resolved is not None:
         merged, conflicts, settled = _apply_resolved(
@@ -136,7 +123,7 @@ def merge_branches(
         )
     ours_rows = side(both_ours, "after", key, schema)
     overlap_change = compare(ours_rows, merged, key, schema, info.buckets)
-    change = pa.concat_tables([_as(theirs_only, overlap_change.schema), overlap_change])
+    change = pa.concat_tables([as_schema(theirs_only, overlap_change.schema), overlap_change])
     commit = store.commit_change(
         info,
         branch=into,
@@ -149,62 +136,6 @@ def merge_branches(
         extra_parents=(theirs_id,),
     )
     return MergeResult(commit, base_id, False, settled)
-
-
-def _merge_overlap(
-    ours: pa.Table, theirs: pa.Table, key: Sequence[str], schema: pa.Schema, policy: str | None
-) -> tuple[pa.Table, list[Conflict], pa.Table]:
-    """Merged rows for keys both sides changed, the conflicts, and the conflicting keys."""
-    o_exists, t_exists = ours.column(AFTER), theirs.column(AFTER)
-    row_conflict = pc.xor(o_exists, t_exists)
-    conflicts: list[Conflict] = []
-    conflict_mask = row_conflict
-    keys = ours.select(list(key))
-    for i in _indices(row_conflict):
-        conflicts.append(
-            Conflict(
-                _key(keys, i),
-                ROW,
-                "present" if ours.column(BEFORE)[i].as_py() else "absent",
-                "deleted" if not o_exists[i].as_py() else "changed",
-                "deleted" if not t_exists[i].as_py() else "changed",
-            )
-        )
-    columns: dict[str, pa.ChunkedArray | pa.Array] = {k: ours.column(k) for k in key}
-    for field in schema:
-        name = field.name
-        if name in key:
-            continue
-        b, o, t = ours.column(before(name)), ours.column(after(name)), theirs.column(after(name))
-        o_same_t, o_same_b, t_same_b = _same(o, t), _same(o, b), _same(t, b)
-        take_theirs = pc.and_(pc.and_(o_exists, t_exists), pc.and_(pc.invert(o_same_t), o_same_b))
-        clash = pc.and_(
-            pc.and_(pc.and_(o_exists, t_exists), pc.invert(o_same_t)),
-            pc.and_(pc.invert(o_same_b), pc.invert(t_same_b)),
-        )
-        if policy == "theirs":
-            take_theirs = pc.or_(take_theirs, clash)
-        columns[name] = pc.if_else(take_theirs, t, o)
-        for i in _indices(clash):
-            conflicts.append(Conflict(_key(keys, i), name, b[i].as_py(), o[i].as_py(), t[i].as_py()))
-        conflict_mask = pc.or_(conflict_mask, clash)
-    merged = pa.table(columns)
-    exists = pc.and_(o_exists, t_exists)
-    if policy == "ours":
-        exists = pc.or_(exists, pc.and_(row_conflict, o_exists))
-    elif policy == "theirs":
-        exists = pc.or_(exists, pc.and_(row_conflict, t_exists))
-        merged = pa.table(
-            {
-                name: pc.if_else(
-                    pc.and_(row_conflict, t_exists), theirs.column(after(name)), merged.column(name)
-                )
-                if name not in key
-                else merged.column(name)
-                for name in merged.column_names
-            }
-        )
-    return merged.filter(exists).cast(schema), conflicts, keys.filter(conflict_mask)
 
 
 def _apply_resolved(
@@ -233,32 +164,3 @@ def _apply_resolved(
     remaining = [c for c in conflicts if tuple(c.key.values()) not in covered]
     merged = pa.concat_tables([without_keys(merged, resolved, key), resolved])
     return merged, remaining, len(covered)
-
-
-def _same(x: pa.ChunkedArray, y: pa.ChunkedArray) -> pa.ChunkedArray:
-    both_null = pc.and_(pc.is_null(x), pc.is_null(y))
-    equal = pc.fill_null(pc.equal(x, y), False)
-    if pa.types.is_floating(x.type):
-        equal = pc.or_(equal, pc.fill_null(pc.and_(pc.is_nan(x), pc.is_nan(y)), False))
-    return pc.or_(equal, both_null)
-
-
-def _indices(mask: pa.ChunkedArray | pa.Array) -> list[int]:
-    return [int(i) for i in pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist()] if len(mask) else []
-
-
-def _key(keys: pa.Table, i: int) -> dict[str, Any]:
-    row: dict[str, Any] = keys.slice(i, 1).to_pylist()[0]
-    return row
-
-
-def _as(change: pa.Table, schema: pa.Schema) -> pa.Table:
-    return pa.Table.from_arrays(
-        [
-            change.column(f.name).cast(f.type)
-            if f.name in change.column_names
-            else pa.nulls(change.num_rows, f.type)
-            for f in schema
-        ],
-        schema=schema,
-    )

@@ -18,8 +18,10 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import random
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,11 +32,18 @@ import pyarrow.compute as pc
 
 from mlprod.artifacts import ArtifactStore
 from mlprod.data.changes import compare, retyped_change, side, union_schema
-from mlprod.data.gc_fence import GcFence, KeptWrites, record_fenced
+from mlprod.data.gc_fence import FenceMark, GcFence, KeptWrites, record_fenced
 from mlprod.data.history import BRANCH, TAG, CommitInfo, History, Ref, TableInfo
 from mlprod.data.ingest import to_arrow
 from mlprod.data.keys import bucket_ids, check_key_columns, check_unique_keys
 from mlprod.data.manifest import Manifest
+from mlprod.data.rebase import (
+    carried_manifest,
+    changes_since,
+    rebase_change,
+    their_change,
+    their_change_from_rows,
+)
 from mlprod.data.schemas import reconcile
 from mlprod.data.screening import (
     Policy,
@@ -54,8 +63,9 @@ from mlprod.data.storage import (
     write_change,
 )
 from mlprod.data.validation import Expectations, infer_expectations
-from mlprod.errors import InvalidInputError, NotFoundError
+from mlprod.errors import ConflictError, InvalidInputError, NotFoundError
 from mlprod.identity import current_user
+from mlprod.meta.locks import exclusive
 from mlprod.names import check_name
 from mlprod.workspace import Workspace
 
@@ -68,6 +78,11 @@ DEFAULT_BRANCH = "main"
 DEFAULT_BUCKETS = 128
 COMPACT_FRACTION = 0.1
 """Buckets are rewritten once the pending change sets hold more rows than this share of the table."""
+LAND_ATTEMPTS = 8
+"""Attempts to move a branch before a commit gives up (each after rebasing onto the branch's new head)."""
+LOCK_TIMEOUT_SECONDS = 120.0
+BACKOFF_SECONDS = 0.01
+BACKOFF_CAP_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -84,10 +99,39 @@ class CommitResult:
     retyped_columns: tuple[str, ...] = ()
     rewritten_buckets: int = 0
     notes: dict[str, Any] = field(default_factory=dict)
+    rebases: int = 0
+    """How many times the change was carried onto a branch head that moved while it was prepared."""
+    retries: int = 0
+    """How many attempts to move the branch failed (another writer moved it first) before this one won."""
 
     @property
     def short_id(self) -> str:
         return self.commit_id[:12]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A commit computed against ``head``, not yet landed."""
+
+    head: str
+    parent: Manifest
+    change: pa.Table
+    schema: pa.Schema
+    added: tuple[str, ...]
+    retyped: tuple[str, ...]
+    whole: bool
+    """A whole-table change (``replace``, a column type change): prepared again, not rebased."""
+    notes: dict[str, Any]
+    rejected: pa.Table | None
+
+
+@dataclass(frozen=True)
+class _Writes:
+    """What one commit writes: the gc fence as it stood before its first write, and the objects it
+    put (their bytes kept, so that what a concurrent sweep removed can be put back)."""
+
+    mark: FenceMark
+    objects: KeptWrites
 
 
 class TableStore:
@@ -143,16 +187,15 @@ class TableStore:
             created_at=now,
             num_rows=0,
         )
-        mark = self.fence.mark()
-        objects = KeptWrites(self.objects)
-        commit_id = self._put_manifest(root, objects)
+        writes = self._writes()
+        commit_id = self._put_manifest(root, writes)
         record_fenced(
             self.fence,
-            mark,
+            writes.mark,
             lambda guard: self.history.create_table(
                 info, _commit_info(commit_id, root), DEFAULT_BRANCH, guard=guard
             ),
-            lambda: objects.restore([commit_id]),
+            lambda: writes.objects.restore([commit_id]),
         )
         if batch is not None:
             try:
@@ -301,8 +344,14 @@ class TableStore:
         allow_type_change: bool = False,
         validation: Policy | None = None,
         checks: bool = False,
+        rebase: bool = True,
     ) -> CommitResult:
-        """Apply ``data`` to ``branch`` as one commit; the branch moves only if nobody else moved it.
+        """Apply ``data`` to ``branch`` as one commit.
+
+        When other commits land on the branch while this one is prepared, the change is rebased onto
+        them (their keys and cells untouched here are kept) and lands after them; a cell that both
+        changed differently raises ``MergeConflictError`` and commits nothing. ``rebase=False`` raises
+        ``ConflictError`` instead as soon as the branch moved (the behaviour before rebasing existed).
 
         ``validation`` checks the rows against the table's expectations first: ``reject`` (the default
         when the table has expectations) commits nothing on a violation, ``quarantine`` commits the good
@@ -313,14 +362,50 @@ class TableStore:
         if mode not in MODES:
             raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         info = self.history.table(table)
-        head = self._branch_head(info.name, branch)
-        parent = self.manifest(head)
         batch = to_arrow(data)
         what = f"table {table!r}"
         check_key_columns(batch, info.key, what=what)
         check_unique_keys(batch, info.key, what=what)
+
+        def prepare() -> _Prepared:
+            return self._prepare(info, branch, batch, mode, allow_type_change, validation, checks)
+
+        prepared = prepare()
+        if rebase:
+            result, prepared = self._land(info, branch, prepared, prepare, operation=mode, message=message)
+        else:
+            result = self.commit_change(
+                info,
+                branch=branch,
+                parent=prepared.parent,
+                parent_id=prepared.head,
+                change=prepared.change,
+                schema=prepared.schema,
+                operation=mode,
+                message=message,
+                added=prepared.added,
+                retyped=prepared.retyped,
+            )
+        notes = dict(prepared.notes)
+        if prepared.rejected is not None and prepared.rejected.num_rows:
+            notes["quarantined"] = self._quarantine(info.name, prepared.rejected, result.commit_id)
+        return dataclasses.replace(result, notes=notes)
+
+    def _prepare(
+        self,
+        info: TableInfo,
+        branch: str,
+        batch: pa.Table,
+        mode: str,
+        allow_type_change: bool,
+        validation: Policy | None,
+        checks: bool,
+    ) -> _Prepared:
+        """The change ``batch`` makes to the branch's current head (validated, with its notes)."""
+        head = self._branch_head(info.name, branch)
+        parent = self.manifest(head)
         fitted = reconcile(
-            table,
+            info.name,
             parent.schema,
             batch,
             info.key,
@@ -343,21 +428,170 @@ class TableStore:
                 pa.array(report.suspicious_rows)
             )
         change = self._change(info, parent, screened.batch, mode, schema, rewrite=bool(fitted.retyped))
-        result = self.commit_change(
-            info,
-            branch=branch,
-            parent=parent,
-            parent_id=head,
-            change=change,
-            schema=schema,
-            operation=mode,
-            message=message,
-            added=fitted.added,
-            retyped=fitted.retyped,
+        whole = mode == "replace" or bool(fitted.retyped)
+        return _Prepared(
+            head, parent, change, schema, fitted.added, fitted.retyped, whole, notes, screened.rejected
         )
-        if screened.rejected is not None and screened.rejected.num_rows:
-            notes["quarantined"] = self._quarantine(info.name, screened.rejected, result.commit_id)
-        return dataclasses.replace(result, notes=notes)
+
+    def _land(
+        self,
+        info: TableInfo,
+        branch: str,
+        prepared: _Prepared,
+        prepare: Callable[[], _Prepared],
+        *,
+        operation: str,
+        message: str,
+    ) -> tuple[CommitResult, _Prepared]:
+        """Move the branch to the prepared commit, rebasing it first if the branch moved meanwhile.
+
+        The branch's commit lock is held only from re-reading the head to moving the branch, so writers
+        land in turn however long each took to prepare, and a big commit cannot lose the race to small
+        ones forever. A whole-table change (``replace``, a column type change) is prepared again
+        instead of rebased (under the lock if need be): it is meant to supersede what is there.
+        """
+        if _empty(prepared):
+            return self._unchanged(info.name, branch, prepared), prepared
+        writes = self._writes()
+        manifest, rewritten = self._manifest(
+            info,
+            prepared.parent,
+            prepared.head,
+            prepared.change,
+            prepared.schema,
+            _counts(prepared.change),
+            operation,
+            message,
+            writes,
+            rewrite_all=bool(prepared.retyped),
+        )
+        rebases = retries = 0
+        lock = f"table {info.name!r} branch {branch!r}"
+        for attempt in range(LAND_ATTEMPTS):
+            # Catch up with the branch before taking its lock and write the manifest there, so that
+            # under the lock only what landed while waiting for it is left to rebase onto.
+            prepared, manifest, rewritten, moved = self._catch_up(
+                info, branch, prepared, manifest, rewritten, prepare, operation, message, writes
+            )
+            rebases += moved
+            if _empty(prepared):
+                return self._unchanged(info.name, branch, prepared), prepared
+            manifest = dataclasses.replace(manifest, created_at=datetime.now(UTC))
+            commit_id = self._put_manifest(manifest, writes)
+            with exclusive(self._ws.engine, lock, timeout=LOCK_TIMEOUT_SECONDS):
+                prepared, manifest, rewritten, moved = self._catch_up(
+                    info, branch, prepared, manifest, rewritten, prepare, operation, message, writes
+                )
+                if moved:
+                    rebases += 1
+                    if _empty(prepared):
+                        return self._unchanged(info.name, branch, prepared), prepared
+                    manifest = dataclasses.replace(manifest, created_at=datetime.now(UTC))
+                    commit_id = self._put_manifest(manifest, writes)
+                try:
+                    self._swap_branch(info, branch, prepared.head, commit_id, manifest, writes)
+                except ConflictError:  # moved by a writer that does not take the lock
+                    retries += 1
+                else:
+                    result = CommitResult(
+                        info.name,
+                        branch,
+                        commit_id,
+                        True,
+                        _counts(prepared.change),
+                        manifest.num_rows,
+                        prepared.added,
+                        prepared.retyped,
+                        rewritten,
+                        rebases=rebases,
+                        retries=retries,
+                    )
+                    return result, prepared
+            time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_SECONDS * 2**attempt)))
+        raise ConflictError(
+            f"table {info.name!r}: branch {branch!r} kept moving while this commit was landed; gave up after "
+            f"{LAND_ATTEMPTS} attempts ({rebases} rebases), nothing was committed: retry later"
+        )
+
+    def _catch_up(
+        self,
+        info: TableInfo,
+        branch: str,
+        prepared: _Prepared,
+        manifest: Manifest,
+        rewritten: int,
+        prepare: Callable[[], _Prepared],
+        operation: str,
+        message: str,
+        writes: _Writes,
+    ) -> tuple[_Prepared, Manifest, int, bool]:
+        """The prepared commit and its manifest on the branch's current head: as they are if it has not
+        moved, else rebased onto it (or, for a whole-table change, prepared again); and whether it moved."""
+        head = self._branch_head(info.name, branch)
+        if head == prepared.head:
+            return prepared, manifest, rewritten, False
+        if not prepared.whole:
+            prepared, manifest, reused = self._rebased(info, branch, prepared, manifest, head, writes)
+            return prepared, manifest, rewritten if reused else 0, True
+        prepared = prepare()
+        manifest, rewritten = self._manifest(
+            info,
+            prepared.parent,
+            prepared.head,
+            prepared.change,
+            prepared.schema,
+            _counts(prepared.change),
+            operation,
+            message,
+            writes,
+            rewrite_all=bool(prepared.retyped),
+        )
+        return prepared, manifest, rewritten, True
+
+    def _rebased(
+        self,
+        info: TableInfo,
+        branch: str,
+        prepared: _Prepared,
+        manifest: Manifest,
+        head_id: str,
+        writes: _Writes,
+    ) -> tuple[_Prepared, Manifest, bool]:
+        """The prepared commit carried onto ``head_id``, its manifest, and whether that reuses the
+        prepared buckets (see ``rebase.carried_manifest``)."""
+        head = self.manifest(head_id)
+        key = info.key
+        refs = changes_since(prepared.head, prepared.parent, head_id, head, self.manifest)
+        keys = prepared.change.select(list(key))
+        theirs = (
+            their_change(self.objects, refs, keys, key)
+            if refs is not None
+            else their_change_from_rows(
+                prepared.change, prepared.schema, self.rows_for_keys(head, keys, info), key, info.buckets
+            )
+        )
+        rebased = rebase_change(
+            prepared.change,
+            prepared.schema,
+            theirs,
+            head_schema=head.schema,
+            key=key,
+            buckets=info.buckets,
+            what=f"table {info.name!r}: a commit to branch {branch!r}",
+        )
+        counts = _counts(rebased.change)
+        carried, reused = carried_manifest(
+            writes.objects, manifest, prepared.parent, head_id, head, rebased, counts
+        )
+        moved = dataclasses.replace(
+            prepared, head=head_id, parent=head, change=rebased.change, schema=rebased.schema
+        )
+        return moved, carried, reused
+
+    @staticmethod
+    def _unchanged(table: str, branch: str, prepared: _Prepared) -> CommitResult:
+        counts = _counts(prepared.change)
+        return CommitResult(table, branch, prepared.head, False, counts, prepared.parent.num_rows)
 
     def commit_change(
         self,
@@ -374,26 +608,57 @@ class TableStore:
         retyped: tuple[str, ...] = (),
         extra_parents: tuple[str, ...] = (),
     ) -> CommitResult:
-        """Store a computed change set as a commit on ``branch`` (compare-and-swap from ``parent_id``).
-
-        The gc fence is marked before the first object is written and checked in the transaction
-        that moves the branch, so a concurrent ``gc`` can never remove an object the commit needs.
-        """
+        """Store a computed change set as a commit on ``branch`` (compare-and-swap from ``parent_id``)."""
         counts = _counts(change)
         if change.num_rows == 0 and not added and not retyped and not extra_parents:
             return CommitResult(info.name, branch, parent_id, False, counts, parent.num_rows)
-        mark = self.fence.mark()
-        objects = KeptWrites(self.objects)
+        writes = self._writes()
+        manifest, rewritten = self._manifest(
+            info,
+            parent,
+            parent_id,
+            change,
+            schema,
+            counts,
+            operation,
+            message,
+            writes,
+            rewrite_all=bool(retyped),
+            extra_parents=extra_parents,
+        )
+        commit_id = self._put_manifest(manifest, writes)
+        self._swap_branch(info, branch, parent_id, commit_id, manifest, writes)
+        return CommitResult(
+            info.name, branch, commit_id, True, counts, manifest.num_rows, added, retyped, rewritten
+        )
+
+    def _manifest(
+        self,
+        info: TableInfo,
+        parent: Manifest,
+        parent_id: str,
+        change: pa.Table,
+        schema: pa.Schema,
+        counts: dict[str, int],
+        operation: str,
+        message: str,
+        writes: _Writes,
+        *,
+        rewrite_all: bool = False,
+        extra_parents: tuple[str, ...] = (),
+    ) -> tuple[Manifest, int]:
+        """The manifest of ``parent`` plus ``change`` (its objects written), and how many buckets were
+        rewritten: the change is kept pending unless the pending change sets grew too large."""
         num_rows = parent.num_rows + counts["added"] - counts["removed"]
         pending = sum(d.rows for d in parent.deltas) + change.num_rows
-        compact = bool(retyped) or pending > COMPACT_FRACTION * max(num_rows, parent.num_rows)
+        compact = rewrite_all or pending > COMPACT_FRACTION * max(num_rows, parent.num_rows)
         keep_change = change.num_rows <= COMPACT_FRACTION * max(num_rows, parent.num_rows, 1)
-        change_ref = write_change(objects, change) if keep_change and change.num_rows else None
+        change_ref = write_change(writes.objects, change) if keep_change and change.num_rows else None
         buckets, bucket_rows, rewritten = list(parent.buckets), list(parent.bucket_rows), 0
         deltas = parent.deltas + ((change_ref,) if change_ref else ())
         if compact:
             buckets, bucket_rows, rewritten = self._compacted(
-                info, parent, change, schema, objects, rewrite_all=bool(retyped)
+                info, parent, change, schema, writes.objects, rewrite_all=rewrite_all
             )
             deltas = ()
         manifest = Manifest(
@@ -412,16 +677,29 @@ class TableStore:
             num_rows=num_rows,
             counts=counts,
         )
-        commit_id = self._put_manifest(manifest, objects)
+        return manifest, rewritten
+
+    def _writes(self) -> _Writes:
+        """Start a commit's writes: mark the gc fence before the first object is written."""
+        return _Writes(self.fence.mark(), KeptWrites(self.objects))
+
+    def _swap_branch(
+        self, info: TableInfo, branch: str, expected: str, commit_id: str, manifest: Manifest, writes: _Writes
+    ) -> None:
+        """Record the stored commit and move ``branch`` from ``expected`` to it (``ConflictError`` if it
+        moved): the one place where a branch moves to a new commit.
+
+        The gc fence marked before the commit's first write is checked in the same transaction, so a
+        concurrent ``gc`` can never remove an object the commit needs (see ``mlprod.data.gc``).
+        """
         record_fenced(
             self.fence,
-            mark,
+            writes.mark,
             lambda guard: self.history.commit(
-                info.name, branch, parent_id, _commit_info(commit_id, manifest), guard=guard
+                info.name, branch, expected, _commit_info(commit_id, manifest), guard=guard
             ),
-            lambda: objects.restore([commit_id, *manifest.objects()]),
+            lambda: writes.objects.restore([commit_id, *manifest.objects()]),
         )
-        return CommitResult(info.name, branch, commit_id, True, counts, num_rows, added, retyped, rewritten)
 
     def _quarantine(self, table: str, rows: pa.Table, commit_id: str) -> dict[str, Any]:
         side_table = quarantine_table(table)
@@ -542,12 +820,16 @@ class TableStore:
             raise NotFoundError(f"table {table!r}: {branch!r} is {what} (branches: {branches})")
         return found.commit_id
 
-    def _put_manifest(self, manifest: Manifest, objects: ArtifactStore) -> str:
+    def _put_manifest(self, manifest: Manifest, writes: _Writes) -> str:
         data = manifest.to_bytes()
-        commit_id = objects.put_bytes(data)
+        commit_id = writes.objects.put_bytes(data)
         with self._lock:
             self._manifests[commit_id] = manifest
         return commit_id
+
+
+def _empty(prepared: _Prepared) -> bool:
+    return prepared.change.num_rows == 0 and not prepared.added and not prepared.retyped
 
 
 def _counts(change: pa.Table) -> dict[str, int]:
