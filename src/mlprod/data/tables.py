@@ -490,8 +490,10 @@ class TableStore:
                     commit_id = self._put_manifest(manifest, writes)
                 try:
                     self._swap_branch(info, branch, prepared.head, commit_id, manifest, writes)
-                except ConflictError:  # moved by a writer that does not take the lock
-                    retries += 1
+                except ConflictError:
+                    if self._branch_head(info.name, branch) == prepared.head:
+                        raise  # not a moved branch (an object a gc sweep took could not be put back)
+                    retries += 1  # moved by a writer that does not take the lock
                 else:
                     result = CommitResult(
                         info.name,
