@@ -19,6 +19,7 @@ else escaping is a bug in mlprod.
     │   └── MergeConflictError    a merge left cells changed differently on both sides
     ├── InvalidInputError (also ValueError) bad request or argument; names the field
     │   ├── PayloadTooLargeError  a request body over the configured limit
+    │   ├── LossyCastError        a value would change when cast into a column's type
     │   └── ValidationFailedError incoming rows break a table's expectations (``report`` says how)
     └── ModelFormatError          a model that cannot be stored or loaded safely
 """
@@ -87,6 +88,10 @@ class InvalidInputError(MlprodError, ValueError):
 
 class PayloadTooLargeError(InvalidInputError):
     """A request body is larger than the configured limit."""
+
+
+class LossyCastError(InvalidInputError):
+    """A value would not survive being cast into a column's type (casting back would not give it)."""
 
 
 class ValidationFailedError(InvalidInputError):

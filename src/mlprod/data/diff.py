@@ -34,7 +34,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlprod.data.changes import comparable_cells, compare, empty_change, side, union_schema, without_keys
+from mlprod.data.changes import comparable_cells, compare, comparison_schema, empty_change, side, without_keys
 from mlprod.data.manifest import Manifest
 from mlprod.data.storage import AFTER, BEFORE, after, before, compose, read_changes, read_version
 from mlprod.data.tables import TableStore
@@ -136,12 +136,14 @@ def diff_versions(
     info = store.info(table)
     a, b = store.resolve(table, old), store.resolve(table, new)
     ma, mb = store.manifest(a.id), store.manifest(b.id)
-    schema = union_schema(ma.schema, mb.schema)
+    schema = comparison_schema(ma.schema, mb.schema)
     if a.id == b.id:
         return TableDiff(
             table, a.id, b.id, info.key, schema, empty_change(info.key, schema), "same commit", 0
         )
     by_sets = _change_set_paths(store, table, a.id, b.id)
+    if by_sets is not None and not _same_types(schema, by_sets[0] + by_sets[1]):
+        by_sets = None  # change sets written in other column types compose only after a cast: read buckets
     differing = [i for i in range(info.buckets) if ma.bucket_signature(i) != mb.bucket_signature(i)]
     bucket_cost = sum(ma.bucket_rows[i] + mb.bucket_rows[i] for i in differing)
     if method == "change sets" and by_sets is None:
@@ -179,6 +181,15 @@ def _change_set_paths(
             return None
         path_b.append(store.manifest(commit.id))
     return None
+
+
+def _same_types(schema: pa.Schema, manifests: list[Manifest]) -> bool:
+    return all(
+        schema.field(f.name).type == f.type
+        for m in manifests
+        for f in m.schema or []
+        if f.name in schema.names
+    )
 
 
 def _kept(manifest: Manifest) -> bool:

@@ -39,12 +39,13 @@ from mlprod.data.changes import (
     with_keys,
     without_keys,
 )
+from mlprod.data.columns import check_names
 from mlprod.data.diff import diff_versions
 from mlprod.data.ingest import to_arrow
 from mlprod.data.keys import check_key_columns, check_unique_keys
-from mlprod.data.storage import AFTER, BEFORE, after, before
+from mlprod.data.storage import AFTER, BEFORE, after, before, conform
 from mlprod.data.tables import DEFAULT_BRANCH, CommitResult, TableStore
-from mlprod.errors import InvalidInputError, MergeConflictError
+from mlprod.errors import InvalidInputError, LossyCastError, MergeConflictError
 
 ROW = "*"
 """The column named by a conflict about a whole row (deleted on one side, changed on the other)."""
@@ -101,12 +102,13 @@ def merge_branches(
         store.history.move_branch(table, into, ours_id, theirs_id)
         moved = CommitResult(table, into, theirs_id, True, dict(theirs.counts), theirs.num_rows)
         return MergeResult(moved, base_id, True, 0)
-    schema = union_schema(ours.schema, theirs.schema)
+    schema, retyped = merged_schema(table, store.manifest(base_id).schema, ours.schema, theirs.schema)
     d_ours = diff_versions(store, table, base_id, ours_id).change
     d_theirs = diff_versions(store, table, base_id, theirs_id).change
     key = info.key
     target = empty_change(key, schema).schema
-    d_ours, d_theirs = _as(d_ours, target), _as(d_theirs, target)
+    what = f"table {table!r}: merging {source!r} into {into!r}"
+    d_ours, d_theirs = _as(d_ours, target, what, key), _as(d_theirs, target, what, key)
     theirs_only = without_keys(d_theirs, d_ours, key)
     both_ours = with_keys(d_ours, d_theirs, key)
     both_theirs = with_keys(d_theirs, d_ours, key).join(
@@ -136,19 +138,50 @@ def merge_branches(
         )
     ours_rows = side(both_ours, "after", key, schema)
     overlap_change = compare(ours_rows, merged, key, schema, info.buckets)
-    change = pa.concat_tables([_as(theirs_only, overlap_change.schema), overlap_change])
-    commit = store.commit_change(
-        info,
-        branch=into,
-        parent=ours,
-        parent_id=ours_id,
-        change=change,
-        schema=schema,
-        operation="merge",
-        message=message,
-        extra_parents=(theirs_id,),
-    )
+    change = pa.concat_tables([_as(theirs_only, overlap_change.schema, what, key), overlap_change])
+    try:
+        commit = store.commit_change(
+            info,
+            branch=into,
+            parent=ours,
+            parent_id=ours_id,
+            change=change,
+            schema=schema,
+            operation="merge",
+            message=message,
+            retyped=retyped,
+            extra_parents=(theirs_id,),
+        )
+    except LossyCastError as exc:  # a row only one side has cannot take the other side's new type
+        raise MergeConflictError(f"{what}: {exc}; nothing was committed", []) from exc
     return MergeResult(commit, base_id, False, settled)
+
+
+def merged_schema(
+    table: str, base: pa.Schema | None, ours: pa.Schema | None, theirs: pa.Schema | None
+) -> tuple[pa.Schema, tuple[str, ...]]:
+    """The merge's schema and the columns whose type it changes on ``into``: a type changed on one side
+    (since ``base``) is carried over; changed differently on both sides, it is a conflict."""
+    fields = {f.name: f for f in union_schema(ours, theirs)}
+    check_names(f"table {table!r}: merging", list(fields))
+    retyped = []
+    for name in list(fields):
+        mine = ours.field(name).type if ours is not None and name in ours.names else None
+        other = theirs.field(name).type if theirs is not None and name in theirs.names else None
+        if mine is None or other is None or mine == other:
+            continue
+        was = base.field(name).type if base is not None and name in base.names else None
+        if mine == was:
+            fields[name] = pa.field(name, other)
+            retyped.append(name)
+        elif other != was:
+            raise MergeConflictError(
+                f"table {table!r}: column {name!r} changed type on both sides ({was or 'absent'} -> "
+                f"{mine} on ours, -> {other} on theirs); nothing was committed. Give the column one type on "
+                "one branch (commit with allow_type_change=True), then merge",
+                [Conflict({}, name, str(was), str(mine), str(other))],
+            )
+    return pa.schema(list(fields.values())), tuple(retyped)
 
 
 def _merge_overlap(
@@ -252,13 +285,13 @@ def _key(keys: pa.Table, i: int) -> dict[str, Any]:
     return row
 
 
-def _as(change: pa.Table, schema: pa.Schema) -> pa.Table:
-    return pa.Table.from_arrays(
-        [
-            change.column(f.name).cast(f.type)
-            if f.name in change.column_names
-            else pa.nulls(change.num_rows, f.type)
-            for f in schema
-        ],
-        schema=schema,
-    )
+def _as(change: pa.Table, schema: pa.Schema, what: str, key: Sequence[str]) -> pa.Table:
+    """A change set in the merge's types; a value one side wrote that the other side's new column type
+    cannot hold exactly is a conflict."""
+    try:
+        return conform(change, schema, what=what, key=key)
+    except LossyCastError as exc:
+        raise MergeConflictError(
+            f"{exc}. The other branch changed the column's type: change the value on one branch first",
+            [],
+        ) from exc

@@ -17,8 +17,10 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from mlprod.data import TableStore
+from mlprod.data.columns import check_names
 from mlprod.errors import InvalidInputError, NotFoundError
 from mlprod.features.definitions import Source, TableSource
 from mlprod.workspace import Workspace
@@ -75,15 +77,22 @@ def register_rows(
             raise InvalidInputError(f"{what} reads {rows.describe()}, which needs a workspace")
         store = TableStore(workspace)
         commit = store.resolve(rows.table, rows.ref)
-        conn.register(name, _checkout(store, workspace, rows.table, commit.id))
+        checked_out = _checkout(store, workspace, rows.table, commit.id)
+        check_names(what, checked_out.column_names)
+        conn.register(name, checked_out)
         lineage = {"table": rows.table, "ref": rows.ref, "commit": commit.id, "rows": commit.num_rows}
     elif isinstance(rows, pa.Table | pd.DataFrame):
+        check_names(
+            what, [str(c) for c in (rows.column_names if isinstance(rows, pa.Table) else rows.columns)]
+        )
         conn.register(name, rows)
         lineage = {"in_memory_rows": len(rows)}
     elif isinstance(rows, str | Path):
         path = Path(rows)
         if not path.exists() and not any(ch in str(rows) for ch in "*?["):
             raise NotFoundError(f"{what}: no file {path}")
+        if path.is_file() and path.suffix.lower() in (".parquet", ".pq"):
+            check_names(what, pq.read_schema(path).names)  # DuckDB would rename a clashing 'price' 'price_1'
         conn.execute(f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS SELECT * FROM {file_scan(path)}")
         lineage = {"path": str(path)} | _file_stamp(path)
     else:

@@ -1,0 +1,174 @@
+"""Lossless casts: a value changes type only if casting it back gives the identical value.
+
+Every place that puts values into a column of another type goes through here: a commit fitting its
+batch to the table (``schemas.reconcile``), existing rows taking a changed column type, a version's
+stored buckets read in its schema (``storage.conform``) and a merge carrying a type change. A cast
+that would change any value (a time of day dropped by a date, float64 narrowed to float32, a float
+rounded into ``decimal(10,2)``, an integer past 2**53 into a float) is refused naming the column, both
+types and one example row. ``allow_lossy`` (``allow_lossy_cast=True`` on a commit) lets values be
+rounded or truncated, never overflow.
+
+Examples:
+    >>> import pyarrow as pa
+    >>> exact_cast(pa.chunked_array([[1, 2, None]]), pa.float64()).to_pylist()
+    [1.0, 2.0, None]
+    >>> loss = exact_cast(pa.chunked_array([[1.0, 0.1]]), pa.float32())
+    >>> loss.row, loss.before, loss.after
+    (1, 0.1, 0.10000000149011612)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlprod.errors import LossyCastError
+
+ROUNDING = {"allow_time_truncate": True, "allow_decimal_truncate": True, "allow_float_truncate": True}
+"""What ``allow_lossy`` permits: rounding and truncation, never integer or time overflow."""
+
+
+@dataclass(frozen=True)
+class Loss:
+    """The first row a cast would change, its value before and after (None: not representable), and
+    how many rows change (None when the cast fails outright, so they were not counted)."""
+
+    row: int
+    before: Any
+    after: Any
+    count: int | None
+
+
+def exact_cast(values: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray | Loss:
+    """``values`` as ``target`` if every value survives the round trip, else the first :class:`Loss`."""
+    if values.type == target:
+        return values
+    if pa.types.is_null(values.type):
+        return pa.chunked_array([pa.nulls(len(values), target)], target)
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
+    try:
+        cast = values.cast(target, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return _first_failure(values, target)
+    if _safe_is_exact(values.type, target):
+        return cast
+    changed = _changed(values, cast)
+    if changed is None:
+        return cast
+    row, count = changed
+    return Loss(row, values[row].as_py(), cast[row].as_py(), count)
+
+
+def cast_or_raise(
+    values: pa.ChunkedArray,
+    target: pa.DataType,
+    *,
+    what: str,
+    column: str,
+    keys: pa.Table | None = None,
+    allow_lossy: bool = False,
+    hint: str = "",
+) -> pa.ChunkedArray:
+    """``values`` as ``target``, or :class:`LossyCastError` naming ``what``, the column, both types and
+    an example row (by ``keys`` when given, else by row number). ``allow_lossy`` accepts rounding."""
+    result = exact_cast(values, target)
+    if not isinstance(result, Loss):
+        return result
+    if allow_lossy:
+        try:
+            return values.cast(options=pa.CastOptions(target, **ROUNDING))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass  # overflow or unparsable text: not something rounding can fix
+    raise LossyCastError(
+        describe(result, what=what, column=column, source=values.type, target=target, keys=keys, hint=hint)
+    )
+
+
+def describe(
+    loss: Loss,
+    *,
+    what: str,
+    column: str,
+    source: pa.DataType,
+    target: pa.DataType,
+    keys: pa.Table | None,
+    hint: str = "",
+) -> str:
+    """The one-line message for a refused cast."""
+    where = f"row {keys.slice(loss.row, 1).to_pylist()[0]}" if keys is not None else f"row {loss.row}"
+    after = "(cannot be represented)" if loss.after is None else _show(loss.after)
+    many = "some values" if loss.count is None else f"{loss.count:,} value(s)"
+    return (
+        f"{what}: column {column!r} cannot be cast from {source} to {target} without changing "
+        f"{many}, e.g. {where}: {_show(loss.before)} -> {after}; nothing was changed"
+        + (f". {hint}" if hint else "")
+    )
+
+
+def same_values(x: pa.ChunkedArray | pa.Array, y: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """Per row, whether ``x`` and ``y`` hold the same value (null equals null, NaN equals NaN)."""
+    equal = pc.fill_null(pc.equal(x, y), False)
+    if pa.types.is_floating(x.type):
+        equal = pc.or_(equal, pc.fill_null(pc.and_(pc.is_nan(x), pc.is_nan(y)), False))
+    return pc.or_(equal, pc.and_(pc.is_null(x), pc.is_null(y)))
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str | bytes) else str(value)
+
+
+def _changed(values: pa.ChunkedArray, cast: pa.ChunkedArray) -> tuple[int, int] | None:
+    """The first row whose value the round trip changes and how many change, or None."""
+    try:
+        back = cast.cast(values.type, safe=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        present = pc.indices_nonzero(pc.is_valid(values))
+        return None if len(present) == 0 else (int(present[0].as_py()), len(present))
+    differs = pc.invert(same_values(values, back))
+    count = int(pc.sum(differs).as_py() or 0)
+    if not count:
+        return None
+    return int(pc.indices_nonzero(differs)[0].as_py()), count
+
+
+def _first_failure(values: pa.ChunkedArray, target: pa.DataType) -> Loss:
+    """The first row the cast refuses or changes: by round trip of an unchecked cast if Arrow has one,
+    else by halving (about two passes over the column)."""
+    try:
+        unchecked = values.cast(target, safe=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        unchecked = None
+    if unchecked is not None:
+        changed = _changed(values, unchecked)
+        if changed is not None:
+            return Loss(changed[0], values[changed[0]].as_py(), None, None)
+    start, length = 0, len(values)
+    while length > 1:
+        half = length // 2
+        try:
+            values.slice(start, half).cast(target, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            length = half
+            continue
+        start, length = start + half, length - half
+    return Loss(start, values[start].as_py() if len(values) else None, None, None)
+
+
+def _safe_is_exact(source: pa.DataType, target: pa.DataType) -> bool:
+    """Pairs where Arrow's safe cast already refuses every changed value, so no round trip is needed
+    (the casts that reading Parquet back into a table's schema makes on every read)."""
+    both = (source, target)
+    return (
+        all(pa.types.is_integer(t) for t in both)
+        or all(pa.types.is_timestamp(t) for t in both)
+        or all(pa.types.is_time(t) for t in both)
+        or all(pa.types.is_decimal(t) for t in both)
+        or all(pa.types.is_string(t) or pa.types.is_large_string(t) for t in both)
+        or all(pa.types.is_binary(t) or pa.types.is_large_binary(t) for t in both)
+        or (pa.types.is_date32(source) and pa.types.is_date64(target))
+        or (pa.types.is_float32(source) and pa.types.is_float64(target))
+    )
