@@ -80,7 +80,7 @@ def cast_or_raise(
         return result
     if allow_lossy:
         try:
-            return values.cast(options=pa.CastOptions(target, **ROUNDING))
+            return values.cast(options=pc.CastOptions(target, **ROUNDING))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass  # overflow or unparsable text: not something rounding can fix
     raise LossyCastError(
@@ -145,7 +145,7 @@ def _first_failure(values: pa.ChunkedArray, target: pa.DataType) -> Loss:
     if unchecked is not None:
         changed = _changed(values, unchecked)
         if changed is not None:
-            return Loss(changed[0], values[changed[0]].as_py(), None, None)
+            return Loss(changed[0], values[changed[0]].as_py(), None, changed[1])
     start, length = 0, len(values)
     while length > 1:
         half = length // 2

@@ -169,16 +169,28 @@ def _plain_type(kind: pa.DataType) -> pa.DataType:
 
 
 def _related(source: pa.DataType, target: pa.DataType) -> bool:
-    """Whether values of ``source`` may be cast into a ``target`` column at all (if none changes)."""
+    """Whether values of ``source`` may be cast into a ``target`` column at all (if none changes).
+
+    Dates and naive timestamps are wall-clock values, aware timestamps are instants: between them a
+    time zone would have to be guessed, so that is a type change, never a cast.
+    """
     if pa.types.is_null(source):
         return True
-    if pa.types.is_timestamp(source) and pa.types.is_timestamp(target):
-        return (source.tz is None) == (target.tz is None)  # a naive time is no instant: never guess a zone
     families = (
         (pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal),
         (pa.types.is_string, pa.types.is_large_string),
         (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_fixed_size_binary),
-        (pa.types.is_temporal,),
+        (pa.types.is_date, _naive),
+        (_aware,),
+        (pa.types.is_time,),
         (pa.types.is_boolean,),
     )
     return any(any(p(source) for p in fam) and any(p(target) for p in fam) for fam in families)
+
+
+def _naive(kind: pa.DataType) -> bool:
+    return pa.types.is_timestamp(kind) and kind.tz is None
+
+
+def _aware(kind: pa.DataType) -> bool:
+    return pa.types.is_timestamp(kind) and kind.tz is not None
