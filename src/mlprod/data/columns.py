@@ -97,8 +97,12 @@ def check_text_size(what: str, table: pa.Table, limit: int | None = None) -> Non
         ):
             continue
         column = table.column(field.name)
-        if pa.types.is_dictionary(field.type):
-            column = column.cast(kind)
+        if (
+            pa.types.is_dictionary(field.type)
+            or pa.types.is_string_view(kind)
+            or pa.types.is_binary_view(kind)
+        ):
+            column = column.cast(pa.large_binary())
         size = int(pc.sum(pc.binary_length(column)).as_py() or 0)
         if size > limit:
             raise InvalidInputError(

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlprod.data.casts import cast_or_raise
 from mlprod.data.changes import (
     comparable_cells,
     compare,
@@ -43,7 +44,7 @@ from mlprod.data.columns import check_names
 from mlprod.data.diff import diff_versions
 from mlprod.data.ingest import to_arrow
 from mlprod.data.keys import check_key_columns, check_unique_keys
-from mlprod.data.storage import AFTER, BEFORE, after, before, conform
+from mlprod.data.storage import AFTER, BEFORE, after, before
 from mlprod.data.tables import DEFAULT_BRANCH, CommitResult, TableStore
 from mlprod.errors import InvalidInputError, LossyCastError, MergeConflictError
 
@@ -288,10 +289,23 @@ def _key(keys: pa.Table, i: int) -> dict[str, Any]:
 def _as(change: pa.Table, schema: pa.Schema, what: str, key: Sequence[str]) -> pa.Table:
     """A change set in the merge's types; a value one side wrote that the other side's new column type
     cannot hold exactly is a conflict."""
+    keys = change.select(list(key))
     try:
-        return conform(change, schema, what=what, key=key)
+        columns = [
+            cast_or_raise(
+                change.column(f.name),
+                f.type,
+                what=what,
+                column=f.name.removeprefix("before.").removeprefix("after."),
+                keys=keys,
+            )
+            if f.name in change.column_names
+            else pa.nulls(change.num_rows, f.type)
+            for f in schema
+        ]
     except LossyCastError as exc:
         raise MergeConflictError(
             f"{exc}. The other branch changed the column's type: change the value on one branch first",
             [],
         ) from exc
+    return pa.Table.from_arrays(columns, schema=schema)
