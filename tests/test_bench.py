@@ -17,6 +17,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
         ("registry.py", ["--models", "5", "--versions-per-model", "2", "--requests", "20"], "onnx / native"),
         ("serve_latency.py", ["--requests", "20"], "ratio HTTP / in-process"),
         ("versioned_tables.py", ["--rows", "20000", "--commits", "5"], "DuckDB / mlprod (auto)"),
+        ("casts.py", ["--rows", "20000", "--repeat", "1"], "ratio needing casts / in the table types"),
         ("online_lookup.py", ["--keys", "500", "--lookups", "500"], "FeatureLookup.get"),
         ("batch_predict.py", ["--rows", "20000"], "predict_file local"),
         (

@@ -153,6 +153,8 @@ def test_cast_pairs_that_must_be_accepted_are() -> None:
         (pa.array([1.5, 2.0], pa.float64()), pa.float32()),
         (pa.array([0.1, 2.25, None], pa.float64()), pa.decimal128(10, 2)),
         (pa.array([Decimal("0.10")], pa.decimal128(10, 2)), pa.float64()),
+        (pa.array([220.2, 0.29, -1234.57]), pa.decimal128(18, 2)),  # Arrow: 220.20 -> 220.20000000000002
+        (pa.array([Decimal("220.20"), Decimal("0.29")], pa.decimal128(18, 2)), pa.float64()),
         (pa.array([Decimal("1.50")], pa.decimal128(10, 2)), pa.decimal128(5, 1)),
         (pa.array([86_400_000_000], pa.int64()).cast(pa.timestamp("us")), pa.date32()),
         (
@@ -166,6 +168,7 @@ def test_cast_pairs_that_must_be_accepted_are() -> None:
         result = exact_cast(pa.chunked_array([values]), target)
         assert isinstance(result, pa.ChunkedArray), (values.type, target, result)
         assert same(values, result)
+    assert exact_cast(pa.chunked_array([[Decimal("220.20")]]), pa.float64()).to_pylist() == [220.2]
 
 
 @pytest.mark.parametrize(
