@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
@@ -30,7 +31,7 @@ def entity_rows() -> pd.DataFrame:
     return pd.DataFrame({"driver_id": [1], "event_time": [WHEN + pd.Timedelta(hours=1)]})
 
 
-@pytest.mark.parametrize("form", ["table", "frame", "parquet"])
+@pytest.mark.parametrize("form", ["table", "frame", "parquet", "csv"])
 def test_a_source_with_case_clashing_columns_is_refused(form: str, tmp_path: Path) -> None:
     rows = source(["Rate", "rate"])
     given: object = rows
@@ -39,6 +40,9 @@ def test_a_source_with_case_clashing_columns_is_refused(form: str, tmp_path: Pat
     elif form == "parquet":
         given = tmp_path / "stats.parquet"
         pq.write_table(rows, given)
+    elif form == "csv":
+        given = tmp_path / "stats.csv"
+        pacsv.write_csv(rows, given)
     stats = FeatureView("stats", DRIVER, given, ["rate"], timestamp="ts")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="columns 'Rate' and 'rate' differ only by case; SQL engines"):
         training_frame(entity_rows(), [stats])

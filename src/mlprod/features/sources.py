@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from mlprod.data import TableStore
@@ -91,14 +92,32 @@ def register_rows(
         path = Path(rows)
         if not path.exists() and not any(ch in str(rows) for ch in "*?["):
             raise NotFoundError(f"{what}: no file {path}")
-        if path.is_file() and path.suffix.lower() in (".parquet", ".pq"):
-            check_names(what, pq.read_schema(path).names)  # DuckDB would rename a clashing 'price' 'price_1'
+        check_file_names(path, what)
         conn.execute(f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS SELECT * FROM {file_scan(path)}")
         lineage = {"path": str(path)} | _file_stamp(path)
     else:
         raise InvalidInputError(f"{what} must be a Parquet/CSV path, a TableSource or rows, not {type(rows)}")
     types = {column: kind for column, kind, *_ in conn.execute(f"DESCRIBE {quote(name)}").fetchall()}
     return Registered(name, what, types, lineage)
+
+
+def check_file_names(path: Path, what: str) -> None:
+    """Refuse a Parquet or CSV file whose column names clash (DuckDB would rename the second ``price`` to
+    ``price_1``, so a view naming a column could get the other one's values)."""
+    if not path.is_file():
+        return
+    suffixes = "".join(path.suffixes).lower()
+    try:
+        if ".csv" in suffixes:
+            with pacsv.open_csv(path) as reader:
+                names = reader.schema.names
+        elif ".tsv" not in suffixes:
+            names = pq.read_schema(path).names
+        else:
+            return
+    except (pa.ArrowException, OSError):
+        return  # not readable this way: DuckDB's scan reports it
+    check_names(what, names)
 
 
 def derive_columns(conn: duckdb.DuckDBPyConnection, source: Registered, derive: dict[str, str]) -> Registered:
