@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from mlprod.data import columns
+from mlprod.data.diff import diff_versions
 from mlprod.data.merge import merge_branches
 from mlprod.data.tables import TableStore
 from mlprod.errors import InvalidInputError, MergeConflictError
@@ -125,6 +126,29 @@ def test_duplicate_column_names_are_refused(workspace: Workspace) -> None:
     with pytest.raises(InvalidInputError, match="column name\\(s\\) 'id' appear more than once"):
         tables.create("t", key=["id"], data=twice_key)
     assert tables.tables() == []
+
+
+def test_an_empty_column_name_is_refused(workspace: Workspace) -> None:
+    tables = TableStore(workspace)
+    with pytest.raises(InvalidInputError) as caught:
+        tables.create("t", key=["id"], data=pa.table({"id": [1], "": [2.0]}))
+    assert str(caught.value) == "table 't': a column has an empty name (columns: 'id', ''); name every column"
+
+
+def test_quotes_spaces_dots_and_keywords_in_names_round_trip(workspace: Workspace) -> None:
+    tables = TableStore(workspace)
+    names = ['a"b', "a.b", " x", "select", "x\ny", "a'b", "$1", "o", "n", "émoji😀"]
+    first = pa.table({'k"ey': [1, 2]} | {name: [float(i), float(i) + 0.5] for i, name in enumerate(names)})
+    tables.create("t", key=['k"ey'], data=first, buckets=2)
+    tables.tag("t", "v1")
+    second = pa.table({'k"ey': [2, 3]} | {name: [float(i) * 10, 1.0] for i, name in enumerate(names)})
+    tables.commit("t", second)
+    rows = tables.checkout("t").sort_by('k"ey').to_pylist()
+    assert rows[1] == {'k"ey': 2} | {name: float(i) * 10 for i, name in enumerate(names)}
+    assert [r['k"ey'] for r in rows] == [1, 2, 3]
+    summary = diff_versions(tables, "t", "v1", "main").summary()
+    assert (summary["added"], summary["changed"]) == (1, 1)
+    assert summary["cells"] == {name: 1 for name in names[1:]}  # the first: 0.0 -> 0.0 is no change
 
 
 def test_view_and_dictionary_columns_are_stored_as_plain_text(workspace: Workspace) -> None:

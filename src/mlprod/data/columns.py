@@ -46,8 +46,12 @@ def name_clashes(names: Iterable[str]) -> list[tuple[str, str]]:
 
 
 def check_names(what: str, names: Iterable[str]) -> None:
-    """Raise on a duplicated name or two names that differ only by case or Unicode form."""
+    """Raise on an empty or duplicated name, or two names that differ only by case or Unicode form."""
     names = list(names)
+    if "" in names:
+        raise InvalidInputError(
+            f"{what}: a column has an empty name (columns: {', '.join(map(repr, names))}); name every column"
+        )
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
         raise InvalidInputError(
