@@ -364,3 +364,21 @@ def test_commit_then_checkout_returns_what_was_committed_or_nothing_changes(
     after = tables.checkout(name).sort_by("id")
     assert same(incoming, after.column("x")[: len(incoming)])
     assert same(stored[len(incoming) :], after.column("x")[len(incoming) :])
+
+
+def test_naive_and_aware_times_are_never_cast_into_each_other(workspace: Workspace) -> None:
+    tables = TableStore(workspace)
+    aware = pa.array([datetime(2026, 1, 1, 12, tzinfo=UTC)])
+    tables.create("t", key=["id"], data=pa.table({"id": [1], "at": aware}), buckets=2)
+    naive = pa.table({"id": [1], "at": pa.array([datetime(2026, 1, 1, 13)])})
+    with pytest.raises(InvalidInputError) as caught:
+        tables.commit("t", naive)
+    assert str(caught.value) == (
+        "table 't': column 'at' is timestamp[us, tz=UTC] but the incoming data has timestamp[us]; naive "
+        "times (and dates) and time-zone-aware times are not cast into each other, that would guess a zone: "
+        "give the incoming times the column's kind (e.g. pd.to_datetime(..., utc=True)), or a type change "
+        "rewrites every bucket: pass allow_type_change=True (--allow-type-change)"
+    )
+    oslo = pa.array([datetime(2026, 1, 1, 13, tzinfo=UTC)]).cast(pa.timestamp("us", "Europe/Oslo"))
+    tables.commit("t", pa.table({"id": [1], "at": oslo}))  # an instant in another zone is a cast
+    assert tables.checkout("t").column("at").to_pylist() == [datetime(2026, 1, 1, 13, tzinfo=UTC)]

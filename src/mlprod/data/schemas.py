@@ -115,6 +115,14 @@ def reconcile(
                 if field.name in key
                 else "a type change rewrites every bucket: pass allow_type_change=True (--allow-type-change)"
             )
+            if _aware(incoming) != _aware(field.type) and all(
+                pa.types.is_timestamp(t) or pa.types.is_date(t) for t in (incoming, field.type)
+            ):
+                hint = (
+                    "naive times (and dates) and time-zone-aware times are not cast into each other, that "
+                    "would guess a zone: give the incoming times the column's kind (e.g. "
+                    "pd.to_datetime(..., utc=True)), or " + hint
+                )
             raise InvalidInputError(
                 f"table {table!r}: column {field.name!r} is {field.type} but the incoming data has "
                 f"{values.type}; {hint}"
