@@ -153,6 +153,8 @@ def test_cast_pairs_that_must_be_accepted_are() -> None:
         (pa.array([1.5, 2.0], pa.float64()), pa.float32()),
         (pa.array([0.1, 2.25, None], pa.float64()), pa.decimal128(10, 2)),
         (pa.array([Decimal("0.10")], pa.decimal128(10, 2)), pa.float64()),
+        (pa.array([1, -99_999_999, None], pa.int64()), pa.decimal128(10, 2)),  # Arrow refuses it by type
+        (pa.array([7], pa.uint64()), pa.decimal32(3, 1)),
         (pa.array([220.2, 0.29, -1234.57]), pa.decimal128(18, 2)),  # Arrow: 220.20 -> 220.20000000000002
         (pa.array([Decimal("220.20"), Decimal("0.29")], pa.decimal128(18, 2)), pa.float64()),
         (pa.array([Decimal("1.50")], pa.decimal128(10, 2)), pa.decimal128(5, 1)),

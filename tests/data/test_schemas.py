@@ -225,6 +225,25 @@ def test_a_merge_carries_a_type_change_made_on_the_other_branch(workspace: Works
     assert tables.checkout("t", "fix").sort_by("id").equals(merged)
 
 
+def test_a_widened_column_merges_without_false_conflicts(workspace: Workspace) -> None:
+    """1 -> 1.00 is no change: only cells whose value changed count, so ours' edits merge cleanly."""
+    tables = TableStore(workspace)
+    tables.create("t", key=["id"], data=pa.table({"id": [1, 2, 3], "x": [1, 2, 3]}), buckets=2)
+    tables.branch("t", "money")
+    money = pa.array([Decimal("1.00"), Decimal("2.50"), Decimal("3.00")], pa.decimal128(10, 2))
+    tables.commit("t", pa.table({"id": [1, 2, 3], "x": money}), branch="money", allow_type_change=True)
+    tables.commit("t", pa.table({"id": [1, 3, 4], "x": [10, 30, 40]}))
+    merge_branches(tables, "t", "money")
+    merged = tables.checkout("t").sort_by("id")
+    assert merged.schema.field("x").type == pa.decimal128(10, 2)
+    assert merged.column("x").to_pylist() == [
+        Decimal("10.00"),
+        Decimal("2.50"),
+        Decimal("30.00"),
+        Decimal("40.00"),
+    ]
+
+
 def test_a_merge_refuses_rows_that_cannot_take_the_other_branchs_new_type(workspace: Workspace) -> None:
     tables = TableStore(workspace)
     tables.create("t", key=["id"], data=pa.table({"id": [1, 2], "x": ["1", "2"]}), buckets=2)

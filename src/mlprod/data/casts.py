@@ -50,17 +50,8 @@ def exact_cast(values: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray 
         return pa.chunked_array([pa.nulls(len(values), target)], target)
     if pa.types.is_dictionary(values.type):
         values = values.cast(values.type.value_type)
-    try:
-        cast = _cast(values, target, safe=True)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return _first_failure(values, target)
-    if _safe_is_exact(values.type, target):
-        return cast
-    changed = _changed(values, cast)
-    if changed is None:
-        return cast
-    row, count = changed
-    return Loss(row, values[row].as_py(), cast[row].as_py(), count)
+    cast = _exact(values, target)
+    return cast if cast is not None else _first_loss(values, target)
 
 
 def cast_or_raise(
@@ -122,46 +113,75 @@ def _show(value: Any) -> str:
 
 
 def _changed(values: pa.ChunkedArray, cast: pa.ChunkedArray) -> tuple[int, int] | None:
-    """The first row whose value the round trip changes and how many change, or None."""
+    """The first row whose value the round trip changes and how many change, or None; ``(-1, -1)``
+    when values do change but the way back cannot say which (it fails, or gives invalid values)."""
+    if values.null_count == len(values):
+        return None
     try:
         back = _cast(cast, values.type, safe=False)
+        back.validate(full=True)
+        differs = pc.invert(same_values(values, back))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        present = pc.indices_nonzero(pc.is_valid(values))
-        return None if len(present) == 0 else (int(present[0].as_py()), len(present))
-    differs = pc.invert(same_values(values, back))
+        return -1, -1
     count = int(pc.sum(differs).as_py() or 0)
     if not count:
         return None
     return int(pc.indices_nonzero(differs)[0].as_py()), count
 
 
-def _first_failure(values: pa.ChunkedArray, target: pa.DataType) -> Loss:
-    """The first row the cast refuses or changes: by round trip of an unchecked cast if Arrow has one,
-    else by halving (about two passes over the column)."""
+def _exact(values: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray | None:
+    """``values`` as ``target`` if every value survives, else None. Arrow's safe cast refuses some casts
+    by type rather than value (int64 into decimal128(10, 2), whatever the values), so when it refuses,
+    its unchecked cast is taken if the result is valid and survives the round trip."""
     try:
-        unchecked = _cast(values, target, safe=False)
+        cast = _cast(values, target, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        unchecked = None
-    if unchecked is not None:
-        changed = _changed(values, unchecked)
-        if changed is not None:
-            return Loss(changed[0], values[changed[0]].as_py(), None, changed[1])
+        if _safe_is_exact(values.type, target):
+            return None  # Arrow checked every value: a refusal is a changed value (-1 into uint8)
+        unchecked = _valid_unchecked(values, target)
+        return unchecked if unchecked is not None and _changed(values, unchecked) is None else None
+    return cast if _safe_is_exact(values.type, target) or _changed(values, cast) is None else None
+
+
+def _first_loss(values: pa.ChunkedArray, target: pa.DataType) -> Loss:
+    """The first row a cast changes (with its new value, when Arrow's safe cast gives one) or cannot
+    represent; by halving when no round trip can tell (about two passes over the column)."""
+    try:
+        cast = _cast(values, target, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        cast = None
+    if cast is not None and (changed := _changed(values, cast)) is not None and changed[0] >= 0:
+        return Loss(changed[0], values[changed[0]].as_py(), cast[changed[0]].as_py(), changed[1])
+    unchecked = _valid_unchecked(values, target)
+    if unchecked is not None and (changed := _changed(values, unchecked)) is not None and changed[0] >= 0:
+        return Loss(changed[0], values[changed[0]].as_py(), None, changed[1])
     start, length = 0, len(values)
     while length > 1:
         half = length // 2
-        try:
-            values.slice(start, half).cast(target, safe=True)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        if _exact(values.slice(start, half), target) is None:
             length = half
-            continue
-        start, length = start + half, length - half
+        else:
+            start, length = start + half, length - half
     return Loss(start, values[start].as_py() if len(values) else None, None, None)
 
 
+def _valid_unchecked(values: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray | None:
+    """Arrow's unchecked cast if it gives valid values (no decimal past its precision), else None."""
+    try:
+        unchecked = _cast(values, target, safe=False)
+        unchecked.validate(full=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return unchecked
+
+
 def _cast(values: pa.ChunkedArray, target: pa.DataType, *, safe: bool) -> pa.ChunkedArray:
-    """Arrow's cast, except decimal to float goes through the decimal's text: Arrow's direct cast is not
-    correctly rounded (decimal 220.20 becomes 220.20000000000002), parsing the text is."""
-    if pa.types.is_decimal(values.type) and pa.types.is_floating(target):
+    """Arrow's cast, except through the values' text where Arrow's direct cast is wrong: decimal to
+    float is not correctly rounded (decimal 220.20 becomes 220.20000000000002), and integers into a
+    decimal are refused by type, whatever the values (int64 into decimal128(10, 2) needs precision 21)."""
+    if (pa.types.is_decimal(values.type) and pa.types.is_floating(target)) or (
+        pa.types.is_integer(values.type) and pa.types.is_decimal(target)
+    ):
         return values.cast(pa.string()).cast(target, safe=safe)
     return values.cast(target, safe=safe)
 

@@ -49,16 +49,22 @@ def union_schema(*schemas: pa.Schema | None) -> pa.Schema:
     return pa.schema(list(fields.values()))
 
 
-def comparison_schema(old: pa.Schema | None, new: pa.Schema | None) -> pa.Schema:
-    """The schema two versions are compared in: their union, with a column that has a different type
-    in each (a type change between them) compared as text, which both types cast into exactly."""
+def comparison_schema(old: pa.Schema | None, new: pa.Schema | None, *, as_text: bool = False) -> pa.Schema:
+    """The schema two versions are compared in: their union, with a column whose type differs between
+    them (a type change) in the newer type, or as text (``as_text``), which every type casts into
+    exactly, for when the older values do not fit the newer type."""
     schema = union_schema(old, new)
     changed = {
-        f.name
+        f.name: new.field(f.name).type
         for f in old or []
         if new is not None and f.name in new.names and new.field(f.name).type != f.type
     }
-    return pa.schema([pa.field(f.name, pa.large_string()) if f.name in changed else f for f in schema])
+    return pa.schema(
+        [
+            pa.field(f.name, pa.large_string() if as_text else changed[f.name]) if f.name in changed else f
+            for f in schema
+        ]
+    )
 
 
 def compare(old: pa.Table, new: pa.Table, key: Sequence[str], schema: pa.Schema, buckets: int) -> pa.Table:

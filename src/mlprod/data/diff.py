@@ -38,7 +38,7 @@ from mlprod.data.changes import comparable_cells, compare, comparison_schema, em
 from mlprod.data.manifest import Manifest
 from mlprod.data.storage import AFTER, BEFORE, after, before, compose, read_changes, read_version
 from mlprod.data.tables import TableStore
-from mlprod.errors import InvalidInputError
+from mlprod.errors import InvalidInputError, LossyCastError
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,11 @@ def diff_versions(
         return TableDiff(table, a.id, b.id, info.key, schema, change, "change sets", rows)
     old_rows = read_version(store.objects, ma, differing) if ma.schema else schema.empty_table()
     new_rows = read_version(store.objects, mb, differing) if mb.schema else schema.empty_table()
-    change = compare(old_rows, new_rows, info.key, schema, info.buckets)
+    try:
+        change = compare(old_rows, new_rows, info.key, schema, info.buckets)
+    except LossyCastError:  # older values that the newer type cannot hold: compare as text
+        schema = comparison_schema(ma.schema, mb.schema, as_text=True)
+        change = compare(old_rows, new_rows, info.key, schema, info.buckets)
     return TableDiff(
         table, a.id, b.id, info.key, schema, change, "buckets", old_rows.num_rows + new_rows.num_rows
     )
