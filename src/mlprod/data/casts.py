@@ -178,11 +178,20 @@ def _valid_unchecked(values: pa.ChunkedArray, target: pa.DataType) -> pa.Chunked
 def _cast(values: pa.ChunkedArray, target: pa.DataType, *, safe: bool) -> pa.ChunkedArray:
     """Arrow's cast, except through the values' text where Arrow's direct cast is wrong: decimal to
     float is not correctly rounded (decimal 220.20 becomes 220.20000000000002), and integers into a
-    decimal are refused by type, whatever the values (int64 into decimal128(10, 2) needs precision 21)."""
+    decimal are refused by type, whatever the values (int64 into decimal128(10, 2) needs precision 21);
+    and decimals changing width and scale at once."""
     if (pa.types.is_decimal(values.type) and pa.types.is_floating(target)) or (
         pa.types.is_integer(values.type) and pa.types.is_decimal(target)
     ):
         return values.cast(pa.string()).cast(target, safe=safe)
+    if (
+        pa.types.is_decimal(values.type)
+        and pa.types.is_decimal(target)
+        and values.type.bit_width != target.bit_width
+    ):
+        # rescale within 128 bits first: Arrow's one-step cast across widths and scales gives garbage
+        # (decimal128(38, 10) 1 into decimal32(5, 2) is 0.14 unchecked, refused checked)
+        return values.cast(pa.decimal128(38, target.scale), safe=safe).cast(target, safe=safe)
     return values.cast(target, safe=safe)
 
 
