@@ -24,6 +24,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
             ["--seconds", "2", "--writers", "2", "--rows-per-commit", "20:3,200:1", "--table-rows", "2000"],
             "rows lost 0, duplicated 0, stray 0",
         ),
+        ("casts.py", ["--rows", "20000", "--repeat", "1"], "ratio needing casts / in the table types"),
         ("online_lookup.py", ["--keys", "500", "--lookups", "500"], "FeatureLookup.get"),
         ("batch_predict.py", ["--rows", "20000"], "predict_file local"),
         (

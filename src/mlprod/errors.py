@@ -25,6 +25,7 @@ else escaping is a bug in mlprod.
     │   ├── PayloadTooLargeError  a request body over the configured limit
     │   ├── UnsupportedMediaTypeError  a request body that is not declared as JSON (HTTP 415)
     │   ├── HostNotAllowedError   a request whose Host header names no address of the server (HTTP 421)
+    │   ├── LossyCastError        a value would change when cast into a column's type
     │   └── ValidationFailedError incoming rows break a table's expectations (``report`` says how)
     └── ModelFormatError          a model that cannot be stored or loaded safely
 """
@@ -114,6 +115,10 @@ class UnsupportedMediaTypeError(InvalidInputError):
 
 class HostNotAllowedError(InvalidInputError):
     """A request's ``Host`` header names no address the server answers to (e.g. DNS rebinding)."""
+
+
+class LossyCastError(InvalidInputError):
+    """A value would not survive being cast into a column's type (casting back would not give it)."""
 
 
 class ValidationFailedError(InvalidInputError):

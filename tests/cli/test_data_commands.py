@@ -166,3 +166,40 @@ def test_fsck_and_gc_report_damage_and_gc_deletes_nothing_then(mlprod: Run, tmp_
     assert f"t commit {short}" in refused.stderr and debris.exists()
     bad = mlprod(*ws, "data", "fsck", "--format", "yaml")
     assert bad.returncode == 2 and "--format must be text or json, got 'yaml'" in bad.stderr
+
+
+def test_commit_refuses_what_a_table_cannot_hold_in_one_line_and_commits_nothing(
+    mlprod: Run, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+
+    mlprod("init", "ws")
+    ws = ["-C", "ws"]
+    first = tmp_path / "first.parquet"
+    pq.write_table(pa.table({"id": [1, 2], "price": pa.array([1.5, 2.0], pa.float32())}), first)
+    assert mlprod(*ws, "data", "create", "prices", "--key", "id", "--from", str(first)).returncode == 0
+    head = mlprod(*ws, "data", "log", "prices").stdout
+
+    half = tmp_path / "half.parquet"
+    pq.write_table(
+        pa.table({"id": [1], "price": pa.array([1.5], pa.float32()), "w": pa.array([1], pa.float16())}), half
+    )
+    clash = write(tmp_path / "clash.csv", "id,price,Price\n1,1.5,9\n")
+    lossy = write(tmp_path / "lossy.csv", "id,price\n1,0.1\n")
+    refusals = {
+        half: "error: table 'prices': column 'w' has type halffloat, which versioned tables do not store; "
+        "cast it to float32",
+        clash: "error: table 'prices': columns 'price' and 'Price' differ only by case",
+        lossy: "error: table 'prices': column 'price' cannot be cast from double to float without changing "
+        "1 value(s), e.g. row {'id': 1}: 0.1 -> 0.10000000149011612; nothing was changed",
+    }
+    for source, message in refusals.items():
+        refused = mlprod(*ws, "data", "commit", "prices", str(source))
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.startswith(message), refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+        assert mlprod(*ws, "data", "log", "prices").stdout == head
+
+    rounded = mlprod(*ws, "data", "commit", "prices", str(lossy), "--allow-lossy-cast")
+    assert rounded.returncode == 0, rounded.stderr
+    assert "rounded values to fit column(s): price" in rounded.stdout

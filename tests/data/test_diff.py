@@ -140,7 +140,9 @@ def test_diff_across_a_type_change(workspace: Workspace) -> None:
     store.create("t", key=["id"], data=pa.table({"id": [1, 2], "x": ["a", "b"]}))
     store.tag("t", "v1")
     store.commit("t", pa.table({"id": [1, 2], "x": [1.5, 2.5]}), allow_type_change=True)
-    cells = diff_versions(store, "t", "v1", "main").cells().to_pylist()
+    forward = diff_versions(store, "t", "v1", "main")  # "a" has no float form: compared as text
+    assert forward.schema.field("x").type == pa.large_string()
+    cells = forward.cells().to_pylist()
     assert [(c["old"], c["new"]) for c in cells] in (
         [("a", "1.5"), ("b", "2.5")],
         [("b", "2.5"), ("a", "1.5")],
@@ -149,5 +151,13 @@ def test_diff_across_a_type_change(workspace: Workspace) -> None:
     assert store.log("t", limit=1)[0].changes == {"added": 0, "removed": 0, "changed": 2}
     store.tag("t", "v2")
     store.commit("t", pa.table({"id": [1], "x": ["text again"]}), allow_type_change=True)
-    with pytest.raises(InvalidInputError, match="a column probably changed type between them"):
-        diff_versions(store, "t", "v2", "main")  # "text again" has no float form
+    back = diff_versions(store, "t", "v2", "main")  # floats as text are exact: compared as the new type
+    assert back.schema.field("x").type == pa.string()
+    assert back.cells().to_pylist() == [{"id": 1, "column": "x", "old": "1.5", "new": "text again"}]
+    assert back.summary()["changed"] == 1  # row 2's 2.5 became "2.5": the same value as text
+    store.create("w", key=["id"], data=pa.table({"id": [1, 2], "x": [1, 2]}))
+    store.tag("w", "ints")
+    store.commit("w", pa.table({"id": [1, 2], "x": [1.0, 2.5]}), allow_type_change=True)
+    widened = diff_versions(store, "w", "ints", "main")  # 1 -> 1.0 is no change, only 2 -> 2.5 is
+    assert widened.schema.field("x").type == pa.float64()
+    assert widened.cells().to_pylist() == [{"id": 2, "column": "x", "old": "2", "new": "2.5"}]

@@ -57,6 +57,9 @@ def commit(
     branch: Annotated[str, typer.Option("--branch", "-b")] = "main",
     message: Annotated[str, typer.Option("--message", "-m")] = "",
     allow_type_change: Annotated[bool, typer.Option(help="Let a column change type.")] = False,
+    allow_lossy_cast: Annotated[
+        bool, typer.Option(help="Round or truncate values that do not fit a column's type exactly.")
+    ] = False,
     validation: Annotated[
         str | None, typer.Option(help="reject, quarantine or off (default: reject if expectations exist).")
     ] = None,
@@ -73,6 +76,7 @@ def commit(
             branch=branch,
             message=message,
             allow_type_change=allow_type_change,
+            allow_lossy_cast=allow_lossy_cast,
             validation=validation,  # type: ignore[arg-type]
             checks=check,
         )
@@ -524,6 +528,8 @@ def _notes(notes: dict[str, Any]) -> list[str]:
         lines.append(f"quarantined {q['rows']:,} row(s) into table {q['table']} (commit {q['commit'][:12]})")
     if "validation" in notes:
         lines.append(notes["validation"].format())
+    if "rounded_columns" in notes:
+        lines.append(f"rounded values to fit column(s): {', '.join(notes['rounded_columns'])}")
     if "poisoning" in notes:
         lines.append(notes["poisoning"].format())
     return lines

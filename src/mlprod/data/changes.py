@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from mlprod.data.keys import bucket_ids
 from mlprod.data.storage import AFTER, BEFORE, BUCKET, after, before, conform
-from mlprod.errors import InvalidInputError
+from mlprod.errors import InvalidInputError, LossyCastError
 
 Params = ParamSpec("Params")
 Result = TypeVar("Result")
@@ -30,7 +30,7 @@ def comparable_cells(function: Callable[Params, Result]) -> Callable[Params, Res
     def wrapper(*args: Params.args, **kwargs: Params.kwargs) -> Result:
         try:
             return function(*args, **kwargs)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, LossyCastError) as exc:
             table = args[1] if len(args) > 1 else kwargs.get("table")
             raise InvalidInputError(
                 f"table {table!r}: the versions cannot be compared cell by cell ({exc}); a column probably "
@@ -47,6 +47,24 @@ def union_schema(*schemas: pa.Schema | None) -> pa.Schema:
         for field in schema or []:
             fields.setdefault(field.name, field)
     return pa.schema(list(fields.values()))
+
+
+def comparison_schema(old: pa.Schema | None, new: pa.Schema | None, *, as_text: bool = False) -> pa.Schema:
+    """The schema two versions are compared in: their union, with a column whose type differs between
+    them (a type change) in the newer type, or as text (``as_text``), which every type casts into
+    exactly, for when the older values do not fit the newer type."""
+    schema = union_schema(old, new)
+    changed = {
+        f.name: new.field(f.name).type
+        for f in old or []
+        if new is not None and f.name in new.names and new.field(f.name).type != f.type
+    }
+    return pa.schema(
+        [
+            pa.field(f.name, pa.large_string() if as_text else changed[f.name]) if f.name in changed else f
+            for f in schema
+        ]
+    )
 
 
 def compare(old: pa.Table, new: pa.Table, key: Sequence[str], schema: pa.Schema, buckets: int) -> pa.Table:

@@ -34,11 +34,11 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlprod.data.changes import comparable_cells, compare, empty_change, side, union_schema, without_keys
+from mlprod.data.changes import comparable_cells, compare, comparison_schema, empty_change, side, without_keys
 from mlprod.data.manifest import Manifest
 from mlprod.data.storage import AFTER, BEFORE, after, before, compose, read_changes, read_version
 from mlprod.data.tables import TableStore
-from mlprod.errors import InvalidInputError
+from mlprod.errors import InvalidInputError, LossyCastError
 
 
 @dataclass(frozen=True)
@@ -136,12 +136,14 @@ def diff_versions(
     info = store.info(table)
     a, b = store.resolve(table, old), store.resolve(table, new)
     ma, mb = store.manifest(a.id), store.manifest(b.id)
-    schema = union_schema(ma.schema, mb.schema)
+    schema = comparison_schema(ma.schema, mb.schema)
     if a.id == b.id:
         return TableDiff(
             table, a.id, b.id, info.key, schema, empty_change(info.key, schema), "same commit", 0
         )
     by_sets = _change_set_paths(store, table, a.id, b.id)
+    if by_sets is not None and not _same_types(schema, by_sets[0] + by_sets[1]):
+        by_sets = None  # change sets written in other column types compose only after a cast: read buckets
     differing = [i for i in range(info.buckets) if ma.bucket_signature(i) != mb.bucket_signature(i)]
     bucket_cost = sum(ma.bucket_rows[i] + mb.bucket_rows[i] for i in differing)
     if method == "change sets" and by_sets is None:
@@ -158,7 +160,11 @@ def diff_versions(
         return TableDiff(table, a.id, b.id, info.key, schema, change, "change sets", rows)
     old_rows = read_version(store.objects, ma, differing) if ma.schema else schema.empty_table()
     new_rows = read_version(store.objects, mb, differing) if mb.schema else schema.empty_table()
-    change = compare(old_rows, new_rows, info.key, schema, info.buckets)
+    try:
+        change = compare(old_rows, new_rows, info.key, schema, info.buckets)
+    except LossyCastError:  # older values that the newer type cannot hold: compare as text
+        schema = comparison_schema(ma.schema, mb.schema, as_text=True)
+        change = compare(old_rows, new_rows, info.key, schema, info.buckets)
     return TableDiff(
         table, a.id, b.id, info.key, schema, change, "buckets", old_rows.num_rows + new_rows.num_rows
     )
@@ -179,6 +185,15 @@ def _change_set_paths(
             return None
         path_b.append(store.manifest(commit.id))
     return None
+
+
+def _same_types(schema: pa.Schema, manifests: list[Manifest]) -> bool:
+    return all(
+        schema.field(f.name).type == f.type
+        for m in manifests
+        for f in m.schema or []
+        if f.name in schema.names
+    )
 
 
 def _kept(manifest: Manifest) -> bool:

@@ -20,11 +20,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlprod.data.columns import check_names
 from mlprod.errors import InvalidInputError
 
 
 def check_key_columns(table: pa.Table, key: Sequence[str], *, what: str) -> None:
-    """Raise unless every key column is present, of a key-able type, and holds no nulls."""
+    """Raise unless the column names are usable, every key column is present, of a key-able type,
+    and holds no nulls."""
+    check_names(what, table.column_names)
     missing = [name for name in key if name not in table.column_names]
     if missing:
         raise InvalidInputError(
@@ -37,6 +40,7 @@ def check_key_columns(table: pa.Table, key: Sequence[str], *, what: str) -> None
             pa.types.is_integer(kind)
             or pa.types.is_string(kind)
             or pa.types.is_large_string(kind)
+            or pa.types.is_string_view(kind)
             or pa.types.is_temporal(kind)
             or pa.types.is_boolean(kind)
             or pa.types.is_dictionary(kind)

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from mlprod.data.casts import cast_or_raise
 from mlprod.data.changes import (
     comparable_cells,
     compare,
@@ -38,14 +39,15 @@ from mlprod.data.changes import (
     with_keys,
     without_keys,
 )
+from mlprod.data.columns import check_names
 from mlprod.data.diff import diff_versions
 from mlprod.data.ingest import to_arrow
 from mlprod.data.keys import check_key_columns, check_unique_keys
 from mlprod.data.tables import DEFAULT_BRANCH, CommitResult, TableStore
-from mlprod.data.three_way import ROW, Conflict, as_schema, merge_overlap
-from mlprod.errors import InvalidInputError, MergeConflictError
+from mlprod.data.three_way import ROW, Conflict, merge_overlap
+from mlprod.errors import InvalidInputError, LossyCastError, MergeConflictError
 
-__all__ = ["ROW", "Conflict", "MergeResult", "merge_branches"]
+__all__ = ["ROW", "Conflict", "MergeResult", "merge_branches", "merged_schema"]
 
 
 @dataclass(frozen=True)
@@ -88,12 +90,13 @@ def merge_branches(
         store.history.move_branch(table, into, ours_id, theirs_id)
         moved = CommitResult(table, into, theirs_id, True, dict(theirs.counts), theirs.num_rows)
         return MergeResult(moved, base_id, True, 0)
-    schema = union_schema(ours.schema, theirs.schema)
+    schema, retyped = merged_schema(table, store.manifest(base_id).schema, ours.schema, theirs.schema)
     d_ours = diff_versions(store, table, base_id, ours_id).change
     d_theirs = diff_versions(store, table, base_id, theirs_id).change
     key = info.key
     target = empty_change(key, schema).schema
-    d_ours, d_theirs = as_schema(d_ours, target), as_schema(d_theirs, target)
+    what = f"table {table!r}: merging {source!r} into {into!r}"
+    d_ours, d_theirs = _as(d_ours, target, what, key), _as(d_theirs, target, what, key)
     theirs_only = without_keys(d_theirs, d_ours, key)
     both_ours = with_keys(d_ours, d_theirs, key)
     both_theirs = with_keys(d_theirs, d_ours, key).join(
@@ -123,19 +126,50 @@ def merge_branches(
         )
     ours_rows = side(both_ours, "after", key, schema)
     overlap_change = compare(ours_rows, merged, key, schema, info.buckets)
-    change = pa.concat_tables([as_schema(theirs_only, overlap_change.schema), overlap_change])
-    commit = store.commit_change(
-        info,
-        branch=into,
-        parent=ours,
-        parent_id=ours_id,
-        change=change,
-        schema=schema,
-        operation="merge",
-        message=message,
-        extra_parents=(theirs_id,),
-    )
+    change = pa.concat_tables([_as(theirs_only, overlap_change.schema, what, key), overlap_change])
+    try:
+        commit = store.commit_change(
+            info,
+            branch=into,
+            parent=ours,
+            parent_id=ours_id,
+            change=change,
+            schema=schema,
+            operation="merge",
+            message=message,
+            retyped=retyped,
+            extra_parents=(theirs_id,),
+        )
+    except LossyCastError as exc:  # a row only one side has cannot take the other side's new type
+        raise MergeConflictError(f"{what}: {exc}; nothing was committed", []) from exc
     return MergeResult(commit, base_id, False, settled)
+
+
+def merged_schema(
+    table: str, base: pa.Schema | None, ours: pa.Schema | None, theirs: pa.Schema | None
+) -> tuple[pa.Schema, tuple[str, ...]]:
+    """The merge's schema and the columns whose type it changes on ``into``: a type changed on one side
+    (since ``base``) is carried over; changed differently on both sides, it is a conflict."""
+    fields = {f.name: f for f in union_schema(ours, theirs)}
+    check_names(f"table {table!r}: merging", list(fields))
+    retyped = []
+    for name in list(fields):
+        mine = ours.field(name).type if ours is not None and name in ours.names else None
+        other = theirs.field(name).type if theirs is not None and name in theirs.names else None
+        if mine is None or other is None or mine == other:
+            continue
+        was = base.field(name).type if base is not None and name in base.names else None
+        if mine == was:
+            fields[name] = pa.field(name, other)
+            retyped.append(name)
+        elif other != was:
+            raise MergeConflictError(
+                f"table {table!r}: column {name!r} changed type on both sides ({was or 'absent'} -> "
+                f"{mine} on ours, -> {other} on theirs); nothing was committed. Give the column one type on "
+                "one branch (commit with allow_type_change=True), then merge",
+                [Conflict({}, name, str(was), str(mine), str(other))],
+            )
+    return pa.schema(list(fields.values())), tuple(retyped)
 
 
 def _apply_resolved(
@@ -164,3 +198,28 @@ def _apply_resolved(
     remaining = [c for c in conflicts if tuple(c.key.values()) not in covered]
     merged = pa.concat_tables([without_keys(merged, resolved, key), resolved])
     return merged, remaining, len(covered)
+
+
+def _as(change: pa.Table, schema: pa.Schema, what: str, key: Sequence[str]) -> pa.Table:
+    """A change set in the merge's types; a value one side wrote that the other side's new column type
+    cannot hold exactly is a conflict."""
+    keys = change.select(list(key))
+    try:
+        columns = [
+            cast_or_raise(
+                change.column(f.name),
+                f.type,
+                what=what,
+                column=f.name.removeprefix("before.").removeprefix("after."),
+                keys=keys,
+            )
+            if f.name in change.column_names
+            else pa.nulls(change.num_rows, f.type)
+            for f in schema
+        ]
+    except LossyCastError as exc:
+        raise MergeConflictError(
+            f"{exc}. The other branch changed the column's type: change the value on one branch first",
+            [],
+        ) from exc
+    return pa.Table.from_arrays(columns, schema=schema)

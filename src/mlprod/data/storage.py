@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlprod.artifacts import ArtifactStore
+from mlprod.data.casts import cast_or_raise
 from mlprod.data.keys import bucket_ids
 from mlprod.data.manifest import ChangeRef, Manifest
 
@@ -71,10 +72,31 @@ def write_buckets(
     return shas, counts
 
 
-def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` with exactly ``schema``'s columns in order; columns it lacks (added later) are null."""
+def conform(
+    table: pa.Table,
+    schema: pa.Schema,
+    *,
+    what: str = "stored rows",
+    key: Sequence[str] = (),
+    allow_lossy: Sequence[str] = (),
+    hint: str = "",
+) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns in order; columns it lacks (added later) are null.
+
+    Each cast must keep every value (``casts``), else the error names ``what``, the column and an
+    example row by ``key``: older rows are never silently changed to fit a newer type.
+    """
+    keys = table.select(list(key)) if key and all(k in table.column_names for k in key) else None
     columns = [
-        table.column(field.name).cast(field.type)
+        cast_or_raise(
+            table.column(field.name),
+            field.type,
+            what=what,
+            column=field.name,
+            keys=keys,
+            allow_lossy=field.name in allow_lossy,
+            hint=hint,
+        )
         if field.name in table.column_names
         else pa.nulls(table.num_rows, field.type)
         for field in schema

@@ -342,6 +342,7 @@ class TableStore:
         branch: str = DEFAULT_BRANCH,
         message: str = "",
         allow_type_change: bool = False,
+        allow_lossy_cast: bool = False,
         validation: Policy | None = None,
         checks: bool = False,
         rebase: bool = True,
@@ -358,6 +359,10 @@ class TableStore:
         rows and appends the bad ones to the side table ``<table>.quarantine``. ``checks`` runs the
         poisoning checks against the current version and reports them in ``notes`` (``poisoning``, and
         ``suspicious_keys`` to review or delete); it never drops rows.
+
+        A value cast into a column's type must come back unchanged (``mlprod.data.casts``), else the
+        commit is refused; ``allow_lossy_cast`` accepts rounding and truncation instead (never
+        overflow, never in key columns) and lists the columns in ``notes["rounded_columns"]``.
         """
         if mode not in MODES:
             raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -368,7 +373,9 @@ class TableStore:
         check_unique_keys(batch, info.key, what=what)
 
         def prepare() -> _Prepared:
-            return self._prepare(info, branch, batch, mode, allow_type_change, validation, checks)
+            return self._prepare(
+                info, branch, batch, mode, allow_type_change, allow_lossy_cast, validation, checks
+            )
 
         prepared = prepare()
         if rebase:
@@ -398,6 +405,7 @@ class TableStore:
         batch: pa.Table,
         mode: str,
         allow_type_change: bool,
+        allow_lossy_cast: bool,
         validation: Policy | None,
         checks: bool,
     ) -> _Prepared:
@@ -411,6 +419,7 @@ class TableStore:
             info.key,
             keys_only=mode == "delete",
             allow_type_change=allow_type_change,
+            allow_lossy_cast=allow_lossy_cast,
         )
         schema = union_schema(fitted.schema, parent.schema) if mode == "delete" else fitted.schema
         screened = (
@@ -418,7 +427,7 @@ class TableStore:
             if mode != "delete"
             else Screened(fitted.batch, None, None)
         )
-        notes: dict[str, Any] = {}
+        notes: dict[str, Any] = {"rounded_columns": fitted.rounded} if fitted.rounded else {}
         if screened.report is not None:
             notes["validation"] = screened.report
         if checks and mode != "delete":
@@ -427,7 +436,10 @@ class TableStore:
             notes["suspicious_keys"] = screened.batch.select(list(info.key)).take(
                 pa.array(report.suspicious_rows)
             )
-        change = self._change(info, parent, screened.batch, mode, schema, rewrite=bool(fitted.retyped))
+        lossy = fitted.retyped if allow_lossy_cast else ()
+        change = self._change(
+            info, parent, screened.batch, mode, schema, rewrite=bool(fitted.retyped), lossy=lossy
+        )
         whole = mode == "replace" or bool(fitted.retyped)
         return _Prepared(
             head, parent, change, schema, fitted.added, fitted.retyped, whole, notes, screened.rejected
@@ -745,6 +757,7 @@ class TableStore:
         schema: pa.Schema,
         *,
         rewrite: bool,
+        lossy: tuple[str, ...] = (),
     ) -> pa.Table:
         key, what = info.key, f"table {info.name!r}"
         if mode == "replace" or (rewrite and mode != "delete"):
@@ -753,7 +766,7 @@ class TableStore:
             )
             if mode != "replace":
                 batch = pa.concat_tables(
-                    [_convert(_without(current, batch, key), schema, what), batch],
+                    [_convert(_without(current, batch, key), schema, what, key, lossy), batch],
                     promote_options="permissive",
                 )
             if rewrite:
@@ -851,10 +864,13 @@ def _without(rows: pa.Table, other: pa.Table, key: Sequence[str]) -> pa.Table:
     return without_keys(rows, other, key)
 
 
-def _convert(rows: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
-    """Existing rows in a changed schema, or a clear error when a value does not convert."""
+def _convert(
+    rows: pa.Table, schema: pa.Schema, what: str, key: Sequence[str], lossy: tuple[str, ...]
+) -> pa.Table:
+    """Existing rows in a changed schema, or a clear error naming a row whose value would change."""
+    hint = "existing rows keep their values: pass allow_lossy_cast=True (--allow-lossy-cast) to round them"
     try:
-        return conform(rows, schema)
+        return conform(rows, schema, what=what, key=key, allow_lossy=lossy, hint=hint)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise InvalidInputError(f"{what}: existing values cannot take the new column type: {exc}") from exc
 

@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlprod.data.casts import same_values
 from mlprod.data.storage import AFTER, BEFORE, after, before
 
 ROW = "*"
@@ -58,7 +59,7 @@ def merge_overlap(
         if name in key:
             continue
         b, o, t = ours.column(before(name)), ours.column(after(name)), theirs.column(after(name))
-        o_same_t, o_same_b, t_same_b = _same(o, t), _same(o, b), _same(t, b)
+        o_same_t, o_same_b, t_same_b = same_values(o, t), same_values(o, b), same_values(t, b)
         take_theirs = pc.and_(pc.and_(o_exists, t_exists), pc.and_(pc.invert(o_same_t), o_same_b))
         clash = pc.and_(
             pc.and_(pc.and_(o_exists, t_exists), pc.invert(o_same_t)),
@@ -87,14 +88,6 @@ def merge_overlap(
             }
         )
     return merged.filter(exists).cast(schema), conflicts, keys.filter(conflict_mask)
-
-
-def _same(x: pa.ChunkedArray, y: pa.ChunkedArray) -> pa.ChunkedArray:
-    both_null = pc.and_(pc.is_null(x), pc.is_null(y))
-    equal = pc.fill_null(pc.equal(x, y), False)
-    if pa.types.is_floating(x.type):
-        equal = pc.or_(equal, pc.fill_null(pc.and_(pc.is_nan(x), pc.is_nan(y)), False))
-    return pc.or_(equal, both_null)
 
 
 def _indices(mask: pa.ChunkedArray | pa.Array) -> list[int]:

@@ -17,8 +17,11 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from mlprod.data import TableStore
+from mlprod.data.columns import check_names
 from mlprod.errors import InvalidInputError, NotFoundError
 from mlprod.features.definitions import Source, TableSource
 from mlprod.workspace import Workspace
@@ -75,21 +78,46 @@ def register_rows(
             raise InvalidInputError(f"{what} reads {rows.describe()}, which needs a workspace")
         store = TableStore(workspace)
         commit = store.resolve(rows.table, rows.ref)
-        conn.register(name, _checkout(store, workspace, rows.table, commit.id))
+        checked_out = _checkout(store, workspace, rows.table, commit.id)
+        check_names(what, checked_out.column_names)
+        conn.register(name, checked_out)
         lineage = {"table": rows.table, "ref": rows.ref, "commit": commit.id, "rows": commit.num_rows}
     elif isinstance(rows, pa.Table | pd.DataFrame):
+        check_names(
+            what, [str(c) for c in (rows.column_names if isinstance(rows, pa.Table) else rows.columns)]
+        )
         conn.register(name, rows)
         lineage = {"in_memory_rows": len(rows)}
     elif isinstance(rows, str | Path):
         path = Path(rows)
         if not path.exists() and not any(ch in str(rows) for ch in "*?["):
             raise NotFoundError(f"{what}: no file {path}")
+        check_file_names(path, what)
         conn.execute(f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS SELECT * FROM {file_scan(path)}")
         lineage = {"path": str(path)} | _file_stamp(path)
     else:
         raise InvalidInputError(f"{what} must be a Parquet/CSV path, a TableSource or rows, not {type(rows)}")
     types = {column: kind for column, kind, *_ in conn.execute(f"DESCRIBE {quote(name)}").fetchall()}
     return Registered(name, what, types, lineage)
+
+
+def check_file_names(path: Path, what: str) -> None:
+    """Refuse a Parquet or CSV file whose column names clash (DuckDB would rename the second ``price`` to
+    ``price_1``, so a view naming a column could get the other one's values)."""
+    if not path.is_file():
+        return
+    suffixes = "".join(path.suffixes).lower()
+    try:
+        if ".csv" in suffixes:
+            with pacsv.open_csv(path) as reader:
+                names = reader.schema.names
+        elif ".tsv" not in suffixes:
+            names = pq.read_schema(path).names
+        else:
+            return
+    except (pa.ArrowException, OSError):
+        return  # not readable this way: DuckDB's scan reports it
+    check_names(what, names)
 
 
 def derive_columns(conn: duckdb.DuckDBPyConnection, source: Registered, derive: dict[str, str]) -> Registered:
