@@ -8,6 +8,7 @@ else escaping is a bug in mlprod.
     ├── WorkspaceError            no workspace, unreadable workspace, already initialised
     ├── ConfigError               mlprod.toml or MLPROD_* value that does not validate
     ├── DatabaseError             metadata database unreachable or failing
+    ├── PredictionLogError        the prediction log cannot take a record: the answer is not sent
     ├── ArtifactError
     │   ├── ArtifactNotFoundError (also KeyError)
     │   └── ArtifactCorruptedError  blob content no longer matches its sha256
@@ -44,6 +45,10 @@ class ConfigError(MlprodError):
 
 class DatabaseError(MlprodError):
     """The metadata database cannot be reached or refused an operation."""
+
+
+class PredictionLogError(MlprodError):
+    """The prediction log cannot record an answer (disk full, directory gone), so it is not sent."""
 
 
 class ArtifactError(MlprodError):

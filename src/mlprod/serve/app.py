@@ -75,6 +75,8 @@ def create_app(
         workspace.prediction_log_dir,
         flush_interval=log_config.flush_interval_seconds,
         max_buffered_rows=log_config.max_buffered_rows,
+        write_ahead=log_config.write_ahead,
+        fsync="always" if log_config.fsync == "always" else "never",
         start=False,
     )
     service = PredictionService(workspace, options, prediction_log)

@@ -16,6 +16,7 @@ from mlprod.errors import (
     ModelFormatError,
     NotFoundError,
     PayloadTooLargeError,
+    PredictionLogError,
     UnauthorizedError,
     ValidationFailedError,
 )
@@ -31,6 +32,7 @@ _STATUS: list[tuple[type[MlprodError], int, str]] = [
     (MergeConflictError, 409, "merge_conflict"),
     (ConflictError, 409, "conflict"),
     (DatabaseError, 503, "database_unavailable"),
+    (PredictionLogError, 503, "prediction_log_unavailable"),
     (ArtifactError, 500, "artifact_error"),
     (ModelFormatError, 500, "model_format_error"),
 ]
