@@ -82,9 +82,12 @@ def test_refused_at_the_bound_without_reading_the_rest() -> None:
 
 # -------------------------------------------------------------- a real server, health polled meanwhile
 
-# The goal is 50 ms; this shared 2-core machine runs other engineers' tests too, so the bound is twice
-# that: parsing these bodies on the event loop instead stalls health checks for 140-300 ms here.
-HEALTH_BOUND_SECONDS = 0.1
+# The goal is 50 ms. This shared 2-core machine runs other engineers' tests too (load averages of
+# 10-18), which can deschedule any process for a while, so the bound is on the 90th percentile, at
+# twice the goal: with these bodies parsed and checked on the event loop instead, it is 130-250 ms
+# here. The maximum must stay far below the 2.3-4.2 s stalls this replaced.
+HEALTH_P90_BOUND_SECONDS = 0.1
+HEALTH_MAX_BOUND_SECONDS = 0.5
 
 
 def _free_port() -> int:
@@ -164,14 +167,17 @@ def test_big_bad_requests_never_stall_health_checks(workspace: Workspace, regist
     finally:
         proc.kill()
         proc.wait()
-    assert max(latencies) < HEALTH_BOUND_SECONDS
+    ordered = sorted(latencies)
+    median, p90 = ordered[len(ordered) // 2], ordered[len(ordered) * 9 // 10]
+    ms = [f"{t * 1000:.1f} ms" for t in (max(baseline), median, p90, ordered[-1])]
+    print(f"\nhealth alone: max {ms[0]}; while big requests ran: {len(latencies)} checks, median {ms[1]}, "
+          f"p90 {ms[2]}, max {ms[3]}")  # fmt: skip
+    assert p90 < HEALTH_P90_BOUND_SECONDS
+    assert ordered[-1] < HEALTH_MAX_BOUND_SECONDS
+    assert len(latencies) >= 20
     for (what, status, text), (_, _, expected_status, expected) in zip(answers, bodies * 3, strict=True):
         assert status == expected_status, (what, text[:300])
         assert expected in text, (what, text[:300])
-    assert len(latencies) >= 10
-    median = sorted(latencies)[len(latencies) // 2]
-    print(f"\nhealth alone: max {max(baseline) * 1000:.1f} ms; while big requests ran: {len(latencies)} "
-          f"checks, median {median * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms")  # fmt: skip
 
 
 def test_the_row_bound_is_configurable_and_checked_on_small_bodies(

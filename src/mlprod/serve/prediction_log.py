@@ -315,7 +315,8 @@ class PredictionLogWriter:
                                             len(self._buffer), set()))  # fmt: skip
                 self._buffer = []
             elif self._segment is not None:
-                self._segment.remove()
+                with self._segments_lock:  # never closed under an fsync in progress
+                    self._segment.remove()
             self._segment = None
             raise PredictionLogError(
                 f"prediction log: cannot write request {request_id!r} to {self.directory / WAL_DIR} "
