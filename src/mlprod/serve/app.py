@@ -242,7 +242,8 @@ NATIVE_PREDICT_OPENAPI: dict[str, Any] = {
         "401": {"description": "No valid API token."},
         "403": {"description": "The token lacks the predict scope."},
         "404": {"description": "Unknown model, alias or version."},
-        "413": {"description": "Body larger than serve.max_body_bytes."},
+        "413": {"description": "Body over serve.max_body_bytes, or rows over serve.max_rows_per_request."},
         "422": {"description": "Inputs do not match the model's signature; the message names the field."},
+        "503": {"description": "The prediction log cannot record the answer (disk full): it is not sent."},
     },
 }
