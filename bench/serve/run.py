@@ -1,8 +1,8 @@
 """Online serving throughput and latency: mlprod vs MLflow, BentoML and two bare FastAPI apps, side by side.
 
 Run: ``.venv/bin/python bench/serve/run.py [--model context|schedule] [--sample 1.0]
-[--only mlprod,mlprod-rows,mlflow,bentoml,lightgbm,onnx] [--duration 15] [--requests 2000]
-[--connections 8] [--wrk-threads 1] [--warmup 3] [--rounds 1] [--work-dir DIR]``.
+[--only mlprod,mlprod-buffered,mlprod-fsync,mlprod-rows,mlflow,bentoml,lightgbm,onnx] [--duration 15]
+[--requests 2000] [--connections 8] [--wrk-threads 1] [--warmup 3] [--rounds 1] [--work-dir DIR]``.
 
 One model for everyone (``prepare.py``): by default the flights LightGBM (200 trees) trained on the
 feature set ``flight-context`` as ``mlprod demo`` trains it, in a temporary mlprod workspace, aliased
@@ -11,7 +11,7 @@ materialized into the online store; ``--model schedule`` trains the schedule-onl
 feature set). The same version is handed to each peer: its LightGBM text file to the bare LightGBM
 app, to MLflow (``mlflow.lightgbm.save_model`` in MLflow's venv) and to BentoML (its model store under
 a temporary ``BENTOML_HOME``, in BentoML's venv); its ONNX file to the bare onnxruntime app. MLflow and
-BentoML get their own venvs under ``~/.cache/mlprod-bench/<tool>-venv`` (``$MLPROD_BENCH_CACHE``),
+BentoML get their own venvs under ``~/.cache/mlprod-bench/<tool>-venv`` (``$BENCH_CACHE``),
 created once and reused; the bare apps run in mlprod's venv.
 
 Every target gets the same flight in the request shape its tool expects: ``mlprod`` the entity-key
@@ -59,7 +59,8 @@ HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
 LUA = HERE / "wrk" / "post.lua"
 VENV_BIN = Path(sys.executable).parent
-CACHE = Path(os.environ.get("MLPROD_BENCH_CACHE", Path.home() / ".cache" / "mlprod-bench"))
+# not MLPROD_*: mlprod refuses unknown MLPROD_* variables, and the servers inherit the environment
+CACHE = Path(os.environ.get("BENCH_CACHE", Path.home() / ".cache" / "mlprod-bench"))
 LIGHTGBM = f"lightgbm=={importlib.metadata.version('lightgbm')}"  # the peers run mlprod's LightGBM
 PEER_REQUIREMENTS = {
     "mlflow": ["mlflow==3.17.2", LIGHTGBM],
@@ -250,6 +251,70 @@ TARGETS: dict[str, Callable[[Model], Target]] = {
     "lightgbm": lightgbm_target,
     "onnx": onnx_target,
 }
+
+
+# ------------------------------------------------------------- durable prediction log (issue 25, item 2)
+# mlprod-buffered and mlprod-fsync are the mlprod target with the write-ahead log off (rows only in
+# memory until the flush, the previous behaviour) and with fsync = "always" (group commit); they run
+# right after mlprod, and report_durable prints mlprod's throughput against them.
+
+DURABLE_GOAL = 0.9  # mlprod (write-ahead on) / mlprod-buffered throughput, at least: a cost of 10 % at most
+
+
+def mlprod_buffered_target(model: Model) -> Target:
+    return dataclasses.replace(
+        mlprod_target(model),
+        name="mlprod-buffered",
+        what="the mlprod target with prediction_log.write_ahead = false: rows only in memory until the flush",
+        env={"MLPROD_PREDICTION_LOG_WRITE_AHEAD": "false"},
+    )
+
+
+def mlprod_fsync_target(model: Model) -> Target:
+    return dataclasses.replace(
+        mlprod_target(model),
+        name="mlprod-fsync",
+        what='the mlprod target with prediction_log.fsync = "always": each answer waits for a shared fsync',
+        env={"MLPROD_PREDICTION_LOG_FSYNC": "always"},
+    )
+
+
+def report_durable(by_name: dict[str, Result]) -> None:
+    ours, buffered = by_name.get(GOAL_TARGET), by_name.get("mlprod-buffered")
+    if ours is None or buffered is None:
+        return
+    print()
+    print(f"durable log: {GOAL_TARGET} (write-ahead, the default) vs without it (req/s, server CPU µs/req)")
+    for name in ("mlprod-buffered", "mlprod-fsync"):
+        other = by_name.get(name)
+        if other is None:
+            continue
+        print(f"  {name:<22}{other.loaded.rps:>10,.0f} req/s {other.cpu_per_request_us:>8,.0f} µs/req")
+    print(f"  {GOAL_TARGET:<22}{ours.loaded.rps:>10,.0f} req/s {ours.cpu_per_request_us:>8,.0f} µs/req")
+    ratio = ours.loaded.rps / buffered.loaded.rps
+    by_cpu = buffered.cpu_per_request_us / ours.cpu_per_request_us
+    label = f"{GOAL_TARGET} / mlprod-buffered"
+    print(
+        f"  {label:<22}{ratio:>9.2f}x   goal >= {DURABLE_GOAL:g}x  {verdict(ratio >= DURABLE_GOAL):<6}"
+        f"(by CPU per request {by_cpu:.2f}x)"
+    )
+
+
+Factories = dict[str, Callable[[Model], Target]]
+
+
+def with_durable_targets(targets: Factories) -> Factories:
+    """``targets`` with the two durable-log variants right after mlprod (close in time: less noise)."""
+    out: Factories = {}
+    for name, factory in targets.items():
+        out[name] = factory
+        if name == GOAL_TARGET:
+            out["mlprod-buffered"] = mlprod_buffered_target
+            out["mlprod-fsync"] = mlprod_fsync_target
+    return out
+
+
+TARGETS = with_durable_targets(TARGETS)
 
 
 # ------------------------------------------------------------------------------------------ peer venvs
@@ -633,8 +698,10 @@ def report(results: list[Result], model: Model, args: argparse.Namespace) -> Non
         f"single connection: {args.requests} requests (p50/p99/max); throughput: wrk -t{args.wrk_threads} "
         f"-c{args.connections} -d{args.duration:g}s; best of {args.rounds} round(s) each"
     )
+    width = max(12, *(len(r.target.name) + 1 for r in results))
     header = (
-        f"{'target':<12}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{f'p99@{args.connections}':>8}"
+        f"{'target':<{width}}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}"
+        f"{f'p99@{args.connections}':>8}"
         f"{'non-2xx':>8}{'sock err':>9}{'server':>8}{'wrk':>6}{'other':>7}{'CPU µs/req':>11}"
     )
     print(header)
@@ -642,7 +709,7 @@ def report(results: list[Result], model: Model, args: argparse.Namespace) -> Non
     for r in results:
         single, loaded, seconds = r.single, r.loaded, r.loaded.seconds
         print(
-            f"{r.target.name:<12}{loaded.rps:>8,.0f}{single.percentile_ms(50):>8.2f}"
+            f"{r.target.name:<{width}}{loaded.rps:>8,.0f}{single.percentile_ms(50):>8.2f}"
             f"{single.percentile_ms(99):>8.2f}{single.percentile_ms(100):>8.2f}{loaded.percentile_ms(99):>8.2f}"
             f"{r.non2xx:>8}{r.socket_errors:>9}{r.server_cpu / seconds:>8.0%}{loaded.wrk_cpu / seconds:>6.0%}"
             f"{r.other_cpu / seconds:>7.0%}{r.cpu_per_request_us:>11,.0f}"
@@ -652,7 +719,7 @@ def report(results: list[Result], model: Model, args: argparse.Namespace) -> Non
         "of the machine; high means a noisy run). CPU µs/req: the server's CPU per request in that run."
     )
     for r in results:
-        print(f"  {r.target.name:<12}{r.target.what}")
+        print(f"  {r.target.name:<{width}}{r.target.what}")
 
     by_name = {r.target.name: r for r in results}
     logging = [r for r in results if r.logged is not None]
@@ -697,6 +764,7 @@ def report(results: list[Result], model: Model, args: argparse.Namespace) -> Non
     print(f"  {label:<22}{p99:>7.2f} ms   goal < {target:<6}{verdict(p99 < P99_GOAL_MS)}")
     errors = ours.non2xx + ours.socket_errors
     print(f"  {f'{GOAL_TARGET} errors':<22}{errors:>10}   goal = {'0':<6}{verdict(errors == 0)}")
+    report_durable(by_name)
 
 
 def verdict(ok: bool) -> str:
@@ -736,6 +804,8 @@ def main() -> None:
     unknown = [n for n in names if n not in TARGETS]
     if unknown or not names:
         parser.error(f"--only: unknown target(s) {unknown}; choose from {', '.join(TARGETS)}")
+    if "MLPROD_BENCH_CACHE" in os.environ:  # mlprod would refuse it as an unknown MLPROD_* variable
+        parser.error("MLPROD_BENCH_CACHE is now BENCH_CACHE (the servers refuse unknown MLPROD_* variables)")
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (Debian: apt-get install wrk)")
     if not 0 < args.sample <= 1:

@@ -75,6 +75,9 @@ class ServeSection(_Section):
         default=0.0, ge=0, description="Wait up to this long to batch concurrent requests (0: off)."
     )
     micro_batch_max_rows: int = Field(default=256, gt=0, description="Largest micro-batch.")
+    max_rows_per_request: int = Field(
+        default=10_000, gt=0, description="Rows one predict request may hold; more get 413 at once."
+    )
     json_logs: bool = Field(default=False, description="Write the server log as one JSON object per line.")
 
 
@@ -82,6 +85,15 @@ class PredictionLogSection(_Section):
     path: str = Field(default="predictions", description="Prediction log directory.")
     flush_interval_seconds: float = Field(default=1.0, gt=0)
     max_buffered_rows: int = Field(default=50_000, gt=0)
+    write_ahead: bool = Field(
+        default=True,
+        description="Append each request's rows to a segment file before answering (a crash loses none).",
+    )
+    fsync: str = Field(
+        default="never",
+        pattern="^(never|always)$",
+        description="never: a power loss may lose the last seconds; always: fsync (group commit) first.",
+    )
 
 
 class FeaturesSection(_Section):

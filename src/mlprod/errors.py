@@ -9,6 +9,7 @@ else escaping is a bug in mlprod.
     ├── ConfigError               mlprod.toml or MLPROD_* value that does not validate
     ├── DatabaseError             metadata database unreachable or failing
     ├── StorageFullError          no space left writing the metadata DB or a blob (nothing committed)
+    ├── PredictionLogError        the prediction log cannot take a record: the answer is not sent
     ├── ArtifactError
     │   ├── ArtifactNotFoundError (also KeyError)
     │   └── ArtifactCorruptedError  blob content no longer matches its sha256
@@ -55,6 +56,10 @@ class DatabaseError(MlprodError):
 
 class StorageFullError(MlprodError):
     """The disk (or quota) holding the metadata database or the artifact store is full."""
+
+
+class PredictionLogError(MlprodError):
+    """The prediction log cannot record an answer (disk full, directory gone), so it is not sent."""
 
 
 class ArtifactError(MlprodError):

@@ -95,3 +95,25 @@ def test_prediction_times_must_be_aware(tmp_path: Path) -> None:
         writer.append(request_id="r", model="m", version=1, route="champion", inputs=[{}],
                       predictions=[0.1], latency_ms=1.0, at=datetime(2013, 7, 1))  # fmt: skip
     writer.close()
+
+
+def test_rows_still_in_a_write_ahead_segment_are_read_with_the_files(log_dir: Path) -> None:
+    writer = PredictionLogWriter(log_dir, start=False)  # a live server between two flushes
+    writer.append(request_id="live", model="m", version=1, route="champion",
+                  inputs=[{"distance": 900.0, "carrier": "B6"}], predictions=[0.9], latency_ms=1.0,
+                  at=START + timedelta(hours=30))  # fmt: skip
+    rows = _read(log_dir)
+    assert rows.column("distance").to_pylist() == [400.0, 200.0, 0.0, None, 900.0]
+    assert rows.column("carrier").to_pylist()[-1] == "B6"
+    labels = pa.table({"request_id": ["live"], "delayed": [True]})
+    assert _read(log_dir, labels=LabelSource(labels, column="delayed")).column("label").to_pylist()[-1] == 1.0
+    writer.close()
+    assert _read(log_dir).column("distance").to_pylist() == [400.0, 200.0, 0.0, None, 900.0]  # once
+
+
+def test_a_log_of_segments_alone_is_read(tmp_path: Path) -> None:
+    writer = PredictionLogWriter(tmp_path, start=False)
+    writer.append(request_id="only", model="m", version=1, route="champion",
+                  inputs=[{"distance": 1.0, "carrier": "UA"}], predictions=[0.1], latency_ms=1.0)  # fmt: skip
+    assert _read(tmp_path).column("prediction").to_pylist() == [0.1]
+    writer.close()

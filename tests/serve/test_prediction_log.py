@@ -1,6 +1,7 @@
 """The prediction log writer: its flush triggers, its bounds, its strict JSON, its errors.
 
-The crash guarantee (``kill -9``) is tested in ``test_prediction_log_crash.py``.
+The crash guarantee (``kill -9``) is tested in ``test_prediction_log_crash.py``, the write-ahead
+segments in ``test_write_ahead.py``.
 """
 
 import json
@@ -29,6 +30,11 @@ def append(writer: PredictionLogWriter, request_id: str, n: int = 1) -> None:
     )
 
 
+def parquet_rows(directory: Path) -> int:
+    """Rows in the Parquet files alone (``read_prediction_log`` also reads the write-ahead segments)."""
+    return sum(pq.read_metadata(p).num_rows for p in directory.rglob("part-*.parquet"))
+
+
 def test_empty_log_reads_as_an_empty_table(tmp_path: Path) -> None:
     assert read_prediction_log(tmp_path / "none").num_rows == 0
 
@@ -38,8 +44,9 @@ def test_records_are_flushed_on_the_timer(tmp_path: Path) -> None:
     try:
         append(writer, "a", n=3)
         deadline = time.monotonic() + 5
-        while read_prediction_log(tmp_path).num_rows < 3 and time.monotonic() < deadline:
+        while parquet_rows(tmp_path) < 3 and time.monotonic() < deadline:
             time.sleep(0.02)
+        assert parquet_rows(tmp_path) == 3
         assert read_prediction_log(tmp_path).column("row").to_pylist() == [0, 1, 2]
     finally:
         writer.close()
@@ -49,9 +56,12 @@ def test_close_flushes_what_is_buffered(tmp_path: Path) -> None:
     writer = PredictionLogWriter(tmp_path, flush_interval=3600)
     append(writer, "a")
     append(writer, "b")
-    assert read_prediction_log(tmp_path).num_rows == 0
+    assert parquet_rows(tmp_path) == 0
+    assert read_prediction_log(tmp_path).column("request_id").to_pylist() == ["a", "b"]  # from the segment
     writer.close()
+    assert parquet_rows(tmp_path) == 2
     assert read_prediction_log(tmp_path).column("request_id").to_pylist() == ["a", "b"]
+    assert not list((tmp_path / "_wal").iterdir())  # the segment is gone once its rows are in Parquet
 
 
 def test_a_full_buffer_is_flushed_early(tmp_path: Path) -> None:
@@ -59,17 +69,18 @@ def test_a_full_buffer_is_flushed_early(tmp_path: Path) -> None:
     try:
         append(writer, "a", n=10)
         deadline = time.monotonic() + 5
-        while read_prediction_log(tmp_path).num_rows < 10 and time.monotonic() < deadline:
+        while parquet_rows(tmp_path) < 10 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert read_prediction_log(tmp_path).num_rows == 10
+        assert parquet_rows(tmp_path) == 10
     finally:
         writer.close()
 
 
 def test_a_failed_write_keeps_the_records_and_the_writer_alive(tmp_path: Path) -> None:
+    """Memory-only mode: the rows wait in memory while the directory cannot be written."""
     blocked = tmp_path / "log"
     blocked.write_text("a file where the log directory should be")
-    writer = PredictionLogWriter(blocked, flush_interval=0.05)
+    writer = PredictionLogWriter(blocked, flush_interval=0.05, write_ahead=False)
     try:
         append(writer, "kept")
         time.sleep(0.3)  # several failed flushes
@@ -84,7 +95,7 @@ def test_a_failed_write_keeps_the_records_and_the_writer_alive(tmp_path: Path) -
 
 def wait_for_rows(directory: Path, rows: int, timeout: float = 5.0) -> int:
     deadline = time.monotonic() + timeout
-    while (found := read_prediction_log(directory).num_rows) < rows and time.monotonic() < deadline:
+    while (found := parquet_rows(directory)) < rows and time.monotonic() < deadline:
         time.sleep(0.02)
     return found
 
@@ -172,7 +183,9 @@ def test_a_long_disk_failure_drops_the_oldest_rows_and_says_so(
 ) -> None:
     blocked = tmp_path / "log"
     blocked.write_text("a file where the log directory should be")
-    writer = PredictionLogWriter(blocked, flush_interval=0.05, max_buffered_rows=4, max_pending_rows=6)
+    writer = PredictionLogWriter(
+        blocked, flush_interval=0.05, max_buffered_rows=4, max_pending_rows=6, write_ahead=False
+    )
     try:
         with caplog.at_level(logging.ERROR, logger="mlprod.serve.prediction_log"):
             for i in range(10):
@@ -219,7 +232,7 @@ def test_appends_after_close_are_counted_as_dropped(tmp_path: Path, caplog: pyte
 def test_a_failed_final_write_is_raised_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     blocked = tmp_path / "log"
     blocked.write_text("not a directory")
-    writer = PredictionLogWriter(blocked, start=False)
+    writer = PredictionLogWriter(blocked, start=False, write_ahead=False)
     append(writer, "r", n=3)
     with caplog.at_level(logging.ERROR), pytest.raises(NotADirectoryError):
         writer.close()
@@ -235,6 +248,10 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
         InvalidInputError, match=r"max_pending_rows \(5\) must be >= max_buffered_rows \(10\)"
     ):
         PredictionLogWriter(tmp_path, max_buffered_rows=10, max_pending_rows=5)
+    with pytest.raises(InvalidInputError, match="fsync must be one of never, always, got 'sometimes'"):
+        PredictionLogWriter(tmp_path, fsync="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match='fsync = "always" needs write_ahead on'):
+        PredictionLogWriter(tmp_path, fsync="always", write_ahead=False)
     writer = PredictionLogWriter(tmp_path, start=False)
     with pytest.raises(InvalidInputError, match=r"request 'r' has 2 input row\(s\) but 1 prediction\(s\)"):
         writer.append(request_id="r", model="m", version=1, route="r", inputs=[{}, {}], predictions=[0.5],

@@ -60,15 +60,13 @@ def logged_rows(
             raise InvalidInputError(f"monitor: --{option} {bound} has no time zone; give a UTC time")
     if since is not None and until is not None and since >= until:
         raise InvalidInputError(f"monitor: --since {since} is not before --until {until}")
-    files = sorted(str(p) for p in log_dir.rglob("part-*.parquet")) if log_dir.is_dir() else []
-    if not files:
-        raise NotFoundError(f"monitor: no prediction log under {log_dir}; serve the model first")
+    log = _log_relation(log_dir)
     params = {
-        "files": files, "model": model, "version": version, "since": since, "until": until,
+        "model": model, "version": version, "since": since, "until": until,
         "routes": list(routes) if routes else None,
     }  # fmt: skip
-    rows = """
-        SELECT * FROM read_parquet($files)
+    rows = f"""
+        SELECT * FROM ({log}) AS logged
         WHERE model = $model AND version = $version
           AND ($since IS NULL OR time >= $since) AND ($until IS NULL OR time < $until)
           AND ($routes IS NULL OR list_contains($routes, route))
@@ -76,6 +74,7 @@ def logged_rows(
     extracted = [f"TRY_CAST({_json_text(n)} AS DOUBLE) AS {_identifier(n)}" for n in numeric]
     extracted += [f"{_json_text(n)} AS {_identifier(n)}" for n in categorical]
     with duckdb.connect() as conn:
+        conn.register("unconverted", log.unconverted)
         if conn.execute(f"SELECT count(*) FROM ({rows})", params).fetchall() == [(0,)]:
             raise NotFoundError(f"monitor: the prediction log has no rows of {model}/{version} in that range")
         label, join = "NULL::DOUBLE", ""
@@ -89,6 +88,34 @@ def logged_rows(
         reader: pa.RecordBatchReader = conn.sql(sql, params=params).to_arrow_reader(batch_rows)
         for batch in reader:
             yield pa.Table.from_batches([batch])
+
+
+@dataclass(frozen=True)
+class _Log:
+    """SQL over the log's Parquet files and the rows of write-ahead segments not yet converted."""
+
+    files: list[str]
+    unconverted: pa.Table
+
+    def __str__(self) -> str:
+        parts = [f"SELECT * FROM read_parquet({_sql_list(self.files)})"] if self.files else []
+        if self.unconverted.num_rows or not parts:
+            parts.append("SELECT * FROM unconverted")
+        return " UNION ALL BY NAME ".join(parts)
+
+
+def _log_relation(log_dir: Path) -> _Log:
+    # imported here: importing mlprod.serve loads the web app, which reading the log does not need
+    from mlprod.serve.prediction_log import segment_rows_not_in_parquet
+
+    files, unconverted = segment_rows_not_in_parquet(log_dir)
+    if not files and unconverted.num_rows == 0:
+        raise NotFoundError(f"monitor: no prediction log under {log_dir}; serve the model first")
+    return _Log(files, unconverted)
+
+
+def _sql_list(paths: list[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
 def _json_text(name: str) -> str:

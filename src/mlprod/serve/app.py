@@ -83,6 +83,8 @@ def create_app(
         workspace.prediction_log_dir,
         flush_interval=log_config.flush_interval_seconds,
         max_buffered_rows=log_config.max_buffered_rows,
+        write_ahead=log_config.write_ahead,
+        fsync="always" if log_config.fsync == "always" else "never",
         start=False,
     )
     service = PredictionService(workspace, options, prediction_log)
@@ -248,9 +250,10 @@ _PREDICT_ERRORS = error_responses(
     **AUTH_ERRORS,
     **{
         "404": "Unknown model, alias or version.",
-        "413": "Body larger than serve.max_body_bytes.",
+        "413": "Body over serve.max_body_bytes, or rows over serve.max_rows_per_request.",
         "415": "Body not sent as 'Content-Type: application/json'.",
         "422": "Inputs do not match the model's signature; the message names the field.",
+        "503": "The prediction log cannot record the answer (disk full): it is not sent.",
     },
 )
 NATIVE_PREDICT_OPENAPI: dict[str, Any] = {

@@ -19,6 +19,7 @@ from mlprod.errors import (
     ModelFormatError,
     NotFoundError,
     PayloadTooLargeError,
+    PredictionLogError,
     StorageFullError,
     UnauthorizedError,
     UnsupportedMediaTypeError,
@@ -41,6 +42,7 @@ _STATUS: list[tuple[type[MlprodError], int, str]] = [
     (StorageFullError, 507, "insufficient_storage"),
     (DamagedHistoryError, 500, "damaged_history"),
     (DatabaseError, 503, "database_unavailable"),
+    (PredictionLogError, 503, "prediction_log_unavailable"),
     (ArtifactError, 500, "artifact_error"),
     (ModelFormatError, 500, "model_format_error"),
 ]

@@ -7,12 +7,17 @@ import json
 import time
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+
 from mlprod.errors import InvalidInputError, MlprodError
 from mlprod.serve.http_errors import status_for
+from mlprod.serve.large_body import parse_large_json_object
 from mlprod.serve.metrics import ServingMetrics
 from mlprod.serve.request_auth import Authorize
 from mlprod.serve.request_body import parse_json_object
-from mlprod.serve.service import Prediction, PredictionService
+from mlprod.serve.service import INLINE_ROWS, Prediction, PredictionService
+
+LARGE_BODY_BYTES = 64 * 1024  # larger bodies are parsed on a worker thread, in steps that let the loop run
 
 
 class NativePredict:
@@ -30,7 +35,11 @@ class NativePredict:
         started = time.perf_counter()
         try:
             self.authorize.check_header(authorization, "predict")
-            body = parse_json_object(raw_body)
+            if len(raw_body) > LARGE_BODY_BYTES:
+                limit = self.service.options.max_rows_per_request
+                body = await run_in_threadpool(parse_large_json_object, raw_body, max_items=limit)
+            else:
+                body = parse_json_object(raw_body)
             answer = await self.service.predict(
                 target,
                 body,
@@ -49,7 +58,13 @@ class NativePredict:
             seconds=time.perf_counter() - started,
         )  # fmt: skip
         self.metrics.observe_prediction_rows(answer.model, answer.version, len(answer.predictions))
-        return json.dumps(native_answer(answer)).encode()
+        if len(answer.predictions) > INLINE_ROWS:
+            return await run_in_threadpool(_encode, answer)
+        return _encode(answer)
+
+
+def _encode(answer: Prediction) -> bytes:
+    return json.dumps(native_answer(answer)).encode()
 
 
 def native_answer(answer: Prediction) -> dict[str, Any]:

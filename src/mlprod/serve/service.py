@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from mlprod.errors import InvalidInputError, MlprodError, NotFoundError
+from mlprod.errors import InvalidInputError, MlprodError, NotFoundError, PayloadTooLargeError
 from mlprod.features.catalog import load_catalog, open_online_store
 from mlprod.features.online_store import OnlineStore
 from mlprod.models import ModelVersion, Registry
@@ -48,6 +48,7 @@ class ServeOptions:
     refresh_seconds: float = 2.0
     micro_batch_max_wait_ms: float = 0.0
     micro_batch_max_rows: int = 256
+    max_rows_per_request: int = 10_000
     online_features: bool = True
 
     @classmethod
@@ -59,6 +60,7 @@ class ServeOptions:
             refresh_seconds=section.refresh_seconds,
             micro_batch_max_wait_ms=section.micro_batch_max_wait_ms,
             micro_batch_max_rows=section.micro_batch_max_rows,
+            max_rows_per_request=section.max_rows_per_request,
         )
         return cls(**{**options.__dict__, **overrides})
 
@@ -128,12 +130,15 @@ class PredictionService:
         ``routed`` is the choice ``route`` already made for this request, if the caller needed it.
         """
         started = time.perf_counter()
+        count = _row_count(payload, self.options.max_rows_per_request)  # before any per-value work
         routed = routed or self.route(target, payload, route_key)
         served = await self.served(routed.ref)
-        rows, misses = await self._rows(served, payload)
-        if len(rows) > INLINE_ROWS:
+        large = count > INLINE_ROWS  # its per-row work goes to a worker thread: the loop keeps serving
+        if large:
+            rows, misses = await run_in_threadpool(self._prepare, served, payload)
             predictions = await run_in_threadpool(served.model.predict_rows, rows)
         else:
+            rows, misses = await self._rows(served, payload)
             matrix = served.model.encoder.encode_rows(rows)
             batcher: MicroBatcher | None = served.extras.get("batcher")
             if batcher is not None:
@@ -150,7 +155,12 @@ class PredictionService:
             misses if any(misses) else None,
             rows,
         )
-        self._log(answer, (time.perf_counter() - started) * 1000)
+        latency_ms = (time.perf_counter() - started) * 1000
+        if large:
+            logged = await run_in_threadpool(self._log, answer, latency_ms)
+        else:
+            logged = self._log(answer, latency_ms)
+        await self.prediction_log.synced(logged)  # with prediction_log.fsync = "always"
         if routed.plan is not None and routed.plan.shadows:
             self._mirror(routed.plan, rows, request_id)
         return answer
@@ -177,18 +187,25 @@ class PredictionService:
     async def _rows(
         self, served: Served, payload: Mapping[str, Any]
     ) -> tuple[list[dict[str, Any]], list[list[str]]]:
+        online: OnlineInputs | None = served.extras.get("online")
+        if online is not None and not online.local:  # a network store must not block the loop
+            return await run_in_threadpool(self._prepare, served, payload)
+        return self._prepare(served, payload)
+
+    def _prepare(
+        self, served: Served, payload: Mapping[str, Any]
+    ) -> tuple[list[dict[str, Any]], list[list[str]]]:
+        """The request's rows, checked against the model's fields and completed from the online store."""
         rows = _payload_rows(payload)
         at = _as_of(payload)
-        online: OnlineInputs | None = served.extras.get("online")
         _refuse_unknown_fields(rows, served.extras["accepted_fields"])
+        online: OnlineInputs | None = served.extras.get("online")
         if online is None:
             return rows, []
-        if len(rows) > INLINE_ROWS or not online.local:  # a network store must not block the loop
-            return await run_in_threadpool(online.fill, rows, at=at)
         return online.fill(rows, at=at)
 
-    def _log(self, answer: Prediction, latency_ms: float) -> None:
-        self.prediction_log.append(
+    def _log(self, answer: Prediction, latency_ms: float) -> int:
+        return self.prediction_log.append(
             request_id=answer.request_id,
             model=answer.model,
             version=answer.version,
@@ -227,7 +244,10 @@ class PredictionService:
         answer = Prediction(
             served.version.model, served.version.version, SHADOW, request_id, predictions.tolist(), None, rows
         )
-        self._log(answer, (time.perf_counter() - started) * 1000)
+        try:
+            await run_in_threadpool(self._log, answer, (time.perf_counter() - started) * 1000)
+        except MlprodError as exc:
+            log.warning("shadow %s: request %s not logged: %s", ref, request_id, exc)
         self._observe_shadow(answer.model, answer.version, None, started)
 
     def _observe_shadow(
@@ -346,26 +366,50 @@ def _new_request_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _payload_rows(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _row_count(payload: Mapping[str, Any], limit: int) -> int:
+    """The rows of a ``rows`` or ``columns`` body, read from list lengths alone; refused over ``limit``."""
     if "rows" in payload:
         rows = payload["rows"]
         if not isinstance(rows, list):
             raise InvalidInputError(f'"rows" must be a list of objects, got {type(rows).__name__}')
+        count = len(rows)
+    elif "columns" in payload:
+        columns = payload["columns"]
+        if not isinstance(columns, Mapping):
+            raise InvalidInputError(f'"columns" must be an object of lists, got {type(columns).__name__}')
+        for name, values in columns.items():
+            if not isinstance(values, list):
+                raise InvalidInputError(
+                    f"column {name!r} must be a list of values, got {type(values).__name__}"
+                )
+        lengths = {name: len(values) for name, values in columns.items()}
+        if len(set(lengths.values())) > 1:
+            raise InvalidInputError(f"columns have different lengths: {_summary(lengths)}")
+        count = next(iter(lengths.values()), 0)
+    else:
+        raise InvalidInputError(
+            'request body needs "rows" (a list of objects) or "columns" (an object of lists)'
+        )
+    if count > limit:
+        raise PayloadTooLargeError(
+            f"the request has {count:,} rows; at most {limit:,} rows per request "
+            "(config: serve.max_rows_per_request): split it, or use `mlprod predict` for batches"
+        )
+    return count
+
+
+def _summary(lengths: dict[str, int], shown: int = 10) -> str:
+    items = list(lengths.items())
+    text = ", ".join(f"{name!r}: {n}" for name, n in items[:shown])
+    return "{" + text + (f", … {len(items) - shown} more" if len(items) > shown else "") + "}"
+
+
+def _payload_rows(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a body ``_row_count`` accepted."""
+    if "rows" in payload:
+        rows: list[dict[str, Any]] = payload["rows"]
         return rows
-    if "columns" in payload:
-        return _columns_to_rows(payload["columns"])
-    raise InvalidInputError('request body needs "rows" (a list of objects) or "columns" (an object of lists)')
-
-
-def _columns_to_rows(columns: Any) -> list[dict[str, Any]]:
-    if not isinstance(columns, Mapping):
-        raise InvalidInputError(f'"columns" must be an object of lists, got {type(columns).__name__}')
-    for name, values in columns.items():
-        if not isinstance(values, list):
-            raise InvalidInputError(f"column {name!r} must be a list of values, got {type(values).__name__}")
-    lengths = {name: len(values) for name, values in columns.items()}
-    if len(set(lengths.values())) > 1:
-        raise InvalidInputError(f"columns have different lengths: {lengths}")
+    columns = payload["columns"]
     names = list(columns)
     return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
