@@ -40,10 +40,12 @@ from mlprod.serve.admin_api import register_admin_api
 from mlprod.serve.auth import TokenVerifier
 from mlprod.serve.fast_path import PredictFastPath
 from mlprod.serve.http_errors import error_body, status_for
+from mlprod.serve.inference_protocol import is_protocol_path, register_inference_protocol
 from mlprod.serve.metrics import CONTENT_TYPE, ServingMetrics
 from mlprod.serve.native_predict import NativePredict
 from mlprod.serve.prediction_log import PredictionLogWriter
-from mlprod.serve.request_auth import Authorize, authorizer
+from mlprod.serve.protocol_infer import ProtocolInfer
+from mlprod.serve.request_auth import authorizer
 from mlprod.serve.request_body import read_body
 from mlprod.serve.service import PredictionService, ServeOptions
 from mlprod.serve.tokens import TokenStore
@@ -120,6 +122,8 @@ def create_app(
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         message = f"no route {request.method} {request.url.path}" if exc.status_code == 404 else exc.detail
+        if is_protocol_path(request.url.path):  # the Open Inference Protocol's error shape
+            return JSONResponse({"error": str(message), "code": "http_error"}, status_code=exc.status_code)
         return JSONResponse(error_body("http_error", str(message)), status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
@@ -184,20 +188,11 @@ def create_app(
             raise InvalidInputError(f"model version must be a positive integer, got {version}")
         return await predict(request, f"{name}/{version}")
 
-    app.add_middleware(PredictFastPath, predictor=native, max_body=max_body)
+    protocol = ProtocolInfer(service, metrics, authorize)
+    app.add_middleware(PredictFastPath, predictor=native, max_body=max_body, protocol=protocol)
     register_admin_api(app, service, authorize)
-    _register_inference_protocol(app, service, metrics, authorize, max_body)
+    register_inference_protocol(app, protocol, authorize, max_body)
     return app
-
-
-def _register_inference_protocol(
-    app: FastAPI, service: PredictionService, metrics: ServingMetrics, authorize: Authorize, max_body: int
-) -> None:
-    try:
-        from mlprod.serve.inference_protocol import register_inference_protocol
-    except ImportError:  # pragma: no cover - until the module lands
-        return
-    register_inference_protocol(app, service, metrics, authorize, max_body)
 
 
 def _ping(workspace: Workspace) -> None:
