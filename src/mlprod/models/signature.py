@@ -13,6 +13,7 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,11 +52,7 @@ class InputField:
     @property
     def integer_range(self) -> tuple[int, int]:
         """The smallest and largest value of an integral input's type (int64's for an unknown one)."""
-        try:
-            info = np.iinfo(self.dtype.lower().split("[", 1)[0])
-        except (TypeError, ValueError):
-            info = np.iinfo(np.int64)
-        return int(info.min), int(info.max)
+        return _integer_range(self.dtype)
 
 
 @dataclass(frozen=True)
@@ -152,6 +149,15 @@ class Signature:
         return cls(inputs=tuple(fields), unknown_categories=unknown_categories)
 
 
+@functools.lru_cache(maxsize=64)
+def _integer_range(dtype: str) -> tuple[int, int]:
+    try:
+        info = np.iinfo(dtype.lower().split("[", 1)[0])
+    except (TypeError, ValueError):
+        info = np.iinfo(np.int64)
+    return int(info.min), int(info.max)
+
+
 def _nullable(column: pd.Series) -> bool:
     """Missing values in the column, or a type made to hold them (pandas' ``Int64``, ``string`` …)."""
     return bool(column.isna().any()) or not isinstance(column.dtype, np.dtype)
@@ -202,7 +208,11 @@ class FeatureEncoder:
                 if value is None:
                     append(nan)
                 elif codes is None and (
-                    (kind is float and not integral and value - value == 0.0)
+                    (
+                        kind is float
+                        and value - value == 0.0
+                        and (not integral or (value.is_integer() and low <= value <= high))
+                    )
                     or (kind is int and low <= value <= high)
                 ):
                     append(float(value))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -21,10 +22,11 @@ from mlprod.serve.http_errors import status_for
 from mlprod.serve.metrics import ServingMetrics
 from mlprod.serve.model_pool import Served
 from mlprod.serve.online_inputs import OnlineInputs
+from mlprod.serve.protocol_templates import BodyTemplates
 from mlprod.serve.protocol_tensors import (
     FLOATS,
     INTEGERS,
-    Tensor,
+    Tensors,
     as_object,
     as_text,
     binary_output,
@@ -36,6 +38,8 @@ from mlprod.serve.service import Prediction, PredictionService
 
 _MAX_VERSION = 2**63 - 1
 _INPUTS_KEY = "protocol_inputs"
+_FIRST = itemgetter(0)
+_quote = json.encoder.encode_basestring_ascii  # what json.dumps writes for a string
 
 
 class ProtocolAnswer(NamedTuple):
@@ -52,6 +56,7 @@ class ProtocolInfer:
         self.service = service
         self.metrics = metrics
         self.authorize = authorize
+        self.templates = BodyTemplates()
 
     async def answer(
         self,
@@ -70,12 +75,20 @@ class ProtocolInfer:
         service = self.service
         try:
             self.authorize.check_header(authorization, "predict")
-            body, binary = parse_body(await read_body(), header_length)
-            parameters = as_object(body.get("parameters", {}), '"parameters"')
-            tensors = decode_inputs(body.get("inputs"), binary)
+            raw = await read_body()
+            known = self.templates.decode(raw) if header_length is None else None
+            if known is None:
+                body, binary = parse_body(raw, header_length)
+                parameters = as_object(body.get("parameters", {}), '"parameters"')
+                tensors = decode_inputs(body.get("inputs"), binary)
+                if tensors.plain:
+                    self.templates.learn(raw, body, tensors)
+            else:  # the same request as an earlier one but for the data: checked then
+                body, tensors = known
+                parameters = body.get("parameters", {})
             route_key = route_key or as_text(parameters.get("route_key"), '"parameters.route_key"')
-            columns = {t.name: t.values for t in tensors}
-            payload: dict[str, Any] = {"columns": columns}
+            # zip stops at the shortest tensor: unequal rows are refused by check() before predicting
+            payload: dict[str, Any] = {"rows": _rows(tensors)}
             routed = service.route(target, payload, route_key)  # checked against who answers
             served = await service.served(routed.ref)
             output = served.version.signature.output
@@ -99,6 +112,13 @@ class ProtocolInfer:
         )  # fmt: skip
         self.metrics.observe_prediction_rows(answer.model, answer.version, len(answer.predictions))
         return _encode(answer, output, binary_out)
+
+
+def _rows(tensors: Tensors) -> list[dict[str, Any]]:
+    names, values = tensors.names, tensors.values
+    if tensors.rows.count(1) == len(names):  # one row, the usual online request
+        return [dict(zip(names, map(_FIRST, values), strict=True))]
+    return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=False)]
 
 
 def versioned_target(name: str, version: str) -> str:
@@ -159,27 +179,33 @@ class _Inputs:
         self.accepted: frozenset[str] = served.extras.get("accepted_fields", frozenset(fields))
         self.complete = "online" not in served.extras  # without a lookup every input must be given
         self.datatypes = {name: _accepted_datatypes(fields.get(name), served) for name in self.accepted}
+        self.pairs = frozenset((name, d) for name, (allowed, _) in self.datatypes.items() for d in allowed)
+        self._passed: tuple[list[str] | None, list[str] | None] = (None, None)
 
-    def check(self, tensors: list[Tensor]) -> None:
-        accepted = self.accepted
-        unknown = [t.name for t in tensors if t.name not in accepted]
-        if unknown:
+    def check(self, tensors: Tensors) -> None:
+        names = tensors.names
+        if names is self._passed[0] and tensors.datatypes is self._passed[1]:
+            return  # a known body template's tensors (the same lists), which passed before
+        if not self.accepted.issuperset(names):
+            unknown = [name for name in names if name not in self.accepted]
             raise InvalidInputError(f"unknown input tensor(s) {unknown}: {self._takes()}")
-        if self.complete and len(tensors) != len(self.input_names):  # names are unique and known
-            given = {t.name for t in tensors}
-            missing = [name for name in self.input_names if name not in given]
+        if self.complete and len(names) != len(self.input_names):  # names are unique and known
+            missing = [name for name in self.input_names if name not in set(names)]
             raise InvalidInputError(f"missing input tensor(s) {missing}: {self._takes()}")
-        rows = tensors[0].rows
-        if any(t.rows != rows for t in tensors):
-            counts = {t.name: t.rows for t in tensors}
+        rows = tensors.rows
+        if rows.count(rows[0]) != len(rows):
+            counts = dict(zip(names, rows, strict=True))
             raise InvalidInputError(f"input tensors hold different numbers of rows: {counts}")
-        for t in tensors:
-            allowed, expected = self.datatypes[t.name]
-            if t.datatype not in allowed:
-                raise InvalidInputError(
-                    f"input tensor {t.name!r} has datatype {t.datatype}, but {t.name!r} is {expected} "
-                    f"(see GET /v2/models/{self.model})"
-                )
+        if not self.pairs.issuperset(zip(names, tensors.datatypes, strict=True)):
+            for name, datatype in zip(names, tensors.datatypes, strict=True):
+                allowed, expected = self.datatypes[name]
+                if datatype not in allowed:
+                    raise InvalidInputError(
+                        f"input tensor {name!r} has datatype {datatype}, but {name!r} is {expected} "
+                        f"(see GET /v2/models/{self.model})"
+                    )
+        if tensors.plain:  # every tensor holds the same rows: the lists may be a template's
+            self._passed = (names, tensors.datatypes)
 
     def _takes(self) -> str:
         takes = f"model {self.ref} takes {self.input_names}"
@@ -204,6 +230,26 @@ def _accepted_datatypes(spec: InputField | None, served: Served) -> tuple[frozen
 
 
 def _encode(answer: Prediction, output: str, binary: bool) -> ProtocolAnswer:
+    if not binary and answer.feature_misses is None:  # the usual answer, from a template
+        text = (
+            f'{{"model_name": {_quote(answer.model)}, "model_version": "{answer.version}", '
+            f'"id": {_quote(answer.request_id)}, "parameters": {{"route": {_quote(answer.route)}}}, '
+            f'"outputs": [{{"name": {_quote(output)}, "datatype": "FP64", '
+            f'"shape": [{len(answer.predictions)}], "data": {json.dumps(answer.predictions)}}}]}}'
+        )
+        return ProtocolAnswer(text.encode(), None)
+    header, tensor = _header(answer, output)
+    if not binary:
+        tensor["data"] = answer.predictions
+        return ProtocolAnswer(json.dumps(header).encode(), None)
+    raw = np.asarray(answer.predictions, dtype="<f8").tobytes()
+    tensor["parameters"] = {"binary_data_size": len(raw)}
+    head = json.dumps(header).encode()
+    return ProtocolAnswer(head + raw, len(head))
+
+
+def _header(answer: Prediction, output: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The answer's JSON header and, inside it, its output tensor (without the data)."""
     parameters: dict[str, Any] = {"route": answer.route}
     if answer.feature_misses is not None:
         parameters["feature_misses"] = json.dumps(answer.feature_misses)
@@ -215,10 +261,4 @@ def _encode(answer: Prediction, output: str, binary: bool) -> ProtocolAnswer:
         "parameters": parameters,
         "outputs": [tensor],
     }
-    if not binary:
-        tensor["data"] = answer.predictions
-        return ProtocolAnswer(json.dumps(header).encode(), None)
-    raw = np.asarray(answer.predictions, dtype="<f8").tobytes()
-    tensor["parameters"] = {"binary_data_size": len(raw)}
-    head = json.dumps(header).encode()
-    return ProtocolAnswer(head + raw, len(head))
+    return header, tensor

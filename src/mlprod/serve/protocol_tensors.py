@@ -7,10 +7,14 @@ Python over ``json.loads``'s output, shared by the ASGI fast path and the FastAP
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import partial
+from itertools import chain, compress, repeat
+from operator import is_, itemgetter, ne
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -33,18 +37,23 @@ _NUMPY_DTYPES = {
     "FP64": "<f8",
 }
 DATATYPES = (*_NUMPY_DTYPES, "BYTES")
+_DATATYPE_SET = frozenset(DATATYPES)
 INTEGERS = frozenset(d for d in _NUMPY_DTYPES if "INT" in d)
 FLOATS = frozenset({"FP16", "FP32", "FP64"})
 _RANGES = {d: (int(np.iinfo(_NUMPY_DTYPES[d]).min), int(np.iinfo(_NUMPY_DTYPES[d]).max)) for d in INTEGERS}
 
 
-class Tensor(NamedTuple):
-    """One decoded input tensor: its values in row order, ``None`` for a missing value."""
+_ABSENT: Any = object()
 
-    name: str
-    datatype: str
-    rows: int
-    values: list[Any]
+
+class Tensors(NamedTuple):
+    """The decoded input tensors, column by column: values in row order, ``None`` for a missing one."""
+
+    names: list[str]
+    datatypes: list[str]
+    rows: list[int]
+    values: list[list[Any]]
+    plain: bool = False  # decoded by the plain path (see ``plain_data``)
 
 
 def parse_body(raw: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes | None]:
@@ -66,19 +75,120 @@ def parse_body(raw: bytes, header_length: str | None) -> tuple[dict[str, Any], b
     return body, binary
 
 
-def decode_inputs(inputs: Any, binary: bytes | None) -> list[Tensor]:
+def decode_inputs(inputs: Any, binary: bytes | None) -> Tensors:
+    """The request's ``inputs``, each checked; the binary data must be used up exactly."""
+    if binary is None:
+        plain = _decode_plain(inputs)
+        if plain is not None:
+            return plain
+    return _decode_checked(inputs, binary)
+
+
+_FIELDS = itemgetter("name", "shape", "datatype", "data")
+_FIRST = itemgetter(0)
+_IS_FLOAT = partial(is_, float)
+_IS_STR = partial(is_, str)
+# (datatype, Python type of an element) pairs that stand as they are once ranges are checked
+_PLAIN_PAIRS = frozenset(
+    {(d, t) for d in FLOATS for t in (float, int, type(None))}
+    | {("BYTES", str)}
+    | {(d, int) for d in INTEGERS}
+)
+
+
+@functools.lru_cache(maxsize=256)  # a client sends the same tensors request after request
+def skeleton(names: tuple[Any, ...], datatypes: tuple[Any, ...]) -> tuple[str, ...] | None:
+    """The integer datatypes among ``datatypes`` when the names (unique, non-empty strings) and the
+    datatypes are valid; None when they are not."""
+    if set(map(type, names)) != {str} or "" in names or len(set(names)) != len(names):
+        return None
+    if set(map(type, datatypes)) != {str} or not _DATATYPE_SET.issuperset(datatypes):
+        return None
+    return tuple(INTEGERS.intersection(datatypes))
+
+
+def _decode_plain(inputs: Any) -> Tensors | None:
+    """The usual body (every tensor exactly ``{"name", "shape": [n], "datatype", "data": [flat]}`` with
+    valid values) checked in a few passes that run in C, not tensor by tensor in Python; None for
+    anything else, which ``_decode_checked`` then decodes or refuses with its message. Whatever this
+    accepts, ``_decode_checked`` accepts with the same result (a property test checks)."""
+    if type(inputs) is not list or not inputs:
+        return None
+    try:  # JSON gives dicts, lists, strings and scalars: only a dict of exactly these 4 keys gets by
+        if set(map(len, inputs)) != {4}:
+            return None
+        names, shapes, datatypes, data = zip(*map(_FIELDS, inputs), strict=True)
+        integers = skeleton(names, datatypes)
+    except (KeyError, TypeError):  # TypeError: also an unhashable name or datatype
+        return None
+    if integers is None or set(map(type, shapes)) != {list} or set(map(type, data)) != {list}:
+        return None
+    if set(map(type, chain.from_iterable(shapes))) != {int}:
+        return None  # so that no bool or float passes for an int below (True == 1, 1.0 == 1)
+    shape = set(map(tuple, shapes))
+    if len(shape) != 1:
+        return None
+    (dims,) = shape
+    n = dims[0] if len(dims) == 1 else -1
+    if n < 0 or set(map(len, data)) != {n}:
+        return None
+    if not plain_data(data, datatypes, n, integers):
+        return None
+    return Tensors(list(names), list(datatypes), [n] * len(names), list(data), plain=True)
+
+
+def plain_data(data: Sequence[list[Any]], datatypes: Sequence[str], n: int, integers: Sequence[str]) -> bool:
+    """Whether the tensors' values (``n`` each, all flat lists) are valid for their datatypes as they
+    stand, checked in a few C passes; ``NaN`` in a floating-point tensor is made None in place, as the
+    checked path makes it. ``integers``: the integer datatypes among ``datatypes``."""
+    if n == 1:
+        flat, per_value = list(map(_FIRST, data)), datatypes
+    else:
+        flat = list(chain.from_iterable(data))
+        per_value = tuple(chain.from_iterable(map(repeat, datatypes, repeat(n))))
+    kinds = list(map(type, flat))
+    if not _PLAIN_PAIRS.issuperset(zip(per_value, kinds, strict=True)):
+        return False  # a nested list, a bool, a string in a number tensor, null in an integer one, ...
+    try:
+        total = math.fsum(compress(flat, map(_IS_FLOAT, kinds)))  # floats are in FP tensors only
+    except (OverflowError, ValueError):  # a huge integer; inf - inf
+        return False
+    if total - total != 0.0:  # NaN or an infinity
+        if total == total or any(map(math.isinf, compress(flat, map(_IS_FLOAT, kinds)))):
+            return False  # an infinity, refused by the checked path
+        for at in compress(range(len(flat)), map(ne, flat, flat)):  # NaN != NaN; floats are in FP tensors
+            data[at // n][at % n] = None  # a missing value, as null is (the parsed body is ours)
+    try:
+        "".join(compress(flat, map(_IS_STR, kinds))).encode()  # no lone surrogate in any string
+    except UnicodeEncodeError:
+        return False
+    for datatype in integers:
+        values = list(compress(flat, map(datatype.__eq__, per_value)))
+        low, high = _RANGES[datatype]
+        if values and not low <= min(values) <= max(values) <= high:
+            return False
+    return True
+
+
+def _decode_checked(inputs: Any, binary: bytes | None) -> Tensors:
+    """Any body, tensor by tensor, with an error naming the first thing that is wrong."""
     if not isinstance(inputs, list) or not inputs:
         raise InvalidInputError(
             '"inputs" must be a non-empty list of tensors {"name", "shape", "datatype", "data"}, '
             f"got {kind_of(inputs)}"
         )
-    tensors: list[Tensor] = []
+    tensors = Tensors([], [], [], [])
+    names: set[str] = set()
     offset = 0
     for i, item in enumerate(inputs):
-        tensor, used = _decode_input(i, item, binary, offset)
-        if any(t.name == tensor.name for t in tensors):
-            raise InvalidInputError(f"input tensor {tensor.name!r} is given twice")
-        tensors.append(tensor)
+        name, datatype, rows, values, used = _decode_input(i, item, binary, offset)
+        if name in names:
+            raise InvalidInputError(f"input tensor {name!r} is given twice")
+        names.add(name)
+        tensors.names.append(name)
+        tensors.datatypes.append(datatype)
+        tensors.rows.append(rows)
+        tensors.values.append(values)
         offset += used
     if binary is not None and offset != len(binary):
         raise InvalidInputError(
@@ -88,29 +198,35 @@ def decode_inputs(inputs: Any, binary: bytes | None) -> list[Tensor]:
     return tensors
 
 
-def _decode_input(i: int, item: Any, binary: bytes | None, offset: int) -> tuple[Tensor, int]:
-    """One tensor, and how many bytes of the binary data it used."""
+def _decode_input(
+    i: int, item: Any, binary: bytes | None, offset: int
+) -> tuple[str, str, int, list[Any], int]:
+    """One tensor's name, datatype, rows and values, and how many bytes of the binary data it used."""
     if not isinstance(item, dict):
         raise InvalidInputError(f'inputs[{i}] must be an object {{"name", "shape", "datatype", "data"}}')
     name = item.get("name")
-    if not isinstance(name, str) or not name:
+    if type(name) is not str or not name:
         raise InvalidInputError(f"inputs[{i}].name must be a non-empty string, got {name!r}")
-    where = f"input tensor {name!r}"
     datatype = item.get("datatype")
-    if datatype not in DATATYPES:
-        raise InvalidInputError(f"{where}: datatype must be one of {list(DATATYPES)}, got {datatype!r}")
+    if type(datatype) is not str or datatype not in _DATATYPE_SET:
+        raise InvalidInputError(
+            f"{_where(name)}: datatype must be one of {list(DATATYPES)}, got {datatype!r}"
+        )
     shape = item.get("shape")
-    if (
-        not isinstance(shape, list)
-        or len(shape) not in (1, 2)
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-        or (len(shape) == 2 and shape[1] != 1)
-    ):
-        raise InvalidInputError(f"{where}: shape must be [n] or [n, 1] (one value per row), got {shape!r}")
-    size = shape[0]
-    size_param = as_object(item.get("parameters", {}), f"{where}: parameters").get("binary_data_size")
+    size = _rows_of(shape)
+    if size < 0:
+        raise InvalidInputError(
+            f"{_where(name)}: shape must be [n] or [n, 1] (one value per row), got {shape!r}"
+        )
+    parameters = item.get("parameters", _ABSENT)
+    size_param = (
+        None
+        if parameters is _ABSENT
+        else as_object(parameters, f"{_where(name)}: parameters").get("binary_data_size")
+    )
     used = 0
     if size_param is not None:
+        where = _where(name)
         if "data" in item:
             raise InvalidInputError(f"{where}: give either data or parameters.binary_data_size, not both")
         if binary is None:
@@ -129,20 +245,40 @@ def _decode_input(i: int, item: Any, binary: bytes | None, offset: int) -> tuple
             )
         values = _from_binary(binary[offset : offset + size_param], datatype, where)
         used = size_param
-    elif "data" in item:
-        values = _flatten(item["data"], where)
     else:
-        raise InvalidInputError(f"{where} has no data (give data, or parameters.binary_data_size)")
+        data = item.get("data", _ABSENT)
+        if data is _ABSENT:
+            raise InvalidInputError(f"{_where(name)} has no data (give data, or parameters.binary_data_size)")
+        values = _flatten(data, name)
     if len(values) != size:
-        raise InvalidInputError(f"{where}: shape {shape} holds {size} value(s) but {len(values)} were given")
-    return Tensor(name, datatype, size, _checked(values, datatype, where)), used
+        raise InvalidInputError(
+            f"{_where(name)}: shape {shape} holds {size} value(s) but {len(values)} were given"
+        )
+    return name, datatype, size, _checked(values, datatype, name), used
 
 
-def _flatten(data: Any, where: str) -> list[Any]:
+def _rows_of(shape: Any) -> int:
+    """The rows of a shape ``[n]`` or ``[n, 1]``; -1 for any other."""
+    if type(shape) is not list or not 1 <= len(shape) <= 2:
+        return -1
+    if len(shape) == 2 and not (type(shape[1]) is int and shape[1] == 1):
+        return -1
+    rows = shape[0]
+    return rows if type(rows) is int and rows >= 0 else -1
+
+
+def _where(name: str) -> str:
+    return f"input tensor {name!r}"
+
+
+def _flatten(data: Any, name: str) -> list[Any]:
     """Row-major elements of ``data``, which may be nested lists."""
     if not isinstance(data, list):
-        raise InvalidInputError(f"{where}: data must be a list, got {kind_of(data)}")
-    if not any(isinstance(v, list) for v in data):
+        raise InvalidInputError(f"{_where(name)}: data must be a list, got {kind_of(data)}")
+    for value in data:
+        if type(value) is list:
+            break
+    else:
         return data
     flat: list[Any] = []
     stack = [iter(data)]
@@ -179,8 +315,11 @@ def _from_binary(raw: bytes, datatype: str, where: str) -> list[Any]:
     return list(np.frombuffer(raw, dtype=dtype).tolist())
 
 
-def _checked(values: list[Any], datatype: str, where: str) -> list[Any]:
+def _checked(values: list[Any], datatype: str, name: str) -> list[Any]:
     """Plain Python values for a datatype, ``None`` for a missing value; refuses what does not fit."""
+    if datatype in FLOATS:
+        return _checked_numbers(values, datatype, name)
+    where = _where(name)
     if datatype == "BYTES":
         return [_text_element(v, where, k) for k, v in enumerate(values)]
     if datatype == "BOOL":
@@ -188,33 +327,41 @@ def _checked(values: list[Any], datatype: str, where: str) -> list[Any]:
             if not isinstance(v, bool):
                 raise InvalidInputError(f"{where}, element {k}: BOOL elements are true or false, got {v!r}")
         return values
-    if datatype in INTEGERS:
-        low, high = _RANGES[datatype]
-        for k, v in enumerate(values):
-            if isinstance(v, bool) or not isinstance(v, int):
-                hint = (
-                    "; NaN and null (missing values) are only allowed in FP tensors" if _is_missing(v) else ""
-                )
-                raise InvalidInputError(
-                    f"{where}, element {k}: {datatype} elements are integers, got {v!r}{hint}"
-                )
-            if not low <= v <= high:
-                raise InvalidInputError(
-                    f"{where}, element {k}: {v} is outside the {datatype} range [{low}, {high}]"
-                )
-        return values
-    checked: list[Any] = []
+    low, high = _RANGES[datatype]
     for k, v in enumerate(values):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            checked.append(None)
-        elif isinstance(v, bool) or not isinstance(v, int | float):
-            raise InvalidInputError(f"{where}, element {k}: {datatype} elements are numbers, got {v!r}")
-        elif isinstance(v, float) and math.isinf(v):
+        if isinstance(v, bool) or not isinstance(v, int):
+            hint = "; NaN and null (missing values) are only allowed in FP tensors" if _is_missing(v) else ""
             raise InvalidInputError(
-                f"{where}, element {k}: {v} is not allowed; use NaN or null for a missing value"
+                f"{where}, element {k}: {datatype} elements are integers, got {v!r}{hint}"
             )
+        if not low <= v <= high:
+            raise InvalidInputError(
+                f"{where}, element {k}: {v} is outside the {datatype} range [{low}, {high}]"
+            )
+    return values
+
+
+def _checked_numbers(values: list[Any], datatype: str, name: str) -> list[Any]:
+    """A floating-point tensor's values: ``NaN`` and ``null`` are missing (None), infinities refused."""
+    checked: list[Any] = []
+    append = checked.append
+    for k, v in enumerate(values):
+        kind = type(v)
+        if kind is float:
+            if v - v == 0.0:  # finite
+                append(v)
+            elif v != v:
+                append(None)
+            else:
+                raise InvalidInputError(
+                    f"{_where(name)}, element {k}: {v} is not allowed; use NaN or null for a missing value"
+                )
+        elif kind is int or v is None:
+            append(v)
         else:
-            checked.append(v)
+            raise InvalidInputError(
+                f"{_where(name)}, element {k}: {datatype} elements are numbers, got {v!r}"
+            )
     return checked
 
 
