@@ -159,8 +159,9 @@ def _integer_range(dtype: str) -> tuple[int, int]:
 
 
 def _nullable(column: pd.Series) -> bool:
-    """Missing values in the column, or a type made to hold them (pandas' ``Int64``, ``string`` …)."""
-    return bool(column.isna().any()) or not isinstance(column.dtype, np.dtype)
+    """Missing values in the column, or a numeric type made to hold them (pandas' ``Int64`` …)."""
+    extension = not isinstance(column.dtype, np.dtype)
+    return bool(column.isna().any()) or (extension and pd.api.types.is_numeric_dtype(column.dtype))
 
 
 @dataclass
