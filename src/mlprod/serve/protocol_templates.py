@@ -13,22 +13,71 @@ compositional, so the answer is the full decode's; a body that does not fit take
 from __future__ import annotations
 
 import json
+import math
 import re
-from typing import Any, NamedTuple
+from itertools import compress
+from operator import itemgetter, ne
+from typing import Any
 
-from mlprod.serve.protocol_tensors import Tensors, plain_data, skeleton
+from mlprod.serve.protocol_tensors import INTEGER_RANGES, Tensors, plain_data, skeleton
 
 _DATA = re.compile(rb'"data": \[([^\[\]{}]*)\]')
 _EMPTY = b'"data": []'
 MAX_TEMPLATES = 256
+_FIRST = itemgetter(0)
 
 
-class _Template(NamedTuple):
-    body: dict[str, Any]  # the request without "inputs" (read, never changed)
-    names: list[str]
-    datatypes: list[str]
-    rows: int
-    integers: tuple[str, ...]
+class _Template:
+    """What a remembered template stands for, and the element types of the last single-row body that
+    passed with it (a client's next one almost always has the same)."""
+
+    def __init__(
+        self,
+        body: dict[str, Any],
+        names: list[str],
+        datatypes: list[str],
+        rows: int,
+        integers: tuple[str, ...],
+    ) -> None:
+        self.body = body  # the request without "inputs" (read, never changed)
+        self.names = names
+        self.datatypes = datatypes
+        self.rows = rows
+        self.integers = integers
+        self.kinds: list[type] = []
+        self._floats: list[bool] = []
+        self._strings: list[bool] = []
+        self._integers = [(datatype, [d == datatype for d in datatypes]) for datatype in integers]
+
+    def row(self, flat: list[Any]) -> bool:
+        """Whether one row's values (one per tensor) are plain, as ``plain_data`` decides; NaN is made
+        None in place. Values of the same types as the last plain row's take three C passes."""
+        kinds = list(map(type, flat))
+        if kinds != self.kinds:
+            data = list(map(list, zip(flat, strict=True)))
+            if not plain_data(data, self.datatypes, 1, self.integers):
+                return False
+            flat[:] = map(_FIRST, data)
+            self.kinds = kinds
+            self._floats = [kind is float for kind in kinds]
+            self._strings = [kind is str for kind in kinds]
+            return True
+        try:
+            total = math.fsum(compress(flat, self._floats))
+            "".join(compress(flat, self._strings)).encode()
+        except (OverflowError, ValueError, UnicodeEncodeError):
+            return False
+        if total - total != 0.0:  # NaN or an infinity
+            if total == total or any(map(math.isinf, compress(flat, self._floats))):
+                return False  # an infinity, refused by the checked path
+            for at in compress(range(len(flat)), map(ne, flat, flat)):  # NaN != NaN
+                flat[at] = None  # a missing value, as null is
+        for datatype, mask in self._integers:
+            values = list(compress(flat, mask))
+            low, high = INTEGER_RANGES[datatype]
+            if values and not low <= min(values) <= max(values) <= high:
+                return False
+        return True
 
 
 class BodyTemplates:
@@ -45,17 +94,21 @@ class BodyTemplates:
         template = self._known.get(tuple(parts[0::2]))
         if template is None:
             return None
+        n, count = template.rows, len(template.names)
         try:
-            data = json.loads(b"[[" + b"],[".join(parts[1::2]) + b"]]")
+            if n == 1:  # one value an array: an empty array would leave ",," (not JSON), two a count too many
+                flat = json.loads(b"[" + b",".join(parts[1::2]) + b"]")
+            else:
+                data = json.loads(b"[[" + b"],[".join(parts[1::2]) + b"]]")
         except (ValueError, RecursionError):
             return None
-        n = template.rows
-        if len(data) != len(template.names) or set(map(len, data)) != {n}:
+        if n == 1:
+            if len(flat) != count or not template.row(flat):
+                return None
+            data = list(map(list, zip(flat, strict=True)))
+        elif set(map(len, data)) != {n} or not plain_data(data, template.datatypes, n, template.integers):
             return None
-        if not plain_data(data, template.datatypes, n, template.integers):
-            return None
-        rows = [n] * len(data)
-        return template.body, Tensors(template.names, template.datatypes, rows, data, plain=True)
+        return template.body, Tensors(template.names, template.datatypes, [n] * count, data, plain=True)
 
     def learn(self, raw: bytes, body: dict[str, Any], tensors: Tensors) -> None:
         """Remember the template of ``raw``, a body decoded in full into ``body`` and plain ``tensors``."""

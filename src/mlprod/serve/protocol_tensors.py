@@ -40,7 +40,9 @@ DATATYPES = (*_NUMPY_DTYPES, "BYTES")
 _DATATYPE_SET = frozenset(DATATYPES)
 INTEGERS = frozenset(d for d in _NUMPY_DTYPES if "INT" in d)
 FLOATS = frozenset({"FP16", "FP32", "FP64"})
-_RANGES = {d: (int(np.iinfo(_NUMPY_DTYPES[d]).min), int(np.iinfo(_NUMPY_DTYPES[d]).max)) for d in INTEGERS}
+INTEGER_RANGES = {
+    d: (int(np.iinfo(_NUMPY_DTYPES[d]).min), int(np.iinfo(_NUMPY_DTYPES[d]).max)) for d in INTEGERS
+}
 
 
 _ABSENT: Any = object()
@@ -164,7 +166,7 @@ def plain_data(data: Sequence[list[Any]], datatypes: Sequence[str], n: int, inte
         return False
     for datatype in integers:
         values = list(compress(flat, map(datatype.__eq__, per_value)))
-        low, high = _RANGES[datatype]
+        low, high = INTEGER_RANGES[datatype]
         if values and not low <= min(values) <= max(values) <= high:
             return False
     return True
@@ -327,7 +329,7 @@ def _checked(values: list[Any], datatype: str, name: str) -> list[Any]:
             if not isinstance(v, bool):
                 raise InvalidInputError(f"{where}, element {k}: BOOL elements are true or false, got {v!r}")
         return values
-    low, high = _RANGES[datatype]
+    low, high = INTEGER_RANGES[datatype]
     for k, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, int):
             hint = "; NaN and null (missing values) are only allowed in FP tensors" if _is_missing(v) else ""
