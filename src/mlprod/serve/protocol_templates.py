@@ -25,6 +25,7 @@ _DATA = re.compile(rb'"data": \[([^\[\]{}]*)\]')
 _EMPTY = b'"data": []'
 MAX_TEMPLATES = 256
 _FIRST = itemgetter(0)
+_DECODER = json.JSONDecoder()  # json.loads without its per-call encoding detection
 
 
 class _Template:
@@ -95,12 +96,12 @@ class BodyTemplates:
         if template is None:
             return None
         n, count = template.rows, len(template.names)
-        try:
+        try:  # the template is UTF-8 JSON (json.loads took it): the data must decode as UTF-8 too
             if n == 1:  # one value an array: an empty array would leave ",," (not JSON), two a count too many
-                flat = json.loads(b"[" + b",".join(parts[1::2]) + b"]")
+                flat = _DECODER.decode((b"[" + b",".join(parts[1::2]) + b"]").decode())
             else:
-                data = json.loads(b"[[" + b"],[".join(parts[1::2]) + b"]]")
-        except (ValueError, RecursionError):
+                data = _DECODER.decode((b"[[" + b"],[".join(parts[1::2]) + b"]]").decode())
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             return None
         if n == 1:
             if len(flat) != count or not template.row(flat):
