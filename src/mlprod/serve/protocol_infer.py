@@ -3,7 +3,8 @@ check the token, decode the body, check the tensors against the version that ans
 the request in the metrics, encode the answer.
 
 What each input tensor may be is worked out once per loaded version (``_Inputs``), so a request pays
-for dictionary lookups, not for building sets and messages it will not need.
+for set lookups, not for building sets and messages it will not need; a body that repeats an
+earlier one but for its data arrays has only those decoded and checked (``protocol_templates``).
 """
 
 from __future__ import annotations

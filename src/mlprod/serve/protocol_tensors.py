@@ -1,8 +1,10 @@
 """Open Inference Protocol request bodies: the JSON header, the binary tensor data, the input tensors.
 
 Everything a request says is checked here with a message naming the tensor and what was expected;
-what the tensors must be for a given model is checked in ``protocol_infer``. The decoding is plain
-Python over ``json.loads``'s output, shared by the ASGI fast path and the FastAPI route.
+what the tensors must be for a given model is checked in ``protocol_infer``. The usual body (flat
+``[n]`` tensors of valid values, no binary data) is checked in a few passes that run in C
+(``_decode_plain``); any other is decoded tensor by tensor (``_decode_checked``), which also gives
+every error. The two agree on whatever the first accepts (a property test checks).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import json
 import math
 import struct
 from collections.abc import Mapping, Sequence
-from functools import partial
 from itertools import chain, compress, repeat
 from operator import is_, itemgetter, ne
 from typing import Any, NamedTuple
@@ -88,8 +89,8 @@ def decode_inputs(inputs: Any, binary: bytes | None) -> Tensors:
 
 _FIELDS = itemgetter("name", "shape", "datatype", "data")
 _FIRST = itemgetter(0)
-_IS_FLOAT = partial(is_, float)
-_IS_STR = partial(is_, str)
+_IS_FLOAT = functools.partial(is_, float)
+_IS_STR = functools.partial(is_, str)
 # (datatype, Python type of an element) pairs that stand as they are once ranges are checked
 _PLAIN_PAIRS = frozenset(
     {(d, t) for d in FLOATS for t in (float, int, type(None))}
