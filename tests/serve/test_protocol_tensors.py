@@ -171,7 +171,8 @@ def test_a_known_template_decodes_new_data_as_the_full_decode_does(values: list[
     raw = _body(values)
     known = templates.decode(raw)
     assert known is not None
-    body, tensors = known
+    template, tensors = known
+    body = template.body
     full_body, full = _full(raw)
     assert body == {k: v for k, v in full_body.items() if k != "inputs"}
     assert _same(tensors, full)

@@ -85,7 +85,8 @@ class ProtocolInfer:
                 if tensors.plain:
                     self.templates.learn(raw, body, tensors)
             else:  # the same request as an earlier one but for the data: checked then
-                body, tensors = known
+                template, tensors = known
+                body = template.body
                 parameters = body.get("parameters", {})
             route_key = route_key or as_text(parameters.get("route_key"), '"parameters.route_key"')
             # zip stops at the shortest tensor: unequal rows are refused by check() before predicting
@@ -93,7 +94,9 @@ class ProtocolInfer:
             routed = service.route(target, payload, route_key)  # checked against who answers
             served = await service.served(routed.ref)
             output = served.version.signature.output
-            binary_out = binary_output(body, parameters, output)
+            binary_out = (
+                binary_output(body, parameters, output) if known is None else known[0].binary_output(output)
+            )
             _inputs(served).check(tensors)
             if "as_of" in parameters:
                 payload["as_of"] = parameters["as_of"]
@@ -116,7 +119,10 @@ class ProtocolInfer:
 
 
 def _rows(tensors: Tensors) -> list[dict[str, Any]]:
-    names, values = tensors.names, tensors.values
+    names = tensors.names
+    if tensors.row is not None:
+        return [dict(zip(names, tensors.row, strict=True))]
+    values = tensors.values
     if tensors.rows.count(1) == len(names):  # one row, the usual online request
         return [dict(zip(names, map(_FIRST, values), strict=True))]
     return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=False)]

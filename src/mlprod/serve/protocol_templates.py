@@ -19,7 +19,7 @@ from itertools import compress
 from operator import itemgetter, ne
 from typing import Any
 
-from mlprod.serve.protocol_tensors import INTEGER_RANGES, Tensors, plain_data, skeleton
+from mlprod.serve.protocol_tensors import INTEGER_RANGES, Tensors, binary_output, plain_data, skeleton
 
 _DATA = re.compile(rb'"data": \[([^\[\]{}]*)\]')
 _EMPTY = b'"data": []'
@@ -28,7 +28,7 @@ _FIRST = itemgetter(0)
 _DECODER = json.JSONDecoder()  # json.loads without its per-call encoding detection
 
 
-class _Template:
+class Template:
     """What a remembered template stands for, and the element types of the last single-row body that
     passed with it (a client's next one almost always has the same)."""
 
@@ -49,6 +49,15 @@ class _Template:
         self._floats: list[bool] = []
         self._strings: list[bool] = []
         self._integers = [(datatype, [d == datatype for d in datatypes]) for datatype in integers]
+        self._binary_outputs: dict[str, bool] = {}
+
+    def binary_output(self, output: str) -> bool:
+        """``protocol_tensors.binary_output`` for this template's body (remembered once it passed)."""
+        binary = self._binary_outputs.get(output)
+        if binary is None:
+            binary = binary_output(self.body, self.body.get("parameters", {}), output)
+            self._binary_outputs[output] = binary
+        return binary
 
     def row(self, flat: list[Any]) -> bool:
         """Whether one row's values (one per tensor) are plain, as ``plain_data`` decides; NaN is made
@@ -85,10 +94,11 @@ class BodyTemplates:
     """The templates of the bodies a server has seen (at most ``MAX_TEMPLATES``, then forgotten)."""
 
     def __init__(self) -> None:
-        self._known: dict[tuple[bytes, ...], _Template] = {}
+        self._known: dict[tuple[bytes, ...], Template] = {}
 
-    def decode(self, raw: bytes) -> tuple[dict[str, Any], Tensors] | None:
-        """The body (without ``inputs``) and its tensors, or None unless its template is known."""
+    def decode(self, raw: bytes) -> tuple[Template, Tensors] | None:
+        """The body's template (``.body``: the request without ``inputs``) and its tensors; None unless
+        the template is known."""
         parts = _DATA.split(raw)
         if len(parts) < 3:
             return None
@@ -106,10 +116,10 @@ class BodyTemplates:
         if n == 1:
             if len(flat) != count or not template.row(flat):
                 return None
-            data = list(map(list, zip(flat, strict=True)))
-        elif set(map(len, data)) != {n} or not plain_data(data, template.datatypes, n, template.integers):
+            return template, Tensors(template.names, template.datatypes, [1] * count, plain=True, row=flat)
+        if set(map(len, data)) != {n} or not plain_data(data, template.datatypes, n, template.integers):
             return None
-        return template.body, Tensors(template.names, template.datatypes, [n] * count, data, plain=True)
+        return template, Tensors(template.names, template.datatypes, [n] * count, data, plain=True)
 
     def learn(self, raw: bytes, body: dict[str, Any], tensors: Tensors) -> None:
         """Remember the template of ``raw``, a body decoded in full into ``body`` and plain ``tensors``."""
@@ -129,6 +139,6 @@ class BodyTemplates:
         if len(self._known) >= MAX_TEMPLATES:
             self._known.clear()
         del empty["inputs"]
-        self._known[tuple(parts[0::2])] = _Template(
+        self._known[tuple(parts[0::2])] = Template(
             empty, list(tensors.names), list(tensors.datatypes), tensors.rows[0], integers
         )

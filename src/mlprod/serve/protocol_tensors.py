@@ -16,7 +16,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from itertools import chain, compress, repeat
 from operator import is_, itemgetter, ne
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -49,14 +49,38 @@ INTEGER_RANGES = {
 _ABSENT: Any = object()
 
 
-class Tensors(NamedTuple):
-    """The decoded input tensors, column by column: values in row order, ``None`` for a missing one."""
+class Tensors:
+    """The decoded input tensors, column by column: values in row order, ``None`` for a missing one.
 
-    names: list[str]
-    datatypes: list[str]
-    rows: list[int]
-    values: list[list[Any]]
-    plain: bool = False  # decoded by the plain path (see ``plain_data``)
+    ``plain``: decoded by the plain path (see ``plain_data``). ``row``: when one row was decoded as
+    such, its values (one per tensor); the columns are then made from it only if asked for.
+    """
+
+    __slots__ = ("_values", "datatypes", "names", "plain", "row", "rows")
+
+    def __init__(
+        self,
+        names: list[str],
+        datatypes: list[str],
+        rows: list[int],
+        values: list[list[Any]] | None = None,
+        *,
+        plain: bool = False,
+        row: list[Any] | None = None,
+    ) -> None:
+        self.names = names
+        self.datatypes = datatypes
+        self.rows = rows
+        self._values = values
+        self.plain = plain
+        self.row = row
+
+    @property
+    def values(self) -> list[list[Any]]:
+        if self._values is None:
+            assert self.row is not None, "Tensors needs values (columns) or row (one row)"
+            self._values = [[value] for value in self.row]
+        return self._values
 
 
 def parse_body(raw: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes | None]:
