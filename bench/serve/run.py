@@ -1,8 +1,9 @@
 """Online serving throughput and latency: mlprod vs MLflow, BentoML and two bare FastAPI apps, side by side.
 
 Run: ``.venv/bin/python bench/serve/run.py [--model context|schedule] [--sample 1.0]
-[--only mlprod,mlprod-buffered,mlprod-fsync,mlprod-rows,mlflow,bentoml,lightgbm,onnx] [--duration 15]
-[--requests 2000] [--connections 8] [--wrk-threads 1] [--warmup 3] [--rounds 1] [--work-dir DIR]``.
+[--only mlprod,mlprod-buffered,mlprod-fsync,mlprod-rows,mlprod-oip,mlflow,bentoml,lightgbm,onnx]
+[--duration 15] [--requests 2000] [--connections 8] [--wrk-threads 1] [--warmup 3] [--rounds 1]
+[--work-dir DIR]``.
 
 One model for everyone (``prepare.py``): by default the flights LightGBM (200 trees) trained on the
 feature set ``flight-context`` as ``mlprod demo`` trains it, in a temporary mlprod workspace, aliased
@@ -243,9 +244,88 @@ def onnx_target(model: Model) -> Target:
     return bare_target("onnx", "fastapi_onnx", model.onnx_file, model, what)
 
 
+# ---------------------------------------- Open Inference Protocol vs native (issue 25, item 7) -----
+
+OIP_GOAL = 0.9  # the protocol route's throughput / the native route's, for the same complete row
+
+
+def mlprod_oip_target(model: Model) -> Target:
+    """The same server sent the complete row through the Open Inference Protocol's infer route, built as
+    a client following the model metadata builds it (tritonclient's JSON request): one ``[1]`` tensor per
+    input, typed as ``GET /v2/models/NAME`` types it (``advertised_datatype``: ``FP64`` for a number
+    that may be missing, ``INT64`` for another integral one, ``BYTES`` for a category), ``NaN`` for the
+    missing value, and the answer asked for as JSON."""
+    from mlprod.models import Registry
+    from mlprod.workspace import Workspace
+
+    with Workspace.open(model.workspace) as workspace:
+        signature = Registry(workspace).get(f"{model.name}/{model.version}").signature
+    looked_up = set(model.looked_up or [])
+
+    def datatype(name: str) -> str:
+        spec = next(f for f in signature.inputs if f.name == name)
+        if spec.kind == "category":
+            return "BYTES"
+        return "FP64" if not spec.integral or spec.nullable or name in looked_up else "INT64"
+
+    def value(name: str) -> Any:
+        raw = model.row[name]
+        if datatype(name) == "FP64":
+            return math.nan if raw is None else float(raw)
+        return raw
+
+    inputs = [
+        {"name": name, "shape": [1], "datatype": datatype(name), "data": [value(name)]}
+        for name in model.inputs
+    ]
+    native = mlprod_rows_target(model) if model.lookup_row is not None else mlprod_target(model)
+    return dataclasses.replace(
+        native,
+        name="mlprod-oip",
+        what=f"the same mlprod server, POST /v2/models/{model.name}@champion/infer, the complete row as "
+        "tensors typed by the model metadata (NaN for the missing value), JSON answer",
+        path=f"/v2/models/{model.name}@champion/infer",
+        body={"inputs": inputs, "outputs": [{"name": "probability", "parameters": {"binary_data": False}}]},
+        probability=lambda answer: float(answer["outputs"][0]["data"][0]),
+        problem=lambda answer: None,
+    )
+
+
+def oip_baseline(model: Model) -> str:
+    """The native target sent the same complete row: ``mlprod-rows`` (context model) or ``mlprod``."""
+    return "mlprod-rows" if model.lookup_row is not None else "mlprod"
+
+
+def report_protocol(by_name: dict[str, Result], model: Model) -> None:
+    """The protocol route against the native one: req/s and server CPU side by side, ratio, verdict."""
+    oip, native = by_name.get("mlprod-oip"), by_name.get(oip_baseline(model))
+    if oip is None or native is None:
+        return
+    ratio = oip.loaded.rps / native.loaded.rps
+    by_cpu = native.cpu_per_request_us / oip.cpu_per_request_us
+    print()
+    print(f"Open Inference Protocol vs native: mlprod-oip vs {native.target.name} (the same complete row)")
+    for label, a, b, unit in (
+        ("single p50", oip.single.percentile_ms(50), native.single.percentile_ms(50), "ms"),
+        ("single p99", oip.single.percentile_ms(99), native.single.percentile_ms(99), "ms"),
+        ("server CPU / request", oip.cpu_per_request_us, native.cpu_per_request_us, "µs"),
+        ("req/s", oip.loaded.rps, native.loaded.rps, ""),
+    ):
+        print(f"  {label:<22}{a:>10,.2f} vs {b:>10,.2f} {unit:<3} ({a - b:+,.2f})")
+    label, goal = f"mlprod-oip / {native.target.name}", f"{OIP_GOAL:g}x"
+    print(
+        f"  {label:<26}{ratio:>5.2f}x   goal >= {goal:<6}{verdict(ratio >= OIP_GOAL):<6}"
+        f"(by CPU per request {by_cpu:.2f}x)"
+    )
+
+
+# ------------------------------------------------------------------ end of the protocol comparison -----
+
+
 TARGETS: dict[str, Callable[[Model], Target]] = {
     "mlprod": mlprod_target,
     "mlprod-rows": mlprod_rows_target,
+    "mlprod-oip": mlprod_oip_target,
     "mlflow": mlflow_target,
     "bentoml": bentoml_target,
     "lightgbm": lightgbm_target,
@@ -588,7 +668,13 @@ def measure(target: Target, model: Model, args: argparse.Namespace) -> Result:
     log_before = log_files(model) if target.logged is not None else set()
     say(f"{target.name}: starting …")
     with running(target, model.work) as server:
-        answer = httpx.request(target.method, server.url + target.path, json=checked, timeout=30.0)
+        answer = httpx.request(  # json.dumps, as for wrk's body: NaN as tritonclient sends it
+            target.method,
+            server.url + target.path,
+            content=json.dumps(checked),
+            headers={"content-type": "application/json"},
+            timeout=30.0,
+        )
         if answer.status_code != 200:
             raise SystemExit(f"{target.name} answered {answer.status_code}: {answer.text[:500]}")
         predicted = target.probability(answer.json())
@@ -729,6 +815,7 @@ def report(results: list[Result], model: Model, args: argparse.Namespace) -> Non
     for r in logging:
         assert r.logged is not None
         print(f"  {r.target.name:<22}{r.logged:>10,} / {r.answered:,}   {verdict(r.logged >= r.answered)}")
+    report_protocol(by_name, model)
     ours, rows = by_name.get(GOAL_TARGET), by_name.get("mlprod-rows")
     if ours is not None and rows is not None and model.lookup_row is not None:
         print()

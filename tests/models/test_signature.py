@@ -1,5 +1,6 @@
 import dataclasses
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -135,3 +136,53 @@ def test_integer_inputs_refuse_fractions_on_every_path() -> None:
 def test_signature_records_the_output_schema() -> None:
     assert SIG.to_dict()["output"] == "probability"
     assert SIG.to_dict()["output_dtype"] == "float64"
+
+
+def test_infer_records_which_inputs_may_be_missing() -> None:
+    frame = pd.DataFrame(
+        {
+            "plain": [1, 2, 3],
+            "holes": [1.0, None, 3.0],
+            "nullable": pd.array([1, 2, 3], dtype="Int64"),  # no null here, but a type made for them
+            "c": ["a", None, "b"],
+            "d": ["a", "b", "b"],
+        }
+    )
+    sig = Signature.infer(frame, ["plain", "holes", "nullable"], ["c", "d"])
+    assert {f.name: f.nullable for f in sig.inputs} == {
+        "plain": False,
+        "holes": True,
+        "nullable": True,
+        "c": True,
+        "d": False,
+    }
+    assert Signature.from_dict(sig.to_dict()) == sig
+    unrecorded = sig.to_dict()
+    for item in unrecorded["inputs"]:
+        del item["nullable"]
+    assert all(f.nullable for f in Signature.from_dict(unrecorded).inputs)  # older signatures: may be
+
+
+@pytest.mark.parametrize(
+    ("dtype", "value", "low", "high"),
+    [
+        ("int64", 2**63, -(2**63), 2**63 - 1),
+        ("int64", -(2**63) - 1, -(2**63), 2**63 - 1),
+        ("Int64", 2**63, -(2**63), 2**63 - 1),
+        ("int32", 2**31, -(2**31), 2**31 - 1),
+        ("uint8", -1, 0, 255),
+        ("int64", 1e19, -(2**63), 2**63 - 1),
+    ],
+)
+def test_integer_inputs_refuse_values_outside_their_type(
+    dtype: str, value: float, low: int, high: int
+) -> None:
+    encoder = Signature(inputs=(InputField("n", "number", dtype=dtype),)).encoder()
+    message = f"row 0: field 'n' expects an integer ({dtype}) in [{low}, {high}], got {value!r}"
+    with pytest.raises(InvalidInputError, match=re.escape(message)):
+        encoder.encode_rows([{"n": value}])
+    assert encoder.encode_rows([{"n": low}, {"n": high}, {"n": float(high // 2)}]).tolist() == [
+        [float(low)],
+        [float(high)],
+        [float(high // 2)],
+    ]

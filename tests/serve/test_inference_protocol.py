@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
@@ -597,3 +598,184 @@ def test_native_api_inputs_that_were_5xx_are_a_422(
     response = http.request(method, path, content=content, headers=headers)
     assert response.status_code == 422, response.text
     assert message in response.json()["error"]["message"]
+
+
+# -- types a client can follow: an input that may be missing is FP64 (issue 25) -------------------------
+
+
+def _from_metadata(metadata: dict[str, Any], rows: list[dict[str, Any]], *, binary: bool) -> list[Any]:
+    """The request a client builds from the metadata alone: one [n] tensor per listed input, typed as
+    listed; a missing value is NaN in an FP64 tensor (None in a BYTES one)."""
+    inputs = []
+    for spec in metadata["inputs"]:
+        name, datatype = spec["name"], spec["datatype"]
+        values = [row[name] for row in rows]
+        if datatype == "BYTES":
+            array = np.array(values, dtype=object)
+        else:
+            array = np.array([np.nan if v is None else v for v in values], dtype=triton_to_np_dtype(datatype))
+        tensor = triton.InferInput(name, [len(rows)], datatype)
+        tensor.set_data_from_numpy(array, binary_data=binary)
+        inputs.append(tensor)
+    return inputs
+
+
+def test_nullable_integral_input_is_fp64_and_a_client_following_it_gets_the_native_answer(
+    workspace: Workspace, frame: Any
+) -> None:
+    """An integer column with missing values in training (pandas' Int64): INT64 could not carry them."""
+    counts = (frame["x"] * 10).round().astype("Int64")
+    counts[::7] = None
+    trained = train_toy(frame.assign(x=counts), rounds=5)
+    Registry(workspace).register("holes", trained.model, signature=trained.signature, alias="champion")
+    rows = [{"x": None, "c": "a"}, {"x": 12, "c": "b"}, {"x": None, "c": "c"}, {"x": -3, "c": "a"}]
+    with _own_server(workspace) as url, httpx.Client(base_url=url) as http:
+        native = http.post("/v1/models/holes/predict", json={"rows": rows}).json()["predictions"]
+        oip = triton.InferenceServerClient(url=url.removeprefix("http://"))
+        try:
+            metadata = oip.get_model_metadata("holes")
+            answers = [
+                oip.infer("holes", _from_metadata(metadata, rows, binary=binary)).as_numpy("probability")
+                for binary in (False, True)
+            ]
+        finally:
+            oip.close()
+    assert metadata["inputs"][0] == {"name": "x", "datatype": "FP64", "shape": [-1]}
+    assert native[0] != native[1]  # the missing value matters to this model
+    for answer in answers:
+        assert answer.tolist() == native  # exactly, not approximately
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace, str]]:
+    """The shop model trained on a feature set (its features are in the online store), served."""
+    from mlprod.features.catalog import load_catalog, open_online_store
+    from mlprod.features.online import materialize
+    from mlprod.models import run_training
+    from tests.features.workspace_fixture import START, prepare
+    from tests.models.test_runs_with_features import spec
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("MLPROD_"):
+                patch.delenv(name)
+        with Workspace.init(tmp_path_factory.mktemp("shop") / "ws") as workspace:
+            prepare(workspace)
+            result = run_training(workspace, spec())
+            assert result.version is not None
+            Registry(workspace).set_alias("shop-orders", "champion", result.version.version)
+            at = (START + pd.Timedelta(days=29, hours=12)).to_pydatetime()
+            with open_online_store(workspace) as store:
+                materialize(
+                    store, load_catalog(workspace).feature_set("shop-context"), at=at, workspace=workspace
+                )
+            with BackgroundServer(create_app(workspace, require_auth=False)) as server:
+                yield workspace, server.url
+
+
+def test_online_features_are_fp64_and_a_client_following_the_metadata_gets_the_native_answer(
+    shop: tuple[Workspace, str],
+) -> None:
+    """The demo's case: features from the online store, null for an entity the store does not know
+    (``visits_1d`` is an int64 column in training, so INT64 used to be advertised)."""
+    from mlprod.features.catalog import load_catalog, open_online_store
+    from mlprod.features.online import FeatureLookup
+    from tests.features.workspace_fixture import START
+
+    workspace, url = shop
+    at = (START + pd.Timedelta(days=29, hours=12)).to_pydatetime()
+    keyed = [{"amount": 12.5, "shop": "b"}, {"amount": 3.0, "shop": "zz"}, {"amount": 40.0, "shop": "a"}]
+    with httpx.Client(base_url=url) as http:
+        native = http.post(
+            "/v1/models/shop-orders/predict", json={"rows": keyed, "as_of": at.isoformat()}
+        ).json()
+        metadata = http.get("/v2/models/shop-orders").json()
+    feature_set = load_catalog(workspace).feature_set("shop-context")
+    with open_online_store(workspace) as store:
+        lookup = FeatureLookup(store, feature_set)
+        rows = [{"amount": r["amount"], **lookup.get({"shop": r["shop"]}, at=at).values} for r in keyed]
+    assert native["feature_misses"] == [[], ["signals", "visits"], []]
+    assert rows[1]["signal"] is None  # the unknown shop: a missing value the client must send
+    assert {i["name"]: i["datatype"] for i in metadata["inputs"]} == {
+        "amount": "FP64",
+        "signal": "FP64",
+        "visits_1d": "FP64",  # an online feature: FP64 although trained as int64
+    }
+    assert Registry(workspace).get("shop-orders@champion").signature.inputs[2].dtype == "int64"
+    oip = triton.InferenceServerClient(url=url.removeprefix("http://"))
+    try:
+        for binary in (False, True):
+            answer = oip.infer("shop-orders", _from_metadata(metadata, rows, binary=binary))
+            assert answer.as_numpy("probability").tolist() == native["predictions"]
+    finally:
+        oip.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "message"),
+    [
+        ("GET", "/v2/nope", 404, "no route GET /v2/nope"),
+        (
+            "POST",
+            "/v2/models/toy/versions/1/extra/infer",
+            404,
+            "no route POST /v2/models/toy/versions/1/extra/infer",
+        ),
+        ("GET", "/v2/models/toy/infer", 405, "Method Not Allowed"),
+        ("DELETE", "/v2", 405, "Method Not Allowed"),
+    ],
+)
+def test_unknown_protocol_paths_answer_in_the_protocol_error_shape(
+    http: httpx.Client, method: str, path: str, status: int, message: str
+) -> None:
+    response = http.request(method, path)
+    assert response.status_code == status
+    assert response.json() == {"error": message, "code": "http_error"}
+
+
+def test_native_paths_keep_the_native_error_shape(http: httpx.Client) -> None:
+    response = http.get("/v1/nope")
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "http_error", "message": "no route GET /v1/nope"}}
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**30])  # -(2**63) - 1 as a float is -(2**63)
+def test_int64_inputs_refuse_values_outside_int64_on_both_apis(
+    workspace: Workspace, frame: Any, value: int
+) -> None:
+    trained = train_toy(frame.assign(x=(frame["x"] * 10).round().astype("int64")), rounds=3)
+    Registry(workspace).register("counts", trained.model, signature=trained.signature, alias="champion")
+    expected = f"field 'x' expects an integer (int64) in [{-(2**63)}, {2**63 - 1}], got {float(value)!r}"
+    with _own_server(workspace) as url, httpx.Client(base_url=url) as http:
+        native = http.post("/v1/models/counts/predict", json={"rows": [{"x": value, "c": "a"}]})
+        edge = http.post("/v1/models/counts/predict", json={"rows": [{"x": 2**63 - 1, "c": "a"}]})
+        as_float = http.post(
+            "/v2/models/counts/infer",
+            json={
+                "inputs": [
+                    {"name": "x", "shape": [1], "datatype": "FP64", "data": [float(value)]},
+                    {"name": "c", "shape": [1], "datatype": "BYTES", "data": ["a"]},
+                ]
+            },
+        )
+        as_int = http.post(
+            "/v2/models/counts/infer",
+            json={
+                "inputs": [
+                    {"name": "x", "shape": [1], "datatype": "INT64", "data": [value]},
+                    {"name": "c", "shape": [1], "datatype": "BYTES", "data": ["a"]},
+                ]
+            },
+        )
+    assert edge.status_code == 200
+    assert native.status_code == 422
+    assert (
+        native.json()["error"]["message"]
+        == f"row 0: field 'x' expects an integer (int64) in [{-(2**63)}, {2**63 - 1}], got {value!r}"
+    )
+    if float(value) == -(2**63):
+        assert as_float.status_code == 200
+    else:
+        assert as_float.status_code == 422 and expected in as_float.json()["error"]
+    assert as_int.status_code == 422
+    assert f"element 0: {value} is outside the INT64 range" in as_int.json()["error"]

@@ -13,6 +13,7 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from mlprod.errors import InvalidInputError
 
 FieldKind = Literal["number", "category"]
 _INT_LIMIT = 2**1023  # larger integers do not fit a float64
+_FLOAT_RANGE = (1 - _INT_LIMIT, _INT_LIMIT - 1)
 UnknownCategories = Literal["error", "missing"]
 
 
@@ -32,17 +34,25 @@ UnknownCategories = Literal["error", "missing"]
 class InputField:
     """One model input: a number, or a category from a known list (others encode as missing).
 
-    ``dtype`` is the training column's type; an ``int*`` number refuses values with a fraction.
+    ``dtype`` is the training column's type; an ``int*`` number refuses values with a fraction or
+    outside the type's range. ``nullable`` says the training column had missing values (or a type
+    that can hold them), so a typed client must be able to send one; every input still takes null.
     """
 
     name: str
     kind: FieldKind
     categories: tuple[str, ...] = ()
     dtype: str = "float64"
+    nullable: bool = False
 
     @property
     def integral(self) -> bool:
         return self.kind == "number" and self.dtype.lower().lstrip("u").startswith("int")
+
+    @property
+    def integer_range(self) -> tuple[int, int]:
+        """The smallest and largest value of an integral input's type (int64's for an unknown one)."""
+        return _integer_range(self.dtype)
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,7 @@ class Signature:
                     "name": f.name,
                     "kind": f.kind,
                     "dtype": f.dtype,
+                    "nullable": f.nullable,
                     **({"categories": list(f.categories)} if f.kind == "category" else {}),
                 }
                 for f in self.inputs
@@ -89,7 +100,11 @@ class Signature:
     def from_dict(cls, data: Mapping[str, Any]) -> Signature:
         inputs = tuple(
             InputField(
-                item["name"], item["kind"], tuple(item.get("categories", ())), item.get("dtype", "float64")
+                item["name"],
+                item["kind"],
+                tuple(item.get("categories", ())),
+                item.get("dtype", "float64"),
+                item.get("nullable", True),  # not recorded before: a missing value may come
             )
             for item in data["inputs"]
         )
@@ -120,11 +135,33 @@ class Signature:
             raise InvalidInputError(
                 f"training data lacks input column(s) {missing}; it has {list(frame.columns)}"
             )
-        fields = [InputField(name, "number", dtype=str(frame[name].dtype)) for name in numeric]
+        fields = [
+            InputField(name, "number", dtype=str(frame[name].dtype), nullable=_nullable(frame[name]))
+            for name in numeric
+        ]
         for name in categorical:
             values = sorted({str(v) for v in frame[name].dropna().unique()})
-            fields.append(InputField(name, "category", tuple(values), dtype=str(frame[name].dtype)))
+            fields.append(
+                InputField(
+                    name, "category", tuple(values), str(frame[name].dtype), nullable=_nullable(frame[name])
+                )
+            )
         return cls(inputs=tuple(fields), unknown_categories=unknown_categories)
+
+
+@functools.lru_cache(maxsize=64)
+def _integer_range(dtype: str) -> tuple[int, int]:
+    try:
+        info = np.iinfo(dtype.lower().split("[", 1)[0])
+    except (TypeError, ValueError):
+        info = np.iinfo(np.int64)
+    return int(info.min), int(info.max)
+
+
+def _nullable(column: pd.Series) -> bool:
+    """Missing values in the column, or a numeric type made to hold them (pandas' ``Int64`` …)."""
+    extension = not isinstance(column.dtype, np.dtype)
+    return bool(column.isna().any()) or (extension and pd.api.types.is_numeric_dtype(column.dtype))
 
 
 @dataclass
@@ -138,7 +175,7 @@ class FeatureEncoder:
     signature: Signature
     strict: bool = False
     _codes: list[dict[str, float] | None] = field(init=False, repr=False)
-    _plan: list[tuple[str, dict[str, float] | None, bool]] = field(init=False, repr=False)
+    _plan: list[tuple[str, dict[str, float] | None, bool, int, int]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._codes = [
@@ -146,7 +183,8 @@ class FeatureEncoder:
             for f in self.signature.inputs
         ]
         self._plan = [
-            (f.name, codes, f.integral) for f, codes in zip(self.signature.inputs, self._codes, strict=True)
+            (f.name, codes, f.integral, *(f.integer_range if f.integral else _FLOAT_RANGE))
+            for f, codes in zip(self.signature.inputs, self._codes, strict=True)
         ]
 
     def encode_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -159,7 +197,7 @@ class FeatureEncoder:
         for r, row in enumerate(rows):
             if not isinstance(row, Mapping):
                 raise InvalidInputError(f"row {r}: expected an object of fields, got {row!r}")
-            for j, (name, codes, integral) in enumerate(self._plan):
+            for j, (name, codes, integral, low, high) in enumerate(self._plan):
                 try:
                     value = row[name]
                 except KeyError:
@@ -171,8 +209,12 @@ class FeatureEncoder:
                 if value is None:
                     append(nan)
                 elif codes is None and (
-                    (kind is float and not integral and value - value == 0.0)
-                    or (kind is int and -_INT_LIMIT < value < _INT_LIMIT)
+                    (
+                        kind is float
+                        and value - value == 0.0
+                        and (not integral or (value.is_integer() and low <= value <= high))
+                    )
+                    or (kind is int and low <= value <= high)
                 ):
                     append(float(value))
                 elif codes is not None and kind is str and value in codes:
@@ -264,10 +306,17 @@ def _encode_value(
         return math.nan  # missing, as null is
     if isinstance(value, float) and math.isinf(value):
         raise InvalidInputError(f"{where}: field {spec.name!r} expects a finite number, got {value!r}")
-    if spec.integral and isinstance(value, float) and not value.is_integer():
-        raise InvalidInputError(
-            f"{where}: field {spec.name!r} expects an integer ({spec.dtype}), got {value!r}"
-        )
+    if spec.integral:
+        if isinstance(value, float) and not value.is_integer():
+            raise InvalidInputError(
+                f"{where}: field {spec.name!r} expects an integer ({spec.dtype}), got {value!r}"
+            )
+        low, high = spec.integer_range
+        if not low <= value <= high:
+            raise InvalidInputError(
+                f"{where}: field {spec.name!r} expects an integer ({spec.dtype}) in [{low}, {high}], "
+                f"got {value!r}"
+            )
     if isinstance(value, int) and not -_INT_LIMIT < value < _INT_LIMIT:
         raise InvalidInputError(
             f"{where}: field {spec.name!r} expects a finite number, got an integer beyond ±1.8e308"

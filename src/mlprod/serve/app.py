@@ -41,13 +41,15 @@ from mlprod.serve.auth import TokenVerifier
 from mlprod.serve.fast_path import PredictFastPath
 from mlprod.serve.host_check import HostCheck, allowed_host_names
 from mlprod.serve.http_errors import error_body, status_for
+from mlprod.serve.inference_protocol import is_protocol_path, register_inference_protocol
 from mlprod.serve.json_body import require_json
 from mlprod.serve.method_not_allowed import allowed_methods
 from mlprod.serve.metrics import CONTENT_TYPE, NO_PROTOCOL, OIP, ServingMetrics
 from mlprod.serve.native_predict import NativePredict
 from mlprod.serve.openapi_parts import AUTH_ERRORS, ModelName, ModelRef, ModelVersion, error_responses
 from mlprod.serve.prediction_log import PredictionLogWriter
-from mlprod.serve.request_auth import Authorize, authorizer
+from mlprod.serve.protocol_infer import ProtocolInfer
+from mlprod.serve.request_auth import authorizer
 from mlprod.serve.request_body import read_body
 from mlprod.serve.routing import SHADOW
 from mlprod.serve.service import PredictionService, ServeOptions, ShadowObserver
@@ -133,9 +135,11 @@ def create_app(
         headers = exc.headers
         if exc.status_code == 405:  # Starlette names only the first matching route's methods
             headers = {**(headers or {}), "Allow": allowed_methods(app, request.scope)}
-        return JSONResponse(
-            error_body("http_error", str(message)), status_code=exc.status_code, headers=headers
-        )
+        if is_protocol_path(request.url.path):  # the Open Inference Protocol's error shape
+            body: dict[str, Any] = {"error": str(message), "code": "http_error"}
+        else:
+            body = error_body("http_error", str(message))
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -205,24 +209,15 @@ def create_app(
     async def predict_version(request: Request, name: ModelName, version: ModelVersion) -> Response:
         return await predict(request, f"{name}/{version}")
 
-    app.add_middleware(PredictFastPath, predictor=native, max_body=max_body)
+    protocol = ProtocolInfer(service, metrics.for_protocol(OIP), authorize)
+    app.add_middleware(PredictFastPath, predictor=native, max_body=max_body, protocol=protocol)
     register_admin_api(app, service, authorize)
-    _register_inference_protocol(app, service, metrics.for_protocol(OIP), authorize, max_body)
+    register_inference_protocol(app, protocol, authorize, max_body)
     serve_settings = workspace.config.serve
     app.add_middleware(
         HostCheck, allowed=allowed_host_names(host or serve_settings.host, serve_settings.allowed_hosts)
     )  # added last: it runs first, before the fast path
     return app
-
-
-def _register_inference_protocol(
-    app: FastAPI, service: PredictionService, metrics: ServingMetrics, authorize: Authorize, max_body: int
-) -> None:
-    try:
-        from mlprod.serve.inference_protocol import register_inference_protocol
-    except ImportError:  # pragma: no cover - until the module lands
-        return
-    register_inference_protocol(app, service, metrics, authorize, max_body)
 
 
 def _shadow_metrics(metrics: ServingMetrics) -> ShadowObserver:

@@ -1,0 +1,271 @@
+"""The Open Inference Protocol's infer endpoint, shared by the ASGI fast path and its FastAPI route:
+check the token, decode the body, check the tensors against the version that answers, predict, count
+the request in the metrics, encode the answer.
+
+What each input tensor may be is worked out once per loaded version (``_Inputs``), so a request pays
+for set lookups, not for building sets and messages it will not need; a body that repeats an
+earlier one but for its data arrays has only those decoded and checked (``protocol_templates``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from operator import itemgetter
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from mlprod.errors import InvalidInputError, MlprodError
+from mlprod.models.signature import InputField
+from mlprod.serve.http_errors import status_for
+from mlprod.serve.metrics import ServingMetrics
+from mlprod.serve.model_pool import Served
+from mlprod.serve.online_inputs import OnlineInputs
+from mlprod.serve.protocol_templates import BodyTemplates
+from mlprod.serve.protocol_tensors import (
+    FLOATS,
+    INTEGERS,
+    Tensors,
+    as_object,
+    as_text,
+    binary_output,
+    decode_inputs,
+    parse_body,
+)
+from mlprod.serve.request_auth import Authorize
+from mlprod.serve.service import Prediction, PredictionService
+
+_MAX_VERSION = 2**63 - 1
+_INPUTS_KEY = "protocol_inputs"
+_FIRST = itemgetter(0)
+_quote = json.encoder.encode_basestring_ascii  # what json.dumps writes for a string
+
+
+class ProtocolAnswer(NamedTuple):
+    """The answer's bytes; with binary output, the length of its JSON header (else None)."""
+
+    body: bytes
+    header_length: int | None
+
+
+class ProtocolInfer:
+    """``POST /v2/models/{target}/infer`` given a body reader and the headers it reads."""
+
+    def __init__(self, service: PredictionService, metrics: ServingMetrics, authorize: Authorize) -> None:
+        self.service = service
+        self.metrics = metrics
+        self.authorize = authorize
+        self.templates = BodyTemplates()
+
+    async def answer(
+        self,
+        target: str,
+        read_body: Callable[[], Awaitable[bytes]],
+        *,
+        authorization: str | None,
+        route_key: str | None,
+        header_length: str | None,
+    ) -> ProtocolAnswer:
+        """The answer; raises ``MlprodError`` for a client error (after counting it).
+
+        ``read_body`` is called after the token is checked (and refuses a body over the size limit).
+        """
+        started = time.perf_counter()
+        service = self.service
+        try:
+            self.authorize.check_header(authorization, "predict")
+            raw = await read_body()
+            known = self.templates.decode(raw) if header_length is None else None
+            if known is None:
+                body, binary = parse_body(raw, header_length)
+                parameters = as_object(body.get("parameters", {}), '"parameters"')
+                tensors = decode_inputs(body.get("inputs"), binary)
+                if tensors.plain:
+                    self.templates.learn(raw, body, tensors)
+            else:  # the same request as an earlier one but for the data: checked then
+                template, tensors = known
+                body = template.body
+                parameters = body.get("parameters", {})
+            route_key = route_key or as_text(parameters.get("route_key"), '"parameters.route_key"')
+            # zip stops at the shortest tensor: unequal rows are refused by check() before predicting
+            payload: dict[str, Any] = {"rows": _rows(tensors)}
+            routed = service.route(target, payload, route_key)  # checked against who answers
+            served = await service.served(routed.ref)
+            output = served.version.signature.output
+            binary_out = (
+                binary_output(body, parameters, output) if known is None else known[0].binary_output(output)
+            )
+            _inputs(served).check(tensors)
+            if "as_of" in parameters:
+                payload["as_of"] = parameters["as_of"]
+            answer = await service.predict(
+                target, payload, request_id=as_text(body.get("id"), '"id"'), routed=routed
+            )
+        except Exception as exc:  # counted with the status it will be answered with, then re-raised
+            status = status_for(exc)[0] if isinstance(exc, MlprodError) else 500
+            self.metrics.observe(
+                model=target.split("@", 1)[0].split("/", 1)[0], version=None, route="",
+                status=status, seconds=time.perf_counter() - started,
+            )  # fmt: skip
+            raise
+        self.metrics.observe(
+            model=answer.model, version=answer.version, route=answer.route, status=200,
+            seconds=time.perf_counter() - started,
+        )  # fmt: skip
+        self.metrics.observe_prediction_rows(answer.model, answer.version, len(answer.predictions))
+        return _encode(answer, output, binary_out)
+
+
+def _rows(tensors: Tensors) -> list[dict[str, Any]]:
+    names = tensors.names
+    if tensors.row is not None:
+        return [dict(zip(names, tensors.row, strict=True))]
+    values = tensors.values
+    if tensors.rows.count(1) == len(names):  # one row, the usual online request
+        return [dict(zip(names, map(_FIRST, values), strict=True))]
+    return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=False)]
+
+
+def versioned_target(name: str, version: str) -> str:
+    """``name/version`` as a target, or the error saying why the pair is not one."""
+    if "@" in name:
+        raise InvalidInputError(
+            f"model {name!r}: address an alias as /v2/models/NAME@ALIAS, without /versions"
+        )
+    if not (version.isascii() and version.isdigit()) or not 1 <= int(version) <= _MAX_VERSION:
+        raise InvalidInputError(f"model version must be a positive integer, got {version!r}")
+    return f"{name}/{int(version)}"
+
+
+def protocol_error(exc: MlprodError) -> tuple[int, dict[str, str]]:
+    """The status and body of an error in the protocol's shape (plus the native API's stable code)."""
+    status, code = status_for(exc)
+    return status, {"error": str(exc), "code": code}
+
+
+def advertised_datatype(spec: InputField, served: Served) -> str:
+    """The datatype the model metadata gives an input: one that can carry every value it may take.
+
+    An input that may be missing (nullable in the signature, or looked up in the online store, where
+    an unknown entity has no value) is ``FP64``, whose ``NaN`` is a missing value; ``INT64`` cannot
+    carry one, so a client following the metadata would have to make a value up.
+    """
+    if spec.kind == "category":
+        return "BYTES"
+    if not spec.integral or spec.nullable or spec.name in _online_features(served):
+        return "FP64"
+    return "INT64"
+
+
+def _online_features(served: Served) -> frozenset[str]:
+    online: OnlineInputs | None = served.extras.get("online")
+    return frozenset() if online is None else frozenset(online.inputs)
+
+
+# -- the tensors a version takes ---------------------------------------------------------------------
+
+
+def _inputs(served: Served) -> _Inputs:
+    inputs: _Inputs | None = served.extras.get(_INPUTS_KEY)
+    if inputs is None:  # two requests may both build it: the same value either way
+        inputs = served.extras[_INPUTS_KEY] = _Inputs(served)
+    return inputs
+
+
+class _Inputs:
+    """What the input tensors of one loaded version may be, and the errors when they are not."""
+
+    def __init__(self, served: Served) -> None:
+        signature = served.version.signature
+        fields = {f.name: f for f in signature.inputs}
+        self.model = served.version.model
+        self.ref = served.version.ref
+        self.input_names = signature.input_names
+        self.accepted: frozenset[str] = served.extras.get("accepted_fields", frozenset(fields))
+        self.complete = "online" not in served.extras  # without a lookup every input must be given
+        self.datatypes = {name: _accepted_datatypes(fields.get(name), served) for name in self.accepted}
+        self.pairs = frozenset((name, d) for name, (allowed, _) in self.datatypes.items() for d in allowed)
+        self._passed: tuple[list[str] | None, list[str] | None] = (None, None)
+
+    def check(self, tensors: Tensors) -> None:
+        names = tensors.names
+        if names is self._passed[0] and tensors.datatypes is self._passed[1]:
+            return  # a known body template's tensors (the same lists), which passed before
+        if not self.accepted.issuperset(names):
+            unknown = [name for name in names if name not in self.accepted]
+            raise InvalidInputError(f"unknown input tensor(s) {unknown}: {self._takes()}")
+        if self.complete and len(names) != len(self.input_names):  # names are unique and known
+            missing = [name for name in self.input_names if name not in set(names)]
+            raise InvalidInputError(f"missing input tensor(s) {missing}: {self._takes()}")
+        rows = tensors.rows
+        if rows.count(rows[0]) != len(rows):
+            counts = dict(zip(names, rows, strict=True))
+            raise InvalidInputError(f"input tensors hold different numbers of rows: {counts}")
+        if not self.pairs.issuperset(zip(names, tensors.datatypes, strict=True)):
+            for name, datatype in zip(names, tensors.datatypes, strict=True):
+                allowed, expected = self.datatypes[name]
+                if datatype not in allowed:
+                    raise InvalidInputError(
+                        f"input tensor {name!r} has datatype {datatype}, but {name!r} is {expected} "
+                        f"(see GET /v2/models/{self.model})"
+                    )
+        if tensors.plain:  # every tensor holds the same rows: the lists may be a template's
+            self._passed = (names, tensors.datatypes)
+
+    def _takes(self) -> str:
+        takes = f"model {self.ref} takes {self.input_names}"
+        entity_keys = sorted(self.accepted - set(self.input_names))
+        if entity_keys:
+            takes += f" (or the entity key(s) {entity_keys} in place of its online features)"
+        return takes
+
+
+def _accepted_datatypes(spec: InputField | None, served: Served) -> tuple[frozenset[str], str]:
+    """The datatypes an input takes, and how to say so in an error."""
+    if spec is None:  # an entity key, looked up in the online store
+        return INTEGERS | {"BYTES"}, "an entity key: BYTES or an integer datatype"
+    if spec.kind == "category":
+        if spec.dtype.lower().lstrip("u").startswith("int"):
+            return INTEGERS | {"BYTES"}, "a category: BYTES (or an integer datatype)"
+        return frozenset({"BYTES"}), "a category: BYTES (strings)"
+    return INTEGERS | FLOATS, f"a number: {advertised_datatype(spec, served)} or another numeric datatype"
+
+
+# -- answers ----------------------------------------------------------------------------------------
+
+
+def _encode(answer: Prediction, output: str, binary: bool) -> ProtocolAnswer:
+    if not binary and answer.feature_misses is None:  # the usual answer, from a template
+        text = (
+            f'{{"model_name": {_quote(answer.model)}, "model_version": "{answer.version}", '
+            f'"id": {_quote(answer.request_id)}, "parameters": {{"route": {_quote(answer.route)}}}, '
+            f'"outputs": [{{"name": {_quote(output)}, "datatype": "FP64", '
+            f'"shape": [{len(answer.predictions)}], "data": {json.dumps(answer.predictions)}}}]}}'
+        )
+        return ProtocolAnswer(text.encode(), None)
+    header, tensor = _header(answer, output)
+    if not binary:
+        tensor["data"] = answer.predictions
+        return ProtocolAnswer(json.dumps(header).encode(), None)
+    raw = np.asarray(answer.predictions, dtype="<f8").tobytes()
+    tensor["parameters"] = {"binary_data_size": len(raw)}
+    head = json.dumps(header).encode()
+    return ProtocolAnswer(head + raw, len(head))
+
+
+def _header(answer: Prediction, output: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The answer's JSON header and, inside it, its output tensor (without the data)."""
+    parameters: dict[str, Any] = {"route": answer.route}
+    if answer.feature_misses is not None:
+        parameters["feature_misses"] = json.dumps(answer.feature_misses)
+    tensor: dict[str, Any] = {"name": output, "datatype": "FP64", "shape": [len(answer.predictions)]}
+    header = {
+        "model_name": answer.model,
+        "model_version": str(answer.version),
+        "id": answer.request_id,
+        "parameters": parameters,
+        "outputs": [tensor],
+    }
+    return header, tensor
