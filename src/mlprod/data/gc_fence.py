@@ -207,7 +207,7 @@ class KeptWrites(ArtifactStore):
     def put_bytes(self, data: bytes) -> str:
         sha = super().put_bytes(data)
         self.written.add(sha)
-        if len(data) <= self._budget:
+        if sha not in self.kept and len(data) <= self._budget:
             self.kept[sha] = data
             self._budget -= len(data)
         return sha

@@ -187,7 +187,18 @@ def _apply_resolved(
     missing = [f.name for f in schema if f.name not in resolved.column_names]
     if missing:
         raise InvalidInputError(f"resolved rows for table {table!r} lack column(s) {', '.join(missing)}")
-    resolved = resolved.select(schema.names).cast(schema)
+    what = f"resolved rows for table {table!r}"
+    keys = resolved.select(list(key))
+    try:
+        resolved = pa.Table.from_arrays(
+            [
+                cast_or_raise(resolved.column(f.name), f.type, what=what, column=f.name, keys=keys)
+                for f in schema
+            ],
+            schema=schema,
+        )
+    except LossyCastError as exc:  # the user's rows, not two versions that cannot be compared
+        raise InvalidInputError(str(exc)) from exc
     stray = without_keys(resolved, conflict_keys, key)
     if stray.num_rows:
         raise InvalidInputError(

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from mlprod.artifacts import ArtifactStore
 from mlprod.data.changes import compare, empty_change, side, union_schema, with_keys, without_keys
+from mlprod.data.columns import name_clashes
 from mlprod.data.manifest import ChangeRef, Manifest
 from mlprod.data.storage import compose, read_parquet, write_change
 from mlprod.data.three_way import as_schema, merge_overlap
@@ -142,6 +143,14 @@ def rebase_change(
             "prepared, so it cannot be rebased; nothing was committed: commit the rows again"
         )
     target = union_schema(schema, head_schema)
+    clashes = name_clashes(target.names)
+    if clashes:
+        first, second = clashes[0]
+        raise ConflictError(
+            f"{what}: columns {first!r} and {second!r}, one added by this commit and one by a commit that "
+            "landed while it was prepared, differ only by case or Unicode form, which a table cannot hold; "
+            "nothing was committed: rename the column and commit again"
+        )
     layout = empty_change(key, target).schema
     ours = as_schema(change, layout)
     theirs = with_keys(as_schema(theirs, layout), ours, key) if theirs.num_rows else layout.empty_table()

@@ -17,6 +17,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import threading
@@ -63,7 +64,7 @@ from mlprod.data.storage import (
     write_change,
 )
 from mlprod.data.validation import Expectations, infer_expectations
-from mlprod.errors import ConflictError, InvalidInputError, NotFoundError
+from mlprod.errors import AlreadyExistsError, ConflictError, InvalidInputError, NotFoundError
 from mlprod.identity import current_user
 from mlprod.meta.locks import exclusive
 from mlprod.names import check_name
@@ -490,6 +491,7 @@ class TableStore:
                 return self._unchanged(info.name, branch, prepared), prepared
             manifest = dataclasses.replace(manifest, created_at=datetime.now(UTC))
             commit_id = self._put_manifest(manifest, writes)
+            writes = self._after_sweeps(writes, [commit_id, *manifest.objects()])
             with exclusive(self._ws.engine, lock, timeout=LOCK_TIMEOUT_SECONDS):
                 prepared, manifest, rewritten, moved = self._catch_up(
                     info, branch, prepared, manifest, rewritten, prepare, operation, message, writes
@@ -697,6 +699,17 @@ class TableStore:
         """Start a commit's writes: mark the gc fence before the first object is written."""
         return _Writes(self.fence.mark(), KeptWrites(self.objects))
 
+    def _after_sweeps(self, writes: _Writes, needed: list[str]) -> _Writes:
+        """Before taking the branch's commit lock: if a gc sweep ran or is running since the writes
+        began, wait for it to end and put back what it took, so that the lock is not held while waiting
+        for a sweep (the wait also holds new sweeps off for a few seconds, see ``GcFence.wait_quiet``)."""
+        now = self.fence.mark()
+        if not (writes.mark.busy or now.busy or now.epoch != writes.mark.epoch):
+            return writes
+        mark = self.fence.wait_quiet()
+        writes.objects.restore(needed)
+        return _Writes(mark, writes.objects)
+
     def _swap_branch(
         self, info: TableInfo, branch: str, expected: str, commit_id: str, manifest: Manifest, writes: _Writes
     ) -> None:
@@ -718,7 +731,8 @@ class TableStore:
     def _quarantine(self, table: str, rows: pa.Table, commit_id: str) -> dict[str, Any]:
         side_table = quarantine_table(table)
         if side_table not in self.history.table_names():
-            self.create(side_table, key=["_row"], buckets=4, description=f"rows held back from {table}")
+            with contextlib.suppress(AlreadyExistsError):  # a concurrent commit created it first
+                self.create(side_table, key=["_row"], buckets=4, description=f"rows held back from {table}")
         held = self.commit(
             side_table,
             quarantine_rows(rows, commit_id),
