@@ -45,7 +45,7 @@ class KeyCoder:
             coder = KeyCoder(columns, None)
             return coder, coder.codes(keys)
         combined = KeyCoder(columns, None)._combine(keys)
-        coder = KeyCoder(columns, np.unique(combined[combined >= 0]))
+        coder = KeyCoder(columns, _sorted_distinct(combined[combined >= 0]))
         return coder, coder._dense(combined)
 
     @property
@@ -169,3 +169,12 @@ def _fits_in(array: pa.ChunkedArray, out: np.ndarray) -> bool:
         and (pa.types.is_integer(array.type) or pa.types.is_floating(array.type))
         and array.type == pa.from_numpy_dtype(out.dtype)
     )
+
+
+def _sorted_distinct(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)``, by a sort: numpy 2.3+ hashes first, many times slower on a million codes."""
+    ascending = np.sort(values)
+    new = np.empty(len(ascending), dtype=bool)
+    new[:1] = True
+    np.not_equal(ascending[1:], ascending[:-1], out=new[1:])
+    return ascending[new]
