@@ -4,7 +4,7 @@ The source comes in blocks (a Parquet row group, a batch), which can be worked o
 block is sorted by (key code, feature time, created time) and every entity row searched in it; the
 block's candidate replaces the entity row's current one when later by (feature time, created time).
 numpy sorts plain 64-bit words with SIMD several times faster than it argsorts, so a word packs the
-key code, the time (in its coarsest exact unit, days to microseconds, from an origin on a coarse grid
+key code, the time (in its coarsest exact unit, days to the time's own, from an origin on a coarse grid
 so that blocks share it; or else as its rank among the block's distinct times) and the row number.
 The entity rows are sorted once by (code, time): any block's search keys then ascend in that order,
 searching ascending keys is fast, and blocks on the same axis share them. A found word gives the
@@ -37,9 +37,11 @@ NO_ROW = -1
 _NEVER, _LATEST = np.iinfo(np.int64).min, np.iinfo(np.int64).max  # _NEVER: the time of no row
 BLOCK_ROWS = 1 << 20
 _WORD_BITS = 64
-_REACH = 1 << 62  # µs an axis may span, so that time differences on it stay in 64 bits
+_REACH = 1 << 62  # time units (µs or ns) an axis may span, so that time differences on it stay in 64 bits
 _SLICE = 1 << 16  # elements checked at a time, so that the remainders stay in cache
-_STEPS = (86_400_000_000, 3_600_000_000, 60_000_000, 1_000_000, 1_000, 1)  # µs: day, hour, ..., 1 µs
+# Units tried, coarsest first: a day, hour, minute, second and millisecond in nanoseconds, then in µs.
+_STEPS = (86_400_000_000_000, 3_600_000_000_000, 86_400_000_000, 60_000_000_000, 3_600_000_000,
+          1_000_000_000, 60_000_000, 1_000_000, 1_000, 1)  # fmt: skip
 
 
 class TooWideError(ValueError):
@@ -60,9 +62,9 @@ def latest_rows(
     """For each entity row, the number of the source row it sees, or ``NO_ROW`` (-1).
 
     Codes are non-negative integers naming the key (-1: a null key or a null time, which never
-    matches); times and ``ttl`` are integer microseconds. A row sees the source row of its key with
-    the greatest (time, created) among those with ``event - ttl <= time <= event`` and, with
-    ``created_filter``, ``created <= event``.
+    matches); times and ``ttl`` are integers in one unit (microseconds, or nanoseconds). A row sees
+    the source row of its key with the greatest (time, created) among those with
+    ``event - ttl <= time <= event`` and, with ``created_filter``, ``created <= event``.
     """
     search = LatestRows(entity_codes, entity_times, ttl=ttl, created_filter=created_filter)
     scratch = Scratch()
@@ -76,7 +78,7 @@ def latest_rows(
 @dataclass(frozen=True)
 class Candidates:
     """Per entity row (of those at ``positions`` in the sorted entity rows, when given): a source row
-    (-1: none), its feature time and its created time (µs)."""
+    (-1: none), its feature time and its created time."""
 
     rows: np.ndarray
     times: np.ndarray
@@ -236,7 +238,7 @@ class LatestRows:
 @dataclass(frozen=True)
 class _Axis:
     """Times as small non-negative integers in the same order: offsets from ``origin`` in a unit of
-    ``step`` µs, or (``distinct`` given) ranks among the block's distinct times."""
+    ``step`` time units, or (``distinct`` given) ranks among the block's distinct times."""
 
     origin: int
     step: int
@@ -283,7 +285,7 @@ class _Axis:
         return units
 
     def times(self, units: np.ndarray) -> np.ndarray:
-        """The times (µs) of ``units`` (uint64) on this axis."""
+        """The times of ``units`` (uint64) on this axis."""
         if self.distinct is not None:
             times: np.ndarray = self.distinct[units.view(np.int64)]
             return times
