@@ -498,7 +498,7 @@ def main() -> None:
     )
     parser.add_argument("--entities", type=int, default=100_000, help="driver ids with feature rows")
     parser.add_argument("--rows-per-entity", type=int, default=100)
-    parser.add_argument("--entity-rows", type=int, default=1_000_000)
+    parser.add_argument("--entity-rows", type=int, help="default 1,000,000 (with --matrix: 500,000)")
     parser.add_argument("--ttl-days", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-feast", action="store_true", help="run mlprod and the reference only")
@@ -518,8 +518,10 @@ def main() -> None:
     matrix.add_arguments(parser)
     args = parser.parse_args()
     if args.matrix:
+        args.entity_rows = args.entity_rows or matrix.ENTITY_ROWS
         matrix.main_matrix(args, None if args.skip_feast else ensure_feast()[0])
         return
+    args.entity_rows = args.entity_rows or 1_000_000
     if args.entities < 10 or args.rows_per_entity < 2 or args.entity_rows < 100 or args.ttl_days < 1:
         parser.error("need --entities >= 10, --rows-per-entity >= 2, --entity-rows >= 100, --ttl-days >= 1")
     if args.reuse_feast and not args.work_dir:
