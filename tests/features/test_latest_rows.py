@@ -194,9 +194,13 @@ def test_empty_inputs_give_no_rows() -> None:
         ([pa.array([None, None], pa.int64())], [pa.array([1, None], pa.int64())]),  # no key at all
         ([pa.array(["b", "a", None, "b"])], [pa.array(["a", "z", "b", None])]),
         ([pa.array([1.5, 2.0, None, 1.5])], [pa.array([2.0, 3.0, 1.5, None])]),
-        (
+        (  # composite, coded by a lookup table over the combinations' range
             [pa.array([1, 1, 2, 1]), pa.array(["x", "y", "x", "x"])],
             [pa.array([1, 2, 1, 1]), pa.array(["y", "x", "x", None])],
+        ),
+        (  # composite over 200**3 combinations, past any table: binary search
+            [pa.array(range(200)), pa.array(range(199, -1, -1)), pa.array(range(0, 1400, 7))],
+            [pa.array([0, 0, 199, 5, None]), pa.array([199, 198, 0, 194, 1]), pa.array([0, 0, 1393, 35, 7])],
         ),
     ],
 )

@@ -36,6 +36,12 @@ class KeyCoder:
     def __init__(self, columns: Sequence[_ColumnCoder], combined: np.ndarray | None) -> None:
         self._columns = columns
         self._combined = combined  # several columns: the combinations present, sorted
+        self._table: np.ndarray | None = None  # and, when their range is small, each one's code by value
+        space = int(np.prod([max(c.size, 1) for c in columns], dtype=object))
+        if combined is not None and len(combined) and space <= max(64 * len(combined), _TABLE_FLOOR):
+            # a lookup, not a binary search of a million random values a block
+            self._table = np.full(space, NO_ROW, dtype=np.int64)
+            self._table[combined] = np.arange(len(combined))
 
     @staticmethod
     def of(keys: Sequence[Column]) -> tuple[KeyCoder, np.ndarray]:
@@ -75,6 +81,10 @@ class KeyCoder:
         assert self._combined is not None
         if len(self._combined) == 0:
             return np.full(len(combined), NO_ROW, dtype=np.int64)
+        if self._table is not None:  # combined codes are -1 or in range
+            codes: np.ndarray = np.take(self._table, combined, mode="clip")
+            codes[combined < 0] = NO_ROW
+            return codes
         at = np.minimum(np.searchsorted(self._combined, combined), len(self._combined) - 1)
         return np.where((combined >= 0) & (self._combined[at] == combined), at, NO_ROW)
 
