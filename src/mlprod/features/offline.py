@@ -1,8 +1,9 @@
 """Point-in-time correct training frames: every entity row sees only feature values known at its time.
 
-A feature view with a feature time is joined in memory when that fits (``in_memory_join``: its
-source's keys sorted block by block and searched, only the chosen rows' values read). Otherwise, and
-for every other view, one DuckDB query does the work, out of core (it spills under a memory limit):
+A feature view with a feature time is joined in memory when that fits and, with a TTL, is estimated
+cheaper (``join_plan``) (``in_memory_join``: its source's keys sorted block by block and searched,
+only the chosen rows' values read). Otherwise, and for every other view, one DuckDB query does the
+work, out of core (it spills under a memory limit):
 - a feature view with a TTL is an equi-join on the keys and a TTL-wide time bucket, keeping the
   greatest (feature time, created time) in ``[event - ttl, event]`` (no sort of the source);
 - a feature view without one is an ASOF JOIN on the entity keys and a 128-bit order key (feature
@@ -42,6 +43,7 @@ from mlprod.features.definitions import (
     select_features,
 )
 from mlprod.features.in_memory_join import JoinInput, codable, fits, join_in_memory
+from mlprod.features.join_plan import in_memory_is_cheaper, measure
 from mlprod.features.sources import (
     Registered,
     check_same_time_kind,
@@ -252,10 +254,22 @@ def _in_memory(
         f"{CREATED}{plan.index}",
         unit,
     )
-    if not codable(join) or (
-        method == "auto" and not fits(conn, entities, len(plan.names), memory_limit, held)
-    ):
+    if not codable(join):
         return plan
+    if method == "auto":
+        if not fits(conn, entities, len(plan.names), memory_limit, held):
+            return plan
+        if view.ttl_delta is not None:
+            shape = measure(
+                conn,
+                entities=entities.relation,
+                entity_keys=list(view.key_columns),
+                event=event_time,
+                source=plan.source.relation,
+                time_type=unit.sql_type,
+            )
+            if not in_memory_is_cheaper(shape, view.ttl_delta):
+                return plan
     found = join_in_memory(conn, join, keep_times=keep_times)
     return plan if found is None else replace(plan, found=found)
 
