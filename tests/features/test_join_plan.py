@@ -19,9 +19,7 @@ def test_the_shape_is_measured_from_the_entity_keys_and_times() -> None:
     times = pa.array([0, 3_600 * SECOND, 7_200 * SECOND, 120 * SECOND], pa.int64()).cast(pa.timestamp("us"))
     conn.register("entities", pa.table({"k": [1, 1, 1, 2], "t": times}))
     conn.register("source", pa.table({"k": [1, 2, 3], "ts": times[:3]}))
-    shape = measure(
-        conn, entities="entities", entity_keys=["k"], event="t", source="source", time_type="TIMESTAMPTZ"
-    )
+    shape = measure(conn, entities="entities", entity_keys=["k"], event="t", source="source")
     assert shape == Shape(
         entity_rows=4, source_rows=3, keys=2, squared=3 * 3 + 1, span_us=7_200 * SECOND,
         step_us=60 * SECOND, key_columns=1,

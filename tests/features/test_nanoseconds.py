@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from mlprod.features import Aggregation, AggregationView, Entity, FeatureView, training_frame
 
 BASE_NS = 1_735_689_600_000_000_000 + 123_000  # 2025-01-01T00:00:00.000123Z
-METHODS = ["in_memory", "asof"]
+METHODS = ["in_memory", "asof", "auto"]
 USER = Entity(name="user", keys=["user"])
 
 

@@ -84,15 +84,15 @@ def measure(
     entity_keys: list[str],
     event: str,
     source: str,
-    time_type: str,
 ) -> Shape:
     """The shape of one view's join, cheaply (tens of ms for a million entity rows): a HyperLogLog
     count of the entity keys, their squared counts from a sample of ``_SAMPLED`` of the rows, a count
-    of the source rows (Parquet metadata) and the unit of the first ``_SAMPLE`` entity times."""
+    of the source rows (Parquet metadata) and the unit of the first ``_SAMPLE`` entity times (in µs:
+    nanoseconds only matter to the joins)."""
     keys = ", ".join(quote(k) for k in entity_keys)
     ((rows, distinct, low, high),) = conn.execute(
-        f"SELECT count(*), approx_count_distinct(hash({keys})), epoch_us(min({quote(event)})::{time_type}), "
-        f"epoch_us(max({quote(event)})::{time_type}) FROM {quote(entities)}"
+        f"SELECT count(*), approx_count_distinct(hash({keys})), epoch_us(min({quote(event)})::TIMESTAMPTZ), "
+        f"epoch_us(max({quote(event)})::TIMESTAMPTZ) FROM {quote(entities)}"
     ).fetchall()
     share = 1.0 if rows <= _SAMPLE_FROM else _SAMPLED
     sampled = f" USING SAMPLE {share * 100:g}% (system, 24)" if share < 1 else ""  # seeded: the same plan
@@ -104,7 +104,7 @@ def measure(
     squared = max(((squares or 0) - (1 - share) * (seen or 0)) / share**2, rows or 0)
     ((source_rows,),) = conn.execute(f"SELECT count(*) FROM {quote(source)}").fetchall()
     sample = conn.execute(  # the entity rows' first times: cheaper than a source's, and the same clock
-        f"SELECT epoch_us({quote(event)}::{time_type}) FROM {quote(entities)} LIMIT {_SAMPLE}"
+        f"SELECT epoch_us({quote(event)}::TIMESTAMPTZ) FROM {quote(entities)} LIMIT {_SAMPLE}"
     ).fetchall()
     times = [t for (t,) in sample if t is not None]
     step = next((s for s in _STEPS_US if all((t - times[0]) % s == 0 for t in times)), 1) if times else 1

@@ -266,7 +266,6 @@ def _in_memory(
                 entity_keys=list(view.key_columns),
                 event=event_time,
                 source=plan.source.relation,
-                time_type=unit.sql_type,
             )
             if not in_memory_is_cheaper(shape, view.ttl_delta):
                 return plan
