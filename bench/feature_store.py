@@ -2,7 +2,8 @@
 
 Run: ``.venv/bin/python bench/feature_store.py [--entities 100000] [--rows-per-entity 100]
 [--entity-rows 1000000] [--ttl-days 3] [--skip-feast] [--feast-timeout 900] [--memory-limit-gb G]
-[--repeat 1] [--work-dir DIR [--reuse-feast]]``.
+[--repeat 1] [--work-dir DIR [--reuse-feast]]``; or ``--matrix`` for the data-shape matrix (see
+``bench/feature_store_matrix.py``).
 
 Data (fixed seed, Parquet in a work directory): ``--entities`` driver ids (``driver_id`` int64) with
 ``--entities x --rows-per-entity`` feature rows spread over 180 days (UTC, second resolution,
@@ -57,6 +58,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import feature_store_matrix as matrix
 from measured_process import default_memory_limit, run_measured
 
 BENCH = Path(__file__).resolve().parent
@@ -488,12 +490,15 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == MLPROD_CHILD:
         mlprod_child(sys.argv[2:])
         return
+    if len(sys.argv) > 1 and sys.argv[1] == matrix.MATRIX_CHILD:
+        matrix.matrix_child(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--entities", type=int, default=100_000, help="driver ids with feature rows")
     parser.add_argument("--rows-per-entity", type=int, default=100)
-    parser.add_argument("--entity-rows", type=int, default=1_000_000)
+    parser.add_argument("--entity-rows", type=int, help="default 1,000,000 (with --matrix: 500,000)")
     parser.add_argument("--ttl-days", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-feast", action="store_true", help="run mlprod and the reference only")
@@ -510,7 +515,13 @@ def main() -> None:
     parser.add_argument(
         "--reuse-feast", action="store_true", help="with --work-dir: reuse the Feast runs of an earlier run"
     )
+    matrix.add_arguments(parser)
     args = parser.parse_args()
+    if args.matrix:
+        args.entity_rows = args.entity_rows or matrix.ENTITY_ROWS
+        matrix.main_matrix(args, None if args.skip_feast else ensure_feast()[0])
+        return
+    args.entity_rows = args.entity_rows or 1_000_000
     if args.entities < 10 or args.rows_per_entity < 2 or args.entity_rows < 100 or args.ttl_days < 1:
         parser.error("need --entities >= 10, --rows-per-entity >= 2, --entity-rows >= 100, --ttl-days >= 1")
     if args.reuse_feast and not args.work_dir:

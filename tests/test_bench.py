@@ -57,3 +57,21 @@ def test_a_lower_bound_short_of_its_goal_is_neither_met_nor_missed(monkeypatch: 
     assert goal_met(30.9, 30, lower_bound=True) is True
     assert goal_met(28.6, 30, lower_bound=False) is False
     assert goal_met(None, 30, lower_bound=False) is None
+
+
+def test_the_feature_store_shape_matrix_runs_and_its_joins_agree() -> None:
+    """``--matrix`` at a tiny size: every shape asked for has a line, each saying its outputs agree."""
+    shapes = ["res-ns", "composite", "string", "ttl-none"]
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "feature_store.py"), "--matrix", "--feature-rows", "3000",
+         "--entity-rows", "600", "--shapes", ",".join(shapes), "--skip-feast"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = {
+        line.split()[0]: line
+        for line in result.stdout.splitlines()
+        if line.split()[:1] in ([s] for s in shapes)
+    }
+    assert sorted(rows) == sorted(shapes)
+    assert all(line.rstrip().endswith("yes") for line in rows.values()), result.stdout

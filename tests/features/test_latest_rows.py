@@ -146,6 +146,33 @@ def test_blocks_at_different_times_share_an_axis() -> None:
     assert (first.origin, first.step, first.bits) == (later.origin, later.step, later.bits)
 
 
+@pytest.mark.parametrize("span", [1 << 40, 180 * 86_400_000_000, 1 << 62, np.iinfo(np.int64).max])
+def test_time_ranks_are_those_of_the_distinct_times(span: int) -> None:
+    """Microsecond times over months do not fit a search word beside 100,000 codes and the row
+    numbers: they are ranked, by a sort of packed (time, row) words, or an argsort when a time spans
+    more than those words hold (the last two spans)."""
+    rng = np.random.default_rng(span % 1009)
+    for size in (500, 5_000):
+        times = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).min + span, size, endpoint=True)
+        times[: size // 3] = times[size // 3 : 2 * (size // 3)]  # ties
+        axis, ranks = latest._Axis.of(times, 51)  # 13 bits left: ranks of 5,000 times, not offsets
+        distinct = np.unique(times)
+        assert axis.distinct is not None
+        assert axis.distinct.tolist() == distinct.tolist()
+        assert ranks.tolist() == np.searchsorted(distinct, times).tolist()
+        assert axis.times(ranks.view(np.uint64)).tolist() == times.tolist()
+
+
+def test_entity_times_ranked_in_a_block_are_the_last_distinct_time_at_or_before() -> None:
+    rng = np.random.default_rng(3)
+    source_times = rng.integers(0, 180 * 86_400_000_000, 20_000)
+    entity_times = np.concatenate([rng.integers(-5, 180 * 86_400_000_000 + 5, 3_000), source_times[:500]])
+    search = LatestRows(rng.integers(0, 100_000, len(entity_times)), entity_times)
+    distinct = np.unique(source_times)
+    expected = np.maximum(np.searchsorted(distinct, search._times, side="right") - 1, 0)
+    assert search._ranks_on(distinct).tolist() == expected.tolist()
+
+
 def test_empty_inputs_give_no_rows() -> None:
     none = np.zeros(0, dtype=np.int64)
     assert latest_rows(entity_codes=none, entity_times=none, source_codes=none, source_times=none).size == 0
@@ -167,9 +194,13 @@ def test_empty_inputs_give_no_rows() -> None:
         ([pa.array([None, None], pa.int64())], [pa.array([1, None], pa.int64())]),  # no key at all
         ([pa.array(["b", "a", None, "b"])], [pa.array(["a", "z", "b", None])]),
         ([pa.array([1.5, 2.0, None, 1.5])], [pa.array([2.0, 3.0, 1.5, None])]),
-        (
+        (  # composite, coded by a lookup table over the combinations' range
             [pa.array([1, 1, 2, 1]), pa.array(["x", "y", "x", "x"])],
             [pa.array([1, 2, 1, 1]), pa.array(["y", "x", "x", None])],
+        ),
+        (  # composite over 200**3 combinations, past any table: binary search
+            [pa.array(range(200)), pa.array(range(199, -1, -1)), pa.array(range(0, 1400, 7))],
+            [pa.array([0, 0, 199, 5, None]), pa.array([199, 198, 0, 194, 1]), pa.array([0, 0, 1393, 35, 7])],
         ),
     ],
 )

@@ -25,7 +25,6 @@ import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -40,6 +39,7 @@ from mlprod.features.latest_rows import BLOCK_ROWS, NO_ROW, Candidates, LatestRo
 from mlprod.features.scratch import Scratch, array_of
 from mlprod.features.small_pages import small_pages
 from mlprod.features.sources import Registered, quote
+from mlprod.features.time_unit import TimeUnit
 from mlprod.features.word_sort import sort_words
 
 _THREADS = 2
@@ -56,7 +56,8 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
 @dataclass(frozen=True)
 class JoinInput:
     """One feature view's join: the entity rows (numbered by column ``row``, timed by ``event``), the
-    view with the outputs asked for, its source, and the names of the chosen-time output columns."""
+    view with the outputs asked for, its source, the names of the chosen-time output columns, and the
+    unit times are compared in."""
 
     entities: Registered
     row: str
@@ -66,6 +67,7 @@ class JoinInput:
     source: Registered
     time_column: str
     created_column: str
+    unit: TimeUnit
 
 
 def fits(
@@ -117,7 +119,7 @@ def _joined(conn: duckdb.DuckDBPyConnection, join: JoinInput, keep_times: bool) 
         search = LatestRows(
             entity_codes,
             entity.times,
-            ttl=None if ttl is None else ttl // timedelta(microseconds=1),
+            ttl=None if ttl is None else join.unit.ticks(ttl),
             created_filter=view.created is not None and view.created_time_filter,
         )
         return coder, search
@@ -131,14 +133,14 @@ def _joined(conn: duckdb.DuckDBPyConnection, join: JoinInput, keep_times: bool) 
     found = found[_argsort(chosen.rows[found])]
     values = _gathered(conn, join, chosen.rows[found], entity_rows[found], len(entity_rows))
     if keep_times:
-        for name, micros in ((join.time_column, chosen.times), (join.created_column, chosen.created)):
-            values = values.append_column(name, _placed_times(micros, chosen.rows, entity_rows))
+        for name, ticks in ((join.time_column, chosen.times), (join.created_column, chosen.created)):
+            values = values.append_column(name, _placed_times(ticks, chosen.rows, entity_rows, join.unit))
     return values
 
 
 @dataclass(frozen=True)
 class _Keys:
-    """Key columns, times in µs (0 where null) and whether keys and time are all present."""
+    """Key columns, integer times (0 where null) and whether keys and time are all present."""
 
     keys: list[pa.Array | pa.ChunkedArray]
     times: np.ndarray
@@ -158,7 +160,7 @@ def _key_query(
     join: JoinInput, relation: str, columns: list[str], time: str, created: str | None, extra: list[str]
 ) -> str:
     """Keys (compared by value: integers of different types as BIGINT, numbers with a float as DOUBLE
-    with -0.0 made 0.0), µs times (null where infinite or null), validity, ``extra``."""
+    with -0.0 made 0.0), integer times (null where infinite or null), validity, ``extra``."""
     selected = []
     for (key, column), name in zip(join.view.key_columns.items(), columns, strict=True):
         kinds = {join.entities.types[key], join.source.types[column]}
@@ -168,10 +170,11 @@ def _key_query(
             selected.append(f"TRY_CAST({quote(name)} AS BIGINT)")
         else:
             selected.append(quote(name))
-    ts = f"CAST({quote(time)} AS TIMESTAMPTZ)"
-    selected.append(f"epoch_us({ts})")
+    unit = join.unit
+    ts = unit.cast(quote(time))
+    selected.append(f"{unit.epoch}({ts})")
     if created is not None:
-        selected.append(f"epoch_us(coalesce(CAST({quote(created)} AS TIMESTAMPTZ), {ts}))")
+        selected.append(f"{unit.epoch}(coalesce({unit.cast(quote(created))}, {ts}))")
     selected.append("(" + " AND ".join(f"{quote(name)} IS NOT NULL" for name in [*columns, time]) + ")")
     listed = ", ".join(f"{expression} AS c{i}" for i, expression in enumerate([*selected, *extra]))
     return f"SELECT {listed} FROM {quote(relation)}"
@@ -186,20 +189,20 @@ def _keys_of(
 ) -> _Keys:
     columns = batch.columns
     valid = np.asarray(numpy_of(columns[n_keys + 1 + created]), dtype=bool)
-    times = _micros(columns[n_keys], valid, array_of(scratch, "times", len(valid), np.int64))
+    times = _ticks(columns[n_keys], valid, array_of(scratch, "times", len(valid), np.int64))
     created_times = (
-        _micros(columns[n_keys + 1], valid, array_of(scratch, "created", len(valid), np.int64))
+        _ticks(columns[n_keys + 1], valid, array_of(scratch, "created", len(valid), np.int64))
         if created
         else None
     )
     return _Keys(list(columns[:n_keys]), times, created_times, valid)
 
 
-def _micros(
+def _ticks(
     column: pa.Array | pa.ChunkedArray, valid: np.ndarray, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """Epoch microseconds (0 where the row is not valid; in ``out`` when they can be copied there); a
-    null in a valid row is an infinite timestamp, which only the ASOF join orders."""
+    """Epoch times in the join's unit (0 where the row is not valid; in ``out`` when they can be copied
+    there); a null in a valid row is an infinite timestamp, which only the ASOF join orders."""
     if column.null_count:
         null = numpy_of(column.is_null())
         if np.any(null & valid):
@@ -485,14 +488,14 @@ def _zero(kind: pa.DataType) -> pa.Scalar:
     return pa.scalar(0, type=pa.int64()).cast(kind)
 
 
-def _placed_times(micros: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> pa.Array:
-    """Per entity row (``micros[i]`` goes to row ``positions[i]``): the chosen time, null where no row
+def _placed_times(ticks: np.ndarray, rows: np.ndarray, positions: np.ndarray, unit: TimeUnit) -> pa.Array:
+    """Per entity row (``ticks[i]`` goes to row ``positions[i]``): the chosen time, null where no row
     was chosen."""
     placed = np.zeros(len(positions), dtype=np.int64)
-    placed[positions] = micros
+    placed[positions] = ticks
     missing = np.ones(len(positions), dtype=bool)
     missing[positions] = rows == NO_ROW
-    return pa.array(placed, type=pa.int64(), mask=missing).cast(pa.timestamp("us", tz="UTC"))
+    return pa.array(placed, type=pa.int64(), mask=missing).cast(unit.arrow())
 
 
 def _budget(memory_limit: str | None) -> int:

@@ -36,6 +36,12 @@ class KeyCoder:
     def __init__(self, columns: Sequence[_ColumnCoder], combined: np.ndarray | None) -> None:
         self._columns = columns
         self._combined = combined  # several columns: the combinations present, sorted
+        self._table: np.ndarray | None = None  # and, when their range is small, each one's code by value
+        space = int(np.prod([max(c.size, 1) for c in columns], dtype=object))
+        if combined is not None and len(combined) and space <= max(64 * len(combined), _TABLE_FLOOR):
+            # a lookup, not a binary search of a million random values a block
+            self._table = np.full(space, NO_ROW, dtype=np.int64)
+            self._table[combined] = np.arange(len(combined))
 
     @staticmethod
     def of(keys: Sequence[Column]) -> tuple[KeyCoder, np.ndarray]:
@@ -45,7 +51,7 @@ class KeyCoder:
             coder = KeyCoder(columns, None)
             return coder, coder.codes(keys)
         combined = KeyCoder(columns, None)._combine(keys)
-        coder = KeyCoder(columns, np.unique(combined[combined >= 0]))
+        coder = KeyCoder(columns, _sorted_distinct(combined[combined >= 0]))
         return coder, coder._dense(combined)
 
     @property
@@ -75,6 +81,10 @@ class KeyCoder:
         assert self._combined is not None
         if len(self._combined) == 0:
             return np.full(len(combined), NO_ROW, dtype=np.int64)
+        if self._table is not None:  # combined codes are -1 or in range
+            codes: np.ndarray = np.take(self._table, combined, mode="clip")
+            codes[combined < 0] = NO_ROW
+            return codes
         at = np.minimum(np.searchsorted(self._combined, combined), len(self._combined) - 1)
         return np.where((combined >= 0) & (self._combined[at] == combined), at, NO_ROW)
 
@@ -169,3 +179,12 @@ def _fits_in(array: pa.ChunkedArray, out: np.ndarray) -> bool:
         and (pa.types.is_integer(array.type) or pa.types.is_floating(array.type))
         and array.type == pa.from_numpy_dtype(out.dtype)
     )
+
+
+def _sorted_distinct(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)``, by a sort: numpy 2.3+ hashes first, many times slower on a million codes."""
+    ascending = np.sort(values)
+    new = np.empty(len(ascending), dtype=bool)
+    new[:1] = True
+    np.not_equal(ascending[1:], ascending[:-1], out=new[1:])
+    return ascending[new]

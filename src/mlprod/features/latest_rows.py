@@ -4,7 +4,7 @@ The source comes in blocks (a Parquet row group, a batch), which can be worked o
 block is sorted by (key code, feature time, created time) and every entity row searched in it; the
 block's candidate replaces the entity row's current one when later by (feature time, created time).
 numpy sorts plain 64-bit words with SIMD several times faster than it argsorts, so a word packs the
-key code, the time (in its coarsest exact unit, days to microseconds, from an origin on a coarse grid
+key code, the time (in its coarsest exact unit, days to the time's own, from an origin on a coarse grid
 so that blocks share it; or else as its rank among the block's distinct times) and the row number.
 The entity rows are sorted once by (code, time): any block's search keys then ascend in that order,
 searching ascending keys is fast, and blocks on the same axis share them. A found word gives the
@@ -37,9 +37,11 @@ NO_ROW = -1
 _NEVER, _LATEST = np.iinfo(np.int64).min, np.iinfo(np.int64).max  # _NEVER: the time of no row
 BLOCK_ROWS = 1 << 20
 _WORD_BITS = 64
-_REACH = 1 << 62  # µs an axis may span, so that time differences on it stay in 64 bits
+_REACH = 1 << 62  # time units (µs or ns) an axis may span, so that time differences on it stay in 64 bits
 _SLICE = 1 << 16  # elements checked at a time, so that the remainders stay in cache
-_STEPS = (86_400_000_000, 3_600_000_000, 60_000_000, 1_000_000, 1_000, 1)  # µs: day, hour, ..., 1 µs
+# Units tried, coarsest first: a day, hour, minute, second and millisecond in nanoseconds, then in µs.
+_STEPS = (86_400_000_000_000, 3_600_000_000_000, 86_400_000_000, 60_000_000_000, 3_600_000_000,
+          1_000_000_000, 60_000_000, 1_000_000, 1_000, 1)  # fmt: skip
 
 
 class TooWideError(ValueError):
@@ -60,9 +62,9 @@ def latest_rows(
     """For each entity row, the number of the source row it sees, or ``NO_ROW`` (-1).
 
     Codes are non-negative integers naming the key (-1: a null key or a null time, which never
-    matches); times and ``ttl`` are integer microseconds. A row sees the source row of its key with
-    the greatest (time, created) among those with ``event - ttl <= time <= event`` and, with
-    ``created_filter``, ``created <= event``.
+    matches); times and ``ttl`` are integers in one unit (microseconds, or nanoseconds). A row sees
+    the source row of its key with the greatest (time, created) among those with
+    ``event - ttl <= time <= event`` and, with ``created_filter``, ``created <= event``.
     """
     search = LatestRows(entity_codes, entity_times, ttl=ttl, created_filter=created_filter)
     scratch = Scratch()
@@ -76,7 +78,7 @@ def latest_rows(
 @dataclass(frozen=True)
 class Candidates:
     """Per entity row (of those at ``positions`` in the sorted entity rows, when given): a source row
-    (-1: none), its feature time and its created time (µs)."""
+    (-1: none), its feature time and its created time."""
 
     rows: np.ndarray
     times: np.ndarray
@@ -101,6 +103,7 @@ class LatestRows:
         self._best_times = np.full(len(codes), _NEVER, dtype=np.int64)
         self._best_created = np.zeros(len(codes), dtype=np.int64)
         self._probes_by_axis: dict[tuple[int, int, int], np.ndarray] = {}
+        self._by_time: tuple[np.ndarray, np.ndarray] | None = None  # entity times' order and sorted times
 
     def block(
         self, codes: np.ndarray, times: np.ndarray, created: np.ndarray | None, scratch: Scratch | None = None
@@ -205,6 +208,18 @@ class LatestRows:
             reachable &= self._times <= min(int(times.max()) + self._ttl, _LATEST)
         return None if reachable.all() else np.flatnonzero(reachable)
 
+    def _ranks_on(self, distinct: np.ndarray) -> np.ndarray:
+        """The entity times as ranks among ``distinct`` (the last at or before, 0 when none is), searched
+        in ascending time order: many times faster than searching them in (code, time) order."""
+        if self._by_time is None:  # made once, by whichever thread gets here first
+            order = np.argsort(self._times)
+            self._by_time = order, self._times[order]
+        order, ascending = self._by_time
+        ranks = np.empty(len(order), dtype=np.int64)
+        found = np.searchsorted(distinct, ascending, side="right") - 1
+        ranks[order] = np.maximum(found, 0, out=found)
+        return ranks
+
     def _probes(self, axis: _Axis) -> np.ndarray:
         """The entity rows' search keys on ``axis``, ascending (times map to units monotonically);
         kept for the next blocks on the same axis."""
@@ -212,7 +227,7 @@ class LatestRows:
         cached = self._probes_by_axis.get(key) if axis.distinct is None else None
         if cached is not None:
             return cached
-        units = axis.units(self._times, clip=True)
+        units = axis.units(self._times, clip=True) if axis.distinct is None else self._ranks_on(axis.distinct)
         probes: np.ndarray = self._codes.view(np.uint64) << np.uint64(axis.bits)
         probes |= units.view(np.uint64)
         if axis.distinct is None:
@@ -223,7 +238,7 @@ class LatestRows:
 @dataclass(frozen=True)
 class _Axis:
     """Times as small non-negative integers in the same order: offsets from ``origin`` in a unit of
-    ``step`` µs, or (``distinct`` given) ranks among the block's distinct times."""
+    ``step`` time units, or (``distinct`` given) ranks among the block's distinct times."""
 
     origin: int
     step: int
@@ -249,12 +264,11 @@ class _Axis:
                     back = 0
                 units += back
                 return _Axis(first - back * step, step, bits), units
-        distinct = np.unique(times)
-        bits = max(len(distinct) - 1, 1).bit_length()
+        bits = max(len(times) - 1, 1).bit_length()  # ranks are below the number of times
         if other_bits + bits > _WORD_BITS:
             raise TooWideError(f"{other_bits}-bit codes and rows leave too few bits for {bits}-bit times")
-        axis = _Axis(first, 1, bits, distinct)
-        return axis, axis.units(times)
+        distinct, ranks = _ranks(times, first, out)
+        return _Axis(first, 1, bits, distinct), ranks
 
     def units(self, times: np.ndarray, *, clip: bool = False) -> np.ndarray:
         """``times`` on this axis; with ``clip`` (entity times), a time before the first is 0 (checked
@@ -271,12 +285,37 @@ class _Axis:
         return units
 
     def times(self, units: np.ndarray) -> np.ndarray:
-        """The times (µs) of ``units`` (uint64) on this axis."""
+        """The times of ``units`` (uint64) on this axis."""
         if self.distinct is not None:
             times: np.ndarray = self.distinct[units.view(np.int64)]
             return times
         offsets = units.view(np.int64) * self.step if self.step > 1 else units.view(np.int64)
         return offsets + self.origin
+
+
+def _ranks(times: np.ndarray, first: int, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``times`` ascending (``first`` is the least) and each time's rank among them (in
+    ``out`` when given). Sorting packed (time offset, row) words and counting the distinct ones is many
+    times faster than ``np.unique`` (which hashes first in numpy 2.3+) then a search per time."""
+    row_bits = max(len(times) - 1, 1).bit_length()
+    if (int(times.max()) - first).bit_length() + row_bits <= 64:  # a word of its own, not the search's
+        words = np.subtract(times, first).view(np.uint64)  # wraps past 2**63: as uint64 it is exact
+        words <<= np.uint64(row_bits)
+        words |= row_numbers(len(times))
+        words.sort()
+        order = np.bitwise_and(words, np.uint64((1 << row_bits) - 1)).view(np.int64)
+        words >>= np.uint64(row_bits)
+        ascending = words.view(np.int64)
+        ascending += first
+    else:
+        order = np.argsort(times, kind="stable")
+        ascending = times[order]
+    new = np.empty(len(times), dtype=bool)
+    new[:1] = True
+    np.not_equal(ascending[1:], ascending[:-1], out=new[1:])
+    ranks = np.empty(len(times), dtype=np.int64) if out is None else out
+    ranks[order] = np.cumsum(new) - 1
+    return ascending[new], ranks
 
 
 def _sorted(

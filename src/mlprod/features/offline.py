@@ -1,8 +1,9 @@
 """Point-in-time correct training frames: every entity row sees only feature values known at its time.
 
-A feature view with a feature time is joined in memory when that fits (``in_memory_join``: its
-source's keys sorted block by block and searched, only the chosen rows' values read). Otherwise, and
-for every other view, one DuckDB query does the work, out of core (it spills under a memory limit):
+A feature view with a feature time is joined in memory when that fits and, with a TTL, is estimated
+cheaper (``join_plan``) (``in_memory_join``: its source's keys sorted block by block and searched,
+only the chosen rows' values read). Otherwise, and for every other view, one DuckDB query does the
+work, out of core (it spills under a memory limit):
 - a feature view with a TTL is an equi-join on the keys and a TTL-wide time bucket, keeping the
   greatest (feature time, created time) in ``[event - ttl, event]`` (no sort of the source);
 - a feature view without one is an ASOF JOIN on the entity keys and a 128-bit order key (feature
@@ -11,7 +12,8 @@ for every other view, one DuckDB query does the work, out of core (it spills und
 - with a created-time filter, rows whose chosen value was written after the event (late or
   backfilled data) are redone by a range join over only those rows, among values already written;
 - an aggregation view unions the entity rows into the source rows and runs window aggregates over
-  ``RANGE (window - 1 µs) PRECEDING``: rows with ``event - window < time <= event``.
+  ``RANGE (window - 1 tick) PRECEDING`` over integer times: rows with ``event - window < time <= event``.
+Times are compared as microseconds, or as nanoseconds when any time column has them (``time_unit``).
 Entity rows are never dropped or reordered; a row without a value gets nulls. Their event time comes
 back UTC-aware (a naive one was taken as UTC).
 """
@@ -41,6 +43,7 @@ from mlprod.features.definitions import (
     select_features,
 )
 from mlprod.features.in_memory_join import JoinInput, codable, fits, join_in_memory
+from mlprod.features.join_plan import in_memory_is_cheaper, measure
 from mlprod.features.sources import (
     Registered,
     check_same_time_kind,
@@ -50,6 +53,7 @@ from mlprod.features.sources import (
     quote_literal,
     register_rows,
 )
+from mlprod.features.time_unit import TimeUnit, time_unit
 from mlprod.workspace import Workspace
 
 ROW = "__mlprod_row"
@@ -183,20 +187,21 @@ def _run(
                 times += [(source, column) for column in _time_columns(view)]
                 plans.append(_ViewPlan(index, view, names, source))
             check_same_time_kind(times)
+            unit = time_unit(conn, ((r.relation, column, r.types[column]) for r, column in times))
             held = 0  # bytes of the values already joined in memory, which stay until the frame is built
             for at, plan in enumerate(plans):
                 plans[at] = joined = _in_memory(
-                    conn, entities, event_time, plan, memory_limit, method, held, keep_times
+                    conn, entities, event_time, plan, memory_limit, method, held, keep_times, unit
                 )
                 held += joined.found.nbytes if joined.found is not None else 0
             lineage = _frame_lineage(features, {p.view.name: p.source.lineage for p in plans})
             if output is None and all(plan.found is not None for plan in plans):
-                return _assembled(conn, entities, event_time, plans, keep_times), lineage
+                return _assembled(conn, entities, event_time, plans, keep_times, unit), lineage
             for plan in plans:
                 if plan.found is not None:
                     numbers = pa.array(np.arange(plan.found.num_rows), type=pa.int64())
                     conn.register(plan.found_relation, plan.found.append_column(ROW, numbers))
-            sql = _query(entities, event_time, plans, keep_times=keep_times)
+            sql = _query(entities, event_time, plans, unit, keep_times=keep_times)
             if output is None:
                 return conn.sql(sql).to_arrow_table(), lineage
             conn.execute(f"COPY ({sql}) TO {quote_literal(str(output))} (FORMAT parquet)")
@@ -231,6 +236,7 @@ def _in_memory(
     method: JoinMethod,
     held: int,
     keep_times: bool,
+    unit: TimeUnit,
 ) -> _ViewPlan:
     """``plan`` with its values joined in memory when ``method`` and the view allow it (``held``: the
     bytes earlier views joined in memory keep; ``keep_times``: with the chosen rows' times)."""
@@ -246,22 +252,34 @@ def _in_memory(
         plan.source,
         f"{TIME}{plan.index}",
         f"{CREATED}{plan.index}",
+        unit,
     )
-    if not codable(join) or (
-        method == "auto" and not fits(conn, entities, len(plan.names), memory_limit, held)
-    ):
+    if not codable(join):
         return plan
+    if method == "auto":
+        if not fits(conn, entities, len(plan.names), memory_limit, held):
+            return plan
+        if view.ttl_delta is not None:
+            shape = measure(
+                conn,
+                entities=entities.relation,
+                entity_keys=list(view.key_columns),
+                event=event_time,
+                source=plan.source.relation,
+            )
+            if not in_memory_is_cheaper(shape, view.ttl_delta):
+                return plan
     found = join_in_memory(conn, join, keep_times=keep_times)
     return plan if found is None else replace(plan, found=found)
 
 
 def _assembled(
-    conn: Any, entities: Registered, event_time: str, plans: list[_ViewPlan], keep_times: bool
+    conn: Any, entities: Registered, event_time: str, plans: list[_ViewPlan], keep_times: bool, unit: TimeUnit
 ) -> pa.Table:
     """The frame when every view was joined in memory: the entity rows, then each view's columns."""
     event = quote(event_time)
     frame = conn.sql(
-        f"SELECT * REPLACE (CAST({event} AS TIMESTAMPTZ) AS {event}) FROM {entities.relation}"
+        f"SELECT * REPLACE ({unit.cast(event)} AS {event}) FROM {entities.relation}"
     ).to_arrow_table()
     # The joins give row i the values of entity row number i. A scan keeps its order unless told not
     # to (preserve_insertion_order), so the rows are reordered only when they came back otherwise.
@@ -356,20 +374,22 @@ def _type_family(kind: str) -> str:
     return kind
 
 
-def _query(entities: Registered, event_time: str, plans: list[_ViewPlan], *, keep_times: bool = False) -> str:
+def _query(
+    entities: Registered, event_time: str, plans: list[_ViewPlan], unit: TimeUnit, *, keep_times: bool = False
+) -> str:
     """Each view adds its columns to the previous stage; the last stage is put back in input order."""
     stage = "__mlprod_stage_0"
+    event = unit.cast(quote(event_time))
     ctes = [
-        f"{stage} AS (SELECT * REPLACE (CAST({quote(event_time)} AS TIMESTAMPTZ) AS {quote(event_time)}), "
-        f"CAST({quote(event_time)} AS TIMESTAMPTZ) AS {EVENT}, "
-        f"(epoch_us(CAST({quote(event_time)} AS TIMESTAMPTZ))::HUGEINT * {_SHIFT}) + {_PROBE_LOW} AS {PROBE} "
+        f"{stage} AS (SELECT * REPLACE ({event} AS {quote(event_time)}), {event} AS {EVENT}, "
+        f"({unit.epoch}({event})::HUGEINT * {_SHIFT}) + {_PROBE_LOW} AS {PROBE} "
         f"FROM {entities.relation})"
     ]
     for plan in plans:
         if isinstance(plan.view, AggregationView):
-            ctes += _aggregation_ctes(plan, plan.view, stage)
+            ctes += _aggregation_ctes(plan, plan.view, stage, unit)
         else:
-            ctes += _feature_view_ctes(plan, plan.view, stage)
+            ctes += _feature_view_ctes(plan, plan.view, stage, unit)
         stage = plan.alias
     internal = [EVENT, PROBE, ROW]
     if not keep_times:
@@ -385,7 +405,7 @@ def _chosen_outputs(index: int, names: list[str], value: str, time: str, created
     return [f"{expression} AS {alias}" for alias, expression in outputs.items()]
 
 
-def _feature_view_ctes(plan: _ViewPlan, view: FeatureView, stage: str) -> list[str]:
+def _feature_view_ctes(plan: _ViewPlan, view: FeatureView, stage: str, unit: TimeUnit) -> list[str]:
     if plan.found is not None:
         found = ", ".join(
             f"f.{quote(name)}" if name in plan.found.column_names else f"NULL AS {quote(name)}"
@@ -409,12 +429,12 @@ def _feature_view_ctes(plan: _ViewPlan, view: FeatureView, stage: str) -> list[s
             f"LEFT JOIN (SELECT {key_select}, {values}, TRUE AS __mlprod_found FROM {src} "
             f"WHERE {not_null}) s ON {on})"
         ]
-    ts = f"CAST({quote(view.timestamp)} AS TIMESTAMPTZ)"
-    created = f"coalesce(CAST({quote(view.created)} AS TIMESTAMPTZ), {ts})" if view.created else ts
+    ts = unit.cast(quote(view.timestamp))
+    created = f"coalesce({unit.cast(quote(view.created))}, {ts})" if view.created else ts
     prepared = f"{plan.alias}_source"
     # Without a created column the feature time alone orders rows (and rows tying on it are duplicates).
     order, probe = (
-        (f"(epoch_us({ts})::HUGEINT * {_SHIFT}) + (epoch_us({created})::HUGEINT + {_OFFSET})", PROBE)
+        (f"({unit.epoch}({ts})::HUGEINT * {_SHIFT}) + ({unit.epoch}({created})::HUGEINT + {_OFFSET})", PROBE)
         if view.created
         else (ts, EVENT)
     )
@@ -424,7 +444,7 @@ def _feature_view_ctes(plan: _ViewPlan, view: FeatureView, stage: str) -> list[s
         f"WHERE {not_null} AND {quote(view.timestamp)} IS NOT NULL)",
     ]
     if view.ttl_delta is not None:
-        return [*ctes, *_within_ttl_ctes(plan, view, stage, prepared)]
+        return [*ctes, *_within_ttl_ctes(plan, view, stage, prepared, unit)]
     asof = f"FROM {stage} p ASOF LEFT JOIN {prepared} s ON {on} AND p.{probe} >= s.__mlprod_order"
     if not (view.created and view.created_time_filter):
         outputs = _chosen_outputs(plan.index, plan.names, "s.{}", "s.__mlprod_ts", "s.__mlprod_created")
@@ -458,21 +478,26 @@ def _feature_view_ctes(plan: _ViewPlan, view: FeatureView, stage: str) -> list[s
     ]
 
 
-def _within_ttl_ctes(plan: _ViewPlan, view: FeatureView, stage: str, prepared: str) -> list[str]:
+def _within_ttl_ctes(
+    plan: _ViewPlan, view: FeatureView, stage: str, prepared: str, unit: TimeUnit
+) -> list[str]:
     """With a TTL, only rows in ``[event - ttl, event]`` can win: an equi-join on the keys and a time
     bucket one TTL wide (each row also joins the next bucket) finds them without sorting the source,
     and the winner is the greatest (feature time, created time) among those known at the event."""
     assert view.ttl_delta is not None
-    width = _microseconds(view.ttl_delta)
-    bucket = f"(epoch_us({{}}) + {_BUCKET_ORIGIN // width * width}) // {width}"
+    width, ttl = unit.ticks(view.ttl_delta), view.ttl_delta // timedelta(microseconds=1)
+    origin = _BUCKET_ORIGIN * unit.per_microsecond // width * width
+    widened = "::HUGEINT" if unit.per_microsecond > 1 else ""  # nanoseconds plus the origin pass BIGINT
+    bucket = f"({unit.epoch}({{}}){widened} + {origin}) // {width}"
     keys = view.key_columns
     on = " AND ".join(f"p.{quote(k)} = s.{quote(k)}" for k in keys)
     known = f" AND s.__mlprod_created <= p.{EVENT}" if view.created and view.created_time_filter else ""
     fields = ", ".join(
         f"{quote(n)} := s.{quote(n)}" for n in ["__mlprod_ts", "__mlprod_created", *plan.names]
     )
+    epoch = unit.epoch
     order = (
-        f"(epoch_us(s.__mlprod_ts)::HUGEINT * {_SHIFT}) + (epoch_us(s.__mlprod_created)::HUGEINT + {_OFFSET})"
+        f"({epoch}(s.__mlprod_ts)::HUGEINT * {_SHIFT}) + ({epoch}(s.__mlprod_created)::HUGEINT + {_OFFSET})"
     )
     outputs = [f"c.w.{quote(n)} AS {quote(n)}" for n in plan.names]
     outputs += [f"c.w.__mlprod_ts AS {TIME}{plan.index}", f"c.w.__mlprod_created AS {CREATED}{plan.index}"]
@@ -482,14 +507,14 @@ def _within_ttl_ctes(plan: _ViewPlan, view: FeatureView, stage: str, prepared: s
         f"{plan.alias}_chosen AS (SELECT p.{ROW}, arg_max(struct_pack({fields}), {order}) AS w "
         f"FROM {stage} p JOIN {plan.alias}_buckets s "
         f"ON {on} AND {bucket.format(f'p.{EVENT}')} = s.__mlprod_bucket "
-        f"WHERE s.__mlprod_ts <= p.{EVENT} AND s.__mlprod_ts >= p.{EVENT} - to_microseconds({width}){known} "
+        f"WHERE s.__mlprod_ts <= p.{EVENT} AND s.__mlprod_ts >= p.{EVENT} - to_microseconds({ttl}){known} "
         f"GROUP BY p.{ROW})",
         f"{plan.alias} AS (SELECT p.*, {', '.join(outputs)} FROM {stage} p "
         f"LEFT JOIN {plan.alias}_chosen c ON c.{ROW} = p.{ROW})",
     ]
 
 
-def _aggregation_ctes(plan: _ViewPlan, view: AggregationView, stage: str) -> list[str]:
+def _aggregation_ctes(plan: _ViewPlan, view: AggregationView, stage: str, unit: TimeUnit) -> list[str]:
     keys = view.key_columns
     source_types = plan.source.types
     src = plan.source.relation
@@ -512,8 +537,8 @@ def _aggregation_ctes(plan: _ViewPlan, view: AggregationView, stage: str) -> lis
             aggregate = f"CAST({aggregate} AS BIGINT)"  # DuckDB sums integers to HUGEINT (decimal in Arrow)
         aggregates.append(f"{aggregate} AS {quote(a.output)}")
     window_clauses = ", ".join(
-        f"{window_names[w]} AS (PARTITION BY {partition} ORDER BY __mlprod_time "
-        f"RANGE BETWEEN to_microseconds({_microseconds(w) - 1}) PRECEDING AND CURRENT ROW)"
+        f"{window_names[w]} AS (PARTITION BY {partition} ORDER BY {unit.epoch}(__mlprod_time) "
+        f"RANGE BETWEEN {unit.ticks(w) - 1} PRECEDING AND CURRENT ROW)"
         for w in windows
     )
     extra_probe = (", " + probe_values) if probe_values else ""
@@ -522,7 +547,7 @@ def _aggregation_ctes(plan: _ViewPlan, view: AggregationView, stage: str) -> lis
         f"{plan.alias}_stream AS ("
         f"SELECT {ROW}, {', '.join(quote(k) for k in keys)}, {EVENT} AS __mlprod_time, "
         f"NULL::INTEGER AS __mlprod_is_row{extra_probe} FROM {stage} "
-        f"UNION ALL SELECT NULL, {key_select}, CAST({quote(view.timestamp)} AS TIMESTAMPTZ), 1{extra_source} "
+        f"UNION ALL SELECT NULL, {key_select}, {unit.cast(quote(view.timestamp))}, 1{extra_source} "
         f"FROM {src} WHERE {not_null} AND {quote(view.timestamp)} IS NOT NULL)",
         f"{plan.alias}_values AS (SELECT {ROW}, {', '.join(aggregates)} FROM {plan.alias}_stream "
         f"WINDOW {window_clauses} QUALIFY {ROW} IS NOT NULL)",
@@ -545,7 +570,3 @@ def _refuse_duplicate_static_keys(conn: Any, source: Registered, view: FeatureVi
             f"static view {view.name!r} has {duplicate[-1]} rows for key {key} in {source.what}; "
             "a view without a timestamp needs one row per key"
         )
-
-
-def _microseconds(duration: timedelta) -> int:
-    return duration // timedelta(microseconds=1)

@@ -228,7 +228,9 @@ def _records(table: pa.Table, view: View) -> list[OnlineRecord]:
 
 
 def _us_list(column: pa.ChunkedArray) -> list[int | None]:
-    return pc.cast(column.cast(pa.timestamp("us", "UTC")), pa.int64()).to_pylist()  # type: ignore[no-any-return]
+    # The online store keeps µs: a nanosecond time (from a nanosecond source) is truncated to its µs.
+    micros = pc.cast(column, pa.timestamp("us", "UTC"), safe=False)
+    return pc.cast(micros, pa.int64()).to_pylist()  # type: ignore[no-any-return]
 
 
 def _column_us(frame: pd.DataFrame, column: str, view: str) -> list[int | None]:

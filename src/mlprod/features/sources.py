@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -26,7 +27,8 @@ from mlprod.errors import InvalidInputError, NotFoundError
 from mlprod.features.definitions import Source, TableSource
 from mlprod.workspace import Workspace
 
-TIMESTAMP_TYPES = ("TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP WITH TIME ZONE")
+TIMESTAMP_TYPES = ("TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP WITH TIME ZONE",
+                   "TIMESTAMPTZ_NS")  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,7 +56,7 @@ class Registered:
                 f"column {column!r} of {self.what} must be a timestamp, not {kind}"
                 + (" (parse it first, e.g. pd.to_datetime(..., utc=True))" if kind == "VARCHAR" else "")
             )
-        return kind == "TIMESTAMP WITH TIME ZONE"
+        return kind in ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ_NS")
 
 
 def connect(memory_limit: str | None = None, temp_directory: Path | None = None) -> duckdb.DuckDBPyConnection:
@@ -86,7 +88,7 @@ def register_rows(
         check_names(
             what, [str(c) for c in (rows.column_names if isinstance(rows, pa.Table) else rows.columns)]
         )
-        conn.register(name, rows)
+        conn.register(name, _nanoseconds_kept(rows))
         lineage = {"in_memory_rows": len(rows)}
     elif isinstance(rows, str | Path):
         path = Path(rows)
@@ -118,6 +120,17 @@ def check_file_names(path: Path, what: str) -> None:
     except (pa.ArrowException, OSError):
         return  # not readable this way: DuckDB's scan reports it
     check_names(what, names)
+
+
+def _nanoseconds_kept(rows: pa.Table | pd.DataFrame) -> pa.Table | pd.DataFrame:
+    """``rows``, as Arrow when a frame has nanosecond times: DuckDB scans those of a frame as
+    microseconds, which would truncate them (Arrow's keep their unit)."""
+    if isinstance(rows, pd.DataFrame) and any(
+        isinstance(kind, pd.DatetimeTZDtype | np.dtype) and str(kind).startswith("datetime64[ns")
+        for kind in rows.dtypes
+    ):
+        return pa.Table.from_pandas(rows, preserve_index=False)
+    return rows
 
 
 def derive_columns(conn: duckdb.DuckDBPyConnection, source: Registered, derive: dict[str, str]) -> Registered:
