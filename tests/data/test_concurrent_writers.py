@@ -66,23 +66,6 @@ def other(workspace: Workspace) -> TableStore:
     return TableStore(workspace)
 
 
-@pytest.fixture
-def interleave(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], object]], None]:
-    """Run the given commits right after the next commit has read its head and computed its change,
-    before it lands: the branch moves under it deterministically."""
-    pending: list[Callable[[], object]] = []
-    original = Store._prepare
-
-    def prepare(self: Store, *args: Any, **kwargs: Any) -> Any:
-        prepared = original(self, *args, **kwargs)
-        while pending:
-            pending.pop(0)()
-        return prepared
-
-    monkeypatch.setattr(Store, "_prepare", prepare)
-    return pending.append
-
-
 def test_a_commit_prepared_before_another_landed_is_rebased_onto_it(
     store: TableStore, other: TableStore, interleave: Callable[[Callable[[], object]], None]
 ) -> None:

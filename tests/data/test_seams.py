@@ -26,22 +26,6 @@ def store(workspace: Workspace) -> TableStore:
     return tables
 
 
-@pytest.fixture
-def interleave(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], object]], None]:
-    """Run the given commits right after the next commit has computed its change, before it lands."""
-    pending: list[Callable[[], object]] = []
-    original = Store._prepare
-
-    def prepare(self: Store, *args: Any, **kwargs: Any) -> Any:
-        prepared = original(self, *args, **kwargs)
-        while pending:
-            pending.pop(0)()
-        return prepared
-
-    monkeypatch.setattr(Store, "_prepare", prepare)
-    return pending.append
-
-
 def test_a_rebase_never_lands_a_column_whose_name_clashes_with_one_that_landed_meanwhile(
     store: TableStore, workspace: Workspace, interleave: Callable[[Callable[[], object]], None]
 ) -> None:

@@ -466,18 +466,7 @@ class TableStore:
         if _empty(prepared):
             return self._unchanged(info.name, branch, prepared), prepared
         writes = self._writes()
-        manifest, rewritten = self._manifest(
-            info,
-            prepared.parent,
-            prepared.head,
-            prepared.change,
-            prepared.schema,
-            _counts(prepared.change),
-            operation,
-            message,
-            writes,
-            rewrite_all=bool(prepared.retyped),
-        )
+        manifest, rewritten = self._prepared_manifest(info, prepared, operation, message, writes)
         rebases = retries = 0
         lock = f"table {info.name!r} branch {branch!r}"
         for attempt in range(LAND_ATTEMPTS):
@@ -550,7 +539,14 @@ class TableStore:
             prepared, manifest, reused = self._rebased(info, branch, prepared, manifest, head, writes)
             return prepared, manifest, rewritten if reused else 0, True
         prepared = prepare()
-        manifest, rewritten = self._manifest(
+        manifest, rewritten = self._prepared_manifest(info, prepared, operation, message, writes)
+        return prepared, manifest, rewritten, True
+
+    def _prepared_manifest(
+        self, info: TableInfo, prepared: _Prepared, operation: str, message: str, writes: _Writes
+    ) -> tuple[Manifest, int]:
+        """The manifest of a prepared commit on the head it was prepared against (objects written)."""
+        return self._manifest(
             info,
             prepared.parent,
             prepared.head,
@@ -562,7 +558,6 @@ class TableStore:
             writes,
             rewrite_all=bool(prepared.retyped),
         )
-        return prepared, manifest, rewritten, True
 
     def _rebased(
         self,

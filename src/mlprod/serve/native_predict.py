@@ -9,12 +9,12 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from mlprod.errors import InvalidInputError, MlprodError
-from mlprod.serve.http_errors import status_for
+from mlprod.errors import InvalidInputError
 from mlprod.serve.large_body import parse_large_json_object
 from mlprod.serve.metrics import ServingMetrics
 from mlprod.serve.request_auth import Authorize
 from mlprod.serve.request_body import parse_json_object
+from mlprod.serve.request_metrics import count_answer, count_failure
 from mlprod.serve.service import INLINE_ROWS, Prediction, PredictionService
 
 LARGE_BODY_BYTES = 64 * 1024  # larger bodies are parsed on a worker thread, in steps that let the loop run
@@ -47,17 +47,9 @@ class NativePredict:
                 route_key=route_key or _optional_text(body, "route_key"),
             )
         except Exception as exc:  # counted with the status it will be answered with, then re-raised
-            status = status_for(exc)[0] if isinstance(exc, MlprodError) else 500
-            self.metrics.observe(
-                model=target.split("@", 1)[0].split("/", 1)[0], version=None, route="",
-                status=status, seconds=time.perf_counter() - started,
-            )  # fmt: skip
+            count_failure(self.metrics, target, exc, started)
             raise
-        self.metrics.observe(
-            model=answer.model, version=answer.version, route=answer.route, status=200,
-            seconds=time.perf_counter() - started,
-        )  # fmt: skip
-        self.metrics.observe_prediction_rows(answer.model, answer.version, len(answer.predictions))
+        count_answer(self.metrics, answer, started)
         if len(answer.predictions) > INLINE_ROWS:
             return await run_in_threadpool(_encode, answer)
         return _encode(answer)

@@ -35,6 +35,7 @@ from mlprod.serve.protocol_tensors import (
     parse_body,
 )
 from mlprod.serve.request_auth import Authorize
+from mlprod.serve.request_metrics import count_answer, count_failure
 from mlprod.serve.service import Prediction, PredictionService
 
 _MAX_VERSION = 2**63 - 1
@@ -104,17 +105,9 @@ class ProtocolInfer:
                 target, payload, request_id=as_text(body.get("id"), '"id"'), routed=routed
             )
         except Exception as exc:  # counted with the status it will be answered with, then re-raised
-            status = status_for(exc)[0] if isinstance(exc, MlprodError) else 500
-            self.metrics.observe(
-                model=target.split("@", 1)[0].split("/", 1)[0], version=None, route="",
-                status=status, seconds=time.perf_counter() - started,
-            )  # fmt: skip
+            count_failure(self.metrics, target, exc, started)
             raise
-        self.metrics.observe(
-            model=answer.model, version=answer.version, route=answer.route, status=200,
-            seconds=time.perf_counter() - started,
-        )  # fmt: skip
-        self.metrics.observe_prediction_rows(answer.model, answer.version, len(answer.predictions))
+        count_answer(self.metrics, answer, started)
         return _encode(answer, output, binary_out)
 
 
