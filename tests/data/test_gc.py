@@ -137,13 +137,20 @@ def test_gc_between_deciding_and_unlinking_cannot_rob_a_commit(
     sweeper.start()
     assert at_unlink.wait(30)  # gc decided: a bucket or change set of the killed writer is garbage
     head = tables.resolve("t").id
-    recording = threading.Event()
-    attempts = before_branch_move(tables, recording.set)
+    waiting = threading.Event()
+    real_wait = tables.fence.wait_quiet
+
+    def wait_quiet(*args: Any, **kwargs: Any) -> Any:
+        waiting.set()
+        return real_wait(*args, **kwargs)
+
+    monkeypatch.setattr(tables.fence, "wait_quiet", wait_quiet)
+    attempts = before_branch_move(tables, lambda: None)
     results: list[Any] = []
     committer = threading.Thread(target=lambda: results.append(tables.commit("t", RETRIED)))
     committer.start()
-    assert recording.wait(30)  # the commit reused the objects (touching them) and tries to move main
-    time.sleep(0.3)  # let that first attempt reach the fence and start waiting for the sweep
+    assert waiting.wait(30)  # the commit reused the objects (touching them) and waits for the sweep
+    time.sleep(0.3)
     assert not results and tables.resolve("t").id == head  # held at the fence: main has not moved
     go.set()
     sweeper.join(30)
@@ -158,7 +165,7 @@ def test_gc_between_deciding_and_unlinking_cannot_rob_a_commit(
     assert all(tables.objects.exists(sha) for sha in manifest.objects())
     assert tables.resolve("t").id == result.commit_id
     readable(tables)
-    assert len(attempts) == 2
+    assert len(attempts) == 1  # it waited for the sweep before taking the branch lock, then moved main once
 
 
 def test_a_commit_recorded_before_the_sweep_started_is_live_for_it(tables: TableStore) -> None:
