@@ -134,7 +134,8 @@ def test_serialization_round_trip(detector: PcaDetector) -> None:
     window = detector.window().update(rows[:200])
     again = ReconstructionWindow.from_dict(json.loads(json.dumps(window.to_dict())), restored)
     again.update(rows[200:])
-    assert restored.check(again) == detector.check(detector.window().update(rows))
+    # the same chunks on both sides: one update of all rows sums in another order (last-digit differences)
+    assert restored.check(again) == detector.check(detector.window().update(rows[:200]).update(rows[200:]))
 
 
 def test_windows_of_different_detectors_do_not_mix(detector: PcaDetector) -> None:
