@@ -328,7 +328,8 @@ def test_stress_gc_in_a_loop_against_committers_loses_nothing(tables: TableStore
     outputs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [e for _, e in outputs]
     (c0, _), (c1, _), (sweeps, removed) = (tuple(map(int, o.split())) for o, _ in outputs)
-    assert c0 + c1 >= 10 and sweeps >= 10 and removed > 0, outputs  # it really interleaved
+    # it really interleaved (a commit a sweep crossed holds new sweeps off for a few seconds, so fewer sweeps)
+    assert c0 + c1 >= 10 and sweeps >= 5 and removed > 0, outputs
     with Workspace.open(root) as ws:
         fresh = TableStore(ws)
         readable(fresh)
