@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -421,18 +420,10 @@ def fresh_database(admin_url: str | None) -> Iterator[str | None]:
     if admin_url is None:
         yield None
         return
-    import sqlalchemy as sa
+    from mlprod.meta.scratch import scratch_database
 
-    name = f"mlprod_bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(admin_url, prefix="mlprod_bench") as url:
+        yield url
 
 
 if __name__ == "__main__":

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
+from mlprod.meta.scratch import scratch_database
 from mlprod.models import EstimatorSpec, ModelVersion, Registry, TrainedModel, train_classifier
 from mlprod.workspace import Workspace
 
@@ -41,16 +40,8 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(f"{POSTGRES_ENV} is not set; .ci/run must start PostgreSQL")
         pytest.skip(f"set {POSTGRES_ENV} to run PostgreSQL tests (.ci/run does)")
-    name = f"mlprod_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(admin_url) as url:
+        yield url
 
 
 def make_frame(n: int = 2000, seed: int = 0) -> pd.DataFrame:
