@@ -118,6 +118,9 @@ class EvaluationSetSection(_Section):
     slices: list[str] = Field(default_factory=list, description="Categorical columns to slice by.")
     fairness: list[str] = Field(default_factory=list, description="Group columns for fairness metrics.")
     description: str = ""
+    commit: str | None = Field(
+        default=None, description="Commit the set is pinned to (none: it follows the branch `ref`)."
+    )
 
 
 EXAMPLE_PROFILES: dict[str, dict[str, Any]] = {

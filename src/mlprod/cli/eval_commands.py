@@ -50,7 +50,12 @@ def add_set(
     name: Annotated[str, typer.Argument(help="Name of the set.")],
     table: Annotated[str, typer.Option(help="Versioned table to read.")],
     time: Annotated[str, typer.Option(help="Time column (or SQL expression) the range applies to.")],
-    ref: Annotated[str, typer.Option(help="Branch, tag or commit of the table.")] = "main",
+    ref: Annotated[
+        str, typer.Option(help="Branch, tag or commit of the table (the set is pinned to its commit now).")
+    ] = "main",
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Read the branch's head at every evaluation instead of pinning.")
+    ] = False,
     start: Annotated[str | None, typer.Option(help="Inclusive start, e.g. 2013-07-01.")] = None,
     end: Annotated[str | None, typer.Option(help="Exclusive end, e.g. 2013-08-01.")] = None,
     period: Annotated[str, typer.Option(help="Time slices: day, week or month.")] = "week",
@@ -68,8 +73,8 @@ def add_set(
         slices=tuple(slice_by or ()), fairness=tuple(fairness or ()), description=description,
     )  # fmt: skip
     with open_workspace() as ws:
-        save_evaluation_set(ws, chosen)
-    out.print(f"evaluation set {name}: {chosen.describe()}")
+        declared = save_evaluation_set(ws, chosen, follow=follow)
+    out.print(f"evaluation set {name}: {declared.describe()}", markup=False)
 
 
 @app.command("profiles")
@@ -173,10 +178,14 @@ def leaderboard(
     ] = None,
     show_id: Annotated[str | None, typer.Option("--show", help="Show a recorded leaderboard by id.")] = None,
     no_record: Annotated[bool, typer.Option("--no-record", help="Rank without recording it.")] = False,
+    reevaluate: Annotated[
+        bool,
+        typer.Option("--reevaluate", help="First evaluate the models left out on the set's current rows."),
+    ] = False,
     output_format: FormatOpt = "table",
 ) -> None:
     """Rank the evaluated models by a profile's utility (recorded, with its pool snapshot)."""
-    from mlprod.evaluate import build_leaderboard, get_leaderboard
+    from mlprod.evaluate import build_leaderboard, get_leaderboard, reevaluate_left_out
 
     _check_format(output_format)
     with open_workspace() as ws:
@@ -187,6 +196,9 @@ def leaderboard(
                 "name the evaluation set with --set (or show a recorded one with --show ID)"
             )
         else:
+            if reevaluate:
+                with err.status(f"evaluating the models left out of {evaluation_set}") as status:
+                    reevaluate_left_out(ws, evaluation_set, model, step=status.update)
             board = build_leaderboard(
                 ws, evaluation_set=evaluation_set, profile=profile, models=model, units_of=units_of,
                 record=not no_record,
@@ -197,7 +209,7 @@ def leaderboard(
         out.print(board.to_csv(), end="", markup=False, highlight=False)
     else:
         out.print(leaderboard_table(board))
-        for line in (*board.warnings, *(f"left out: {x}" for x in board.excluded)):
+        for line in left_out_notes(board, show_id is None):
             err.print(line, markup=False)
 
 
@@ -219,27 +231,15 @@ def gate_command(
     ] = None,
 ) -> None:
     """Does the challenger beat the champion? Exit 0 pass, 3 fail, 4 inconclusive."""
-    from mlprod.evaluate import (
-        build_leaderboard,
-        gate,
-        get_leaderboard,
-        get_profile,
-        latest_report,
-        load_profiles,
-    )
+    from mlprod.evaluate import gate_models, get_profile, load_profiles
 
     with open_workspace() as ws:
         chosen = get_profile(
             profile or ws.config.evaluate.profile, load_profiles(ws.config.evaluate.profiles)
         )
-        if units_of is None:
-            pool = build_leaderboard(ws, evaluation_set=evaluation_set, profile=chosen, record=False)
-        else:
-            pool = get_leaderboard(ws, units_of)
-        verdict = gate(
-            latest_report(ws, champion, evaluation_set), latest_report(ws, challenger, evaluation_set),
-            chosen, max_slice_regression=max_slice_regression, min_improvement=min_improvement,
-            snapshot=pool.snapshot,
+        verdict = gate_models(
+            ws, champion, challenger, evaluation_set, chosen, max_slice_regression=max_slice_regression,
+            min_improvement=min_improvement, units_of=units_of,
         )  # fmt: skip
     style = {"pass": "green", "fail": "red", "inconclusive": "yellow"}[verdict.decision]
     out.print(f"[bold {style}]{verdict.decision.upper()}[/]: {verdict.challenger} vs {verdict.champion}")
@@ -263,6 +263,22 @@ def leaderboard_table(board: Leaderboard, *, labels: dict[str, str] | None = Non
             str(e.rank or "-"), name, _number(e.utility), *cells, "★" if e.pareto else "", failures or ""
         )
     return table
+
+
+def left_out_notes(board: Leaderboard, fresh: bool = True) -> list[str]:
+    """The lines printed after a leaderboard: warnings, the rows ranked, each model left out with why
+    and the command that evaluates it, and (for a board just built) the flag that does it for all."""
+    lines = list(board.warnings)
+    if board.rows:
+        lines.append(f"ranked on the rows {board.evaluation_set} selects at {board.rows}")
+    for x in board.excluded:
+        lines.append(f"left out: {x}")
+        if x.command:
+            lines.append(f"  evaluate it: {x.command}")
+    if fresh and board.excluded:
+        again = f"mlprod eval leaderboard --set {board.evaluation_set} --profile {board.profile.name}"
+        lines.append(f"evaluate every model left out and rank again: {again} --reevaluate")
+    return lines
 
 
 def _print_report(report: EvaluationReport, output_format: str) -> None:

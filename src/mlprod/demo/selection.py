@@ -1,7 +1,9 @@
 """The demo's model selection: evaluate every candidate on July, rank them under two profiles, and let
 the gate pick the champion.
 
-July is the evaluation set (``flights``@main, sliced by week, carrier and origin). Flights have no
+July is the evaluation set (``flights``@main, pinned to the commit main is at once July and June's
+corrections are in, sliced by week, carrier and origin): data arriving later (August onwards)
+changes nothing it measures. Flights have no
 protected attribute, so the fairness metrics compare the three origin airports as a stand-in for
 one: the same computation a lender would run over applicants' age bands.
 
@@ -74,7 +76,7 @@ def select_champion(
 ) -> Selection:
     """Evaluate ``candidates`` (label -> model ref), rank them, gate them, point ``alias`` at the winner."""
     step = step or (lambda _: None)
-    save_evaluation_set(workspace, JULY)
+    july = save_evaluation_set(workspace, JULY)
     options = EvaluationOptions.from_workspace(
         workspace,
         importance_repeats=10,
@@ -86,10 +88,10 @@ def select_champion(
     reports = {}
     for label, ref in candidates.items():
         step(f"evaluating {label} ({ref})")
-        reports[label] = evaluate_model(workspace, ref, JULY, options=options)
+        reports[label] = evaluate_model(workspace, ref, july, options=options)
     refs = [report.ref for report in reports.values()]
     boards = {
-        name: build_leaderboard(workspace, evaluation_set=JULY.name, profile=name, models=refs)
+        name: build_leaderboard(workspace, evaluation_set=july.name, profile=name, models=refs)
         for name in PROFILES
     }
     profile = get_profile(GATE_PROFILE, load_profiles(workspace.config.evaluate.profiles))
@@ -102,7 +104,7 @@ def select_champion(
         verdicts.append((label, verdict))
         if verdict.passed:
             champion = label
-    why = f"chosen by the gate under {GATE_PROFILE!r} on {JULY.name}: " + (
+    why = f"chosen by the gate under {GATE_PROFILE!r} on {july.name}: " + (
         f"{champion} beat {incumbent}" if champion != incumbent else f"no candidate beat {incumbent}"
     )
     Registry(workspace).set_alias(model, alias, reports[champion].version, why=why)

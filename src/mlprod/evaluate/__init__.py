@@ -8,10 +8,11 @@ from mlprod.evaluate.evaluation_set import (
     get_evaluation_set,
     load_rows,
     save_evaluation_set,
+    set_commit,
 )
 from mlprod.evaluate.explain import Explanation, explain_rows
 from mlprod.evaluate.fairness import FairnessReport, GroupRates, fairness_report
-from mlprod.evaluate.gate import GateVerdict, gate
+from mlprod.evaluate.gate import GateVerdict, gate, gate_models
 from mlprod.evaluate.importance import FeatureImportance, ImportanceReport, permutation_importance
 from mlprod.evaluate.interpretability import Interpretability, contributions, interpretability_report
 from mlprod.evaluate.leaderboard import (
@@ -21,11 +22,13 @@ from mlprod.evaluate.leaderboard import (
     get_leaderboard,
     list_leaderboards,
 )
+from mlprod.evaluate.pool import LeftOut, Pool, comparable_reports, reevaluate_left_out
 from mlprod.evaluate.profiles import BUILTIN_PROFILES, get_profile, load_profiles
 from mlprod.evaluate.quality import classification_quality, regression_quality, score_metric
 from mlprod.evaluate.report import EvaluationReport
 from mlprod.evaluate.report_store import get_report, latest_report, latest_reports
 from mlprod.evaluate.robustness import RobustnessReport, ShiftResult, robustness_report
+from mlprod.evaluate.same_rows import Evaluated, RowsChange, SameRows, compare_rows, rows_digest
 from mlprod.evaluate.serving_cost import ServingCost, measure_serving_cost
 from mlprod.evaluate.slices import SliceMetric, SliceReport, slice_report
 from mlprod.evaluate.utility import (
@@ -41,6 +44,7 @@ from mlprod.models.metrics import binary_classification_metrics
 __all__ = [
     "BUILTIN_PROFILES",
     "Constraint",
+    "Evaluated",
     "EvaluationOptions",
     "EvaluationReport",
     "EvaluationSet",
@@ -54,9 +58,13 @@ __all__ = [
     "Interval",
     "Leaderboard",
     "LeaderboardEntry",
+    "LeftOut",
+    "Pool",
     "PoolSnapshot",
     "Profile",
     "RobustnessReport",
+    "RowsChange",
+    "SameRows",
     "ScoredCandidate",
     "ServingCost",
     "ShiftResult",
@@ -65,12 +73,15 @@ __all__ = [
     "binary_classification_metrics",
     "build_leaderboard",
     "classification_quality",
+    "comparable_reports",
+    "compare_rows",
     "contributions",
     "evaluate_model",
     "evaluation_sets",
     "explain_rows",
     "fairness_report",
     "gate",
+    "gate_models",
     "get_evaluation_set",
     "get_leaderboard",
     "get_profile",
@@ -84,10 +95,13 @@ __all__ = [
     "measure_serving_cost",
     "parse_constraint",
     "permutation_importance",
+    "reevaluate_left_out",
     "regression_quality",
     "robustness_report",
+    "rows_digest",
     "save_evaluation_set",
     "score",
     "score_metric",
+    "set_commit",
     "slice_report",
 ]

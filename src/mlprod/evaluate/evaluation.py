@@ -1,10 +1,10 @@
 """Evaluate a registered model version on a named evaluation set, and store the report with it.
 
-The set's rows are read at the commit its ref points to, turned into the model's inputs exactly as
-its training run did (the run's lineage: feature expressions, label, filter, and the feature-store
-feature set joined point-in-time), and scored by the version as the registry loads it. Every random
-step takes the seed, so a rerun on the same commit gives the same report, except for the serving
-cost, which is measured on this machine at this moment.
+The set's rows are read at the commit it is pinned to (or the head of the branch it follows), turned
+into the model's inputs exactly as its training run did (the run's lineage: feature expressions,
+label, filter, and the feature-store feature set joined point-in-time), and scored by the version as
+the registry loads it. Every random step takes the seed, so a rerun on the same commit gives the same
+report, except for the serving cost, which is measured on this machine at this moment.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlprod.data import TableStore
 from mlprod.errors import InvalidInputError
 from mlprod.evaluate.evaluation_set import EvaluationSet, LoadedRows, get_evaluation_set, load_rows
 from mlprod.evaluate.fairness import fairness_report
@@ -30,6 +31,7 @@ from mlprod.evaluate.quality import classification_quality
 from mlprod.evaluate.report import EvaluationReport
 from mlprod.evaluate.report_store import save_report
 from mlprod.evaluate.robustness import robustness_report
+from mlprod.evaluate.same_rows import rows_digest
 from mlprod.evaluate.serving_cost import measure_serving_cost
 from mlprod.evaluate.slices import slice_report
 from mlprod.features.catalog import load_catalog
@@ -101,6 +103,7 @@ def evaluate_model(
     version = registry.get(ref)
     step(f"reading {chosen.describe()}")
     loaded_rows = load_rows(workspace, chosen)
+    digest = rows_digest(loaded_rows.rows, TableStore(workspace).info(chosen.table).key)
     loaded = registry.load(version)
     step("scoring")
     scored = score_rows(workspace, version, loaded, loaded_rows, chosen)
@@ -169,6 +172,7 @@ def evaluate_model(
         importance=importance,
         seconds=time.perf_counter() - started,
         host=this_host(),
+        rows_digest=digest,
     )
     save_report(workspace, report)
     return report

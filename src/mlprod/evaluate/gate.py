@@ -2,9 +2,10 @@
 
 The verdict is reasoned and never silently passes:
 
-- **inconclusive** when the two reports are not comparable (different evaluation set or dataset
-  commit: nothing else is judged), or when a metric the decision needs is missing from either and
-  nothing already fails;
+- **inconclusive** when the two reports are not comparable (different evaluation sets, or
+  definitions, or rows: nothing else is judged; reports on different commits where the set's rows
+  are equal do compare, see ``same_rows``), or when a metric the decision needs is missing from
+  either and nothing already fails;
 - **fail** when the challenger breaks one of the profile's constraints, when its worst slice (or
   its score on the champion's worst slice) is worse than the champion's worst by more than
   ``max_slice_regression``, or when its utility does not beat the champion's by more than
@@ -22,10 +23,13 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from mlprod.errors import InvalidInputError
-from mlprod.evaluate.leaderboard import candidate_metrics
+from mlprod.errors import InvalidInputError, NotFoundError
+from mlprod.evaluate.leaderboard import build_leaderboard, candidate_metrics, get_leaderboard
 from mlprod.evaluate.report import EvaluationReport
+from mlprod.evaluate.report_store import latest_report
+from mlprod.evaluate.same_rows import Evaluated, SameRows, compare_rows
 from mlprod.evaluate.utility import PoolSnapshot, Profile, score
+from mlprod.workspace import Workspace
 
 Decision = Literal["pass", "fail", "inconclusive"]
 
@@ -63,13 +67,24 @@ def gate(
     max_slice_regression: float = 0.02,
     min_improvement: float = 0.0,
     snapshot: PoolSnapshot | None = None,
+    rows: SameRows | None = None,
 ) -> GateVerdict:
-    """Judge ``challenger`` against ``champion`` (see the module docstring for the rules)."""
+    """Judge ``challenger`` against ``champion`` (see the module docstring for the rules).
+
+    ``rows`` says whether the two measured the same rows (``compare_rows`` with the workspace,
+    which reads the diff between their commits); without it only their commits and row digests are
+    compared.
+    """
     for name, value in (("max_slice_regression", max_slice_regression), ("min_improvement", min_improvement)):
         if not (math.isfinite(value) and value >= 0):
             raise InvalidInputError(f"gate: {name} must be a finite number >= 0, got {value}")
-    mismatch = _not_comparable(champion, challenger)
-    if mismatch is not None:
+    rows = rows or compare_rows(Evaluated.of(champion), Evaluated.of(challenger))
+    if not rows.same:
+        name = challenger.evaluation_set.name
+        mismatch = (
+            f"not comparable: {rows.reason}; evaluate both on the set's current rows: "
+            f"`mlprod eval run {champion.ref} --set {name}`, `mlprod eval run {challenger.ref} --set {name}`"
+        )
         return GateVerdict(
             "inconclusive", (mismatch,), champion.ref, challenger.ref, profile.name, None, None, (mismatch,)
         )
@@ -159,20 +174,35 @@ def _check_slices(
         )
 
 
-def _not_comparable(champion: EvaluationReport, challenger: EvaluationReport) -> str | None:
-    if champion.evaluation_set.name != challenger.evaluation_set.name:
-        return (
-            f"not comparable: evaluated on {champion.evaluation_set.name!r} and "
-            f"{challenger.evaluation_set.name!r}"
-        )
-    if champion.evaluation_set.definition() != challenger.evaluation_set.definition():
-        return (
-            f"not comparable: evaluation set {champion.evaluation_set.name!r} was redefined between "
-            "the two reports; evaluate both again"
-        )
-    if champion.dataset_commit != challenger.dataset_commit:
-        return (
-            f"not comparable: {champion.evaluation_set.name!r} read at commits "
-            f"{champion.dataset_commit[:12]} and {challenger.dataset_commit[:12]}; evaluate both again"
-        )
-    return None
+def gate_models(
+    workspace: Workspace,
+    champion: str,
+    challenger: str,
+    evaluation_set: str,
+    profile: Profile,
+    *,
+    max_slice_regression: float = 0.02,
+    min_improvement: float = 0.0,
+    units_of: str | None = None,
+) -> GateVerdict:
+    """``gate`` on the newest reports of two model references on a set, their rows compared by diff
+    when their commits differ, in the units of leaderboard ``units_of`` (default: every report on
+    the set's current rows; units from the two alone when there are none)."""
+    reports = (
+        latest_report(workspace, champion, evaluation_set),
+        latest_report(workspace, challenger, evaluation_set),
+    )
+    if units_of is not None:
+        snapshot: PoolSnapshot | None = get_leaderboard(workspace, units_of).snapshot
+    else:
+        try:
+            snapshot = build_leaderboard(
+                workspace, evaluation_set=evaluation_set, profile=profile, record=False
+            ).snapshot
+        except NotFoundError:  # no report measured the set's current rows: nothing to take units from
+            snapshot = None
+    rows = compare_rows(Evaluated.of(reports[0]), Evaluated.of(reports[1]), workspace=workspace)
+    return gate(
+        *reports, profile, max_slice_regression=max_slice_regression, min_improvement=min_improvement,
+        snapshot=snapshot, rows=rows,
+    )  # fmt: skip

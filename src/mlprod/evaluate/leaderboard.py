@@ -1,6 +1,7 @@
 """Leaderboards: the evaluated model versions ranked by a profile's utility, recorded for good.
 
-A leaderboard is built from the newest report of each version on an evaluation set. The pool its
+A leaderboard is built from the newest report of each version on an evaluation set that measured
+the rows the set selects now; the others are listed as left out, with why (``pool``). The pool its
 AMRS units were computed from is snapshotted and stored with it, so it can be recomputed exactly
 later, and evaluating a new model never rewrites an old leaderboard: it makes a new one. To rank new
 models in an old leaderboard's units (so utilities stay comparable across time), pass
@@ -18,16 +19,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mlprod.errors import InvalidInputError, NotFoundError
-from mlprod.evaluate.evaluation_set import get_evaluation_set
+from mlprod.errors import InvalidInputError
+from mlprod.evaluate.pool import LeftOut, ranked_pool
 from mlprod.evaluate.profiles import get_profile, load_profiles
 from mlprod.evaluate.report import EvaluationReport
-from mlprod.evaluate.report_store import latest_reports
 from mlprod.evaluate.utility import PoolSnapshot, Profile, ScoredCandidate, score
 from mlprod.identity import current_user
 from mlprod.meta.lookup import row_by_id_prefix
 from mlprod.meta.tables import leaderboards
-from mlprod.models import Registry
 from mlprod.workspace import Workspace
 
 
@@ -52,8 +51,10 @@ class Leaderboard:
     entries: tuple[LeaderboardEntry, ...]
     created_at: datetime
     units_of: str | None = None
-    excluded: tuple[str, ...] = ()
+    excluded: tuple[LeftOut, ...] = ()
     warnings: tuple[str, ...] = ()
+    rows: str | None = None
+    """Where the ranked reports' rows are: the set's table at the commit it read (None if not recorded)."""
 
     @property
     def columns(self) -> list[str]:
@@ -71,7 +72,8 @@ class Leaderboard:
             "units_of": self.units_of,
             "amrs": self.snapshot.amrs,
             "notes": list(self.snapshot.notes),
-            "excluded": list(self.excluded),
+            "rows": self.rows,
+            "excluded": [x.to_dict() for x in self.excluded],
             "warnings": list(self.warnings),
             "entries": [_entry_dict(e) for e in self.entries],
         }
@@ -102,12 +104,15 @@ def build_leaderboard(
 ) -> Leaderboard:
     """Rank the evaluated versions (all on the set, or those ``models`` refer to) and record it.
 
-    Only reports of the same rows are ranked together: those on the set's current definition at the
-    commit of the newest report. Older ones are left out and listed in ``excluded``; naming one in
-    ``models`` is an error. ``record=False`` ranks without storing (e.g. for the gate's units).
+    Only reports of the rows the set selects now are ranked: on its current definition, at its
+    pinned commit or on any commit where those rows are the same (``mlprod.evaluate.pool``). The
+    others, and versions of the same models without a report, are listed in ``excluded`` with the
+    reason and the command that evaluates them; naming one in ``models`` is an error.
+    ``record=False`` ranks without storing (e.g. for the gate's units).
     """
     chosen = _profile(workspace, profile)
-    reports, excluded = _reports(workspace, evaluation_set, models)
+    pool = ranked_pool(workspace, evaluation_set, models)
+    reports, excluded = list(pool.reports), pool.left_out
     baseline = None
     if units_of is not None:
         previous = get_leaderboard(workspace, units_of)
@@ -132,6 +137,7 @@ def build_leaderboard(
         units_of=units_of,
         excluded=excluded,
         warnings=warnings,
+        rows=pool.where(),
     )
     if not record:
         return board
@@ -145,7 +151,8 @@ def build_leaderboard(
                     "profile": _explicit_directions(chosen),
                     "pool": snapshot.to_dict(),
                     "units_of": units_of,
-                    "excluded": list(excluded),
+                    "rows": board.rows,
+                    "excluded": [x.to_dict() for x in excluded],
                     "warnings": list(warnings),
                 },
                 entries=[_entry_dict(e) for e in board.entries],
@@ -180,8 +187,9 @@ def get_leaderboard(workspace: Workspace, leaderboard_id: str) -> Leaderboard:
         entries=tuple(entries),
         created_at=row.created_at,
         units_of=row.snapshot.get("units_of"),
-        excluded=tuple(row.snapshot.get("excluded", ())),
+        excluded=tuple(LeftOut.from_dict(x) for x in row.snapshot.get("excluded", ())),
         warnings=tuple(row.snapshot.get("warnings", ())),
+        rows=row.snapshot.get("rows"),
     )
 
 
@@ -219,49 +227,6 @@ def _profile(workspace: Workspace, profile: str | Profile | None) -> Profile:
         return profile
     profiles = load_profiles(workspace.config.evaluate.profiles)
     return get_profile(profile or workspace.config.evaluate.profile, profiles)
-
-
-def _reports(
-    workspace: Workspace, evaluation_set: str, models: Sequence[str] | None
-) -> tuple[list[EvaluationReport], tuple[str, ...]]:
-    """The reports to rank, and the refs left out because they measured other rows."""
-    reports = latest_reports(workspace, evaluation_set)
-    if not reports:
-        get_evaluation_set(workspace, evaluation_set)  # an undeclared set says so
-        raise NotFoundError(
-            f"no model has been evaluated on {evaluation_set!r}; "
-            f"run `mlprod eval run MODEL --set {evaluation_set}`"
-        )
-    newest = max(reports, key=lambda r: r.created_at)
-    same_rows = {r.ref: r for r in reports if _rows_of(r) == _rows_of(newest)}
-    others = {r.ref: r for r in reports if r.ref not in same_rows}
-    if models is None:
-        return list(same_rows.values()), tuple(
-            f"{ref}: evaluated at commit {r.dataset_commit[:12]} or on an older definition of the set"
-            for ref, r in others.items()
-        )
-    registry = Registry(workspace)
-    chosen = []
-    for ref in models:
-        version = registry.get(ref)
-        if version.ref in others:
-            raise InvalidInputError(
-                f"{ref} ({version.ref}) was evaluated on other rows of {evaluation_set!r} than the "
-                f"newest reports (commit {others[version.ref].dataset_commit[:12]} vs "
-                f"{newest.dataset_commit[:12]}); evaluate it again with "
-                f"`mlprod eval run {version.ref} --set {evaluation_set}`"
-            )
-        if version.ref not in same_rows:
-            raise NotFoundError(
-                f"{ref} ({version.ref}) has no report on {evaluation_set!r}; "
-                f"run `mlprod eval run {version.ref} --set {evaluation_set}`"
-            )
-        chosen.append(same_rows[version.ref])
-    return list({r.ref: r for r in chosen}.values()), ()
-
-
-def _rows_of(report: EvaluationReport) -> tuple[str, str]:
-    return report.dataset_commit, json.dumps(report.evaluation_set.definition(), sort_keys=True)
 
 
 def _explicit_directions(profile: Profile) -> dict[str, Any]:

@@ -36,7 +36,9 @@ class EvaluationReport:
     """One model version evaluated on one evaluation set (read at ``dataset_commit``, with ``seed``).
 
     ``host`` names the machine the serving cost was measured on: figures from different machines
-    do not compare.
+    do not compare. ``rows_digest`` is the content hash of the rows the set selected (None in
+    reports made before it was recorded); reports on other commits with the same digest measured
+    the same rows.
     """
 
     id: str
@@ -56,6 +58,7 @@ class EvaluationReport:
     importance: ImportanceReport
     seconds: float
     host: dict[str, str] = field(default_factory=dict)
+    rows_digest: str | None = None
 
     @property
     def ref(self) -> str:
@@ -95,6 +98,7 @@ class EvaluationReport:
             "importance": self.importance.to_dict(),
             "seconds": self.seconds,
             "host": self.host,
+            "rows_digest": self.rows_digest,
             "metrics": self.metrics,
         }
 
@@ -118,4 +122,5 @@ class EvaluationReport:
             importance=ImportanceReport.from_dict(data["importance"]),
             seconds=data["seconds"],
             host=dict(data.get("host", {})),
+            rows_digest=data.get("rows_digest"),
         )
