@@ -114,14 +114,13 @@ def save_evaluation_set(
     The set is pinned to the commit its ``commit`` (when given) or its ref names now; with ``follow``
     its ref must be a branch, and the set reads the branch's head at every evaluation.
     """
+    if follow and evaluation_set.commit is not None:
+        raise InvalidInputError(
+            f"evaluation set {evaluation_set.name!r}: give either a commit to pin or follow, not both"
+        )
     tables = TableStore(workspace)
-    named = evaluation_set.commit or evaluation_set.ref
-    resolved = _resolve(tables, evaluation_set, named)
+    resolved = _resolve(tables, evaluation_set, evaluation_set.commit or evaluation_set.ref)
     if follow:
-        if evaluation_set.commit is not None:
-            raise InvalidInputError(
-                f"evaluation set {evaluation_set.name!r}: give either a commit to pin or follow, not both"
-            )
         kinds = {ref.name: ref.kind for ref in tables.refs(evaluation_set.table)}
         if kinds.get(evaluation_set.ref) != BRANCH:
             what = f"a {kinds[evaluation_set.ref]}" if evaluation_set.ref in kinds else "a commit"
