@@ -17,16 +17,19 @@ import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any
 
+import pandas as pd
 import pytest
 
+from mlprod.data import TableStore
 from mlprod.evaluate import EvaluationReport, evaluate_model
 from mlprod.workspace import Workspace
 from tests.cli.conftest import Run
-from tests.evaluate.evaluated_workspace import QUICK, events, prepare
+from tests.evaluate.evaluated_workspace import QUICK, START, events, prepare
 
 LATER_ROWS = int((events()["week"] >= 4).sum())
 
@@ -84,9 +87,13 @@ def test_add_set_declares_a_set_that_sets_lists_and_run_evaluates(mlprod: Run, e
         "--slice", "c", "--fairness", "group", cwd=root,
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
-    assert added.stdout.strip() == "evaluation set july2: events@main, ts in ['2026-02-02', None)"
+    with Workspace.open(root) as ws:
+        main = TableStore(ws).resolve("events", "main").id
+    pinned = f"events@main (pinned at {main[:12]})"
+    assert added.stdout.strip() == f"evaluation set july2: {pinned}, ts in ['2026-02-02', None)"
     config = (root / "mlprod.toml").read_text()
     assert "[evaluate.sets.july2]" in config and "[evaluate.sets.later]" in config
+    assert f'commit = "{main}"' in config
 
     listed, run = _together(
         mlprod, root,
@@ -95,8 +102,8 @@ def test_add_set_declares_a_set_that_sets_lists_and_run_evaluates(mlprod: Run, e
     )  # fmt: skip
     assert listed.returncode == 0, listed.stderr
     later, july2 = _row(listed.stdout, "later"), _row(listed.stdout, "july2")
-    assert later == ["later", "events@main, ts in ['2026-02-02', '2026-03-02')", "week", "c", "group", ""]
-    assert july2 == ["july2", "events@main, ts in ['2026-02-02', None)", "week", "c", "group", ""]
+    assert later == ["later", f"{pinned}, ts in ['2026-02-02', '2026-03-02')", "week", "c", "group", ""]
+    assert july2 == ["july2", f"{pinned}, ts in ['2026-02-02', None)", "week", "c", "group", ""]
 
     # The new set evaluates; with --no-cost nothing of serving is measured or reported.
     report = _json(run)
@@ -275,3 +282,79 @@ def test_eval_errors_are_one_line_and_exit_2(mlprod: Run, evaluated: Evaluated) 
     )
     assert json.loads(after.stdout)["id"] == json.loads(before.stdout)["id"]  # a refused run stores nothing
     assert "july3" not in (evaluated.root / "mlprod.toml").read_text()
+
+
+def test_moving_data_keeps_results_comparable_and_the_leaderboard_says_what_it_left_out(
+    mlprod: Run, evaluated: Evaluated
+) -> None:
+    """A set following a branch: data outside its rows changes nothing; data inside leaves the older
+    reports out, each with the change and the command, and ``--reevaluate`` evaluates them."""
+    root, refs = evaluated.root, evaluated.refs
+    with Workspace.open(root) as ws:
+        TableStore(ws).branch("events", "feed")
+    declared = mlprod(
+        "eval", "add-set", "feed", "--table", "events", "--time", "ts", "--ref", "feed", "--follow",
+        "--start", "2026-02-02", "--end", "2026-03-02", "--slice", "c", "--fairness", "group", cwd=root,
+    )  # fmt: skip
+    assert declared.stdout.strip() == "evaluation set feed: events@feed, ts in ['2026-02-02', '2026-03-02')"
+    quick = ("--set", "feed", "--no-cost", "-f", "json")
+    linear = _json(mlprod("eval", "run", refs["linear"], *quick, cwd=root))
+    _commit(root, _rows(first_id=900_000, week=9), "March arrives")  # after the set's range
+    small = _json(mlprod("eval", "run", refs["small"], *quick, cwd=root))
+    assert linear["dataset_commit"] != small["dataset_commit"]
+
+    profile = ("--set", "feed", "--profile", "regulated")
+    board, verdict = _together(
+        mlprod, root, ("eval", "leaderboard", *profile, "-f", "json"),
+        ("eval", "gate", refs["small"], refs["linear"], *profile, "--max-slice-regression", "1"),
+    )  # fmt: skip
+    ranked = _json(board)
+    assert {e["ref"] for e in ranked["entries"]} == {refs["linear"], refs["small"]}
+    command = f"mlprod eval run {refs['large']} --set feed"
+    assert ranked["excluded"] == [{"ref": refs["large"], "reason": "no report on 'feed'", "command": command}]
+    assert verdict.returncode in (0, 3), verdict.stdout  # pass or fail, never inconclusive (4)
+
+    _commit(root, _rows(first_id=910_000, week=5), "late February rows")  # inside the set's range
+    stale = mlprod("eval", "leaderboard", *profile, cwd=root)
+    _fails(stale, "no report on 'feed' measured the rows it selects now")
+    _commit(root, _rows(first_id=920_000, week=5), "more late February rows")
+    head = _json(mlprod("eval", "run", refs["small"], *quick, cwd=root))["dataset_commit"]
+    shown, gated = _together(
+        mlprod, root, ("eval", "leaderboard", *profile),
+        ("eval", "gate", refs["small"], refs["linear"], *profile),
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert _row(shown.stdout, refs["small"], column=1) and refs["linear"] not in shown.stdout
+    notes = shown.stderr.splitlines()
+    assert f"ranked on the rows feed selects at events@{head[:12]}" in notes
+    assert (
+        f"left out: {refs['linear']}: evaluated on events@{linear['dataset_commit'][:12]}, "
+        f"feed rows changed since (events@{head[:12]}): +40 -0 ~0"
+    ) in notes
+    assert f"  evaluate it: mlprod eval run {refs['linear']} --set feed" in notes
+    assert notes[-1] == (
+        "evaluate every model left out and rank again: "
+        "mlprod eval leaderboard --set feed --profile regulated --reevaluate"
+    )
+    assert gated.returncode == 4, gated.stdout
+    assert "not comparable: 'feed' selects other rows at" in gated.stdout and "+40 -0 ~0" in gated.stdout
+
+    again = mlprod(
+        "eval", "leaderboard", *profile, "--model", refs["linear"], "--model", refs["small"], "--reevaluate",
+        "-f", "json", cwd=root, timeout=300,
+    )  # fmt: skip
+    assert {e["ref"] for e in _json(again)["entries"]} == {refs["linear"], refs["small"]}
+
+
+def _rows(*, first_id: int, week: int) -> pd.DataFrame:
+    """20 new rows of ``events`` in ``week`` (counted from the first training week)."""
+    rows = events(n=20, seed=first_id)
+    rows["id"] += first_id
+    rows["week"] = week
+    rows["ts"] = [START + timedelta(days=7 * week, hours=h) for h in range(20)]
+    return rows
+
+
+def _commit(root: Path, rows: pd.DataFrame, message: str) -> None:
+    with Workspace.open(root) as ws:
+        TableStore(ws).commit("events", rows, mode="append", branch="feed", message=message)
