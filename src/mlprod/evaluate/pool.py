@@ -9,9 +9,8 @@ reason and the command that evaluates it on the current rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -137,7 +136,7 @@ def reevaluate_left_out(
     return reports
 
 
-def _other_versions(workspace: Workspace, reports: Any) -> set[str]:
+def _other_versions(workspace: Workspace, reports: Iterable[EvaluationReport]) -> set[str]:
     """Every version of the models with a report on the set."""
     names = {r.model for r in reports}
     if not names:
