@@ -321,7 +321,7 @@ def test_moving_data_keeps_results_comparable_and_the_leaderboard_says_what_it_l
     head = _json(mlprod("eval", "run", refs["small"], *quick, cwd=root))["dataset_commit"]
     shown, gated = _together(
         mlprod, root, ("eval", "leaderboard", *profile),
-        ("eval", "gate", refs["small"], refs["linear"], *profile),
+        ("eval", "gate", refs["linear"], refs["small"], *profile),
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert _row(shown.stdout, refs["small"], column=1) and refs["linear"] not in shown.stdout
@@ -337,7 +337,12 @@ def test_moving_data_keeps_results_comparable_and_the_leaderboard_says_what_it_l
         "mlprod eval leaderboard --set feed --profile regulated --reevaluate"
     )
     assert gated.returncode == 4, gated.stdout
-    assert "not comparable: 'feed' selects other rows at" in gated.stdout and "+40 -0 ~0" in gated.stdout
+    reason = " ".join(gated.stdout.split())  # the console wraps long reasons
+    assert (
+        f"not comparable: 'feed' selects other rows at events@{linear['dataset_commit'][:12]} than at "
+        f"events@{head[:12]}: +40 -0 ~0; evaluate both on the set's current rows: "
+        f"`mlprod eval run {refs['linear']} --set feed`"
+    ) in reason
 
     again = mlprod(
         "eval", "leaderboard", *profile, "--model", refs["linear"], "--model", refs["small"], "--reevaluate",

@@ -33,7 +33,7 @@ def mlprod(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.e2e
 def test_one_more_evaluation_after_the_demo_keeps_every_candidate_ranked(tmp_path: Path) -> None:
     workspace = tmp_path / "demo"
-    assert run_demo(workspace).returncode == 0
+    assert run_demo(workspace, timeout=900).returncode == 0
     with Workspace.open(workspace) as ws:
         tables = TableStore(ws)
         pinned = next(c.id for c in tables.log("flights") if c.message == "merge June corrections")
