@@ -4,7 +4,8 @@ Each window accumulates mergeable state only — a column profile, a score histo
 a reconstruction-error sum, and for density-ratio estimation a bounded feature sample — so a window
 fed batch by batch ends up exactly where one fed all at once does, and the stream can be any size.
 Each finished window is then checked: drift and data quality per column, the multivariate detector,
-and performance (realized where labels have arrived, estimated without them).
+and performance (realized where labels have arrived, estimated without them). A window the rows read
+do not cover from end to end (the week still going on, a month cut by ``--until``) is marked partial.
 """
 
 from __future__ import annotations
@@ -106,9 +107,14 @@ def monitor_batches(
     model: str,
     version: int,
     settings: MonitorSettings | None = None,
+    covers: tuple[datetime, datetime] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> MonitorResult:
-    """Window ``batches`` (time, features, prediction, label; in time order) and check every window."""
+    """Window ``batches`` (time, features, prediction, label; in time order) and check every window.
+
+    ``covers`` is the span of time the batches hold every row of, end exclusive (by default from their
+    first row to their last); a calendar window reaching outside it is partial.
+    """
     settings = settings or MonitorSettings()
     windowing = settings.windowing
     states: dict[int, WindowState] = {}
@@ -124,17 +130,35 @@ def monitor_batches(
         seen += batch.num_rows
         if progress:
             progress(batch.num_rows)
-    windows = [_checked(key, states[key], reference, settings) for key in sorted(states)]
+    if covers is None and states:
+        covers = _data_span(states.values())
+    windows = [_checked(key, states[key], reference, settings, covers) for key in sorted(states)]
     return MonitorResult(model, version, _by(windowing), windows)
+
+
+def _data_span(states: Iterable[WindowState]) -> tuple[datetime, datetime]:
+    """From the first row to just after the last: the newest window is whole only once a later row came."""
+    times = [(s.first, s.last) for s in states if s.first is not None and s.last is not None]
+    return min(t[0] for t in times), max(t[1] for t in times) + timedelta(microseconds=1)
 
 
 def _by(windowing: Windowing) -> str:
     return f"{windowing.rows} rows" if windowing.by == "count" else windowing.by
 
 
-def _checked(key: int, state: WindowState, reference: Reference, settings: MonitorSettings) -> WindowResult:
+def _checked(
+    key: int,
+    state: WindowState,
+    reference: Reference,
+    settings: MonitorSettings,
+    covers: tuple[datetime, datetime] | None,
+) -> WindowResult:
     span = settings.windowing.span(key)
     start, end = span if span else (state.first or _EPOCH, (state.last or _EPOCH) + timedelta(microseconds=1))
+    if span is None:
+        partial = state.rows < settings.windowing.rows
+    else:
+        partial = covers is not None and (start < covers[0] or end > covers[1])
     checks = drift_checks(reference.profile, state.profile, settings.drift)
     checks += quality_checks(reference.profile, state.profile, settings.quality)
     if reference.multivariate is not None and state.reconstruction is not None:
@@ -143,4 +167,4 @@ def _checked(key: int, state: WindowState, reference: Reference, settings: Monit
         performance = reference.estimator.evaluate(state.scores)
     else:  # no labelled reference: nothing to estimate with, but labels that came can still be counted
         performance = realized_points(state.scores)
-    return WindowResult(start, end, state.rows, checks, performance)
+    return WindowResult(start, end, state.rows, checks, performance, partial=partial)
