@@ -63,7 +63,7 @@ LabelsOption = Annotated[
     str | None,
     typer.Option(
         "--labels",
-        help="Labels that arrived (joined to the log): a Parquet or CSV file, or a table NAME[@REF].",
+        help="Labels that arrived (joined to the log): a Parquet or CSV file, or a table NAME or NAME@REF.",
         show_default=False,
     ),
 ]
@@ -138,8 +138,8 @@ def check(
 ) -> None:
     """Check the windows as `report` does, record the alerts not recorded yet, send them to the webhook.
 
-    Idempotent: an alert is recorded once per window, rule, column and method, and POSTed to
-    [monitor] webhook_url until the webhook accepted it (a failed delivery is retried by the next
+    Idempotent: an alert is recorded once per window, rule, column and method, and POSTed to the
+    configured webhook (monitor.webhook_url) until the webhook accepted it (a failed delivery is retried by the next
     check). Partial windows raise no alert until they are whole. Run it on a schedule.
     """
     from mlprod.monitor import check_version
