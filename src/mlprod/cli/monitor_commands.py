@@ -139,8 +139,9 @@ def check(
     """Check the windows as `report` does, record the alerts not recorded yet, send them to the webhook.
 
     Idempotent: an alert is recorded once per window, rule, column and method, and POSTed to the
-    configured webhook (monitor.webhook_url) until the webhook accepted it (a failed delivery is retried by the next
-    check). Partial windows raise no alert until they are whole. Run it on a schedule.
+    configured webhook (monitor.webhook_url) until the webhook accepted it (a failed delivery is
+    retried by the next check). Partial windows raise no alert until they are whole. Run it on a
+    schedule.
     """
     from mlprod.monitor import check_version
 

@@ -91,23 +91,23 @@ def logged_rows(
             yield pa.Table.from_batches([batch])
 
 
-def logged_span(
+def newest_logged(
     log_dir: Path, *, model: str, version: int, routes: Sequence[str] | None = None
-) -> tuple[datetime, datetime]:
-    """The times of the oldest and the newest prediction logged for ``model``/``version`` (on ``routes``)."""
+) -> datetime:
+    """The time of the newest prediction logged for ``model``/``version`` (on ``routes``)."""
     log = _log_relation(log_dir)
     params = {"model": model, "version": version, "routes": list(routes) if routes else None}
     with duckdb.connect() as conn:
         conn.register("unconverted", log.unconverted)
-        oldest, newest = conn.execute(
-            f"""SELECT epoch_us(min(time)), epoch_us(max(time)) FROM ({log}) AS logged
+        (newest,) = conn.execute(
+            f"""SELECT epoch_us(max(time)) FROM ({log}) AS logged
                 WHERE model = $model AND version = $version
                   AND ($routes IS NULL OR list_contains($routes, route))""",
             params,
-        ).fetchone() or (None, None)
-    if oldest is None or newest is None:
+        ).fetchone() or (None,)
+    if newest is None:
         raise NotFoundError(f"monitor: the prediction log has no rows of {model}/{version}")
-    return _EPOCH + timedelta(microseconds=oldest), _EPOCH + timedelta(microseconds=newest)
+    return _EPOCH + timedelta(microseconds=newest)
 
 
 @dataclass(frozen=True)

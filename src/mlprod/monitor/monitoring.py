@@ -107,13 +107,15 @@ def monitor_batches(
     model: str,
     version: int,
     settings: MonitorSettings | None = None,
-    covers: tuple[datetime, datetime] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> MonitorResult:
     """Window ``batches`` (time, features, prediction, label; in time order) and check every window.
 
-    ``covers`` is the span of time the batches hold every row of, end exclusive (by default from their
-    first row to their last); a calendar window reaching outside it is partial.
+    The batches hold every row from ``since`` (default: the beginning) to ``until`` (exclusive;
+    default: just after their last row, so the newest window is whole only once a later row came):
+    a calendar window reaching outside that range is partial.
     """
     settings = settings or MonitorSettings()
     windowing = settings.windowing
@@ -130,16 +132,11 @@ def monitor_batches(
         seen += batch.num_rows
         if progress:
             progress(batch.num_rows)
-    if covers is None and states:
-        covers = _data_span(states.values())
-    windows = [_checked(key, states[key], reference, settings, covers) for key in sorted(states)]
+    if until is None:
+        last = [s.last for s in states.values() if s.last is not None]
+        until = max(last) + timedelta(microseconds=1) if last else None
+    windows = [_checked(key, states[key], reference, settings, since, until) for key in sorted(states)]
     return MonitorResult(model, version, _by(windowing), windows)
-
-
-def _data_span(states: Iterable[WindowState]) -> tuple[datetime, datetime]:
-    """From the first row to just after the last: the newest window is whole only once a later row came."""
-    times = [(s.first, s.last) for s in states if s.first is not None and s.last is not None]
-    return min(t[0] for t in times), max(t[1] for t in times) + timedelta(microseconds=1)
 
 
 def _by(windowing: Windowing) -> str:
@@ -151,14 +148,15 @@ def _checked(
     state: WindowState,
     reference: Reference,
     settings: MonitorSettings,
-    covers: tuple[datetime, datetime] | None,
+    since: datetime | None,
+    until: datetime | None,
 ) -> WindowResult:
     span = settings.windowing.span(key)
     start, end = span if span else (state.first or _EPOCH, (state.last or _EPOCH) + timedelta(microseconds=1))
     if span is None:
         partial = state.rows < settings.windowing.rows
     else:
-        partial = covers is not None and (start < covers[0] or end > covers[1])
+        partial = (since is not None and start < since) or (until is not None and end > until)
     checks = drift_checks(reference.profile, state.profile, settings.drift)
     checks += quality_checks(reference.profile, state.profile, settings.quality)
     if reference.multivariate is not None and state.reconstruction is not None:

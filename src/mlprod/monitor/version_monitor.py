@@ -30,7 +30,7 @@ from mlprod.monitor.alerts import (
     deliver_pending,
     evaluate_rules,
 )
-from mlprod.monitor.log_source import LabelSource, logged_rows, logged_span
+from mlprod.monitor.log_source import LabelSource, logged_rows, newest_logged
 from mlprod.monitor.monitoring import MonitorSettings, monitor_batches
 from mlprod.monitor.reference import Reference, ReferenceStore, build_reference
 from mlprod.monitor.results import MonitorResult
@@ -102,8 +102,9 @@ def monitor_version(
 ) -> MonitorRun:
     """Monitor ``ref``'s logged predictions window by window, read-only: nothing is recorded or sent.
 
-    A window is whole when the range read (``since`` to ``until``, within the oldest and newest
-    predictions logged for the version) covers it; the others are marked partial and raise no alert.
+    A window is whole when the range read covers it: it starts at or after ``since`` and ends at or
+    before both ``until`` and the newest prediction logged for the version (a later prediction
+    closes it). The others are marked partial and raise no alert.
     """
     settings = settings or settings_of(workspace)
     version = Registry(workspace).get(ref)
@@ -113,12 +114,11 @@ def monitor_version(
         log_dir, model=version.model, version=version.version, numeric=reference.spec.numeric,
         categorical=reference.spec.categorical, labels=labels, since=since, until=until, routes=routes,
     )  # fmt: skip
-    oldest, newest = logged_span(log_dir, model=version.model, version=version.version, routes=routes)
-    newest += timedelta(microseconds=1)  # the newest window is whole only once a later prediction came
-    covers = (max(since, oldest) if since else oldest, min(until, newest) if until else newest)
+    newest = newest_logged(log_dir, model=version.model, version=version.version, routes=routes)
+    newest += timedelta(microseconds=1)
     result = monitor_batches(
         batches, reference, model=version.model, version=version.version, settings=settings,
-        covers=covers, progress=progress,
+        since=since, until=min(until, newest) if until else newest, progress=progress,
     )  # fmt: skip
     rules = rules if rules is not None else _rules(settings)
     return MonitorRun(result, rules, evaluate_rules(result, rules))
