@@ -63,8 +63,10 @@ def test_demo_runs_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
     assert summary_value(result.stdout, "gate: lightgbm-small vs logistic").startswith(("pass: ", "fail: "))
     monitoring = summary_value(result.stdout, "monitoring (Aug-Dec, weekly)")
     assert re.search(r"reference: July, [\d,]+ flights; [\d,]+ predictions replayed", monitoring), monitoring
-    alerts = re.search(r"23 weeks \(2 partial\), (\d+) alerts \((\d+) new\)", monitoring)
-    assert alerts and alerts[1] == alerts[2], monitoring
+    assert monitoring.endswith("labels arrived (flight-labels)"), monitoring
+    checked = summary_value(result.stdout, "alerts (monitor check)")
+    alerts = re.fullmatch(r"21 whole weeks, 2 partial \(no alerts\); (\d+) alerts, (\d+) new", checked)
+    assert alerts and alerts[1] == alerts[2], checked
     weeks = re.findall(r"│ (2013-\d\d-\d\d)(?: \(partial\))? +│ +[\d,]+ +│ +([\d,]+) +│", result.stdout)
     assert weeks[0][0] == "2013-07-29" and weeks[-1][0] == "2013-12-30"  # both partial: Aug 1, Jan 2
     assert all(labelled == "0" for week, labelled in weeks if week >= "2013-12-02")  # December: no labels yet
