@@ -17,6 +17,7 @@ from mlprod.data import TableStore, collect_garbage
 from mlprod.demo.flights import CONTEXT_FEATURES
 from mlprod.evaluate import latest_reports, list_leaderboards
 from mlprod.models import Registry, list_runs
+from mlprod.monitor import AlertStore
 from mlprod.serve import RouteStore, read_prediction_log
 from mlprod.workspace import Workspace
 
@@ -133,7 +134,8 @@ def _monitoring_rows(output: str) -> list[list[str]]:
 
 
 def _cli_report_equals_the_demos(workspace: Path, demo_stdout: str, demo_alerts: int) -> None:
-    """The report command the demo prints shows the demo's windows and accuracies; a check adds nothing."""
+    """The report command the demo prints shows the demo's windows and accuracies and records nothing;
+    a check records exactly what it says it records."""
     explore = re.search(r"(mlprod monitor report [^;\n]+)", demo_stdout)
     assert explore and "--labels flight-labels" in explore[1], demo_stdout
     args = explore[1].split()[1:]
@@ -147,13 +149,25 @@ def _cli_report_equals_the_demos(workspace: Path, demo_stdout: str, demo_alerts:
         assert done.returncode == 0, done.stderr
         return done.stdout
 
+    def recorded() -> int:
+        with Workspace.open(workspace) as ws:
+            return len(AlertStore(ws).list(limit=100_000))
+
+    assert recorded() == demo_alerts
     report = mlprod(*args)
     demo_rows = _monitoring_rows(demo_stdout.split("by week (reference: July)")[1])
     assert _monitoring_rows(report) == demo_rows
     assert sum(row[4] not in ("-", "") for row in demo_rows) >= 15  # realized accuracy for Aug-Nov
-    assert f"{demo_alerts} alert(s), 0 not recorded yet;" in report
-    checked = mlprod("monitor", "check", *args[2:])
-    assert f"21 whole window(s) checked, 2 partial; {demo_alerts} alert(s), 0 new recorded" in checked
+    counts = re.search(r"^(\d+) alert\(s\), (\d+) not recorded yet", report, re.MULTILINE)
+    assert counts, report
+    # KS and Wasserstein come from randomized KLL sketches: a statistic at its threshold may flip
+    assert abs(int(counts[1]) - demo_alerts) <= 5 and int(counts[2]) <= 5
+    assert recorded() == demo_alerts  # the report recorded nothing
+    checked = re.search(
+        r"21 whole window\(s\) checked, 2 partial; \d+ alert\(s\), (\d+) new recorded",
+        mlprod("monitor", "check", *args[2:]),
+    )
+    assert checked and int(checked[1]) <= 5 and recorded() == demo_alerts + int(checked[1])
 
 
 @pytest.mark.e2e
