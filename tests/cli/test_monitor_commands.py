@@ -1,10 +1,10 @@
-"""``mlprod monitor``: profile, report, alerts and predictions in a real workspace, and their errors.
+"""``mlprod monitor``: profile, report, check, alerts and predictions in a real workspace, and errors.
 
 One template workspace serves the module: model ``m`` (numbers ``x1``, ``x2``, category ``c``) is
 trained and profiled through the Python API, and three weeks of its predictions are logged, the
-third with ``x1`` shifted; half the labels of the first two weeks have arrived (``labels.parquet``).
-Model ``bare`` is registered without a reference. Each test works on its own copy, since reports
-record alerts.
+third with ``x1`` shifted, then the first hour of a fourth week, shifted further (a partial window);
+half the labels of the first two weeks have arrived (``labels.parquet``). Model ``bare`` is
+registered without a reference. Each test works on its own copy, since checks record alerts.
 
 Importing ``mlprod.monitor`` costs a new interpreter about 3.5 s of CPU, so commands run in this
 process through the ``main()`` the ``mlprod`` script calls (same parsing, exit codes, one-line
@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 
 from mlprod.cli.main import main
 from mlprod.models import EstimatorSpec, Registry, train_classifier
@@ -44,6 +45,7 @@ from tests.monitor.test_version_monitor import flights_like
 MONDAY = datetime(2013, 7, 1, tzinfo=UTC)
 WEEK_ROWS = 1500
 SHIFTED_WEEK = 2
+PARTIAL_ROWS = 60
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,9 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
         labels: list[int] = []
         realized: list[float] = []
         logged: list[float] = []
-        for week in range(3):
-            rows = flights_like(WEEK_ROWS, 10 + week, shift=1.5 if week == SHIFTED_WEEK else 0.0)
+        for week in range(4):
+            size, shift = (PARTIAL_ROWS, 3.0) if week == 3 else (WEEK_ROWS, 1.5 * (week == SHIFTED_WEEK))
+            rows = flights_like(size, 10 + week, shift=shift)
             scores = model.predict_frame(rows)
             logged += scores.tolist()
             for i, (row, score) in enumerate(zip(rows.to_dict("records"), scores, strict=True)):
@@ -89,7 +92,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
                     inputs=[{k: row[k] for k in ("x1", "x2", "c")}], predictions=[float(score)],
                     latency_ms=1.0, at=MONDAY + timedelta(weeks=week, seconds=i * 60),
                 )  # fmt: skip
-            if week != SHIFTED_WEEK:  # every other label of the first two weeks has arrived
+            if week < SHIFTED_WEEK:  # every other label of the first two weeks has arrived
                 ids += [f"w{week}-{i}" for i in range(0, WEEK_ROWS, 2)]
                 labels += rows["y"].iloc[::2].tolist()
                 realized.append(float(np.mean((scores[::2] >= 0.5) == rows["y"].to_numpy()[::2])))
@@ -154,10 +157,38 @@ def _alarms(cell: str) -> tuple[int, list[str]]:
 
 
 def _summary(output: str) -> tuple[int, int, Path]:
-    """Alerts, new alerts and the HTML path from the report's summary line."""
-    found = re.search(r"^(\d+) alert\(s\), (\d+) new; HTML report: (.+)$", output, re.MULTILINE)
+    """Alerts, alerts not recorded yet and the HTML path from the report's summary line."""
+    found = re.search(
+        r"^(\d+) alert\(s\), (\d+) not recorded yet(?: \(`mlprod monitor check` records them\))?; "
+        r"HTML report: (.+)$",
+        output,
+        re.MULTILINE,
+    )
     assert found, output
     return int(found[1]), int(found[2]), Path(found[3])
+
+
+def _checked(output: str) -> tuple[int, int, int, int]:
+    """Whole and partial windows, alerts and new alerts from ``monitor check``'s summary line."""
+    found = re.search(
+        r"^m/1: (\d+) whole window\(s\) checked, (\d+) partial; (\d+) alert\(s\), (\d+) new recorded",
+        output,
+        re.MULTILINE,
+    )
+    assert found, output
+    return int(found[1]), int(found[2]), int(found[3]), int(found[4])
+
+
+def _database(root: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table of the workspace's metadata database, in a stable order."""
+    with Workspace.open(root) as ws:
+        tables = sa.MetaData()
+        tables.reflect(ws.engine)
+        with ws.engine.connect() as conn:
+            return {
+                name: sorted((tuple(row) for row in conn.execute(table.select())), key=repr)
+                for name, table in tables.tables.items()
+            }
 
 
 def test_profile_builds_a_reference_from_parquet_or_csv(cli: Run, root: Path, template: Template) -> None:
@@ -203,55 +234,111 @@ def test_profile_errors_are_one_line(cli: Run, root: Path, template: Template) -
         assert ReferenceStore(ws).load("m", 1).profile.rows == 2500  # the template's, untouched
 
 
-def test_report_prints_windows_writes_html_and_records_each_alert_once(
-    cli: Run, root: Path, template: Template, tmp_path: Path
+def test_report_prints_windows_and_writes_html_but_records_and_sends_nothing(
+    cli: Run, root: Path, template: Template, tmp_path: Path, webhook: tuple[str, list[Any]]
 ) -> None:
+    url, received = webhook
+    before = _database(root)
     report = ("monitor", "report", "--model", "m@champion", "--by", "week")
     labelled = ("--labels", str(template.files / "labels.parquet"), "--label-column", "y")
-    first = _ok(cli(*report, *labelled, cwd=root))
+    first = _ok(cli(*report, *labelled, cwd=root, env={"MLPROD_MONITOR_WEBHOOK_URL": url}))
 
     rows = _rows(first)
     assert [r[:3] for r in rows] == [
         ["2013-07-01", "1,500", "750"], ["2013-07-08", "1,500", "750"], ["2013-07-15", "1,500", "0"],
+        ["2013-07-22 (partial)", "60", "0"],
     ]  # fmt: skip
     assert [r[3] for r in rows[:2]] == ["-", "-"]
     drift, quality = _alarms(rows[2][3]), _alarms(rows[2][4])
     assert drift[1][0] == "x1" and {"x1", "x2", "prediction"} <= set(drift[1]) and drift[0] >= 3
     assert [r[4] for r in rows[:2]] == ["-", "-"] and "x1" in quality[1]  # shifted x1 leaves its range
+    assert "x1" in _alarms(rows[3][3])[1]  # the partial week's checks are shown; it raises no alert
     for row, realized in zip(rows[:2], template.realized, strict=True):
         estimate = re.fullmatch(r"(0\.\d{3}) \[(0\.\d{3}), (0\.\d{3})\]", row[5])
         assert estimate, row
         assert float(estimate[2]) <= float(estimate[1]) <= float(estimate[3])
         assert float(row[6]) == pytest.approx(realized, abs=0.003)  # binned scores, 3 decimals printed
     assert re.fullmatch(r"0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]", rows[2][5]) and rows[2][6] == "-"
+    assert "1 partial window(s): not covered whole by the range read, they raise no alert\n" in first
 
-    alerts, new, html = _summary(first)
-    assert alerts == new > 0
+    alerts, unrecorded, html = _summary(first)
+    assert alerts == unrecorded > 0 and "(`mlprod monitor check` records them)" in first
     assert html == root / "reports" / "monitor-m-v1-week.html"
     assert "<title>Monitoring report: m v1</title>" in html.read_text()
+    again = _ok(cli(*report, *labelled, "--html", str(tmp_path / "out" / "r.html"), cwd=root))
+    assert _summary(again) == (alerts, alerts, tmp_path / "out" / "r.html")
+    assert (tmp_path / "out" / "r.html").read_text().startswith("<!DOCTYPE html>")
+    assert _database(root) == before and received == []  # every table as it was; the webhook not called
+    assert _ok(cli("monitor", "alerts", cwd=root)) == "no alerts recorded\n"
+
+
+def test_check_records_and_sends_each_alert_once(
+    cli: Run, root: Path, template: Template, webhook: tuple[str, list[Any]]
+) -> None:
+    url, received = webhook
+    check = ("monitor", "check", "--model", "m@champion", "--labels", str(template.files / "labels.parquet"))
+    env = {"MLPROD_MONITOR_WEBHOOK_URL": url}
+    first = _ok(cli(*check, "--label-column", "y", cwd=root, env=env))
+    whole, partial, alerts, new = _checked(first)
+    assert (whole, partial) == (3, 1) and alerts == new > 0
+    assert f"webhook: {alerts} delivered\n" in first
+    assert len(received) == 1 and len(received[0]["alerts"]) == alerts
     with Workspace.open(root) as ws:
         recorded = AlertStore(ws).list(model="m")
     assert len(recorded) == alerts
     assert {a.column for a in recorded if a.rule == "drift"} >= {"x1", "x2"}
+    assert {a.window_start for a in recorded} <= {MONDAY + timedelta(weeks=k) for k in range(3)}
     assert {a.window_start for a in recorded if a.rule == "drift"} == {MONDAY + timedelta(weeks=2)}
+    assert {a["id"] for a in received[0]["alerts"]} == {a.id for a in recorded}
 
-    again = _ok(cli(*report, *labelled, "--html", str(tmp_path / "out" / "r.html"), cwd=root))
-    assert _summary(again) == (alerts, 0, tmp_path / "out" / "r.html")
-    assert (tmp_path / "out" / "r.html").read_text().startswith("<!DOCTYPE html>")
+    after_first = _database(root)
+    again = _ok(cli(*check, "--label-column", "y", cwd=root, env=env))
+    assert _checked(again) == (3, 1, alerts, 0) and "webhook: 0 delivered\n" in again
+    assert len(received) == 1  # nothing sent twice
+    assert _database(root) == after_first  # nothing recorded twice
+    labels = ("--labels", str(template.files / "labels.parquet"), "--label-column", "y")
+    report = _ok(cli("monitor", "report", "-m", "m@champion", *labels, cwd=root, env=env))
+    assert _summary(report)[:2] == (alerts, 0) and "monitor check" not in report and len(received) == 1
 
     table = _rows(_ok(cli("monitor", "alerts", "--model", "m", cwd=root)))
     assert sorted(r[3] for r in table) == sorted(a.message for a in recorded)
-    assert {(r[0], r[1], r[4]) for r in table if r[2] == "drift"} == {("2013-07-15 00:00", "m/1", "-")}
+    assert {(r[0], r[1]) for r in table if r[2] == "drift"} == {("2013-07-15 00:00", "m/1")}
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", r[4]) for r in table)  # delivered at
     assert any(re.fullmatch(r"drift on x1 \(wasserstein .+ > 0\.1\) in week 2013-07-15", r[3]) for r in table)
     assert len(_rows(_ok(cli("monitor", "alerts", "--limit", "1", cwd=root)))) == 1
     _fails(cli("monitor", "alerts", "--limit", "0", cwd=root), "--limit must be positive, got 0")
+
+
+def test_labels_from_a_versioned_table_give_what_the_file_gives(
+    cli: Run, root: Path, template: Template
+) -> None:
+    file = str(template.files / "labels.parquet")
+    _ok(cli("data", "create", "labels", "--key", "request_id", "--from", file, cwd=root))
+    from_file = _rows(
+        _ok(cli("monitor", "report", "-m", "m/1", "--labels", file, "--label-column", "y", cwd=root))
+    )
+    for source in ("labels", "labels@main"):
+        from_table = _ok(
+            cli("monitor", "report", "-m", "m/1", "--labels", source, "--label-column", "y", cwd=root)
+        )
+        assert _rows(from_table)[:2] == from_file[:2] and [r[2] for r in from_file] == [
+            "750",
+            "750",
+            "0",
+            "0",
+        ]
+    _fails(
+        cli("monitor", "report", "-m", "m/1", "--labels", "lables", cwd=root),
+        "labels 'lables' is neither a file nor a versioned table (tables: labels)",
+    )
+    _fails(cli("monitor", "check", "-m", "m/1", "--labels", "labels@nope", cwd=root), "nope")
 
 
 def test_report_windows_by_row_count_and_by_time_range(cli: Run, root: Path) -> None:
     counted = _ok(cli("monitor", "report", "-m", "m/1", "--by", "1000", cwd=root))
     assert [r[:2] for r in _rows(counted)] == [
         ["2013-07-01", "1,000"], ["2013-07-01", "1,000"], ["2013-07-08", "1,000"], ["2013-07-15", "1,000"],
-        ["2013-07-15", "500"],
+        ["2013-07-15 (partial)", "560"],
     ]  # fmt: skip
     assert _summary(counted)[2] == root / "reports" / "monitor-m-v1-1000-rows.html"
     assert (root / "reports" / "monitor-m-v1-1000-rows.html").is_file()
@@ -260,9 +347,17 @@ def test_report_windows_by_row_count_and_by_time_range(cli: Run, root: Path) -> 
     )
     rows = _rows(ranged)
     assert [r[:4] for r in rows] == [["2013-07-08", "1,500", "0", "-"]]
-    assert rows[0][6] == "-"  # no labels given
+    assert rows[0][6] == "-" and "partial" not in ranged  # no labels given; a whole week
     late = _ok(cli("monitor", "report", "-m", "m/1", "--since", "2013-07-15T12:00:00+02:00", cwd=root))
-    assert [r[:2] for r in _rows(late)] == [["2013-07-15", "900"]]  # from 10:00 UTC
+    assert [r[:2] for r in _rows(late)] == [["2013-07-15 (partial)", "900"], ["2013-07-22 (partial)", "60"]]
+    # The README's mistake: an --until one day into the next month used to add a junk window with alerts.
+    monthly = ("monitor", "report", "-m", "m/1", "--by", "month", "--since", "2013-06-01")
+    cut = _ok(cli(*monthly, "--until", "2013-08-02", cwd=root))
+    assert [r[:2] for r in _rows(cut)] == [["2013-07-01 (partial)", "4,560"]]
+    assert _summary(cut)[:2] == (0, 0)
+    weekly = _ok(cli("monitor", "report", "-m", "m/1", "--until", "2013-07-22", cwd=root))
+    assert [r[0] for r in _rows(weekly)] == ["2013-07-01", "2013-07-08", "2013-07-15"]
+    assert _summary(weekly)[0] > 0
 
 
 def test_report_errors_are_one_line(cli: Run, root: Path, template: Template) -> None:
@@ -327,22 +422,22 @@ def _refused_url() -> str:
         return f"http://127.0.0.1:{probe.getsockname()[1]}/hook"
 
 
-def test_alerts_wait_for_a_refusing_webhook_and_reach_it_on_the_next_report(
+def test_alerts_wait_for_a_refusing_webhook_and_reach_it_on_the_next_check(
     cli: Run, root: Path, webhook: tuple[str, list[Any]]
 ) -> None:
     url, received = webhook
-    report = ("monitor", "report", "-m", "m@champion")
+    check = ("monitor", "check", "-m", "m@champion")
 
     refused_url = _refused_url()
-    refused = cli(*report, cwd=root, env={"MLPROD_MONITOR_WEBHOOK_URL": refused_url})
-    alerts, new, _ = _summary(_ok(refused))
+    refused = cli(*check, cwd=root, env={"MLPROD_MONITOR_WEBHOOK_URL": refused_url})
+    _, _, alerts, new = _checked(_ok(refused))
     assert alerts == new > 0
     pending = rf"^webhook: 0 delivered, {alerts} pending \(webhook {re.escape(refused_url)} unreachable: "
     assert re.search(pending + "ConnectError", refused.stderr, re.MULTILINE), refused.stderr
     assert "webhook:" not in refused.stdout and received == []
 
-    delivered = cli(*report, cwd=root, env={"MLPROD_MONITOR_WEBHOOK_URL": url})
-    assert _summary(_ok(delivered))[:2] == (alerts, 0)
+    delivered = cli(*check, cwd=root, env={"MLPROD_MONITOR_WEBHOOK_URL": url})
+    assert _checked(_ok(delivered))[2:] == (alerts, 0)
     assert f"webhook: {alerts} delivered\n" in delivered.stdout and "webhook" not in delivered.stderr
     assert len(received) == 1 and len(received[0]["alerts"]) == alerts
     sent = received[0]["alerts"]
@@ -366,7 +461,7 @@ def test_predictions_and_errors_through_the_real_entry_point(
             [("monitor", "predictions"), ("monitor", "report", "-m", "bare@champion")],
         )
     (row,) = _rows(_ok(predictions))
-    assert row[:5] == ["m", "1", "4,500", "4,500", "07-01 00:00 to 07-16 00:59"]
+    assert row[:5] == ["m", "1", "4,560", "4,560", "07-01 00:00 to 07-22 00:59"]
     assert float(row[5]) == pytest.approx(template.mean_score, abs=5e-5) and row[6:] == ["1.00", "1.00"]
     _fails(unprofiled, "bare/1 has no monitoring reference")
     assert _ok(cli("monitor", "predictions", "--model", "bare", cwd=root)) == "no predictions logged yet\n"

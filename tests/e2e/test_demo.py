@@ -17,6 +17,7 @@ from mlprod.data import TableStore, collect_garbage
 from mlprod.demo.flights import CONTEXT_FEATURES
 from mlprod.evaluate import latest_reports, list_leaderboards
 from mlprod.models import Registry, list_runs
+from mlprod.monitor import AlertStore
 from mlprod.serve import RouteStore, read_prediction_log
 from mlprod.workspace import Workspace
 
@@ -29,7 +30,7 @@ def run_demo(workspace: Path, *args: str, timeout: float = 300) -> subprocess.Co
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "300"},  # wide enough that no table wraps a cell
     )
 
 
@@ -63,13 +64,17 @@ def test_demo_runs_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
     assert summary_value(result.stdout, "gate: lightgbm-small vs logistic").startswith(("pass: ", "fail: "))
     monitoring = summary_value(result.stdout, "monitoring (Aug-Dec, weekly)")
     assert re.search(r"reference: July, [\d,]+ flights; [\d,]+ predictions replayed", monitoring), monitoring
-    assert re.search(r"2[23] weeks, \d+ alerts", monitoring), monitoring
-    weeks = re.findall(r"│ (2013-\d\d-\d\d) +│ +[\d,]+ +│ +([\d,]+) +│", result.stdout)
-    assert weeks[0][0] in ("2013-07-29", "2013-08-05") and weeks[-1][0] == "2013-12-30"
+    assert monitoring.endswith("labels arrived (flight-labels)"), monitoring
+    checked = summary_value(result.stdout, "alerts (monitor check)")
+    alerts = re.fullmatch(r"21 whole weeks, 2 partial \(no alerts\); (\d+) alerts, (\d+) new", checked)
+    assert alerts and alerts[1] == alerts[2], checked
+    weeks = re.findall(r"│ (2013-\d\d-\d\d)(?: \(partial\))? +│ +[\d,]+ +│ +([\d,]+) +│", result.stdout)
+    assert weeks[0][0] == "2013-07-29" and weeks[-1][0] == "2013-12-30"  # both partial: Aug 1, Jan 2
     assert all(labelled == "0" for week, labelled in weeks if week >= "2013-12-02")  # December: no labels yet
     assert "mean |difference|" in summary_value(result.stdout, "estimated vs realized accuracy")
     report = Path(summary_value(result.stdout, "monitoring report"))
     assert report.is_file() and report.read_text().count("<svg") >= 3
+    _cli_report_equals_the_demos(workspace, result.stdout, int(alerts[1]))
 
     with Workspace.open(workspace) as ws:
         tables = TableStore(ws)
@@ -116,6 +121,53 @@ def test_demo_runs_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
         assert set(answered.loc[answered["route"] == "champion", "version"]) == {champion.version}
         assert (log["route"] == "shadow").sum() == 40 and log["request_id"].nunique() == 40
         assert RouteStore(ws).history("flights-delay")[0].why.startswith("mlprod demo: canary")
+
+
+def _monitoring_rows(output: str) -> list[list[str]]:
+    """Window, rows, labelled, estimated and realized accuracy of each row of a monitoring table.
+
+    The drift and quality columns are left out: KS and Wasserstein come from randomized KLL sketches,
+    so a column near its threshold may alarm in one run and not in the next.
+    """
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in output.splitlines()]
+    return [r[:3] + r[5:] for r in rows if r and re.match(r"2013-\d\d-\d\d", r[0])]
+
+
+def _cli_report_equals_the_demos(workspace: Path, demo_stdout: str, demo_alerts: int) -> None:
+    """The report command the demo prints shows the demo's windows and accuracies and records nothing;
+    a check records exactly what it says it records."""
+    explore = re.search(r"(mlprod monitor report [^;\n]+)", demo_stdout)
+    assert explore and "--labels flight-labels" in explore[1], demo_stdout
+    args = explore[1].split()[1:]
+    env = {**os.environ, "COLUMNS": "300"}
+
+    def mlprod(*command: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "mlprod", "-C", str(workspace), *command],
+            capture_output=True, text=True, timeout=300, env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def recorded() -> int:
+        with Workspace.open(workspace) as ws:
+            return len(AlertStore(ws).list(limit=100_000))
+
+    assert recorded() == demo_alerts
+    report = mlprod(*args)
+    demo_rows = _monitoring_rows(demo_stdout.split("by week (reference: July)")[1])
+    assert _monitoring_rows(report) == demo_rows
+    assert sum(row[4] not in ("-", "") for row in demo_rows) >= 15  # realized accuracy for Aug-Nov
+    counts = re.search(r"^(\d+) alert\(s\), (\d+) not recorded yet", report, re.MULTILINE)
+    assert counts, report
+    # KS and Wasserstein come from randomized KLL sketches: a statistic at its threshold may flip
+    assert abs(int(counts[1]) - demo_alerts) <= 5 and int(counts[2]) <= 5
+    assert recorded() == demo_alerts  # the report recorded nothing
+    checked = re.search(
+        r"21 whole window\(s\) checked, 2 partial; \d+ alert\(s\), (\d+) new recorded",
+        mlprod("monitor", "check", *args[2:]),
+    )
+    assert checked and int(checked[1]) <= 5 and recorded() == demo_alerts + int(checked[1])
 
 
 @pytest.mark.e2e

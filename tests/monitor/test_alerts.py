@@ -5,7 +5,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,13 @@ def test_default_rules_alert_on_primary_drift_quality_and_accuracy_drop() -> Non
         (WEEK1, "accuracy_drop", "accuracy", "estimated"),
         (WEEK2, "drift", "prediction", "wasserstein"),
     ]
+
+
+def test_a_partial_window_raises_no_alert() -> None:
+    first, second = monitored().windows
+    partial = MonitorResult("flights", 3, "week", [first, replace(second, partial=True)])
+    assert keys(evaluate_rules(partial)) == keys(evaluate_rules(monitored()))[:-1]
+    assert evaluate_rules(MonitorResult("flights", 3, "week", [replace(first, partial=True)])) == []
 
 
 def test_alert_messages_say_what_crossed_which_threshold_when() -> None:
@@ -201,6 +208,19 @@ def test_recording_twice_keeps_one_record_per_window_rule_column_and_method(stor
     stored = store.list()
     assert len(stored) == len(alerts) == len({a.id for a in stored})
     assert all(isinstance(a, StoredAlert) and a.delivered_at is None for a in stored)
+
+
+def test_unrecorded_tells_what_record_would_add_and_writes_nothing(store: AlertStore) -> None:
+    alerts = evaluate_rules(monitored())
+    assert store.unrecorded(alerts) == alerts and store.list() == []
+    store.record(alerts[:2])
+    assert store.unrecorded(alerts) == alerts[2:]
+    assert (
+        store.unrecorded([replace(alerts[0], window_start=WEEK1.astimezone(timezone(timedelta(hours=2))))])
+        == []
+    )
+    assert store.unrecorded([replace(alerts[0], version=4)]) == [replace(alerts[0], version=4)]
+    assert len(store.list()) == 2
 
 
 def test_a_new_window_or_rule_is_recorded_next_to_the_old_ones(store: AlertStore) -> None:

@@ -5,6 +5,7 @@ import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,20 @@ def test_the_window_table_puts_estimate_and_realized_side_by_side() -> None:
     assert cells[4][:5] == ["week 2013-07-22", "1,003", "1", "\u2014", "\u2014"]
     assert cells[6][2] == "3"  # drift, multivariate drift and the accuracy drop
     assert '<tr class="alerting">' in page
+
+
+def test_a_partial_window_is_marked_and_counts_no_alert() -> None:
+    result = monitored()
+    last = result.windows[-1]
+    assert any(c.alert for c in last.checks)  # week 6 alarms on dep_hour and the PCA detector
+    whole_page = render_html(result)
+    result.windows[-1] = replace(last, partial=True)
+    page = render_html(result)
+    assert '<td>week 2013-08-05 (partial)</td><td>1,005</td><td class="alerts">0</td>' in page
+    assert "week 2013-08-05 (partial)" not in whole_page
+    alerts = re.search(r"<dt>Alerts</dt><dd>(\d+)</dd>", page)
+    whole = re.search(r"<dt>Alerts</dt><dd>(\d+)</dd>", whole_page)
+    assert alerts and whole and int(alerts[1]) < int(whole[1])
 
 
 def test_every_user_string_is_escaped() -> None:

@@ -1,4 +1,7 @@
-"""Monitoring end to end in a workspace: reference, prediction log with late labels, windows, alerts."""
+"""Monitoring end to end in a workspace: reference, prediction log with late labels, windows, alerts.
+
+Reading (``monitor_version``) writes nothing; ``check_version`` records and sends the alerts.
+"""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,18 +13,19 @@ import pytest
 
 from mlprod.errors import InvalidInputError, NotFoundError
 from mlprod.models import EstimatorSpec, Registry, train_classifier
-from mlprod.monitor.alerts import Alert
+from mlprod.monitor.alerts import Alert, AlertStore
 from mlprod.monitor.log_source import LabelSource, logged_rows
 from mlprod.monitor.monitoring import MonitorSettings, monitor_batches
 from mlprod.monitor.reference import Reference, ReferenceStore
 from mlprod.monitor.results import WindowResult
-from mlprod.monitor.version_monitor import monitor_version, profile_version
+from mlprod.monitor.version_monitor import check_version, monitor_version, profile_version
 from mlprod.monitor.windows import Windowing
 from mlprod.serve import PredictionLogWriter
 from mlprod.workspace import Workspace
 
 MONDAY = datetime(2013, 7, 1, tzinfo=UTC)
 WEEKS = 3
+PARTIAL_ROWS = 60  # the fourth week has just begun: one hour of far-shifted predictions
 
 
 def flights_like(n: int, seed: int, *, shift: float = 0.0) -> pd.DataFrame:
@@ -62,6 +66,13 @@ def served(workspace: Workspace) -> tuple[Workspace, pa.Table]:
             if week < 2 and i % 2 == 0:  # half the labels of the first two weeks have arrived
                 ids.append(request_id)
                 labels.append(int(row["y"]))
+    rows = flights_like(PARTIAL_ROWS, 20, shift=3.0)
+    for i, (row, score) in enumerate(zip(rows.to_dict("records"), model.predict_frame(rows), strict=True)):
+        writer.append(
+            request_id=f"w{WEEKS}-{i}", model="m", version=1, route="champion",
+            inputs=[{k: row[k] for k in ("x1", "x2", "c")}], predictions=[float(score)], latency_ms=1.0,
+            at=MONDAY + timedelta(weeks=WEEKS, seconds=i * 60),
+        )  # fmt: skip
     writer.close()
     return workspace, pa.table({"request_id": ids, "delayed": labels})
 
@@ -70,16 +81,19 @@ def test_weekly_windows_find_the_planted_drift_and_estimate_accuracy(
     served: tuple[Workspace, pa.Table],
 ) -> None:
     workspace, labels = served
-    run = monitor_version(workspace, "m@champion", labels=LabelSource(labels, column="delayed"))
-    windows = run.result.windows
-    assert [w.start for w in windows] == [MONDAY + timedelta(weeks=k) for k in range(WEEKS)]
-    assert [w.rows for w in windows] == [1500] * WEEKS
+    run = check_version(workspace, "m@champion", labels=LabelSource(labels, column="delayed"))
+    windows = run.run.result.windows
+    assert [w.start for w in windows] == [MONDAY + timedelta(weeks=k) for k in range(WEEKS + 1)]
+    assert [w.rows for w in windows] == [1500] * WEEKS + [PARTIAL_ROWS]
+    assert [w.partial for w in windows] == [False] * WEEKS + [True]
     primary = {"wasserstein", "jensen_shannon", "pca_reconstruction"}
     drifted = [{c.column for c in w.alerts if c.method in primary} for w in windows]
     assert drifted[0] == drifted[1] == set()
     assert {"x1", "x2", "prediction"} <= drifted[2]
+    assert {"x1", "x2", "prediction"} <= drifted[3]  # the partial week's checks alarm, yet it raises no alert
+    assert {a.window_start for a in run.run.alerts} <= {w.start for w in windows[:WEEKS]}
     accuracy = [next(p for p in w.performance if p.metric == "accuracy") for w in windows]
-    assert [p.labelled_rows for p in accuracy] == [750, 750, 0]
+    assert [p.labelled_rows for p in accuracy] == [750, 750, 0, 0]
     for point in accuracy[:2]:
         assert point.estimated is not None and point.realized is not None
         assert abs(point.estimated - point.realized) < 0.06
@@ -93,16 +107,48 @@ def test_weekly_windows_find_the_planted_drift_and_estimate_accuracy(
     assert all(a.window_start == windows[2].start for a in run.new_alerts if a.rule == "drift")
 
 
-def test_a_second_run_records_no_alert_twice(served: tuple[Workspace, pa.Table]) -> None:
+def test_monitoring_records_nothing_and_a_second_check_records_no_alert_twice(
+    served: tuple[Workspace, pa.Table],
+) -> None:
     workspace, _ = served
-    first = monitor_version(workspace, "m/1")
-    again = monitor_version(workspace, "m/1")
+    read = monitor_version(workspace, "m/1")
+    assert read.alerts and AlertStore(workspace).list() == []
+    assert AlertStore(workspace).unrecorded(read.alerts) == read.alerts
+    first = check_version(workspace, "m/1")
+    again = check_version(workspace, "m/1")
 
     def keys(alerts: list[Alert]) -> list[tuple[object, ...]]:
         return [(a.window_start, a.rule, a.column, a.method) for a in alerts]
 
-    assert first.new_alerts and keys(again.alerts) == keys(first.alerts)
-    assert again.new_alerts == []
+    assert keys(first.new_alerts) == keys(first.run.alerts) == keys(read.alerts)
+    assert keys(again.run.alerts) == keys(first.run.alerts) and again.new_alerts == []
+    assert len(AlertStore(workspace).list()) == len(first.new_alerts)
+    assert AlertStore(workspace).unrecorded(read.alerts) == []
+    assert first.delivery is None  # no webhook configured
+
+
+def test_a_window_is_partial_where_the_range_read_does_not_cover_it(
+    served: tuple[Workspace, pa.Table],
+) -> None:
+    workspace, _ = served
+
+    def partial(since: datetime | None = None, until: datetime | None = None) -> list[tuple[datetime, bool]]:
+        run = monitor_version(workspace, "m/1", since=since, until=until)
+        return [(w.start, w.partial) for w in run.result.windows]
+
+    week = [MONDAY + timedelta(weeks=k) for k in range(WEEKS + 1)]
+    assert partial() == [(week[0], False), (week[1], False), (week[2], False), (week[3], True)]
+    # cut at a Monday with later predictions logged: the week before it is whole
+    assert partial(since=week[1], until=week[3]) == [(week[1], False), (week[2], False)]
+    # cut inside a week, at either end: that week is partial
+    assert partial(since=week[1] + timedelta(hours=1), until=week[2] + timedelta(hours=1)) == [
+        (week[1], True), (week[2], True),
+    ]  # fmt: skip
+    # an --until past the newest prediction does not make the newest window whole
+    assert partial(since=week[3], until=week[3] + timedelta(weeks=1)) == [(week[3], True)]
+    monthly = monitor_version(workspace, "m/1", settings=MonitorSettings(windowing=Windowing.parse("month")))
+    (july,) = monthly.result.windows
+    assert (july.rows, july.partial, monthly.alerts) == (3 * 1500 + PARTIAL_ROWS, True, [])
 
 
 def test_windows_fed_batch_by_batch_equal_windows_fed_at_once(served: tuple[Workspace, pa.Table]) -> None:
@@ -133,7 +179,8 @@ def test_windows_fed_batch_by_batch_equal_windows_fed_at_once(served: tuple[Work
                     categorical=spec.categorical, batch_rows=333),
         reference, model="m", version=1, settings=by_count,
     )  # fmt: skip
-    assert [w.rows for w in counted.windows] == [1000, 1000, 1000, 1000, 500]
+    assert [w.rows for w in counted.windows] == [1000, 1000, 1000, 1000, 500 + PARTIAL_ROWS]
+    assert [w.partial for w in counted.windows] == [False] * 4 + [True]  # short of its 1000 rows
     assert counted.by == "1000 rows"
 
 
@@ -202,7 +249,7 @@ def test_labels_count_without_a_labelled_reference_and_one_class_estimates_nothi
 
 def test_windows_of_another_length_are_other_windows_for_alerts(served: tuple[Workspace, pa.Table]) -> None:
     workspace, _ = served
-    daily = monitor_version(workspace, "m/1", settings=MonitorSettings(windowing=Windowing.parse("day")))
-    weekly = monitor_version(workspace, "m/1")  # the third week starts on the day of a daily window
+    daily = check_version(workspace, "m/1", settings=MonitorSettings(windowing=Windowing.parse("day")))
+    weekly = check_version(workspace, "m/1")  # the third week starts on the day of a daily window
     assert daily.new_alerts and weekly.new_alerts
     assert {a.window_end - a.window_start for a in weekly.new_alerts} == {timedelta(weeks=1)}

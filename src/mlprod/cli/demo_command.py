@@ -40,6 +40,7 @@ def demo(
     """
     from mlprod.demo import run_demo
     from mlprod.demo.flights import MODEL
+    from mlprod.demo.monitoring import LABELS_TABLE, SINCE, UNTIL
     from mlprod.workspace import default_demo_home, locate, open_or_init
 
     home = state.workspace or locate() or default_demo_home()
@@ -57,11 +58,13 @@ def demo(
         "mlprod data diff flights jan-jun; mlprod models history flights-delay; "
         "mlprod eval leaderboard --set july --profile regulated; "
         f"mlprod monitor report --model {MODEL}/{summary.champion.version} "
-        "--since 2013-08-01 --until 2014-01-02"
+        f"--since {SINCE:%Y-%m-%d} --until {UNTIL:%Y-%m-%d} --labels {LABELS_TABLE} --label-column late"
     )
 
 
 def render_summary(s: DemoSummary) -> Table:
+    from mlprod.demo.monitoring import LABELS_TABLE
+
     table = Table(title="mlprod demo: NYC flights 2013", show_header=False)
     for m in [*s.months, *s.monitoring.months]:
         table.add_row(
@@ -120,8 +123,13 @@ def render_summary(s: DemoSummary) -> Table:
     table.add_row(
         "monitoring (Aug-Dec, weekly)",
         f"reference: July, {watch.reference_rows:,} flights; {watch.replayed:,} predictions replayed into "
-        f"the log, {watch.labelled:,} labels arrived; {len(watch.result.windows)} weeks, "
-        f"{watch.alerts} alerts ({watch.new_alerts} new)",
+        f"the log, {watch.labelled:,} labels arrived ({LABELS_TABLE})",
+    )
+    partial = watch.partial_windows
+    table.add_row(
+        "alerts (monitor check)",
+        f"{len(watch.result.windows) - partial} whole weeks, {partial} partial (no alerts); "
+        f"{watch.alerts} alerts, {watch.new_alerts} new",
     )
     mae = watch.accuracy_mae
     table.add_row(

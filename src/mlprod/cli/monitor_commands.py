@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -15,9 +16,10 @@ from mlprod.cli.state import err, open_workspace, out
 from mlprod.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from mlprod.monitor import Check, LabelSource, MonitorResult, WindowResult
+    from mlprod.workspace import Workspace
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="Monitoring of served models: references, drift, data quality, performance, alerts.",
@@ -56,62 +58,137 @@ def profile(
     out.print(f"reference of {profiled.version.ref}: " + ", ".join(parts))
 
 
+ByOption = Annotated[str | None, typer.Option(help="hour, day, week, month, or rows per window.")]
+LabelsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--labels",
+        help="Labels that arrived (joined to the log): a Parquet or CSV file, or a table NAME or NAME@REF.",
+        show_default=False,
+    ),
+]
+LabelColumnOption = Annotated[str, typer.Option(help="The label column in --labels.")]
+LabelOnOption = Annotated[
+    str, typer.Option(help="request_id, or entity key columns (comma-separated) matched by time.")
+]
+LabelTimeOption = Annotated[
+    str | None, typer.Option(help="Event time column of --labels (entity-key joins).", show_default=False)
+]
+SinceOption = Annotated[str | None, typer.Option(help="First day or time (UTC), inclusive.")]
+UntilOption = Annotated[str | None, typer.Option(help="Last day or time (UTC), exclusive.")]
+RouteOption = Annotated[
+    list[str] | None, typer.Option(help="Only these routes (repeatable; default: all).", show_default=False)
+]
+
+
 @app.command("report")
 def report(
     model: ModelOption,
-    by: Annotated[str | None, typer.Option(help="hour, day, week, month, or rows per window.")] = None,
-    labels: Annotated[
-        Path | None, typer.Option(help="Parquet or CSV of labels that arrived (joined to the log).")
-    ] = None,
-    label_column: Annotated[str, typer.Option(help="The label column in --labels.")] = "label",
-    label_on: Annotated[
-        str, typer.Option(help="request_id, or entity key columns (comma-separated) matched by time.")
-    ] = "request_id",
-    label_time: Annotated[
-        str | None, typer.Option(help="Event time column of --labels (entity-key joins).", show_default=False)
-    ] = None,
-    since: Annotated[str | None, typer.Option(help="First day or time (UTC), inclusive.")] = None,
-    until: Annotated[str | None, typer.Option(help="Last day or time (UTC), exclusive.")] = None,
-    route: Annotated[
-        list[str] | None,
-        typer.Option(help="Only these routes (repeatable; default: all).", show_default=False),
-    ] = None,
+    by: ByOption = None,
+    labels: LabelsOption = None,
+    label_column: LabelColumnOption = "label",
+    label_on: LabelOnOption = "request_id",
+    label_time: LabelTimeOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    route: RouteOption = None,
     html: Annotated[
         Path | None,
         typer.Option(help="HTML report path (default: reports/ in the workspace).", show_default=False),
     ] = None,
 ) -> None:
-    """Check each window of a version's logged predictions against its reference; print, alert, report.
+    """Check each window of a version's logged predictions against its reference; print and write HTML.
 
     Drift per feature and of the prediction, data quality, the multivariate detector, and accuracy
-    estimated without labels next to the realized value where labels have arrived. New alerts are
-    recorded (once per window) and posted to [monitor] webhook_url when set.
+    estimated without labels next to the realized value where labels have arrived. Read-only: it
+    records no alert and calls no webhook (`mlprod monitor check` does). A window the range read does
+    not cover whole is marked partial and raises no alert.
     """
-    from mlprod.monitor import monitor_version, settings_of, write_html
-    from mlprod.monitor.windows import Windowing
+    from mlprod.monitor import AlertStore, monitor_version, write_html
 
     with open_workspace() as ws:
-        settings = settings_of(ws)
-        if by is not None:
-            settings = replace(settings, windowing=Windowing.parse(by))
-        label_source = _labels(labels, label_column, label_on, label_time) if labels else None
-        with _progress() as progress:
-            task = progress.add_task("reading the prediction log", total=None)
-            run = monitor_version(
-                ws, model, labels=label_source, since=_time("--since", since), until=_time("--until", until),
-                routes=route, settings=settings, progress=lambda rows: progress.advance(task, rows),
-            )  # fmt: skip
+        run = _run(
+            monitor_version, ws, model, by, labels, label_column, label_on, label_time, since, until, route
+        )
+        unrecorded = AlertStore(ws).unrecorded(run.alerts)
         result = run.result
         name = f"monitor-{result.model}-v{result.version}-{result.by.replace(' ', '-')}.html"  # "1000 rows"
         path = html or ws.root / "reports" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         write_html(result, path, rules=run.rules)
     out.print(window_table(result))
-    out.print(f"{len(run.alerts)} alert(s), {len(run.new_alerts)} new; HTML report: {path}")
-    if run.delivery is not None:
-        d = run.delivery
+    partial = sum(w.partial for w in result.windows)
+    if partial:
+        out.print(f"{partial} partial window(s): not covered whole by the range read, they raise no alert")
+    pending = " (`mlprod monitor check` records them)" if unrecorded else ""
+    out.print(f"{len(run.alerts)} alert(s), {len(unrecorded)} not recorded yet{pending}; HTML report: {path}")
+
+
+@app.command("check")
+def check(
+    model: ModelOption,
+    by: ByOption = None,
+    labels: LabelsOption = None,
+    label_column: LabelColumnOption = "label",
+    label_on: LabelOnOption = "request_id",
+    label_time: LabelTimeOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    route: RouteOption = None,
+) -> None:
+    """Check the windows as `report` does, record the alerts not recorded yet, send them to the webhook.
+
+    Idempotent: an alert is recorded once per window, rule, column and method, and POSTed to the
+    configured webhook (monitor.webhook_url) until the webhook accepted it (a failed delivery is
+    retried by the next check). Partial windows raise no alert until they are whole. Run it on a
+    schedule.
+    """
+    from mlprod.monitor import check_version
+
+    with open_workspace() as ws:
+        done = _run(
+            check_version, ws, model, by, labels, label_column, label_on, label_time, since, until, route
+        )
+    result = done.run.result
+    whole = sum(not w.partial for w in result.windows)
+    out.print(
+        f"{result.model}/{result.version}: {whole} whole window(s) checked, "
+        f"{len(result.windows) - whole} partial; {len(done.run.alerts)} alert(s), {len(done.new_alerts)} new "
+        "recorded (`mlprod monitor alerts` lists them)"
+    )
+    if done.delivery is not None:
+        d = done.delivery
         status = f"{d.delivered} delivered" + (f", {d.pending} pending ({d.error})" if d.pending else "")
         (err if d.pending else out).print(f"webhook: {status}")
+
+
+def _run(
+    monitor: Callable[..., T],
+    ws: Workspace,
+    model: str,
+    by: str | None,
+    labels: str | None,
+    label_column: str,
+    label_on: str,
+    label_time: str | None,
+    since: str | None,
+    until: str | None,
+    route: list[str] | None,
+) -> T:
+    """``monitor_version`` or ``check_version`` with the options parsed, under a progress bar."""
+    from mlprod.monitor import settings_of
+    from mlprod.monitor.windows import Windowing
+
+    settings = settings_of(ws)
+    if by is not None:
+        settings = replace(settings, windowing=Windowing.parse(by))
+    label_source = _labels(ws, labels, label_column, label_on, label_time) if labels else None
+    with _progress() as progress:
+        task = progress.add_task("reading the prediction log", total=None)
+        return monitor(
+            ws, model, labels=label_source, since=_time("--since", since), until=_time("--until", until),
+            routes=route, settings=settings, progress=lambda rows: progress.advance(task, rows),
+        )  # fmt: skip
 
 
 @app.command("alerts")
@@ -119,7 +196,7 @@ def alerts(
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest window first.")] = 50,
 ) -> None:
-    """Alerts recorded by earlier reports: window, rule, column, statistic and threshold, delivery."""
+    """Alerts recorded by `mlprod monitor check`: window, rule, column, statistic and threshold, delivery."""
     from mlprod.monitor import AlertStore
 
     if limit <= 0:
@@ -161,7 +238,7 @@ def predictions(
 
 def window_table(result: MonitorResult) -> Table:
     """Per window: rows, labels, drift alarms and quality breaches (the strongest first, "*" for the
-    multivariate detector), accuracy estimated without labels and realized."""
+    multivariate detector), accuracy estimated without labels and realized; partial windows marked."""
     from mlprod.monitor.alerts import PRIMARY_DRIFT_METHODS
 
     table = Table("window", "rows", "labelled", "drift alarms", "quality breaches", "est. accuracy [95 %]")
@@ -171,8 +248,9 @@ def window_table(result: MonitorResult) -> Table:
         quality = [c for c in w.alerts if c.kind == "quality"]
         estimated, realized = _accuracy(w)
         labelled = next((p.labelled_rows for p in w.performance), 0)
+        start = f"{w.start:%Y-%m-%d %H:%M}" if result.by == "hour" else f"{w.start:%Y-%m-%d}"
         table.add_row(
-            f"{w.start:%Y-%m-%d %H:%M}" if result.by == "hour" else f"{w.start:%Y-%m-%d}",
+            start + (" (partial)" if w.partial else ""),
             f"{w.rows:,}", f"{labelled:,}", _strongest(drift), _strongest(quality), estimated, realized,
         )  # fmt: skip
     return table
@@ -204,26 +282,14 @@ def _accuracy(window: WindowResult) -> tuple[str, str]:
     return f"{point.estimated:.3f}{band}", realized
 
 
-def _labels(path: Path, column: str, on: str, time_column: str | None) -> LabelSource:
+def _labels(ws: Workspace, source: str, column: str, on: str, time_column: str | None) -> LabelSource:
     from mlprod.monitor import LabelSource
+    from mlprod.monitor.label_input import read_labels
 
     keys = "request_id" if on == "request_id" else [k.strip() for k in on.split(",") if k.strip()]
     if not keys:
         raise InvalidInputError("--label-on needs request_id or entity key columns")
-    return LabelSource(_read_table(path), on=keys, column=column, time_column=time_column)
-
-
-def _read_table(path: Path) -> pa.Table:
-    import pyarrow.csv as pv
-    import pyarrow.parquet as pq
-
-    if not path.is_file():
-        raise InvalidInputError(f"--labels {path} is not a file")
-    if path.suffix.lower() == ".csv":
-        return pv.read_csv(path)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pq.read_table(path)
-    raise InvalidInputError(f"--labels {path}: expected a .parquet or .csv file")
+    return LabelSource(read_labels(ws, source), on=keys, column=column, time_column=time_column)
 
 
 def _time(option: str, text: str | None) -> datetime | None:

@@ -4,9 +4,11 @@ August to December arrive in the versioned table (validated, screened, committed
 store's trailing late rates keep up. The champion's reference is built from July, its evaluation
 month, with labels. Each later flight is then scored point-in-time and written to the prediction log
 as the champion's traffic at its scheduled departure (a replay: five months of requests in seconds).
-Labels arrive late: those of December have not come yet. Weekly monitoring finds drift, estimates
-accuracy without labels and compares it with the realized accuracy where labels exist; alerts are
-recorded and the HTML report written.
+Labels arrive late: those of December have not come yet; the ones that came are committed to the
+versioned table ``flight-labels`` (by request id), where ``mlprod monitor report --labels`` finds
+them. Weekly monitoring finds drift, estimates accuracy without labels and compares it with the
+realized accuracy where labels exist; ``check_version`` (as ``mlprod monitor check``) records the
+alerts, and the HTML report is written.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from mlprod.demo.flights import MODEL, request_rows
 from mlprod.features import FeatureSet
 from mlprod.models import Registry, TrainingSpec, build_frame
 from mlprod.models.training_spec import LABEL_COLUMN, TIME_COLUMN, join_features
-from mlprod.monitor import LabelSource, MonitorResult, monitor_version, profile_version, write_html
+from mlprod.monitor import LabelSource, MonitorResult, check_version, profile_version, write_html
 from mlprod.serve import PredictionLogWriter, read_prediction_log
 from mlprod.workspace import Workspace
 
@@ -37,6 +39,8 @@ LABELS_UNTIL = datetime(2013, 12, 1, tzinfo=UTC)  # December's labels have not a
 SINCE = datetime(2013, 8, 1, tzinfo=UTC)
 UNTIL = datetime(2014, 1, 2, tzinfo=UTC)  # departures are New York times: the last ones are 2014 in UTC
 REPLAY_PREFIX = "replay-"
+LABELS_TABLE = "flight-labels"
+LABEL_KEY = ("request_id",)
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,10 @@ class MonitoringSummary:
     alerts: int
     new_alerts: int
     report: Path
+
+    @property
+    def partial_windows(self) -> int:
+        return sum(w.partial for w in self.result.windows)
 
     @property
     def accuracy_mae(self) -> float | None:
@@ -87,14 +95,16 @@ def monitor_champion(
             "late": labelled[LABEL_COLUMN].astype(np.float64).to_numpy(),
         }
     )
-    run = monitor_version(
+    _save_labels(tables, labels)
+    checked = check_version(
         workspace,
         ref,
-        labels=LabelSource(labels, column="late"),
+        labels=LabelSource(tables.checkout(LABELS_TABLE), column="late"),
         since=SINCE,
         until=UNTIL,
         routes=["champion"],
     )
+    run = checked.run
     path = workspace.root / "reports" / f"monitor-{MODEL}-v{version}-week.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_html(
@@ -105,8 +115,17 @@ def monitor_champion(
     )
     return MonitoringSummary(
         months, profiled.reference.profile.rows, replayed, labels.num_rows, run.result, len(run.alerts),
-        len(run.new_alerts), path,
+        len(checked.new_alerts), path,
     )  # fmt: skip
+
+
+def _save_labels(tables: TableStore, labels: pa.Table) -> None:
+    """Commit the labels that arrived to ``flight-labels`` (a rerun commits nothing new)."""
+    if LABELS_TABLE not in {t.name for t in tables.tables()}:
+        tables.create(
+            LABELS_TABLE, key=LABEL_KEY, description="labels of the replayed flights, as they arrive"
+        )
+    tables.commit(LABELS_TABLE, labels, mode="upsert", message="labels arrived until 2013-12-01")
 
 
 def _replay(workspace: Workspace, frame: pd.DataFrame, spec: TrainingSpec, version: int) -> int:

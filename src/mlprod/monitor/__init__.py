@@ -21,7 +21,14 @@ from mlprod.monitor.profile import Profile, ProfileSpec, ReferenceBuilder
 from mlprod.monitor.quality import QualityThresholds, quality_checks
 from mlprod.monitor.reference import Reference, ReferenceStore, build_reference
 from mlprod.monitor.results import Check, MonitorResult, PerformancePoint, WindowResult
-from mlprod.monitor.version_monitor import MonitorRun, monitor_version, profile_version, settings_of
+from mlprod.monitor.version_monitor import (
+    MonitorRun,
+    VersionCheck,
+    check_version,
+    monitor_version,
+    profile_version,
+    settings_of,
+)
 from mlprod.monitor.windows import Windowing
 
 __all__ = [
@@ -46,9 +53,11 @@ __all__ = [
     "ReferenceStore",
     "ScoreSketch",
     "StoredAlert",
+    "VersionCheck",
     "WindowResult",
     "Windowing",
     "build_reference",
+    "check_version",
     "deliver_pending",
     "drift_checks",
     "drifted_columns",

@@ -114,9 +114,11 @@ class StoredAlert(Alert):
 
 
 def evaluate_rules(result: MonitorResult, rules: Sequence[AlertRule] = DEFAULT_RULES) -> list[Alert]:
-    """The alerts ``rules`` raise on ``result``, window by window in time order."""
+    """The alerts ``rules`` raise on ``result``, window by window in time order (none in partial ones)."""
     alerts: list[Alert] = []
     for window in result.windows:
+        if window.partial:
+            continue
         for rule in rules:
             if rule.kind == "performance":
                 alerts.extend(_performance_alert(result, window, rule, *d) for d in _drops(window, rule))
@@ -242,6 +244,20 @@ class AlertStore:
                     new.append(alert)
         return new
 
+    def unrecorded(self, alerts: Iterable[Alert]) -> builtins.list[Alert]:
+        """The ``alerts`` not recorded yet (read-only: what ``record`` would add)."""
+        alerts = builtins.list(alerts)
+        versions = {(a.model, a.version) for a in alerts}
+        c = monitor_alerts.c
+        known: set[tuple[Any, ...]] = set()
+        with self._engine.connect() as conn:
+            for model, version in versions:
+                query = sa.select(c.window_start, c.window_end, c.rule, c.column_name, c.method).where(
+                    c.model == model, c.version == version
+                )
+                known |= {(model, version, *row) for row in conn.execute(query)}
+        return [a for a in alerts if _key(a) not in known]
+
     def list(
         self,
         *,
@@ -341,6 +357,14 @@ def _row(alert: Alert) -> dict[str, Any]:
         "threshold": alert.threshold,
         "message": alert.message,
     }
+
+
+def _key(alert: Alert) -> tuple[Any, ...]:
+    """What makes an alert unique in the store (aware times hash and compare as instants)."""
+    row = _row(alert)
+    return tuple(
+        row[k] for k in ("model", "version", "window_start", "window_end", "rule", "column_name", "method")
+    )
 
 
 def _aware(moment: datetime, field: str) -> datetime:

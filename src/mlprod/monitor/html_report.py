@@ -157,7 +157,8 @@ def _window_table(result: MonitorResult, alerts: list[Alert], metrics: Sequence[
     lines = ["<table><thead><tr>", *(f"<th>{escape(h)}</th>" for h in head), "</tr></thead><tbody>"]
     for window in result.windows:
         count = sum(a.window_start == window.start for a in alerts)
-        cells = [escape(describe_window(window.start, window.end, result.by)), f"{window.rows:,}"]
+        name = describe_window(window.start, window.end, result.by) + (" (partial)" if window.partial else "")
+        cells = [escape(name), f"{window.rows:,}"]
         cells.append(str(count))
         for metric in metrics:
             point = _point(window, metric)

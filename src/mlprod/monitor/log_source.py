@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +24,7 @@ TIME = "time"
 PREDICTION = "prediction"
 LABEL = "label"
 BATCH_ROWS = 100_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,25 @@ def logged_rows(
         reader: pa.RecordBatchReader = conn.sql(sql, params=params).to_arrow_reader(batch_rows)
         for batch in reader:
             yield pa.Table.from_batches([batch])
+
+
+def newest_logged(
+    log_dir: Path, *, model: str, version: int, routes: Sequence[str] | None = None
+) -> datetime:
+    """The time of the newest prediction logged for ``model``/``version`` (on ``routes``)."""
+    log = _log_relation(log_dir)
+    params = {"model": model, "version": version, "routes": list(routes) if routes else None}
+    with duckdb.connect() as conn:
+        conn.register("unconverted", log.unconverted)
+        (newest,) = conn.execute(
+            f"""SELECT epoch_us(max(time)) FROM ({log}) AS logged
+                WHERE model = $model AND version = $version
+                  AND ($routes IS NULL OR list_contains($routes, route))""",
+            params,
+        ).fetchone() or (None,)
+    if newest is None:
+        raise NotFoundError(f"monitor: the prediction log has no rows of {model}/{version}")
+    return _EPOCH + timedelta(microseconds=newest)
 
 
 @dataclass(frozen=True)

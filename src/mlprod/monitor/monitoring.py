@@ -4,7 +4,8 @@ Each window accumulates mergeable state only — a column profile, a score histo
 a reconstruction-error sum, and for density-ratio estimation a bounded feature sample — so a window
 fed batch by batch ends up exactly where one fed all at once does, and the stream can be any size.
 Each finished window is then checked: drift and data quality per column, the multivariate detector,
-and performance (realized where labels have arrived, estimated without them).
+and performance (realized where labels have arrived, estimated without them). A window the rows read
+do not cover from end to end (the week still going on, a month cut by ``--until``) is marked partial.
 """
 
 from __future__ import annotations
@@ -106,9 +107,16 @@ def monitor_batches(
     model: str,
     version: int,
     settings: MonitorSettings | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> MonitorResult:
-    """Window ``batches`` (time, features, prediction, label; in time order) and check every window."""
+    """Window ``batches`` (time, features, prediction, label; in time order) and check every window.
+
+    The batches hold every row from ``since`` (default: the beginning) to ``until`` (exclusive;
+    default: just after their last row, so the newest window is whole only once a later row came):
+    a calendar window reaching outside that range is partial.
+    """
     settings = settings or MonitorSettings()
     windowing = settings.windowing
     states: dict[int, WindowState] = {}
@@ -124,7 +132,10 @@ def monitor_batches(
         seen += batch.num_rows
         if progress:
             progress(batch.num_rows)
-    windows = [_checked(key, states[key], reference, settings) for key in sorted(states)]
+    if until is None:
+        last = [s.last for s in states.values() if s.last is not None]
+        until = max(last) + timedelta(microseconds=1) if last else None
+    windows = [_checked(key, states[key], reference, settings, since, until) for key in sorted(states)]
     return MonitorResult(model, version, _by(windowing), windows)
 
 
@@ -132,9 +143,20 @@ def _by(windowing: Windowing) -> str:
     return f"{windowing.rows} rows" if windowing.by == "count" else windowing.by
 
 
-def _checked(key: int, state: WindowState, reference: Reference, settings: MonitorSettings) -> WindowResult:
+def _checked(
+    key: int,
+    state: WindowState,
+    reference: Reference,
+    settings: MonitorSettings,
+    since: datetime | None,
+    until: datetime | None,
+) -> WindowResult:
     span = settings.windowing.span(key)
     start, end = span if span else (state.first or _EPOCH, (state.last or _EPOCH) + timedelta(microseconds=1))
+    if span is None:
+        partial = state.rows < settings.windowing.rows
+    else:
+        partial = (since is not None and start < since) or (until is not None and end > until)
     checks = drift_checks(reference.profile, state.profile, settings.drift)
     checks += quality_checks(reference.profile, state.profile, settings.quality)
     if reference.multivariate is not None and state.reconstruction is not None:
@@ -143,4 +165,4 @@ def _checked(key: int, state: WindowState, reference: Reference, settings: Monit
         performance = reference.estimator.evaluate(state.scores)
     else:  # no labelled reference: nothing to estimate with, but labels that came can still be counted
         performance = realized_points(state.scores)
-    return WindowResult(start, end, state.rows, checks, performance)
+    return WindowResult(start, end, state.rows, checks, performance, partial=partial)

@@ -49,13 +49,19 @@ class PerformancePoint:
 
 @dataclass(frozen=True)
 class WindowResult:
-    """Everything monitoring found in one window of predictions."""
+    """Everything monitoring found in one window of predictions.
+
+    ``partial``: the rows read do not cover the whole window (it started before the range read, or
+    ends after it or after the newest logged prediction; a row-count window short of its count).
+    Its checks are computed and shown, but it raises no alerts: a few hours are not a week.
+    """
 
     start: datetime
     end: datetime
     rows: int
     checks: list[Check] = field(default_factory=list)
     performance: list[PerformancePoint] = field(default_factory=list)
+    partial: bool = False
 
     @property
     def alerts(self) -> list[Check]:

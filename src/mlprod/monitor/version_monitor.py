@@ -2,15 +2,17 @@
 
 ``profile_version`` scores the version's reference data (a Parquet or CSV file of any size, read in
 batches, or an Arrow table) and stores the reference. ``monitor_version`` reads the version's
-prediction log window by window, joins the labels that have arrived, checks every window, records
-new alerts (deduplicated per window) and posts them to the configured webhook.
+prediction log window by window, joins the labels that have arrived, checks every window and says
+which alerts the rules raise; it writes nothing, so a report can run any time. ``check_version``
+does the same, then records the alerts not recorded yet (deduplicated per window) and posts the
+undelivered ones to the configured webhook: running it again records and sends nothing twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,7 +30,7 @@ from mlprod.monitor.alerts import (
     deliver_pending,
     evaluate_rules,
 )
-from mlprod.monitor.log_source import LabelSource, logged_rows
+from mlprod.monitor.log_source import LabelSource, logged_rows, newest_logged
 from mlprod.monitor.monitoring import MonitorSettings, monitor_batches
 from mlprod.monitor.reference import Reference, ReferenceStore, build_reference
 from mlprod.monitor.results import MonitorResult
@@ -46,11 +48,18 @@ class ProfiledVersion:
 
 @dataclass(frozen=True)
 class MonitorRun:
-    """A monitoring run: its windows, its rules, the alerts they raised, which were new, the delivery."""
+    """A monitoring run: its windows, its rules, the alerts they raise (whole windows only)."""
 
     result: MonitorResult
     rules: tuple[AlertRule, ...]
     alerts: list[Alert]
+
+
+@dataclass(frozen=True)
+class VersionCheck:
+    """A check: the run, the alerts it recorded for the first time, and the webhook's delivery."""
+
+    run: MonitorRun
     new_alerts: list[Alert]
     delivery: DeliveryReport | None
 
@@ -91,24 +100,57 @@ def monitor_version(
     rules: tuple[AlertRule, ...] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> MonitorRun:
-    """Monitor ``ref``'s logged predictions window by window; record and deliver new alerts."""
+    """Monitor ``ref``'s logged predictions window by window, read-only: nothing is recorded or sent.
+
+    A window is whole when the range read covers it: it starts at or after ``since`` and ends at or
+    before both ``until`` and the newest prediction logged for the version (a later prediction
+    closes it). The others are marked partial and raise no alert.
+    """
     settings = settings or settings_of(workspace)
     version = Registry(workspace).get(ref)
     reference = ReferenceStore(workspace).load(version.model, version.version)
+    log_dir = workspace.prediction_log_dir
     batches = logged_rows(
-        workspace.prediction_log_dir, model=version.model, version=version.version,
-        numeric=reference.spec.numeric, categorical=reference.spec.categorical, labels=labels,
-        since=since, until=until, routes=routes,
+        log_dir, model=version.model, version=version.version, numeric=reference.spec.numeric,
+        categorical=reference.spec.categorical, labels=labels, since=since, until=until, routes=routes,
     )  # fmt: skip
+    newest = newest_logged(log_dir, model=version.model, version=version.version, routes=routes)
+    newest += timedelta(microseconds=1)
     result = monitor_batches(
-        batches, reference, model=version.model, version=version.version, settings=settings, progress=progress
-    )
+        batches, reference, model=version.model, version=version.version, settings=settings,
+        since=since, until=min(until, newest) if until else newest, progress=progress,
+    )  # fmt: skip
     rules = rules if rules is not None else _rules(settings)
-    alerts = evaluate_rules(result, rules)
+    return MonitorRun(result, rules, evaluate_rules(result, rules))
+
+
+def check_version(
+    workspace: Workspace,
+    ref: str,
+    *,
+    labels: LabelSource | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    routes: list[str] | None = None,
+    settings: MonitorSettings | None = None,
+    rules: tuple[AlertRule, ...] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> VersionCheck:
+    """``monitor_version``, then record its alerts not recorded yet and deliver the pending ones.
+
+    Idempotent: an alert is recorded once per model, version, window, rule, column and method, and
+    sent until the webhook accepted it once. A window is examined again by each check, so labels
+    arrived since can raise its realized-accuracy alert later; a partial window raises none until whole.
+    """
+    settings = settings or settings_of(workspace)
+    run = monitor_version(
+        workspace, ref, labels=labels, since=since, until=until, routes=routes, settings=settings,
+        rules=rules, progress=progress,
+    )  # fmt: skip
     store = AlertStore(workspace)
-    new = store.record(alerts)
+    new = store.record(run.alerts)
     delivery = deliver_pending(store, settings.webhook_url) if settings.webhook_url else None
-    return MonitorRun(result, rules, alerts, new, delivery)
+    return VersionCheck(run, new, delivery)
 
 
 def _rules(settings: MonitorSettings) -> tuple[AlertRule, ...]:
