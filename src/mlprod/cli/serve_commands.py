@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -98,10 +99,8 @@ def serve(
         try:
             app = create_app(ws, options=options, require_auth=require, host=bind_host, access_log=access_log)
             out.print(f"mlprod serving workspace {ws.root} on {url_of(listener)} (Ctrl-C to stop)")
-            try:
+            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the server took the signals
                 serve_forever(app, listener=listener, keep_logging=settings.json_logs)
-            except KeyboardInterrupt:  # Ctrl-C before the server took over the signals
-                pass
         finally:
             listener.close()
         err.print(_stopped_line(app.state.prediction_log))

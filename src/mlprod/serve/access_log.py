@@ -109,7 +109,7 @@ class AccessLogWriter:
             self.stream.flush()
         except (OSError, ValueError) as exc:  # disk full, closed stdout: serving goes on
             if not self._failed:
-                log.error("access log: cannot write (%s); %d line(s) lost, later ones retried", exc, len(lines))
+                log.error("access log: cannot write (%s); %d line(s) lost", exc, len(lines))
             self._failed = True
         else:
             self._failed = False
