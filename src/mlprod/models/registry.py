@@ -160,9 +160,7 @@ def parse_metric_filter(text: str) -> MetricFilter:
     """Parse ``KEY OP VALUE`` with OP one of ``>= <= > < =`` and VALUE a finite number."""
     match = _METRIC_FILTER.fullmatch(text)
     if match is None:
-        raise InvalidInputError(
-            f"metric filter {text!r} should be METRIC OP NUMBER ({_METRIC_EXAMPLE})"
-        )
+        raise InvalidInputError(f"metric filter {text!r} should be METRIC OP NUMBER ({_METRIC_EXAMPLE})")
     key, op, raw = match.groups()
     if op not in _METRIC_OPS:
         raise InvalidInputError(f"metric filter {text!r}: unknown operator {op!r} ({_METRIC_EXAMPLE})")
