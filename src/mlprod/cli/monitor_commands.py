@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,6 +12,7 @@ from rich.table import Table
 
 from mlprod.cli.state import err, open_workspace, out
 from mlprod.errors import InvalidInputError
+from mlprod.times import parse_optional_utc
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -90,6 +90,7 @@ def report(
     from mlprod.monitor import monitor_version, settings_of, write_html
     from mlprod.monitor.windows import Windowing
 
+    start, end = parse_optional_utc(since, "--since"), parse_optional_utc(until, "--until")
     with open_workspace() as ws:
         settings = settings_of(ws)
         if by is not None:
@@ -98,7 +99,7 @@ def report(
         with _progress() as progress:
             task = progress.add_task("reading the prediction log", total=None)
             run = monitor_version(
-                ws, model, labels=label_source, since=_time("--since", since), until=_time("--until", until),
+                ws, model, labels=label_source, since=start, until=end,
                 routes=route, settings=settings, progress=lambda rows: progress.advance(task, rows),
             )  # fmt: skip
         result = run.result
@@ -224,17 +225,6 @@ def _read_table(path: Path) -> pa.Table:
     if path.suffix.lower() in (".parquet", ".pq"):
         return pq.read_table(path)
     raise InvalidInputError(f"--labels {path}: expected a .parquet or .csv file")
-
-
-def _time(option: str, text: str | None) -> datetime | None:
-    """A date or ISO time; UTC when it names no zone."""
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInputError(f"{option} {text!r} is not a date or time (e.g. 2013-08-01)") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _progress() -> Progress:
