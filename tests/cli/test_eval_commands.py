@@ -261,6 +261,9 @@ def test_eval_errors_are_one_line_and_exit_2(mlprod: Run, evaluated: Evaluated) 
             "evaluation set 'july3': period 'year' is not one of day, week, month"
         ),
         ("eval", "add-set", "july4", "--table", "nope", "--time", "ts"): "table 'nope' not found",
+        ("eval", "add-set", "july5", "--table", "events", "--time", "ts", "--start", "last week"): (
+            "--start 'last week' is not a date or time; use e.g. 2013-08-01, "
+        ),
         ("eval", "run", evaluated.refs["small"], "--set", "later", "--format", "xml"): (
             "--format 'xml': expected one of table, json"
         ),
@@ -275,3 +278,4 @@ def test_eval_errors_are_one_line_and_exit_2(mlprod: Run, evaluated: Evaluated) 
     )
     assert json.loads(after.stdout)["id"] == json.loads(before.stdout)["id"]  # a refused run stores nothing
     assert "july3" not in (evaluated.root / "mlprod.toml").read_text()
+    assert "july5" not in (evaluated.root / "mlprod.toml").read_text()
