@@ -173,7 +173,7 @@ def _problem(loc: tuple[int | str, ...], kind: str, message: str) -> str:
     """One validation error as ``where: what``; an unknown key gets the closest and the valid keys."""
     where = ".".join(map(str, loc)) or "spec"
     if kind == "extra_forbidden":
-        section = {("estimator",): EstimatorConfig}.get(tuple(loc[:-1]), TrainingSpec)
+        section: type[BaseModel] = EstimatorConfig if tuple(loc[:-1]) == ("estimator",) else TrainingSpec
         keys = list(section.model_fields)
         unknown = str(loc[-1])
         return f"{where}: unknown key {unknown!r}{did_you_mean(unknown, keys)}; valid keys: {', '.join(keys)}"
