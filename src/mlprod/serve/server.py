@@ -17,15 +17,13 @@ from mlprod.errors import MlprodError
 _STARTUP_TIMEOUT_SECONDS = 30.0
 
 
-def serve_forever(app: FastAPI, *, listener: socket.socket, keep_logging: bool = False) -> int | None:
-    """Serve on ``listener`` (from ``listen``) until SIGINT or SIGTERM; the app's shutdown flushes the
-    prediction log. Returns the signal that stopped it.
+def serve_forever(app: FastAPI, *, listener: socket.socket, keep_logging: bool = False) -> None:
+    """Serve on ``listener`` (from ``listen``) until SIGINT or SIGTERM, then return normally; the
+    app's shutdown flushes the prediction log.
 
     ``keep_logging`` leaves the logging set up by the caller (JSON logs) instead of uvicorn's own.
     """
-    server = _ForegroundServer(_config(app, keep_logging=keep_logging))
-    server.run(sockets=[listener])
-    return server.stop_signal
+    _ForegroundServer(_config(app, keep_logging=keep_logging)).run(sockets=[listener])
 
 
 def url_of(listener: socket.socket) -> str:
@@ -37,13 +35,10 @@ def url_of(listener: socket.socket) -> str:
 class _ForegroundServer(uvicorn.Server):
     """uvicorn re-raises the stop signal once its graceful shutdown is over, so SIGTERM's default
     action would end the process before the caller could report what was flushed; this server
-    records the signal instead."""
-
-    stop_signal: int | None = None
+    forgets the signal instead (the shutdown it asked for has happened)."""
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
-        self.stop_signal = sig
         captured = getattr(self, "_captured_signals", None)
         if captured:
             captured.clear()
