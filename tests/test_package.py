@@ -16,7 +16,19 @@ PACKAGES = ["mlprod.data", "mlprod.demo", "mlprod.evaluate", "mlprod.meta", "mlp
             "mlprod.serve"]  # fmt: skip
 LAYER = {
     **dict.fromkeys(
-        ["errors", "config", "names", "identity", "diskspace", "artifacts", "meta", "workspace"], 0
+        [
+            "errors",
+            "config",
+            "names",
+            "identity",
+            "diskspace",
+            "artifacts",
+            "meta",
+            "workspace",
+            "suggest",
+            "times",
+        ],
+        0,
     ),
     "data": 1,
     "features": 2,

@@ -186,7 +186,13 @@ def test_train_runs_rollback_export_search(mlprod: Run, ws_with_data: Path, tmp_
 
     shown = mlprod("models", "show", "toy@champion", cwd=ws_with_data).stdout
     assert re.search(r"table toy-data @ main, commit [0-9a-f]{64} \(2,000 rows\)", shown)
-    assert "feature set" in shown and "xgboost-ubj" in shown and "team=search" in shown
+    assert "xgboost-ubj" in shown and "team=search" in shown
+    with Workspace.open(ws_with_data) as ws:
+        v2 = Registry(ws).get("toy/2")
+    assert f"format xgboost-ubj, model file sha256 {v2.artifact_sha256}" in shown
+    inputs = f"inputs sha256 │ {v2.lineage['feature_set_hash']} (feature expressions, label, filter)"
+    assert inputs in shown
+    assert "feature set" not in shown  # no feature-store feature set was joined
 
     rolled = mlprod("models", "rollback", "toy", "champion", "--why", "bad canary", cwd=ws_with_data)
     assert "toy@champion rolled back: version 2 → version 1" in rolled.stdout
@@ -203,6 +209,12 @@ def test_train_runs_rollback_export_search(mlprod: Run, ws_with_data: Path, tmp_
         "models", "search", "--tag", "team=search", "--metric", "validation_auc>=0.5", cwd=ws_with_data
     )
     assert "toy/2" in found.stdout and "toy/1" in found.stdout
+    readme_example = mlprod("models", "search", "--metric", "auc>=0.7", cwd=ws_with_data)
+    assert readme_example.returncode == 2
+    assert (
+        "error: unknown metric 'auc' (did you mean 'validation_auc'?); known metrics: "
+        in readme_example.stderr
+    )
     assert "no matching versions" in mlprod("models", "search", "--name", "nope", cwd=ws_with_data).stdout
     tagged = mlprod("models", "tag", "toy/1", "stage=prod", cwd=ws_with_data)
     assert "stage=prod, team=search" in tagged.stdout
@@ -212,7 +224,8 @@ def test_train_runs_rollback_export_search(mlprod: Run, ws_with_data: Path, tmp_
     ("args", "message"),
     [
         (["models", "train", "missing.toml"], "cannot read training spec"),
-        (["models", "search", "--metric", "auc>>1"], "metric filter 'auc>>1': '>1' is not a number"),
+        (["models", "search", "--metric", "auc>>1"], "metric filter 'auc>>1': unknown operator '>>'"),
+        (["models", "search", "--metric", "validation_auc>=0.7"], "unknown metric 'validation_auc'"),
         (["models", "tag", "toy/1", "novalue"], "tag 'novalue' should be KEY=VALUE"),
         (["models", "rollback", "ghost"], "model 'ghost' is not registered"),
         (["models", "export", "toy/9"], "model 'toy' has no version 9"),
@@ -223,6 +236,18 @@ def test_models_bad_input(mlprod: Run, ws_with_model: Path, args: list[str], mes
     assert result.returncode == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_train_refuses_a_misspelled_hyperparameter(mlprod: Run, ws_with_data: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "typo.toml"
+    bad.write_text(SPEC.format(kind="lightgbm").replace("n_estimators =", "n_estimatorz ="))
+    result = mlprod("models", "train", str(bad), cwd=ws_with_data)
+    assert result.returncode == 2
+    assert (
+        f"error: {bad}: estimator: unknown lightgbm parameter 'n_estimatorz' (did you mean 'n_estimators'?); "
+        "valid parameters: " in result.stderr
+    )
+    assert "no training runs yet" in mlprod("models", "runs", cwd=ws_with_data).stdout
 
 
 def test_train_with_a_bad_spec_registers_nothing(mlprod: Run, ws_with_data: Path, tmp_path: Path) -> None:

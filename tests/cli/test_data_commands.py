@@ -203,3 +203,24 @@ def test_commit_refuses_what_a_table_cannot_hold_in_one_line_and_commits_nothing
     rounded = mlprod(*ws, "data", "commit", "prices", str(lossy), "--allow-lossy-cast")
     assert rounded.returncode == 0, rounded.stderr
     assert "rounded values to fit column(s): price" in rounded.stdout
+
+
+def test_checkout_as_of_takes_the_shared_time_forms(mlprod: Run, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    mlprod("init", "ws")
+    ws = ["-C", "ws"]
+    first = write(tmp_path / "jan.csv", "id,temp\n1,3.5\n2,-4.0\n")
+    assert mlprod(*ws, "data", "create", "weather", "--key", "id", "--from", str(first)).returncode == 0
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    for text in (
+        f"{later:%Y-%m-%dT%H:%M:%S}Z",
+        f"{later.astimezone(timezone(timedelta(hours=2))).isoformat()}",
+    ):
+        out = tmp_path / "asof.parquet"
+        result = mlprod(*ws, "data", "checkout", "weather", "--as-of", text, "-o", str(out))
+        assert result.returncode == 0, result.stderr
+        assert pq.read_table(out).num_rows == 2
+    bad = mlprod(*ws, "data", "checkout", "weather", "--as-of", "31/01/2026", "-o", str(tmp_path / "x.csv"))
+    assert bad.returncode == 2
+    assert "error: --as-of '31/01/2026' is not a date or time; use e.g. 2013-08-01" in bad.stderr

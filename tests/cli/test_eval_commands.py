@@ -268,6 +268,9 @@ def test_eval_errors_are_one_line_and_exit_2(mlprod: Run, evaluated: Evaluated) 
             "evaluation set 'july3': period 'year' is not one of day, week, month"
         ),
         ("eval", "add-set", "july4", "--table", "nope", "--time", "ts"): "table 'nope' not found",
+        ("eval", "add-set", "july5", "--table", "events", "--time", "ts", "--start", "last week"): (
+            "--start 'last week' is not a date or time; use e.g. 2013-08-01, "
+        ),
         ("eval", "run", evaluated.refs["small"], "--set", "later", "--format", "xml"): (
             "--format 'xml': expected one of table, json"
         ),
@@ -282,6 +285,7 @@ def test_eval_errors_are_one_line_and_exit_2(mlprod: Run, evaluated: Evaluated) 
     )
     assert json.loads(after.stdout)["id"] == json.loads(before.stdout)["id"]  # a refused run stores nothing
     assert "july3" not in (evaluated.root / "mlprod.toml").read_text()
+    assert "july5" not in (evaluated.root / "mlprod.toml").read_text()
 
 
 def test_moving_data_keeps_results_comparable_and_the_leaderboard_says_what_it_left_out(

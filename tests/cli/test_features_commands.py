@@ -72,3 +72,33 @@ def test_features_errors_are_one_line_and_exit_2(mlprod: Run, tmp_path: Path) ->
         "features", "frame", "signals", "rows.parquet", "-o", "x.parquet", "--method", "x", cwd=root
     )
     assert bad_method.returncode == 2 and "method must be 'auto', 'in_memory' or 'asof'" in bad_method.stderr
+
+
+def test_lookup_at_takes_the_time_forms_of_every_other_command(mlprod: Run, tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    with Workspace.init(root) as ws:
+        prepare(ws)
+    materialized = mlprod("features", "materialize", "shop-context", "--at", "2026-01-01T05:00Z", cwd=root)
+    assert materialized.returncode == 0, materialized.stderr
+
+    def lookup(at: str) -> dict[str, object]:
+        result = mlprod("features", "lookup", "shop-context", "shop=a", "--at", at, cwd=root)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+    naive = lookup("2026-01-01T05:00:00")
+    assert naive["missing"] == []
+    for same in (
+        "2026-01-01T05:00:00Z",
+        "2026-01-01T05:00Z",
+        "2026-01-01T07:00:00+02:00",
+        "2026-01-01 05:00",
+    ):
+        assert lookup(same) == naive, same
+    assert lookup("2026-01-02") == lookup("2026-01-02T00:00:00Z")
+    bad = mlprod("features", "lookup", "shop-context", "shop=a", "--at", "yesterday", cwd=root)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "error: --at 'yesterday' is not a date or time; use e.g. 2013-08-01, 2013-08-01T08:00, "
+        "2013-08-01T08:00:00Z or 2013-08-01T10:00+02:00"
+    )

@@ -370,7 +370,7 @@ def test_report_errors_are_one_line(cli: Run, root: Path, template: Template) ->
     )
     _fails(
         report("-m", "m@champion", "--since", "last tuesday"),
-        "--since 'last tuesday' is not a date or time (e.g. 2013-08-01)",
+        "--since 'last tuesday' is not a date or time; use e.g. 2013-08-01, 2013-08-01T08:00, ",
     )
     _fails(
         report("-m", "m@champion", "--labels", str(template.files / "labels.json")),

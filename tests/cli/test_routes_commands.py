@@ -128,3 +128,25 @@ def test_serve_backend_options_are_checked(
 ) -> None:
     result = mlprod("serve", *args, cwd=ws_two_versions, timeout=60)
     assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_a_model_without_a_plan_serves_its_champion_as_help_and_readme_say(
+    mlprod: Run, ws_two_versions: Path, frame: pd.DataFrame
+) -> None:
+    from mlprod.serve import BackgroundServer, create_app
+
+    with Workspace.open(ws_two_versions) as ws:
+        trained = train_toy(frame, rounds=3)
+        Registry(ws).register("nochamp", trained.model, signature=trained.signature)
+        body = {"rows": [{"x": 0.1, "c": "a"}]}
+        with BackgroundServer(create_app(ws, require_auth=False)) as server:
+            served = httpx.post(f"{server.url}/v1/models/toy/predict", json=body, timeout=60)
+            unpromoted = httpx.post(f"{server.url}/v1/models/nochamp/predict", json=body, timeout=60)
+    assert (served.json()["version"], served.json()["route"]) == (1, "champion")  # v2 is the latest
+    assert unpromoted.status_code == 404 and "has no alias 'champion'" in unpromoted.text
+    shown = mlprod("routes", "show", "toy", cwd=ws_two_versions).stdout
+    assert "no routing plan for toy: a bare model name serves toy@champion" in shown
+    helped = " ".join(mlprod("routes", "show", "--help", cwd=ws_two_versions).stdout.split())
+    assert "A model without one serves NAME@champion to requests for its bare name" in helped
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
+    assert "a model without a plan serves `@champion` (never merely the latest version" in readme

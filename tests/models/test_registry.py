@@ -213,10 +213,43 @@ def test_search_by_name_tag_and_metric_threshold(workspace: Workspace, frame: pd
     assert refs(registry.search(tags={"team": "risk"})) == ["churn/1", "fraud-eu/1", "fraud-us/1"]
 
 
-@pytest.mark.parametrize("text", ["auc", "auc>>1", "auc>=high", ">=0.5"])
-def test_bad_metric_filters_are_refused(text: str) -> None:
-    with pytest.raises(InvalidInputError, match="metric filter"):
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("auc", "metric filter 'auc' should be METRIC OP NUMBER (e.g. 'validation_auc>=0.7'; operators: "),
+        (">=0.5", "metric filter '>=0.5' should be METRIC OP NUMBER"),
+        ("auc>>1", "metric filter 'auc>>1': unknown operator '>>'"),
+        ("auc=>0.7", "metric filter 'auc=>0.7': unknown operator '=>'"),
+        ("auc!=0.7", "metric filter 'auc!=0.7': unknown operator '!='"),
+        ("auc>=high", "metric filter 'auc>=high': 'high' is not a finite number"),
+        ("auc>=", "metric filter 'auc>=': '' is not a finite number"),
+        ("auc>=nan", "metric filter 'auc>=nan': 'nan' is not a finite number"),
+    ],
+)
+def test_bad_metric_filters_are_refused(text: str, message: str) -> None:
+    with pytest.raises(InvalidInputError) as refused:
         parse_metric_filter(text)
+    assert str(refused.value).startswith(message)
+
+
+def test_search_on_an_unknown_metric_names_the_known_ones(workspace: Workspace, frame: pd.DataFrame) -> None:
+    registry = Registry(workspace)
+    with pytest.raises(InvalidInputError, match="no registered version records any metric yet"):
+        registry.search(metric="auc>=0.7")
+    metrics = {"validation_auc": 0.8, "validation_log_loss": 0.4, "validation_accuracy": 0.7}
+    register_n(workspace, frame, "m", 1, metrics=metrics)
+    assert registry.metric_names() == ["validation_accuracy", "validation_auc", "validation_log_loss"]
+    with pytest.raises(InvalidInputError) as refused:
+        registry.search(metric="auc>=0.7")
+    assert str(refused.value) == (
+        "unknown metric 'auc' (did you mean 'validation_auc'?); "
+        "known metrics: validation_accuracy, validation_auc, validation_log_loss"
+    )
+    with pytest.raises(
+        InvalidInputError, match="unknown metric 'validation_acuracy' \\(did you mean 'validation_accuracy'"
+    ):
+        registry.search(metric="validation_acuracy>0.5")
+    assert [v.ref for v in registry.search(metric="validation_auc>=0.7")] == ["m/1"]
 
 
 def test_non_finite_metrics_are_refused(workspace: Workspace, frame: pd.DataFrame) -> None:

@@ -54,7 +54,13 @@ def test_an_expression_that_does_not_evaluate_is_named() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"colour": "red"}, "colour: Extra inputs are not permitted"),
+        ({"colour": "red"}, "colour: unknown key 'colour'; valid keys: model, dataset, dataset_ref, "),
+        ({"modle": "m"}, r"modle: unknown key 'modle' \(did you mean 'model'\?\)"),
+        (
+            {"estimator": {"kind": "linear", "parms": {}}},
+            r"estimator.parms: unknown key 'parms' \(did you mean 'params'\?\); "
+            "valid keys: kind, class_path, params",
+        ),
         ({"categorical": ["nope"]}, r"categorical names \['nope'\] that are not features"),
         ({"features": {"_x": "distance"}}, "feature name '_x' must be an identifier"),
         ({"features": {}}, "features must name at least one feature"),
@@ -66,6 +72,64 @@ def test_an_expression_that_does_not_evaluate_is_named() -> None:
 def test_bad_specs_are_refused_with_the_field_named(change: dict, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         TrainingSpec.parse({**BASE, **change})
+
+
+SKLEARN_HGB = "sklearn.ensemble.HistGradientBoostingClassifier"
+
+
+@pytest.mark.parametrize(
+    ("estimator", "message"),
+    [
+        (
+            {"kind": "lightgbm"},
+            "estimator: unknown lightgbm parameter 'n_estimatorz' (did you mean 'n_estimators'?); "
+            "valid parameters: boosting_type, class_weight, colsample_bytree, ",
+        ),
+        (
+            {"kind": "xgboost"},
+            "estimator: unknown xgboost parameter 'n_estimatorz' (did you mean 'n_estimators'?); "
+            "valid parameters: base_score, booster, ",
+        ),
+        (
+            {"kind": "linear"},
+            "estimator: unknown linear parameter 'n_estimatorz'; valid parameters: C, class_weight, ",
+        ),
+        (
+            {"kind": "sklearn", "class_path": SKLEARN_HGB},
+            "estimator: unknown sklearn parameter 'n_estimatorz'; valid parameters: categorical_features, ",
+        ),
+    ],
+    ids=["lightgbm", "xgboost", "linear", "sklearn"],
+)
+def test_a_misspelled_hyperparameter_is_refused_for_every_estimator_kind(
+    estimator: dict, message: str
+) -> None:
+    with pytest.raises(InvalidInputError) as refused:
+        TrainingSpec.parse({**BASE, "estimator": {**estimator, "params": {"n_estimatorz": 5}}})
+    assert str(refused.value).startswith(f"training spec: {message}")
+    assert str(refused.value).endswith(", or any LightGBM parameter or alias") == (
+        estimator["kind"] == "lightgbm"
+    )
+
+
+def test_valid_hyperparameters_pass_including_lightgbm_native_aliases() -> None:
+    spec = TrainingSpec.parse({**BASE, "estimator": {"kind": "lightgbm", "params": {"num_iterations": 7}}})
+    assert spec.estimator.spec().build().get_params()["num_iterations"] == 7
+    linear = TrainingSpec.parse(
+        {**BASE, "estimator": {"kind": "linear", "params": {"C": 0.5, "max_iter": 50}}}
+    )
+    assert linear.estimator.spec().build().named_steps["model"].C == 0.5
+    hgb = {"kind": "sklearn", "class_path": SKLEARN_HGB, "params": {"max_iter": 10}}
+    assert TrainingSpec.parse({**BASE, "estimator": hgb}).estimator.spec().build().max_iter == 10
+
+
+def test_estimator_spec_built_directly_refuses_unknown_params_too() -> None:
+    from mlprod.models.estimators import EstimatorSpec
+
+    with pytest.raises(
+        InvalidInputError, match="unknown xgboost parameter 'max_deph' \\(did you mean 'max_depth'\\?\\)"
+    ):
+        EstimatorSpec("xgboost", {"max_deph": 3}).build()
 
 
 def test_toml_spec_file(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -11,6 +10,7 @@ from rich.table import Table
 
 from mlprod.cli.state import err, open_workspace, out
 from mlprod.errors import InvalidInputError
+from mlprod.times import parse_optional_utc
 
 if TYPE_CHECKING:
     from mlprod.data import CommitResult
@@ -168,12 +168,13 @@ def checkout(
     output: Annotated[Path, typer.Option("--output", "-o", help="Write to this .parquet or .csv file.")],
     ref: RefOpt = "main",
     as_of: Annotated[
-        datetime | None, typer.Option(help="The version current at this UTC time (e.g. 2026-01-31T12:00).")
+        str | None,
+        typer.Option(
+            help="The version current at this time (e.g. 2026-01-31T12:00, Z or an offset; UTC if none)."
+        ),
     ] = None,
 ) -> None:
     """Write a version (branch, tag, commit, or as of a time) to a Parquet or CSV file."""
-    from datetime import UTC
-
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
@@ -182,7 +183,7 @@ def checkout(
 
     if output.suffix.lower() not in (".parquet", ".csv"):
         raise InvalidInputError(f"{output}: the output must end in .parquet or .csv")
-    when = None if as_of is None else (as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC))
+    when = parse_optional_utc(as_of, "--as-of")
     with open_workspace() as ws:
         tables = TableStore(ws)
         commit = tables.resolve(table, ref, as_of=when)

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from mlprod.cli.state import err, open_workspace, out
 from mlprod.errors import InvalidInputError
+from mlprod.times import parse_optional_utc
 
 if TYPE_CHECKING:
     from mlprod.evaluate import EvaluationReport, Leaderboard
@@ -68,6 +69,7 @@ def add_set(
     """Declare (or replace) an evaluation set in mlprod.toml."""
     from mlprod.evaluate import EvaluationSet, save_evaluation_set
 
+    parse_optional_utc(start, "--start"), parse_optional_utc(end, "--end")  # refused now, not at `eval run`
     chosen = EvaluationSet(
         name, table=table, time=time, ref=ref, start=start, end=end, period=period,
         slices=tuple(slice_by or ()), fairness=tuple(fairness or ()), description=description,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,6 +11,7 @@ from rich.table import Table
 
 from mlprod.cli.state import err, open_workspace, out
 from mlprod.errors import InvalidInputError
+from mlprod.times import parse_optional_utc
 
 if TYPE_CHECKING:
     from mlprod.features import FeatureSet
@@ -25,7 +25,10 @@ app = typer.Typer(
 
 NameArg = Annotated[str, typer.Argument(help="A feature set or feature view name.")]
 AtOpt = Annotated[
-    datetime | None, typer.Option("--at", help="UTC time (default: now).", formats=["%Y-%m-%dT%H:%M:%S"])
+    str | None,
+    typer.Option(
+        "--at", help="A date or time, e.g. 2013-08-01T08:00, with Z or an offset; UTC if none (default: now)."
+    ),
 ]
 
 
@@ -99,7 +102,7 @@ def materialize_command(name: NameArg, at: AtOpt = None) -> None:
     with open_workspace() as ws:
         found = load_catalog(ws).lookup(name)
         with open_online_store(ws) as store, err.status(f"materializing {name}"):
-            written = materialize(store, _as_features(found), at=_utc(at), workspace=ws)
+            written = materialize(store, _as_features(found), at=parse_optional_utc(at, "--at"), workspace=ws)
     table = Table("view", "keys written", title=f"materialized {name} into {store!r}")
     for view, count in written.items():
         table.add_row(view, f"{count:,}")
@@ -120,7 +123,7 @@ def lookup(
     with open_workspace() as ws:
         found = load_catalog(ws).lookup(name)
         with open_online_store(ws) as store:
-            vector = FeatureLookup(store, _as_features(found)).get(given, at=_utc(at))
+            vector = FeatureLookup(store, _as_features(found)).get(given, at=parse_optional_utc(at, "--at"))
     out.print_json(json.dumps({"values": vector.values, "missing": list(vector.missing)}, default=str))
 
 
@@ -160,9 +163,3 @@ def _key_value(item: str) -> tuple[str, object]:
     except json.JSONDecodeError:
         value = text
     return column, value
-
-
-def _utc(at: datetime | None) -> datetime | None:
-    from datetime import UTC
-
-    return None if at is None else at.replace(tzinfo=UTC)

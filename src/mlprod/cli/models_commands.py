@@ -129,7 +129,7 @@ def show(ref: RefArg) -> None:
     out.print(
         f"[bold]{version.ref}[/]  created {version.created_at:%Y-%m-%d %H:%M:%S} UTC  {version.description}"
     )
-    out.print(f"format {version.format}, artifact sha256 {version.artifact_sha256}")
+    out.print(f"format {version.format}, model file sha256 {version.artifact_sha256}")
     out.print(_lineage_table(version, run.code_version if run else None, run.id if run else None))
     inputs = Table("input", "kind", "dtype", "categories")
     for field in version.signature.inputs:
@@ -148,7 +148,8 @@ def show(ref: RefArg) -> None:
         out.print("tags: " + ", ".join(f"{k}={v}" for k, v in tags.items()))
     for e in exports:
         out.print(
-            f"export {e.format}: sha256 {e.artifact_sha256}, parity max |diff| {e.parity_max_abs_diff:.1e}"
+            f"export {e.format}: file sha256 {e.artifact_sha256}, "
+            f"parity max |diff| {e.parity_max_abs_diff:.1e}"
         )
     out.print(f"params: {json.dumps(version.params, sort_keys=True)}")
 
@@ -251,15 +252,19 @@ def _lineage_table(version: ModelVersion, code: str | None, run_id: str | None) 
         )
     elif lineage:
         table.add_row("data", str(lineage.get("source", "unknown")))
+    if lineage.get("feature_set"):
+        version_hash = lineage["feature_set_version"]
+        table.add_row("feature set", f"{lineage['feature_set']}, definitions sha256 {version_hash}")
     if "feature_set_hash" in lineage:
-        table.add_row("feature set", lineage["feature_set_hash"])
+        what = "feature expressions, label, filter" + (", feature set" if lineage.get("feature_set") else "")
+        table.add_row("inputs sha256", f"{lineage['feature_set_hash']} ({what})")
         table.add_row("label", f"{lineage['label']}  where {lineage.get('where') or 'true'}")
         table.add_row(
             "split", f"time < {lineage['split_time']}: {lineage['train_rows']:,} train, "
             f"{lineage['validation_rows']:,} validation"
         )  # fmt: skip
     table.add_row("run", run_id or "none (registered directly)")
-    table.add_row("code version", code or "unknown")
+    table.add_row("code version", f"git {code}" if code else "unknown (not run in a git repository)")
     return table
 
 

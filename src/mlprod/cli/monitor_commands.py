@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -14,6 +13,7 @@ from rich.table import Table
 
 from mlprod.cli.state import err, open_workspace, out
 from mlprod.errors import InvalidInputError
+from mlprod.times import parse_optional_utc
 
 if TYPE_CHECKING:
     from mlprod.monitor import Check, LabelSource, MonitorResult, WindowResult
@@ -179,6 +179,7 @@ def _run(
     from mlprod.monitor import settings_of
     from mlprod.monitor.windows import Windowing
 
+    start, end = parse_optional_utc(since, "--since"), parse_optional_utc(until, "--until")
     settings = settings_of(ws)
     if by is not None:
         settings = replace(settings, windowing=Windowing.parse(by))
@@ -186,7 +187,7 @@ def _run(
     with _progress() as progress:
         task = progress.add_task("reading the prediction log", total=None)
         return monitor(
-            ws, model, labels=label_source, since=_time("--since", since), until=_time("--until", until),
+            ws, model, labels=label_source, since=start, until=end,
             routes=route, settings=settings, progress=lambda rows: progress.advance(task, rows),
         )  # fmt: skip
 
@@ -290,17 +291,6 @@ def _labels(ws: Workspace, source: str, column: str, on: str, time_column: str |
     if not keys:
         raise InvalidInputError("--label-on needs request_id or entity key columns")
     return LabelSource(read_labels(ws, source), on=keys, column=column, time_column=time_column)
-
-
-def _time(option: str, text: str | None) -> datetime | None:
-    """A date or ISO time; UTC when it names no zone."""
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInputError(f"{option} {text!r} is not a date or time (e.g. 2013-08-01)") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _progress() -> Progress:

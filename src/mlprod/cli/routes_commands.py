@@ -27,7 +27,8 @@ WhyOpt = Annotated[str, typer.Option(help="Reason, kept in the routing history."
 def show(
     name: Annotated[str | None, typer.Argument(help="Model name (default: every plan).")] = None,
 ) -> None:
-    """The routing plans in force (a model without one serves its bare name's latest version)."""
+    """The routing plans in force. A model without one serves NAME@champion to requests for its bare
+    name (never merely its latest version); without a champion alias they get 404."""
     from mlprod.serve import RouteStore
 
     with open_workspace() as ws:
@@ -35,7 +36,8 @@ def show(
     if name is not None:
         plans = {k: v for k, v in plans.items() if k == name}
     if not plans:
-        out.print("no routing plan" + (f" for {name}" if name else "s"))
+        serves = f"{name}@champion" if name else "NAME@champion"
+        out.print(f"no routing plan{f' for {name}' if name else 's'}: a bare model name serves {serves}")
         return
     table = Table("model", "revision", "champion", "canary", "canary %", "shadows", "sticky key")
     for model, (revision, plan) in sorted(plans.items()):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mlprod.cli.state import err, open_workspace, out
 from mlprod.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from mlprod.serve import PredictionLogWriter
 
 
 class Backend(StrEnum):
@@ -46,13 +50,20 @@ def serve(
         str | None,
         typer.Option(help="Ray cluster to join: host:port or ray://host:port (default: start a local Ray)."),
     ] = None,
+    access_log: Annotated[
+        str | None,
+        typer.Option(
+            help="Append one JSON line per request (time, method, path, status, duration, model, "
+            "version, request id; no bodies) to this file, or '-' for stdout."
+        ),
+    ] = None,
 ) -> None:
     """Serve registered models over HTTP until interrupted (Ctrl-C flushes the prediction log).
 
     Native API under /v1, Open Inference Protocol v2 under /v2, admin under /v1/admin, Prometheus
     metrics on /metrics, OpenAPI on /docs. Create tokens with `mlprod tokens create`.
     """
-    from mlprod.serve import ServeOptions, create_app, serve_forever
+    from mlprod.serve import ServeOptions, create_app, listen, serve_forever, url_of
     from mlprod.serve.auth import auth_required
     from mlprod.serve.json_logs import configure_json_logging
     from mlprod.serve.local_admin import ensure_local_admin
@@ -75,6 +86,8 @@ def serve(
         overrides = {} if micro_batch_ms is None else {"micro_batch_max_wait_ms": micro_batch_ms}
         if backend is Backend.local and (replicas != 1 or ray_address is not None):
             raise InvalidInputError("--replicas and --ray-address need --backend ray")
+        if backend is Backend.ray and access_log is not None:
+            raise InvalidInputError("--access-log needs --backend local (Ray Serve keeps its own access log)")
         options = ServeOptions.from_config(ws, **overrides)
         admin_path, created = ensure_local_admin(ws)
         if created:
@@ -82,12 +95,26 @@ def serve(
         if backend is Backend.ray:
             _serve_on_ray(ws.root, bind_host, bind_port, replicas, ray_address, options, require)
             return
-        app = create_app(ws, options=options, require_auth=require, host=bind_host)
-        out.print(f"mlprod serving workspace {ws.root} on http://{bind_host}:{bind_port} (Ctrl-C to stop)")
+        listener = listen(bind_host, bind_port)  # a taken port fails here, before any announcement
         try:
-            serve_forever(app, host=bind_host, port=bind_port, keep_logging=settings.json_logs)
-        except KeyboardInterrupt:  # Ctrl-C is how a foreground server is meant to stop
-            err.print("stopped; prediction log flushed")
+            app = create_app(ws, options=options, require_auth=require, host=bind_host, access_log=access_log)
+            out.print(f"mlprod serving workspace {ws.root} on {url_of(listener)} (Ctrl-C to stop)")
+            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the server took the signals
+                serve_forever(app, listener=listener, keep_logging=settings.json_logs)
+        finally:
+            listener.close()
+        err.print(_stopped_line(app.state.prediction_log))
+
+
+def _stopped_line(writer: PredictionLogWriter) -> str:
+    """What the shutdown flush did: rows now in Parquet, and any it could not write."""
+    line = f"stopped, {writer.rows_written:,} predictions flushed"
+    if writer.buffered_rows:
+        where = "kept in write-ahead segments for the next server" if writer.write_ahead else "lost"
+        line += f"; {writer.buffered_rows:,} not written ({where})"
+    if writer.dropped_rows:
+        line += f"; {writer.dropped_rows:,} dropped"
+    return line
 
 
 def _serve_on_ray(

@@ -15,13 +15,15 @@ Examples:
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlprod.errors import InvalidInputError
+from mlprod.suggest import did_you_mean
 
 ESTIMATOR_KINDS = ("lightgbm", "xgboost", "linear", "sklearn")
 
@@ -61,6 +63,7 @@ class EstimatorSpec:
         # One core is left free: OpenMP workers spin-wait, and a fit oversubscribed by one other
         # busy process was measured 6x slower than on one thread fewer.
         threads = max(1, (os.cpu_count() or 2) - 1)
+        check_params(self.kind, self.params, self.class_path)
         params = {**_DEFAULTS.get(self.kind, {}), **self.params}
         try:
             if self.kind == "lightgbm":
@@ -82,6 +85,67 @@ class EstimatorSpec:
         raise InvalidInputError(
             f"unknown estimator kind {self.kind!r}; expected one of {', '.join(ESTIMATOR_KINDS)}"
         )
+
+
+def check_params(kind: str, params: Mapping[str, Any], class_path: str | None = None) -> None:
+    """Refuse parameters the estimator does not know, naming them, the closest valid name and the
+    valid ones.
+
+    LightGBM and XGBoost take unknown keyword arguments and only warn, so a misspelled
+    ``n_estimatorz`` would otherwise train with the default number of trees without a word.
+    LightGBM also takes its native parameter names and aliases (``num_iterations``, ...).
+    """
+    if kind not in ESTIMATOR_KINDS:
+        return  # refused, with the kinds there are, where the kind is checked
+    accepted, shown, note = _accepted_params(kind, class_path)
+    unknown = sorted(set(params) - accepted) if accepted is not None else []
+    if unknown:
+        named = ", ".join(f"{key!r}{did_you_mean(key, accepted or ())}" for key in unknown)
+        plural = "s" if len(unknown) > 1 else ""
+        raise InvalidInputError(
+            f"unknown {kind} parameter{plural} {named}; valid parameters: {', '.join(shown)}{note}"
+        )
+
+
+def _accepted_params(kind: str, class_path: str | None) -> tuple[frozenset[str] | None, list[str], str]:
+    """The names ``kind`` accepts (None: any), the ones to list, and a note on what else is taken."""
+    if kind == "lightgbm":
+        from lightgbm import LGBMClassifier
+
+        named = set(LGBMClassifier().get_params())
+        native = _lightgbm_native_params()
+        if native is None:  # this LightGBM does not list its parameters: nothing can be checked
+            return None, sorted(named), ""
+        return frozenset(named | native), sorted(named), ", or any LightGBM parameter or alias"
+    if kind == "xgboost":
+        from xgboost import XGBClassifier
+
+        named = set(XGBClassifier().get_params())
+    elif kind == "linear":
+        from sklearn.linear_model import LogisticRegression
+
+        named = set(LogisticRegression().get_params())
+    else:
+        signature = inspect.signature(_import_class(class_path))
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
+            return None, [], ""  # it takes any keyword: its constructor decides
+        named = {
+            name
+            for name, p in signature.parameters.items()
+            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        }
+    return frozenset(named), sorted(named), ""
+
+
+def _lightgbm_native_params() -> set[str] | None:
+    """Every LightGBM parameter name and alias, from the library itself (None when it cannot say)."""
+    from lightgbm.basic import _ConfigAliases
+
+    try:
+        aliases = _ConfigAliases._get_all_param_aliases()
+    except (AttributeError, TypeError):
+        return None
+    return {name for main, names in aliases.items() for name in (main, *names)}
 
 
 def _linear_pipeline(params: dict[str, Any], categorical: Sequence[int]) -> Any:

@@ -42,12 +42,15 @@ from mlprod.models.flavors import FLAVORS, flavor_for, get_flavor
 from mlprod.models.loaded import LoadedModel
 from mlprod.models.signature import Signature
 from mlprod.names import check_name
+from mlprod.suggest import did_you_mean
 from mlprod.workspace import Workspace
 
 _REGISTER_RETRIES = 5
 PARITY_TOLERANCE = 1e-5
 SAMPLE_ROWS = 512
-_METRIC_FILTER = re.compile(r"\s*([A-Za-z0-9_.\-]+)\s*(>=|<=|==|=|>|<)\s*(\S+)\s*")
+_METRIC_FILTER = re.compile(r"\s*([A-Za-z0-9_.\-]+)\s*([<>=!~]+)\s*(.*?)\s*")
+_METRIC_OPS = (">=", "<=", ">", "<", "=", "==")
+_METRIC_EXAMPLE = "e.g. 'validation_auc>=0.7'; operators: >= <= > < ="
 
 
 @dataclass(frozen=True)
@@ -154,15 +157,19 @@ def parse_ref(ref: str) -> ModelRef:
 
 
 def parse_metric_filter(text: str) -> MetricFilter:
-    """Parse ``KEY OP VALUE`` with OP one of ``>= <= > < =``."""
+    """Parse ``KEY OP VALUE`` with OP one of ``>= <= > < =`` and VALUE a finite number."""
     match = _METRIC_FILTER.fullmatch(text)
     if match is None:
-        raise InvalidInputError(f"metric filter {text!r} should look like 'auc>=0.7' (ops: >= <= > < =)")
+        raise InvalidInputError(f"metric filter {text!r} should be METRIC OP NUMBER ({_METRIC_EXAMPLE})")
     key, op, raw = match.groups()
+    if op not in _METRIC_OPS:
+        raise InvalidInputError(f"metric filter {text!r}: unknown operator {op!r} ({_METRIC_EXAMPLE})")
     try:
         value = float(raw)
-    except ValueError as exc:
-        raise InvalidInputError(f"metric filter {text!r}: {raw!r} is not a number") from exc
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise InvalidInputError(f"metric filter {text!r}: {raw!r} is not a finite number ({_METRIC_EXAMPLE})")
     return MetricFilter(key, "=" if op == "==" else op, value)
 
 
@@ -346,6 +353,7 @@ class Registry:
             )
         if metric is not None:
             parsed = parse_metric_filter(metric) if isinstance(metric, str) else metric
+            self._check_metric_known(parsed.key)
             value_column = model_version_metrics.c.value
             condition = {
                 ">=": value_column >= parsed.value,
@@ -365,6 +373,23 @@ class Registry:
         query = query.order_by(mv.model, mv.version.desc()).limit(limit)
         with self._ws.engine.connect() as conn:
             return [VersionSummary(*row) for row in conn.execute(query)]
+
+    def metric_names(self) -> list[str]:
+        """Every metric name some version records, sorted (what ``search(metric=...)`` can filter on)."""
+        query = sa.select(model_version_metrics.c.key).distinct().order_by(model_version_metrics.c.key)
+        with self._ws.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def _check_metric_known(self, key: str) -> None:
+        """A filter on a metric no version records would silently match nothing: refuse it."""
+        known = self.metric_names()
+        if key in known:
+            return
+        if not known:
+            raise InvalidInputError(f"unknown metric {key!r}: no registered version records any metric yet")
+        raise InvalidInputError(
+            f"unknown metric {key!r}{did_you_mean(key, known)}; known metrics: {', '.join(known)}"
+        )
 
     # -- tags -------------------------------------------------------------------------------------
 

@@ -41,8 +41,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mlprod.errors import InvalidInputError
 from mlprod.features import FeatureSet, FrameLineage, training_frame_with_lineage
-from mlprod.models.estimators import ESTIMATOR_KINDS, EstimatorSpec
+from mlprod.models.estimators import ESTIMATOR_KINDS, EstimatorSpec, check_params
 from mlprod.names import check_name
+from mlprod.suggest import did_you_mean
 from mlprod.workspace import Workspace
 
 LABEL_COLUMN = "_label"
@@ -64,6 +65,11 @@ class EstimatorConfig(BaseModel):
         if kind not in ESTIMATOR_KINDS:
             raise ValueError(f"unknown estimator kind {kind!r}; expected one of {', '.join(ESTIMATOR_KINDS)}")
         return kind
+
+    @model_validator(mode="after")
+    def _known_params(self) -> EstimatorConfig:
+        check_params(self.kind, self.params, self.class_path)
+        return self
 
     def spec(self) -> EstimatorSpec:
         return EstimatorSpec(self.kind, dict(self.params), self.class_path)
@@ -159,11 +165,19 @@ class TrainingSpec(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg'].removeprefix('Value error, ')}"
-                for e in exc.errors()
-            )
+            problems = "; ".join(_problem(e["loc"], e["type"], e["msg"]) for e in exc.errors())
             raise InvalidInputError(f"{where}: {problems}") from exc
+
+
+def _problem(loc: tuple[int | str, ...], kind: str, message: str) -> str:
+    """One validation error as ``where: what``; an unknown key gets the closest and the valid keys."""
+    where = ".".join(map(str, loc)) or "spec"
+    if kind == "extra_forbidden":
+        section: type[BaseModel] = EstimatorConfig if tuple(loc[:-1]) == ("estimator",) else TrainingSpec
+        keys = list(section.model_fields)
+        unknown = str(loc[-1])
+        return f"{where}: unknown key {unknown!r}{did_you_mean(unknown, keys)}; valid keys: {', '.join(keys)}"
+    return f"{where}: {message.removeprefix('Value error, ')}"
 
 
 def build_frame(

@@ -7,7 +7,7 @@ from mlprod.serve.model_pool import ModelPool
 from mlprod.serve.prediction_log import PredictionLogWriter, read_prediction_log
 from mlprod.serve.route_store import RouteChange, RouteStore
 from mlprod.serve.routing import RoutePlan
-from mlprod.serve.server import BackgroundServer, serve_forever
+from mlprod.serve.server import BackgroundServer, listen, serve_forever, url_of
 from mlprod.serve.service import PredictionService, ServeOptions
 
 __all__ = [
@@ -22,7 +22,9 @@ __all__ = [
     "ServeOptions",
     "create_app",
     "join_labels",
+    "listen",
     "predict_file",
     "read_prediction_log",
     "serve_forever",
+    "url_of",
 ]

@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException
 
 from mlprod.errors import DatabaseError, InvalidInputError, MlprodError
 from mlprod.models import parse_ref
+from mlprod.serve.access_log import AccessLogMiddleware, AccessLogWriter
 from mlprod.serve.admin_api import register_admin_api
 from mlprod.serve.auth import TokenVerifier
 from mlprod.serve.fast_path import PredictFastPath
@@ -66,6 +67,7 @@ def create_app(
     require_auth: bool | None = None,
     alias_refresh_seconds: float | None = None,
     host: str | None = None,
+    access_log: str | None = None,
 ) -> FastAPI:
     """Build the server for ``workspace``; the prediction log is flushed when the app shuts down.
 
@@ -73,6 +75,8 @@ def create_app(
     ``serve.auth = "always"``; ``mlprod serve`` decides it from the address it binds (see
     ``mlprod.serve.auth.auth_required``). ``host`` is that address (default ``serve.host``): requests
     must name it, or loopback, or one of ``serve.allowed_hosts``, in their ``Host`` header.
+    ``access_log`` is a file to append one JSON line per request to, or ``"-"`` for stdout
+    (``mlprod.serve.access_log``); it is opened here, so a bad path fails before serving.
     """
     if options is None:
         overrides = {} if alias_refresh_seconds is None else {"refresh_seconds": alias_refresh_seconds}
@@ -90,6 +94,7 @@ def create_app(
         start=False,
     )
     service = PredictionService(workspace, options, prediction_log)
+    access = None if access_log is None else AccessLogWriter.open(access_log)
     metrics = ServingMetrics()
     metrics.set_gauge_source(
         "mlprod_models_loaded", "Model versions in memory.", lambda: [({}, float(len(service.pool.loaded())))]
@@ -106,6 +111,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prediction_log.start()
+        if access is not None:
+            access.start()
         try:
             await run_in_threadpool(service.reload_routes)
             await run_in_threadpool(verifier.refresh)
@@ -113,7 +120,11 @@ def create_app(
         finally:
             await service.drain_shadows()
             service.close()
-            prediction_log.close()
+            try:
+                prediction_log.close()
+            finally:
+                if access is not None:
+                    access.close()
 
     app = FastAPI(
         title="mlprod",
@@ -121,6 +132,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.prediction_log = prediction_log
     app.state.metrics = metrics
 
     @app.exception_handler(MlprodError)
@@ -216,7 +228,9 @@ def create_app(
     serve_settings = workspace.config.serve
     app.add_middleware(
         HostCheck, allowed=allowed_host_names(host or serve_settings.host, serve_settings.allowed_hosts)
-    )  # added last: it runs first, before the fast path
+    )  # added after the others: it runs before the fast path
+    if access is not None:  # outermost: it times and records every answer, refusals included
+        app.add_middleware(AccessLogMiddleware, writer=access)
     return app
 
 

@@ -141,6 +141,7 @@ class PredictionLogWriter:
         self._segment: Segment | None = None
         self._pending: deque[_Batch] = deque()
         self._dropped = 0
+        self._rows_written = 0
         self._closed = False
         self._written_seq = self._synced_seq = 0
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -159,6 +160,11 @@ class PredictionLogWriter:
         """Rows lost: only in memory (``write_ahead=False``) while writes failed long, or appended after
         ``close()``."""
         return self._dropped
+
+    @property
+    def rows_written(self) -> int:
+        """Rows this writer has put into Parquet files (its own appends; recovered segments not counted)."""
+        return self._rows_written
 
     @property
     def buffered_rows(self) -> int:
@@ -366,6 +372,7 @@ class PredictionLogWriter:
             batch.written_days.add(day)
             with self._lock:
                 batch.remaining -= len(rows)
+                self._rows_written += table.num_rows
             written += table.num_rows
         return written
 

@@ -3,10 +3,11 @@ bound to a free loopback port (the demo and the tests talk to it over real HTTP)
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
-from types import TracebackType
+from types import FrameType, TracebackType
 
 import uvicorn
 from fastapi import FastAPI
@@ -16,12 +17,31 @@ from mlprod.errors import MlprodError
 _STARTUP_TIMEOUT_SECONDS = 30.0
 
 
-def serve_forever(app: FastAPI, *, host: str, port: int, keep_logging: bool = False) -> None:
-    """Serve until interrupted; the app's shutdown flushes the prediction log.
+def serve_forever(app: FastAPI, *, listener: socket.socket, keep_logging: bool = False) -> None:
+    """Serve on ``listener`` (from ``listen``) until SIGINT or SIGTERM, then return normally; the
+    app's shutdown flushes the prediction log.
 
     ``keep_logging`` leaves the logging set up by the caller (JSON logs) instead of uvicorn's own.
     """
-    uvicorn.Server(_config(app, keep_logging=keep_logging)).run(sockets=[_bind(host, port)])
+    _ForegroundServer(_config(app, keep_logging=keep_logging)).run(sockets=[listener])
+
+
+def url_of(listener: socket.socket) -> str:
+    """``http://host:port`` of a listening socket (IPv6 hosts in brackets)."""
+    host, port = listener.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class _ForegroundServer(uvicorn.Server):
+    """uvicorn re-raises the stop signal once its graceful shutdown is over, so SIGTERM's default
+    action would end the process before the caller could report what was flushed; this server
+    forgets the signal instead (the shutdown it asked for has happened)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        captured = getattr(self, "_captured_signals", None)
+        if captured:
+            captured.clear()
 
 
 class BackgroundServer:
@@ -38,9 +58,8 @@ class BackgroundServer:
     """
 
     def __init__(self, app: FastAPI, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._socket = _bind(host, port)
-        bound_host, bound_port = self._socket.getsockname()[:2]
-        self.url = f"http://{bound_host}:{bound_port}"
+        self._socket = listen(host, port)
+        self.url = url_of(self._socket)
         self._server = uvicorn.Server(_config(app))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name="mlprod-server", daemon=True
@@ -79,7 +98,12 @@ def _config(app: FastAPI, *, keep_logging: bool = False) -> uvicorn.Config:
     return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound and listening on ``host:port`` (``port`` 0: a free one, see ``url_of``).
+
+    Binding before anything is announced lets a taken port fail with a clear error, and lets the
+    caller print the port actually bound.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -87,6 +111,11 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise MlprodError(
+                f"cannot listen on {host}:{port}: the port is already in use (another server?); "
+                "choose another with --port, or --port 0 for a free one"
+            ) from exc
         raise MlprodError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     sock.listen(2048)
     sock.set_inheritable(True)

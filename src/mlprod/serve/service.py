@@ -24,6 +24,7 @@ from mlprod.errors import InvalidInputError, MlprodError, NotFoundError, Payload
 from mlprod.features.catalog import load_catalog, open_online_store
 from mlprod.features.online_store import OnlineStore
 from mlprod.models import ModelVersion, Registry
+from mlprod.serve.access_log import note_prediction
 from mlprod.serve.micro_batch import MicroBatcher
 from mlprod.serve.model_pool import ModelPool, Served
 from mlprod.serve.online_inputs import OnlineInputs
@@ -155,6 +156,7 @@ class PredictionService:
             misses if any(misses) else None,
             rows,
         )
+        note_prediction(answer.model, answer.version, request_id)
         latency_ms = (time.perf_counter() - started) * 1000
         if large:
             logged = await run_in_threadpool(self._log, answer, latency_ms)
