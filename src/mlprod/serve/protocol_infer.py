@@ -102,7 +102,7 @@ class ProtocolInfer:
             if "as_of" in parameters:
                 payload["as_of"] = parameters["as_of"]
             answer = await service.predict(
-                target, payload, request_id=as_text(body.get("id"), '"id"'), routed=routed
+                target, payload, request_id=as_text(body.get("id"), '"id"'), routed=routed, served=served
             )
         except Exception as exc:  # counted with the status it will be answered with, then re-raised
             count_failure(self.metrics, target, exc, started)

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from itertools import compress
 from operator import itemgetter, ne
 from typing import Any
 
 from mlprod.serve.protocol_tensors import INTEGER_RANGES, Tensors, binary_output, plain_data, skeleton
 
-_DATA = re.compile(rb'"data": \[([^\[\]{}]*)\]')
+_OPEN = b'"data": ['
 _EMPTY = b'"data": []'
 MAX_TEMPLATES = 256
 _FIRST = itemgetter(0)
@@ -47,8 +46,9 @@ class Template:
         self.integers = integers
         self.kinds: list[type] = []
         self._floats: list[bool] = []
+        self._float_at: list[int] = []
         self._strings: list[bool] = []
-        self._integers = [(datatype, [d == datatype for d in datatypes]) for datatype in integers]
+        self._integers = [(*INTEGER_RANGES[d], [t == d for t in datatypes]) for d in integers]
         self._binary_outputs: dict[str, bool] = {}
 
     def binary_output(self, output: str) -> bool:
@@ -61,7 +61,7 @@ class Template:
 
     def row(self, flat: list[Any]) -> bool:
         """Whether one row's values (one per tensor) are plain, as ``plain_data`` decides; NaN is made
-        None in place. Values of the same types as the last plain row's take three C passes."""
+        None in place. Values of the same types as the last plain row's take a few C passes."""
         kinds = list(map(type, flat))
         if kinds != self.kinds:
             data = list(map(list, zip(flat, strict=True)))
@@ -70,24 +70,45 @@ class Template:
             flat[:] = map(_FIRST, data)
             self.kinds = kinds
             self._floats = [kind is float for kind in kinds]
+            self._float_at = list(compress(range(len(kinds)), self._floats))
             self._strings = [kind is str for kind in kinds]
             return True
+        floats = list(compress(flat, self._floats))
         try:
-            total = math.fsum(compress(flat, self._floats))
             "".join(compress(flat, self._strings)).encode()
-        except (OverflowError, ValueError, UnicodeEncodeError):
+        except UnicodeEncodeError:
             return False
-        if total - total != 0.0:  # NaN or an infinity
-            if total == total or any(map(math.isinf, compress(flat, self._floats))):
-                return False  # an infinity, refused by the checked path
-            for at in compress(range(len(flat)), map(ne, flat, flat)):  # NaN != NaN
+        total = sum(floats)  # finite unless a NaN or an infinity is there (or a sum overflowed:
+        if total - total != 0.0:  # then the checked path decides)
+            if total == total or any(map(math.isinf, floats)):
+                return False  # an infinity (or an overflow), refused or taken by the checked path
+            for at in compress(self._float_at, map(math.isnan, floats)):
                 flat[at] = None  # a missing value, as null is
-        for datatype, mask in self._integers:
+        for low, high, mask in self._integers:
             values = list(compress(flat, mask))
-            low, high = INTEGER_RANGES[datatype]
             if values and not low <= min(values) <= max(values) <= high:
                 return False
         return True
+
+
+def _split(raw: bytes) -> tuple[tuple[bytes, ...], list[bytes]] | None:
+    """The bytes around the body's ``"data": [...]`` arrays, and the arrays' contents; None unless there
+    is one and all are flat (no bracket or brace inside: ``bytes.split`` and ``partition``, no regex)."""
+    pieces = raw.split(_OPEN)
+    if len(pieces) < 2:
+        return None
+    around = [pieces[0]]
+    arrays = []
+    for piece in pieces[1:]:
+        values, bracket, rest = piece.partition(b"]")
+        if not bracket:
+            return None
+        arrays.append(values)
+        around.append(rest)
+    inside = b"".join(arrays)
+    if b"[" in inside or b"{" in inside or b"}" in inside:
+        return None
+    return tuple(around), arrays
 
 
 class BodyTemplates:
@@ -99,18 +120,19 @@ class BodyTemplates:
     def decode(self, raw: bytes) -> tuple[Template, Tensors] | None:
         """The body's template (``.body``: the request without ``inputs``) and its tensors; None unless
         the template is known."""
-        parts = _DATA.split(raw)
-        if len(parts) < 3:
+        split = _split(raw)
+        if split is None:
             return None
-        template = self._known.get(tuple(parts[0::2]))
+        around, arrays = split
+        template = self._known.get(around)
         if template is None:
             return None
         n, count = template.rows, len(template.names)
         try:  # the template is UTF-8 JSON (json.loads took it): the data must decode as UTF-8 too
             if n == 1:  # one value an array: an empty array would leave ",," (not JSON), two a count too many
-                flat = _DECODER.decode((b"[" + b",".join(parts[1::2]) + b"]").decode())
+                flat = _DECODER.decode((b"[" + b",".join(arrays) + b"]").decode())
             else:
-                data = _DECODER.decode((b"[[" + b"],[".join(parts[1::2]) + b"]]").decode())
+                data = _DECODER.decode((b"[[" + b"],[".join(arrays) + b"]]").decode())
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             return None
         if n == 1:
@@ -123,11 +145,12 @@ class BodyTemplates:
 
     def learn(self, raw: bytes, body: dict[str, Any], tensors: Tensors) -> None:
         """Remember the template of ``raw``, a body decoded in full into ``body`` and plain ``tensors``."""
-        parts = _DATA.split(raw)
-        if not tensors.plain or len(parts) != 2 * len(tensors.names) + 1:
+        split = _split(raw)
+        if not tensors.plain or split is None or len(split[1]) != len(tensors.names):
             return
+        around, _ = split
         try:
-            empty = json.loads(_EMPTY.join(parts[0::2]))
+            empty = json.loads(_EMPTY.join(around))
         except (ValueError, RecursionError):
             return
         expected = {**body, "inputs": [{**item, "data": []} for item in body["inputs"]]}
@@ -139,6 +162,6 @@ class BodyTemplates:
         if len(self._known) >= MAX_TEMPLATES:
             self._known.clear()
         del empty["inputs"]
-        self._known[tuple(parts[0::2])] = Template(
+        self._known[around] = Template(
             empty, list(tensors.names), list(tensors.datatypes), tensors.rows[0], integers
         )

@@ -123,16 +123,19 @@ class PredictionService:
         request_id: str | None = None,
         route_key: str | None = None,
         routed: Routed | None = None,
+        served: Served | None = None,
     ) -> Prediction:
         """Answer ``payload`` (``rows`` or ``columns``, optional ``as_of``) for ``target``.
 
         ``target`` is a bare model name (follows its routing plan), ``name@alias`` or ``name/version``;
-        ``routed`` is the choice ``route`` already made for this request, if the caller needed it.
+        ``routed`` is the choice ``route`` already made for this request, and ``served`` the model
+        ``served(routed.ref)`` gave for it, if the caller needed them (the model is looked up once).
         """
         started = time.perf_counter()
         count = _row_count(payload, self.options.max_rows_per_request)  # before any per-value work
-        routed = routed or self.route(target, payload, route_key)
-        served = await self.served(routed.ref)
+        if routed is None or served is None:
+            routed = routed or self.route(target, payload, route_key)
+            served = await self.served(routed.ref)
         large = count > INLINE_ROWS  # its per-row work goes to a worker thread: the loop keeps serving
         if large:
             rows, misses = await run_in_threadpool(self._prepare, served, payload)
