@@ -1,14 +1,15 @@
 """Server CPU per request, native API vs Open Inference Protocol, in one process: the ASGI app as served.
 
 Run after ``run.py --work-dir DIR`` prepared the context model:
-``.venv/bin/python bench/serve/profile_protocol.py DIR [--requests 3000] [--rounds 5] [--profile oip]``.
+``.venv/bin/python bench/serve/profile_protocol.py DIR [--requests 500] [--rounds 20] [--profile oip]``.
 
 Builds the app exactly as ``mlprod serve`` does (``create_app``, its lifespan started: the prediction
 log on) over the prepared workspace and calls it as uvicorn would, with the bodies of ``run.py``'s
 ``mlprod-rows`` (native, the complete row) and ``mlprod-oip`` (the same row as protocol tensors)
 targets, in interleaved rounds. Each round measures the process's CPU time over ``--requests``
-requests of one kind (so the prediction log's writer thread is counted too); the lowest per kind is
-kept. CPU time is far less sensitive to a shared machine's load than requests per second. Uvicorn's
+requests of one kind (so the prediction log's writer thread is counted too); printed are the lowest
+per kind and the median of the rounds' ratios (a neighbour's load moves both kinds of a round alike).
+CPU time is far less sensitive to a shared machine's load than requests per second. Uvicorn's
 HTTP parsing and socket writes are not included (a few tens of µs, nearly the same for both).
 ``--profile native|oip`` then prints a ``cProfile`` of that kind's requests by own time.
 """
@@ -20,6 +21,7 @@ import asyncio
 import cProfile
 import json
 import pstats
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -77,7 +79,9 @@ async def _lifespan(app: Any) -> tuple[asyncio.Queue[dict[str, Any]], asyncio.Ta
             raise SystemExit(f"lifespan: {message}")
 
     await inbox.put({"type": "lifespan.startup"})
-    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, send))
+    task = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, send)
+    )
     await started.wait()
     return inbox, task
 
@@ -100,18 +104,19 @@ async def _run(args: argparse.Namespace) -> None:
                 await caller.many(200)
             sizes = {kind: len(c.message["body"]) for kind, c in callers.items()}
             print(f"{model.name}/{model.version}; bodies: native {sizes['native']} B, oip {sizes['oip']} B; "
-                  f"{args.requests} requests a kind in {args.rounds} interleaved rounds, lowest CPU kept")  # fmt: skip
-            best: dict[str, float] = {}
+                  f"{args.requests} requests a kind in {args.rounds} rounds, process CPU time")  # fmt: skip
+            cpu: dict[str, list[float]] = {kind: [] for kind in callers}
             for _ in range(args.rounds):
                 for kind, caller in callers.items():
-                    cpu, wall = time.process_time(), time.perf_counter()
+                    started = time.process_time()
                     await caller.many(args.requests)
-                    us = (time.process_time() - cpu) / args.requests * 1e6
-                    wall_us = (time.perf_counter() - wall) / args.requests * 1e6
-                    print(f"  {kind:<7} {us:7.1f} µs CPU/request  ({wall_us:.1f} µs wall)")
-                    best[kind] = min(best.get(kind, us), us)
-            print(f"best: native {best['native']:.1f} µs, oip {best['oip']:.1f} µs: "
-                  f"oip/native by CPU per request {best['native'] / best['oip']:.2f}x")  # fmt: skip
+                    cpu[kind].append((time.process_time() - started) / args.requests * 1e6)
+            native_us, oip_us = cpu["native"], cpu["oip"]
+            ratios = sorted(n / o for n, o in zip(native_us, oip_us, strict=True))
+            print(f"native {min(native_us):.1f} µs, oip {min(oip_us):.1f} µs (lowest of the rounds); "
+                  f"oip/native by CPU per request: {min(native_us) / min(oip_us):.2f}x of the lowest, "
+                  f"{statistics.median(ratios):.2f}x the median of the rounds' ratios "
+                  f"({ratios[0]:.2f}x-{ratios[-1]:.2f}x)")  # fmt: skip
             if args.profile:
                 profiler = cProfile.Profile()
                 profiler.enable()
@@ -127,10 +132,12 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("work", type=Path, help="the --work-dir of a run.py run with the context model")
-    parser.add_argument("--requests", type=int, default=3000, help="requests of each kind per round")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the lowest CPU is kept")
+    parser.add_argument("--requests", type=int, default=500, help="requests of each kind per round")
+    parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds")
     parser.add_argument("--profile", choices=["native", "oip"], help="then cProfile that kind's requests")
     parser.add_argument("--top", type=int, default=30)
     asyncio.run(_run(parser.parse_args()))

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections.abc import Sequence
 from itertools import compress
-from operator import itemgetter, ne
+from operator import itemgetter
 from typing import Any
 
 from mlprod.serve.protocol_tensors import INTEGER_RANGES, Tensors, binary_output, plain_data, skeleton
 
 _OPEN = b'"data": ['
 _EMPTY = b'"data": []'
+_ARRAY = rb'"data": \[([^\[\]{}]*)\]'  # a flat array, as _split takes it
 MAX_TEMPLATES = 256
 _FIRST = itemgetter(0)
 _DECODER = json.JSONDecoder()  # json.loads without its per-call encoding detection
@@ -38,12 +41,14 @@ class Template:
         datatypes: list[str],
         rows: int,
         integers: tuple[str, ...],
+        pattern: re.Pattern[bytes],
     ) -> None:
         self.body = body  # the request without "inputs" (read, never changed)
         self.names = names
         self.datatypes = datatypes
         self.rows = rows
         self.integers = integers
+        self.pattern = pattern  # fullmatches the bodies of this template
         self.kinds: list[type] = []
         self._floats: list[bool] = []
         self._float_at: list[int] = []
@@ -59,9 +64,11 @@ class Template:
             self._binary_outputs[output] = binary
         return binary
 
-    def row(self, flat: list[Any]) -> bool:
+    def row(self, flat: list[Any], *, escapes: bool = True) -> bool:
         """Whether one row's values (one per tensor) are plain, as ``plain_data`` decides; NaN is made
-        None in place. Values of the same types as the last plain row's take a few C passes."""
+        None in place. Values of the same types as the last plain row's take a few C passes.
+        ``escapes``: whether the JSON text had a backslash (without one, no string can hold a lone
+        surrogate: strict UTF-8 decoding refuses them)."""
         kinds = list(map(type, flat))
         if kinds != self.kinds:
             data = list(map(list, zip(flat, strict=True)))
@@ -74,10 +81,11 @@ class Template:
             self._strings = [kind is str for kind in kinds]
             return True
         floats = list(compress(flat, self._floats))
-        try:
-            "".join(compress(flat, self._strings)).encode()
-        except UnicodeEncodeError:
-            return False
+        if escapes:
+            try:
+                "".join(compress(flat, self._strings)).encode()
+            except UnicodeEncodeError:
+                return False
         total = sum(floats)  # finite unless a NaN or an infinity is there (or a sum overflowed:
         if total - total != 0.0:  # then the checked path decides)
             if total == total or any(map(math.isinf, floats)):
@@ -111,32 +119,53 @@ def _split(raw: bytes) -> tuple[tuple[bytes, ...], list[bytes]] | None:
     return tuple(around), arrays
 
 
+def _pattern(around: tuple[bytes, ...]) -> re.Pattern[bytes]:
+    """What ``fullmatch``es exactly the bodies ``_split`` splits into ``around`` (its groups: the arrays)."""
+    return re.compile(_ARRAY.join(map(re.escape, around)), re.DOTALL)
+
+
 class BodyTemplates:
     """The templates of the bodies a server has seen (at most ``MAX_TEMPLATES``, then forgotten)."""
 
     def __init__(self) -> None:
         self._known: dict[tuple[bytes, ...], Template] = {}
+        self._last: Template | None = None  # the template of the last body decoded with one
+
+    def _match(self, raw: bytes) -> tuple[Template, Sequence[bytes]] | None:
+        """The body's known template and its arrays' contents: one ``fullmatch`` of the last template
+        used (a client repeats its template), else split and looked up."""
+        last = self._last
+        if last is not None:
+            match = last.pattern.fullmatch(raw)
+            if match is not None:
+                return last, match.groups()
+        split = _split(raw)
+        if split is None:
+            return None
+        template = self._known.get(split[0])
+        if template is None:
+            return None
+        self._last = template
+        return template, split[1]
 
     def decode(self, raw: bytes) -> tuple[Template, Tensors] | None:
         """The body's template (``.body``: the request without ``inputs``) and its tensors; None unless
         the template is known."""
-        split = _split(raw)
-        if split is None:
+        known = self._match(raw)
+        if known is None:
             return None
-        around, arrays = split
-        template = self._known.get(around)
-        if template is None:
-            return None
+        template, arrays = known
         n, count = template.rows, len(template.names)
         try:  # the template is UTF-8 JSON (json.loads took it): the data must decode as UTF-8 too
             if n == 1:  # one value an array: an empty array would leave ",," (not JSON), two a count too many
-                flat = _DECODER.decode((b"[" + b",".join(arrays) + b"]").decode())
+                text = b"[" + b",".join(arrays) + b"]"
+                flat = _DECODER.decode(text.decode())
             else:
                 data = _DECODER.decode((b"[[" + b"],[".join(arrays) + b"]]").decode())
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             return None
         if n == 1:
-            if len(flat) != count or not template.row(flat):
+            if len(flat) != count or not template.row(flat, escapes=b"\\" in text):
                 return None
             return template, Tensors(template.names, template.datatypes, [1] * count, plain=True, row=flat)
         if set(map(len, data)) != {n} or not plain_data(data, template.datatypes, n, template.integers):
@@ -163,5 +192,5 @@ class BodyTemplates:
             self._known.clear()
         del empty["inputs"]
         self._known[around] = Template(
-            empty, list(tensors.names), list(tensors.datatypes), tensors.rows[0], integers
+            empty, list(tensors.names), list(tensors.datatypes), tensors.rows[0], integers, _pattern(around)
         )
