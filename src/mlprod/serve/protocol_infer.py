@@ -279,7 +279,7 @@ def _encode(answer: Prediction, output: str, binary: bool) -> ProtocolAnswer:
             f'{{"model_name": {_quote(answer.model)}, "model_version": "{answer.version}", '
             f'"id": {_quote(answer.request_id)}, "parameters": {{"route": {_quote(answer.route)}}}, '
             f'"outputs": [{{"name": {_quote(output)}, "datatype": "FP64", '
-            f'"shape": [{len(answer.predictions)}], "data": {json.dumps(answer.predictions)}}}]}}'
+            f'"shape": [{len(answer.predictions)}], "data": {_floats(answer.predictions)}}}]}}'
         )
         return ProtocolAnswer(text.encode(), None)
     header, tensor = _header(answer, output)
@@ -290,6 +290,13 @@ def _encode(answer: Prediction, output: str, binary: bool) -> ProtocolAnswer:
     tensor["parameters"] = {"binary_data_size": len(raw)}
     head = json.dumps(header).encode()
     return ProtocolAnswer(head + raw, len(head))
+
+
+def _floats(values: list[float]) -> str:
+    """``json.dumps(values)`` for a list of floats, without the encoder's machinery when all are finite
+    (``json`` writes a finite float as its ``repr``; ``nan`` and ``inf`` are the only reprs with an n)."""
+    text = "[" + ", ".join(map(float.__repr__, values)) + "]"
+    return json.dumps(values) if "n" in text else text
 
 
 def _header(answer: Prediction, output: str) -> tuple[dict[str, Any], dict[str, Any]]:

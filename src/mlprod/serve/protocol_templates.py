@@ -159,7 +159,10 @@ class BodyTemplates:
         try:  # the template is UTF-8 JSON (json.loads took it): the data must decode as UTF-8 too
             if n == 1:  # one value an array: an empty array would leave ",," (not JSON), two a count too many
                 text = b"[" + b",".join(arrays) + b"]"
-                flat = _DECODER.decode(text.decode())
+                decoded = text.decode()
+                flat, end = _DECODER.raw_decode(decoded)  # it starts with "[": no leading space to skip
+                if end != len(decoded):  # something after the array
+                    return None
             else:
                 data = _DECODER.decode((b"[[" + b"],[".join(arrays) + b"]]").decode())
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
