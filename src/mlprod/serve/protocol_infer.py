@@ -89,13 +89,14 @@ class ProtocolInfer:
             require_protocol_media_type(content_type, header_length=header_length, origin=origin)
             self.authorize.check_header(authorization, "predict")
             raw = await read_body()
-            known = self.templates.decode(raw) if header_length is None else None
+            small = len(raw) <= LARGE_BODY_BYTES
+            known = self.templates.decode(raw) if header_length is None and small else None
             if known is not None:  # the same request as an earlier one but for the data: checked then
                 template, tensors = known
                 body = template.body
                 parameters = body.get("parameters", {})
                 rows = _rows(tensors)
-            elif len(raw) > LARGE_BODY_BYTES:  # parsed and decoded on a worker thread, in steps
+            elif not small:  # parsed and decoded on a worker thread, in steps
                 limit = service.options.max_rows_per_request
                 body, parameters, tensors, rows = await run_in_threadpool(
                     _decode,
@@ -295,7 +296,7 @@ def _encode(answer: Prediction, output: str, binary: bool) -> ProtocolAnswer:
 def _floats(values: list[float]) -> str:
     """``json.dumps(values)`` for a list of floats, without the encoder's machinery when all are finite
     (``json`` writes a finite float as its ``repr``; ``nan`` and ``inf`` are the only reprs with an n)."""
-    text = "[" + ", ".join(map(float.__repr__, values)) + "]"
+    text = "[" + ", ".join(map(repr, values)) + "]"
     return json.dumps(values) if "n" in text else text
 
 
