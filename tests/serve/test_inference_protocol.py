@@ -779,3 +779,58 @@ def test_int64_inputs_refuse_values_outside_int64_on_both_apis(
         assert as_float.status_code == 422 and expected in as_float.json()["error"]
     assert as_int.status_code == 422
     assert f"element 0: {value} is outside the INT64 range" in as_int.json()["error"]
+
+
+@pytest.mark.parametrize("path", ["/v2/models/toy/infer", "/v2/models/toy/versions/1/infer"])
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"content-type": "application/json"}, 200),
+        ({"content-type": "application/json; charset=utf-8"}, 200),
+        ({}, 200),  # tritonclient sends no Content-Type
+        ({"content-type": "text/plain"}, 415),  # what a web page can post cross-origin without asking
+        ({"content-type": "application/x-www-form-urlencoded"}, 415),
+        ({"origin": "https://example.com"}, 415),  # an untyped body (a Blob) from a web page
+        ({"content-type": "text/plain", "origin": "http://127.0.0.1"}, 415),
+    ],
+)
+def test_infer_bodies_must_be_declared_json(
+    toy_ws: Workspace, http: httpx.Client, path: str, headers: dict[str, str], status: int
+) -> None:
+    response = http.post(path, content=json.dumps(_valid()).encode(), headers=headers)
+    assert response.status_code == status, response.text
+    if status == 200:
+        assert response.json()["outputs"][0]["data"] == pytest.approx(_expected(toy_ws, ROWS[:1]), abs=1e-12)
+        return
+    assert response.json() == {  # the protocol's error shape
+        "error": "the request body must be JSON sent with 'Content-Type: application/json', got "
+        + (f"Content-Type {headers['content-type']!r}" if "content-type" in headers else "no Content-Type"),
+        "code": "unsupported_media_type",
+    }
+
+
+def test_binary_bodies_take_any_content_type(toy_ws: Workspace, http: httpx.Client) -> None:
+    content, headers = _binary_request(
+        [("x", "FP64", struct.pack("<d", 0.3)), ("c", "BYTES", b"\x01\x00\x00\x00a")]
+    )
+    for content_type in ("application/octet-stream", "text/plain"):  # the custom header needs a preflight
+        response = http.post(
+            "/v2/models/toy/infer", content=content, headers={**headers, "content-type": content_type}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["outputs"][0]["data"] == pytest.approx(_expected(toy_ws, ROWS[:1]), abs=1e-12)
+
+
+def test_a_refused_media_type_is_counted_in_the_metrics(http: httpx.Client) -> None:
+    def refused() -> float:
+        text = http.get("/metrics").text
+        found = [line for line in text.splitlines() if 'status="415"' in line and 'protocol="oip"' in line]
+        return sum(
+            float(line.rsplit(" ", 1)[1]) for line in found if line.startswith("mlprod_requests_total")
+        )
+
+    before = refused()
+    http.post(
+        "/v2/models/toy/infer", content=json.dumps(_valid()).encode(), headers={"content-type": "text/plain"}
+    )
+    assert refused() == before + 1

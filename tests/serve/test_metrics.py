@@ -1,3 +1,4 @@
+import asyncio
 import logging
 import math
 import threading
@@ -13,6 +14,7 @@ from mlprod.errors import InvalidInputError, NotFoundError
 from mlprod.models import ModelVersion, Registry
 from mlprod.serve import BackgroundServer, RoutePlan, RouteStore, create_app
 from mlprod.serve.metrics import CONTENT_TYPE, LATENCY_BUCKETS, OVERFLOW_MODEL, ServingMetrics
+from mlprod.serve.service import MAX_PENDING_SHADOWS
 from mlprod.workspace import Workspace
 from tests.conftest import train_toy
 
@@ -50,6 +52,7 @@ def test_empty_metrics_render_valid_text_with_every_family() -> None:
         "mlprod_request_errors": "counter",
         "mlprod_request_latency_seconds": "histogram",
         "mlprod_predictions": "counter",
+        "mlprod_shadow_dropped": "counter",
     }
     assert samples == {}
     assert text.endswith("\n")
@@ -444,3 +447,46 @@ def test_a_failed_shadow_copy_is_counted_with_the_status_its_error_maps_to(works
     assert samples["mlprod_requests_total", labels(**series("toy", "2", "shadow", ""), status="500")] == 1
     assert samples["mlprod_requests_total", labels(**series("toy", "2", "shadow", ""), status="200")] == 1
     assert samples["mlprod_request_errors_total", labels(**series("toy", "2", "shadow", ""), code="5xx")] == 1
+
+
+def test_shadow_copies_dropped_by_a_saturated_queue_are_counted(
+    workspace: Workspace, registered: ModelVersion, frame: pd.DataFrame
+) -> None:
+    """A burst of requests on one event loop mirrors copies faster than the shadow (a worker thread
+    each) answers them: past ``MAX_PENDING_SHADOWS`` pending, copies are dropped. Every answered
+    request's copy is then either run (counted under route "shadow") or dropped (counted here)."""
+    trained = train_toy(frame, rounds=9)
+    Registry(workspace).register("toy", trained.model, signature=trained.signature)
+    RouteStore(workspace).set(RoutePlan("toy", shadows=("/2",)), why="watch v2")
+    app = create_app(workspace)
+    burst = 3 * MAX_PENDING_SHADOWS
+
+    async def send_burst() -> list[int]:
+        async with (
+            app.router.lifespan_context(app),  # the prediction log runs; shadows are drained at the end
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client,
+        ):
+            row = {"rows": [{"x": 0.3, "c": "a"}]}
+            answers = await asyncio.gather(
+                *(client.post("/v1/models/toy/predict", json=row) for _ in range(burst))
+            )
+        return [a.status_code for a in answers]
+
+    assert asyncio.run(send_burst()) == [200] * burst
+    families, samples = parse(app.state.metrics.render())
+    assert families["mlprod_shadow_dropped"] == "counter"
+    dropped = samples["mlprod_shadow_dropped_total", labels(model="toy", version="2")]
+    run = samples["mlprod_requests_total", labels(**series("toy", "2", "shadow", ""), status="200")]
+    assert dropped > 0
+    assert dropped + run == burst
+    assert dropped == app.state.service.shadows_dropped
+
+
+def test_a_dropped_copy_for_an_alias_not_in_memory_has_no_version() -> None:
+    metrics = ServingMetrics(max_series=1)
+    metrics.observe_shadow_dropped("toy", None)
+    metrics.observe_shadow_dropped("toy", None)
+    metrics.observe_shadow_dropped("other", 3)  # past max_series: counted as the overflow model
+    _, samples = parse(metrics.render())
+    assert samples["mlprod_shadow_dropped_total", labels(model="toy", version="")] == 2
+    assert samples["mlprod_shadow_dropped_total", labels(model=OVERFLOW_MODEL, version="")] == 1

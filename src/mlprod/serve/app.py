@@ -105,6 +105,7 @@ def create_app(
         lambda: [({}, float(service.pool.memory_bytes))],
     )
     service.shadow_observer = _shadow_metrics(metrics.for_protocol(NO_PROTOCOL))
+    service.shadow_drop_observer = metrics.observe_shadow_dropped
     verifier = TokenVerifier(TokenStore(workspace), refresh_seconds=options.refresh_seconds)
     authorize = authorizer(verifier, require_auth=require_auth)
 

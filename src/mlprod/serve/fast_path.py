@@ -107,6 +107,8 @@ class PredictFastPath:
                 authorization=_text(headers.get(b"authorization")),
                 route_key=_text(headers.get(b"x-route-key")),
                 header_length=_text(headers.get(b"inference-header-content-length")),
+                content_type=_text(headers.get(b"content-type")),
+                origin=_text(headers.get(b"origin")),
             )
         except MlprodError as exc:
             status, body = protocol_error(exc)

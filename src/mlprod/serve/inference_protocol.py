@@ -24,6 +24,11 @@ Tensors travel as JSON, or with the binary tensor data extension (``Inference-He
 header, ``parameters.binary_data_size`` per input, ``binary_data_output`` or per-output
 ``binary_data`` for the answer), which tritonclient uses by default.
 
+An infer body must be declared JSON (``Content-Type: application/json``, else 415, as on the native
+API), except with the binary extension's header (any type) and, for tritonclient, which sends no
+``Content-Type``, a body without one that carries no ``Origin`` (no web page sent it). Bodies over
+64 KiB are parsed and checked on a worker thread, in steps: other requests are answered meanwhile.
+
 Errors answer ``{"error": message, "code": code}`` as the protocol asks (plus the stable ``code`` of
 the native API); the message names the tensor and what was expected. An unknown ``/v2/...`` path
 answers 404 in the same shape. The infer routes are answered by the ASGI fast path
@@ -115,6 +120,8 @@ def register_inference_protocol(
                 authorization=request.headers.get("authorization"),
                 route_key=request.headers.get("x-route-key"),
                 header_length=request.headers.get(HEADER_LENGTH),
+                content_type=request.headers.get("content-type"),
+                origin=request.headers.get("origin"),
             )
         except MlprodError as exc:
             return _error(exc)
@@ -348,5 +355,11 @@ INFER_OPENAPI: dict[str, Any] = {
         "required": True,
         "content": {"application/json": {"schema": INFER_REQUEST_SCHEMA}},
     },
-    **_responses(INFER_RESPONSE_SCHEMA, **{"413": "Body larger than serve.max_body_bytes."}),
+    **_responses(
+        INFER_RESPONSE_SCHEMA,
+        **{
+            "413": "Body larger than serve.max_body_bytes, or a tensor over serve.max_rows_per_request rows.",
+            "415": "A JSON body sent with a Content-Type other than application/json (see the module docs).",
+        },
+    ),
 }

@@ -7,7 +7,8 @@ its values, and the elements of arrays up to two levels down: ``rows``, ``column
 leaves each element to the C scanner of ``json``. Between elements the interpreter can hand the
 GIL to the event loop, so a worker thread parsing a large body no longer stalls other requests;
 and an array longer than ``max_items`` is refused when its ``max_items + 1``-th element is reached,
-before the rest is parsed. The result and the error messages are those of ``json.loads``.
+before the rest is parsed. The result and the error messages are those of ``json.loads``. An Open
+Inference Protocol body is walked one level deeper (``PROTOCOL_DEPTHS``: its tensors' ``data``).
 """
 
 from __future__ import annotations
@@ -28,13 +29,24 @@ _scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(json.JS
 _scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 _OBJECT_DEPTH = 1  # objects walked in Python: the body, and e.g. "columns"
 _ARRAY_DEPTH = 2  # arrays walked in Python: e.g. "rows" and each list of "columns"
+# an Open Inference Protocol body: {"inputs": [{..., "data": [...]}, ...]}: the tensors and their data
+PROTOCOL_DEPTHS = (2, 3)
+
+
+def loads_stepwise(
+    raw: bytes, *, max_items: int, depths: tuple[int, int] = (_OBJECT_DEPTH, _ARRAY_DEPTH)
+) -> Any:
+    """``json.loads(raw)``, with its result and errors, parsed in steps: objects down to ``depths[0]``
+    levels and arrays down to ``depths[1]`` are walked in Python (and hold at most ``max_items``,
+    else ``PayloadTooLargeError``), what they hold is left to the C scanner."""
+    text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+    return _Walk(text, max_items, *depths).document()
 
 
 def parse_large_json_object(raw: bytes, *, max_items: int) -> dict[str, Any]:
     """``raw`` as a JSON object, as ``json.loads`` gives it; outer arrays hold at most ``max_items``."""
     try:
-        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
-        body = _Walk(text, max_items).document()
+        body = loads_stepwise(raw, max_items=max_items)
     except MlprodError:
         raise
     except json.JSONDecodeError as exc:
@@ -47,9 +59,11 @@ def parse_large_json_object(raw: bytes, *, max_items: int) -> dict[str, Any]:
 
 
 class _Walk:
-    def __init__(self, text: str, max_items: int) -> None:
+    def __init__(self, text: str, max_items: int, object_depth: int, array_depth: int) -> None:
         self.text = text
         self.max_items = max_items
+        self.object_depth = object_depth
+        self.array_depth = array_depth
 
     def document(self) -> Any:
         value, end = self.value(self.space(0), 0)
@@ -65,9 +79,9 @@ class _Walk:
 
     def value(self, at: int, depth: int) -> tuple[Any, int]:
         first = self.text[at : at + 1]
-        if first == "{" and depth <= _OBJECT_DEPTH:
+        if first == "{" and depth <= self.object_depth:
             return self.object(at + 1, depth)
-        if first == "[" and depth <= _ARRAY_DEPTH:
+        if first == "[" and depth <= self.array_depth:
             return self.array(at + 1, depth)
         try:
             value, end = _scan(self.text, at)
@@ -98,7 +112,7 @@ class _Walk:
 
     def array(self, at: int, depth: int) -> tuple[list[Any], int]:
         text, out, scan, limit = self.text, list[Any](), _scan, self.max_items
-        walk_elements = depth + 1 <= _ARRAY_DEPTH
+        walk_elements = depth + 1 <= self.array_depth
         at = self.space(at)
         if text[at : at + 1] == "]":
             return out, at + 1

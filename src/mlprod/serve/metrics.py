@@ -12,6 +12,8 @@ formatting) is derived from that state at scrape time, outside the lock. The fam
                                                                     code is "4xx" or "5xx"
     mlprod_request_latency_seconds{model,version,route,protocol}    histogram (LATENCY_BUCKETS)
     mlprod_predictions_total{model,version}                         counter, rows predicted
+    mlprod_shadow_dropped_total{model,version}                      counter, shadow copies not run
+                                                                    (too many were pending)
     <gauge sources>                                                 gauges read by callbacks at scrape
 
 ``route`` is how the answering version was chosen (``champion``, ``canary``, ``direct``) or
@@ -57,8 +59,18 @@ _REQUESTS = "mlprod_requests_total"
 _ERRORS = "mlprod_request_errors_total"
 _LATENCY = "mlprod_request_latency_seconds"
 _PREDICTIONS = "mlprod_predictions_total"
+_SHADOW_DROPPED = "mlprod_shadow_dropped_total"
 _BUILTIN_NAMES = frozenset(
-    {_REQUESTS, _ERRORS, _LATENCY, _LATENCY + "_bucket", _LATENCY + "_sum", _LATENCY + "_count", _PREDICTIONS}
+    {
+        _REQUESTS,
+        _ERRORS,
+        _LATENCY,
+        _LATENCY + "_bucket",
+        _LATENCY + "_sum",
+        _LATENCY + "_count",
+        _PREDICTIONS,
+        _SHADOW_DROPPED,
+    }
 )
 _SeriesKey = tuple[str, int | None, str, str, int]  # model, version, route, protocol, status
 NATIVE = "native"
@@ -113,6 +125,7 @@ class ServingMetrics:
         # seconds. Requests, errors and the per-route histogram are all derived from it at scrape.
         self._series: dict[_SeriesKey, list[float]] = {}
         self._predictions: dict[tuple[str, int | None], int] = {}
+        self._shadows_dropped: dict[tuple[str, int | None], int] = {}
         self._gauges: dict[str, _Gauge] = {}
         self._protocol = NATIVE
 
@@ -143,11 +156,14 @@ class ServingMetrics:
         """Count ``n`` rows predicted by ``model`` at ``version``."""
         if n < 0:
             raise InvalidInputError(f"ServingMetrics.observe_prediction_rows: n must be >= 0, got {n!r}")
-        key = (model, version)
         with self._lock:
-            if key not in self._predictions and len(self._predictions) >= self._max_series:
-                key = (OVERFLOW_MODEL, None)
-            self._predictions[key] = self._predictions.get(key, 0) + n
+            _add(self._predictions, (model, version), n, self._max_series)
+
+    def observe_shadow_dropped(self, model: str, version: int | None) -> None:
+        """Count one copy of a request for the shadow ``model`` at ``version`` (None: not known, an
+        alias not loaded yet) dropped because too many copies were pending."""
+        with self._lock:
+            _add(self._shadows_dropped, (model, version), 1, self._max_series)
 
     def set_gauge_source(self, name: str, help: str, fn: GaugeSource) -> None:
         """Expose gauge ``name``: at each scrape ``fn()`` yields ``(labels, value)`` pairs.
@@ -172,9 +188,11 @@ class ServingMetrics:
         with self._lock:  # copy the counters, format outside the lock
             series = [(key, list(values)) for key, values in self._series.items()]
             predictions = list(self._predictions.items())
+            dropped = list(self._shadows_dropped.items())
             gauges = list(self._gauges.items())
         series.sort(key=lambda item: _sort_key(item[0]))
         predictions.sort(key=lambda item: _sort_key(item[0]))
+        dropped.sort(key=lambda item: _sort_key(item[0]))
 
         lines = _header(
             _REQUESTS, "counter", "Requests served, by model, version, route, protocol and HTTP status."
@@ -213,6 +231,14 @@ class ServingMetrics:
         for (model, version), rows in predictions:
             lines.append(f"{_PREDICTIONS}{{{_labels(model=model, version=version)}}} {rows}")
 
+        lines += _header(
+            _SHADOW_DROPPED,
+            "counter",
+            "Request copies not sent to a shadow version (too many were pending), by model and version.",
+        )
+        for (model, version), count in dropped:
+            lines.append(f"{_SHADOW_DROPPED}{{{_labels(model=model, version=version)}}} {count}")
+
         for name, gauge in gauges:
             lines += _header(name, "gauge", gauge.help)
             lines += _gauge_samples(name, gauge.source)
@@ -234,6 +260,13 @@ class ServingMetrics:
         series.append(0.0)
         self._series[key] = series
         return series
+
+
+def _add(counts: dict[tuple[str, int | None], int], key: tuple[str, int | None], n: int, cap: int) -> None:
+    """``counts[key] += n``; past ``cap`` keys, new ones are counted under ``OVERFLOW_MODEL``."""
+    if key not in counts and len(counts) >= cap:
+        key = (OVERFLOW_MODEL, None)
+    counts[key] = counts.get(key, 0) + n
 
 
 def _gauge_samples(name: str, source: GaugeSource) -> list[str]:

@@ -1,6 +1,7 @@
 """The Open Inference Protocol's infer endpoint, shared by the ASGI fast path and its FastAPI route:
 check the token, decode the body, check the tensors against the version that answers, predict, count
-the request in the metrics, encode the answer.
+the request in the metrics, encode the answer. A body over 64 KiB is parsed (in steps, its arrays
+bounded by ``serve.max_rows_per_request``) and decoded on a worker thread, as the native API does.
 
 What each input tensor may be is worked out once per loaded version (``_Inputs``), so a request pays
 for set lookups, not for building sets and messages it will not need; a body that repeats an
@@ -9,6 +10,7 @@ earlier one but for its data arrays has only those decoded and checked (``protoc
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -16,12 +18,16 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 
 from mlprod.errors import InvalidInputError, MlprodError
 from mlprod.models.signature import InputField
 from mlprod.serve.http_errors import status_for
+from mlprod.serve.json_body import require_json
+from mlprod.serve.large_body import PROTOCOL_DEPTHS, loads_stepwise
 from mlprod.serve.metrics import ServingMetrics
 from mlprod.serve.model_pool import Served
+from mlprod.serve.native_predict import LARGE_BODY_BYTES
 from mlprod.serve.online_inputs import OnlineInputs
 from mlprod.serve.protocol_templates import BodyTemplates
 from mlprod.serve.protocol_tensors import (
@@ -68,30 +74,42 @@ class ProtocolInfer:
         authorization: str | None,
         route_key: str | None,
         header_length: str | None,
+        content_type: str | None,
+        origin: str | None,
     ) -> ProtocolAnswer:
         """The answer; raises ``MlprodError`` for a client error (after counting it).
 
         ``read_body`` is called after the token is checked (and refuses a body over the size limit).
+        The headers: ``Authorization``, ``X-Route-Key``, ``Inference-Header-Content-Length``,
+        ``Content-Type`` and ``Origin`` (see ``require_protocol_media_type``).
         """
         started = time.perf_counter()
         service = self.service
         try:
+            require_protocol_media_type(content_type, header_length=header_length, origin=origin)
             self.authorize.check_header(authorization, "predict")
             raw = await read_body()
-            known = self.templates.decode(raw) if header_length is None else None
-            if known is None:
-                body, binary = parse_body(raw, header_length)
-                parameters = as_object(body.get("parameters", {}), '"parameters"')
-                tensors = decode_inputs(body.get("inputs"), binary)
-                if tensors.plain:
-                    self.templates.learn(raw, body, tensors)
-            else:  # the same request as an earlier one but for the data: checked then
+            small = len(raw) <= LARGE_BODY_BYTES
+            known = self.templates.decode(raw) if header_length is None and small else None
+            if known is not None:  # the same request as an earlier one but for the data: checked then
                 template, tensors = known
                 body = template.body
                 parameters = body.get("parameters", {})
+                rows = _rows(tensors)
+            elif not small:  # parsed and decoded on a worker thread, in steps
+                limit = service.options.max_rows_per_request
+                body, parameters, tensors, rows = await run_in_threadpool(
+                    _decode,
+                    raw,
+                    header_length,
+                    functools.partial(loads_stepwise, max_items=limit, depths=PROTOCOL_DEPTHS),
+                )
+            else:
+                body, parameters, tensors, rows = _decode(raw, header_length, json.loads)
+                if tensors.plain:
+                    self.templates.learn(raw, body, tensors)
             route_key = route_key or as_text(parameters.get("route_key"), '"parameters.route_key"')
-            # zip stops at the shortest tensor: unequal rows are refused by check() before predicting
-            payload: dict[str, Any] = {"rows": _rows(tensors)}
+            payload: dict[str, Any] = {"rows": rows}
             routed = service.route(target, payload, route_key)  # checked against who answers
             served = await service.served(routed.ref)
             output = served.version.signature.output
@@ -102,13 +120,40 @@ class ProtocolInfer:
             if "as_of" in parameters:
                 payload["as_of"] = parameters["as_of"]
             answer = await service.predict(
-                target, payload, request_id=as_text(body.get("id"), '"id"'), routed=routed
+                target, payload, request_id=as_text(body.get("id"), '"id"'), routed=routed, served=served
             )
         except Exception as exc:  # counted with the status it will be answered with, then re-raised
             count_failure(self.metrics, target, exc, started)
             raise
         count_answer(self.metrics, answer, started)
         return _encode(answer, output, binary_out)
+
+
+def require_protocol_media_type(
+    content_type: str | None, *, header_length: str | None, origin: str | None
+) -> None:
+    """Refuse (415) an infer body not declared as JSON, as the native API does, with two exceptions.
+
+    With the binary tensor extension (``Inference-Header-Content-Length``) the body is not JSON, and a
+    web page cannot send that header without a CORS preflight this server never grants, so any type
+    is taken. tritonclient sends JSON bodies without any ``Content-Type``: a body without one is taken
+    unless it comes from a web page (every browser ``POST`` carries ``Origin``, which such clients do
+    not send), since a page can post an untyped body (a ``Blob``) cross-origin without a preflight.
+    """
+    if header_length is not None or (content_type is None and origin is None):
+        return
+    require_json(content_type)
+
+
+def _decode(
+    raw: bytes, header_length: str | None, loads: Callable[[bytes], Any]
+) -> tuple[dict[str, Any], dict[str, Any], Tensors, list[dict[str, Any]]]:
+    """The body, its parameters, its tensors (checked) and their rows."""
+    body, binary = parse_body(raw, header_length, loads)
+    parameters = as_object(body.get("parameters", {}), '"parameters"')
+    tensors = decode_inputs(body.get("inputs"), binary)
+    # zip stops at the shortest tensor: unequal rows are refused by check() before predicting
+    return body, parameters, tensors, _rows(tensors)
 
 
 def _rows(tensors: Tensors) -> list[dict[str, Any]]:
@@ -235,7 +280,7 @@ def _encode(answer: Prediction, output: str, binary: bool) -> ProtocolAnswer:
             f'{{"model_name": {_quote(answer.model)}, "model_version": "{answer.version}", '
             f'"id": {_quote(answer.request_id)}, "parameters": {{"route": {_quote(answer.route)}}}, '
             f'"outputs": [{{"name": {_quote(output)}, "datatype": "FP64", '
-            f'"shape": [{len(answer.predictions)}], "data": {json.dumps(answer.predictions)}}}]}}'
+            f'"shape": [{len(answer.predictions)}], "data": {_floats(answer.predictions)}}}]}}'
         )
         return ProtocolAnswer(text.encode(), None)
     header, tensor = _header(answer, output)
@@ -246,6 +291,13 @@ def _encode(answer: Prediction, output: str, binary: bool) -> ProtocolAnswer:
     tensor["parameters"] = {"binary_data_size": len(raw)}
     head = json.dumps(header).encode()
     return ProtocolAnswer(head + raw, len(head))
+
+
+def _floats(values: list[float]) -> str:
+    """``json.dumps(values)`` for a list of floats, without the encoder's machinery when all are finite
+    (``json`` writes a finite float as its ``repr``; ``nan`` and ``inf`` are the only reprs with an n)."""
+    text = "[" + ", ".join(map(repr, values)) + "]"
+    return json.dumps(values) if "n" in text else text
 
 
 def _header(answer: Prediction, output: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -13,14 +13,14 @@ import functools
 import json
 import math
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import chain, compress, repeat
 from operator import is_, itemgetter, ne
 from typing import Any
 
 import numpy as np
 
-from mlprod.errors import InvalidInputError
+from mlprod.errors import InvalidInputError, MlprodError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _NUMPY_DTYPES = {
@@ -83,8 +83,13 @@ class Tensors:
         return self._values
 
 
-def parse_body(raw: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes | None]:
-    """The JSON header of the request and, with the binary extension, the bytes after it."""
+def parse_body(
+    raw: bytes, header_length: str | None, loads: Callable[[bytes], Any] = json.loads
+) -> tuple[dict[str, Any], bytes | None]:
+    """The JSON header of the request and, with the binary extension, the bytes after it.
+
+    ``loads`` parses the JSON (a large body's parser, see ``large_body``, may refuse it as too large).
+    """
     binary: bytes | None = None
     if header_length is not None:
         if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(raw):
@@ -94,7 +99,9 @@ def parse_body(raw: bytes, header_length: str | None) -> tuple[dict[str, Any], b
             )
         raw, binary = raw[: int(header_length)], raw[int(header_length) :]
     try:
-        body = json.loads(raw)
+        body = loads(raw)
+    except MlprodError:
+        raise
     except (ValueError, RecursionError) as exc:
         raise InvalidInputError(f"request body is not valid JSON: {exc}") from exc
     if type(body) is not dict:

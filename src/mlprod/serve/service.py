@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from mlprod.errors import InvalidInputError, MlprodError, NotFoundError, PayloadTooLargeError
 from mlprod.features.catalog import load_catalog, open_online_store
 from mlprod.features.online_store import OnlineStore
-from mlprod.models import ModelVersion, Registry
+from mlprod.models import ModelVersion, Registry, parse_ref
 from mlprod.serve.access_log import note_prediction
 from mlprod.serve.micro_batch import MicroBatcher
 from mlprod.serve.model_pool import ModelPool, Served
@@ -36,6 +36,8 @@ from mlprod.workspace import Workspace
 log = logging.getLogger(__name__)
 ShadowObserver = Callable[[str, int | None, Exception | None, float], None]
 """Called after each shadow copy: model, version (None if it failed before loading), error, seconds."""
+ShadowDropObserver = Callable[[str, int | None], None]
+"""Called for each shadow copy dropped: model, version (None for an alias not loaded)."""
 INLINE_ROWS = 64  # larger requests are predicted on a worker thread, off the event loop
 MAX_PENDING_SHADOWS = 256  # past this, shadow copies are dropped (and counted) rather than queued
 
@@ -113,6 +115,7 @@ class PredictionService:
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self.shadows_dropped = 0
         self.shadow_observer: ShadowObserver | None = None  # the app counts shadow copies in its metrics
+        self.shadow_drop_observer: ShadowDropObserver | None = None  # and the dropped ones
 
     # -- requests -----------------------------------------------------------------------------------
 
@@ -124,16 +127,19 @@ class PredictionService:
         request_id: str | None = None,
         route_key: str | None = None,
         routed: Routed | None = None,
+        served: Served | None = None,
     ) -> Prediction:
         """Answer ``payload`` (``rows`` or ``columns``, optional ``as_of``) for ``target``.
 
         ``target`` is a bare model name (follows its routing plan), ``name@alias`` or ``name/version``;
-        ``routed`` is the choice ``route`` already made for this request, if the caller needed it.
+        ``routed`` is the choice ``route`` already made for this request, and ``served`` the model
+        ``served(routed.ref)`` gave for it, if the caller needed them (the model is looked up once).
         """
         started = time.perf_counter()
         count = _row_count(payload, self.options.max_rows_per_request)  # before any per-value work
-        routed = routed or self.route(target, payload, route_key)
-        served = await self.served(routed.ref)
+        if routed is None or served is None:
+            routed = routed or self.route(target, payload, route_key)
+            served = await self.served(routed.ref)
         large = count > INLINE_ROWS  # its per-row work goes to a worker thread: the loop keeps serving
         if large:
             rows, misses = await run_in_threadpool(self._prepare, served, payload)
@@ -224,12 +230,25 @@ class PredictionService:
                 if self.shadows_dropped % 1000 == 1:
                     log.warning("shadow %s%s is behind: %d copies dropped so far",
                                 plan.model, target, self.shadows_dropped)  # fmt: skip
+                if self.shadow_drop_observer is not None:
+                    self.shadow_drop_observer(plan.model, self._shadow_version(f"{plan.model}{target}"))
                 continue
             task = asyncio.get_running_loop().create_task(
                 self._shadow(f"{plan.model}{target}", rows, request_id)
             )
             self._shadow_tasks.add(task)
             task.add_done_callback(self._shadow_tasks.discard)
+
+    def _shadow_version(self, ref: str) -> int | None:
+        """The version a shadow reference names or, for an alias, the one in memory (else None)."""
+        version = parse_ref(ref).version
+        if version is not None:
+            return version
+        try:
+            served = self.pool.peek(ref)
+        except MlprodError:
+            return None
+        return None if served is None else served.version.version
 
     async def _shadow(self, ref: str, rows: list[dict[str, Any]], request_id: str) -> None:
         started = time.perf_counter()
