@@ -279,7 +279,7 @@ def _assembled(
     """The frame when every view was joined in memory: the entity rows, then each view's columns."""
     event = quote(event_time)
     frame = conn.sql(
-        f"SELECT * REPLACE ({unit.cast(event)} AS {event}) FROM {entities.relation}"
+        f"SELECT * REPLACE ({unit.cast(event, entities.types[event_time])} AS {event}) FROM {entities.relation}"
     ).to_arrow_table()
     # The joins give row i the values of entity row number i. A scan keeps its order unless told not
     # to (preserve_insertion_order), so the rows are reordered only when they came back otherwise.
@@ -379,7 +379,7 @@ def _query(
 ) -> str:
     """Each view adds its columns to the previous stage; the last stage is put back in input order."""
     stage = "__mlprod_stage_0"
-    event = unit.cast(quote(event_time))
+    event = unit.cast(quote(event_time), entities.types[event_time])
     ctes = [
         f"{stage} AS (SELECT * REPLACE ({event} AS {quote(event_time)}), {event} AS {EVENT}, "
         f"({unit.epoch}({event})::HUGEINT * {_SHIFT}) + {_PROBE_LOW} AS {PROBE} "
@@ -429,8 +429,9 @@ def _feature_view_ctes(plan: _ViewPlan, view: FeatureView, stage: str, unit: Tim
             f"LEFT JOIN (SELECT {key_select}, {values}, TRUE AS __mlprod_found FROM {src} "
             f"WHERE {not_null}) s ON {on})"
         ]
-    ts = unit.cast(quote(view.timestamp))
-    created = f"coalesce({unit.cast(quote(view.created))}, {ts})" if view.created else ts
+    types = plan.source.types
+    ts = unit.cast(quote(view.timestamp), types[view.timestamp])
+    created = f"coalesce({unit.cast(quote(view.created), types[view.created])}, {ts})" if view.created else ts
     prepared = f"{plan.alias}_source"
     # Without a created column the feature time alone orders rows (and rows tying on it are duplicates).
     order, probe = (
@@ -547,7 +548,8 @@ def _aggregation_ctes(plan: _ViewPlan, view: AggregationView, stage: str, unit: 
         f"{plan.alias}_stream AS ("
         f"SELECT {ROW}, {', '.join(quote(k) for k in keys)}, {EVENT} AS __mlprod_time, "
         f"NULL::INTEGER AS __mlprod_is_row{extra_probe} FROM {stage} "
-        f"UNION ALL SELECT NULL, {key_select}, {unit.cast(quote(view.timestamp))}, 1{extra_source} "
+        f"UNION ALL SELECT NULL, {key_select}, {unit.cast(quote(view.timestamp), source_types[view.timestamp])}, "
+        f"1{extra_source} "
         f"FROM {src} WHERE {not_null} AND {quote(view.timestamp)} IS NOT NULL)",
         f"{plan.alias}_values AS (SELECT {ROW}, {', '.join(aggregates)} FROM {plan.alias}_stream "
         f"WINDOW {window_clauses} QUALIFY {ROW} IS NOT NULL)",
