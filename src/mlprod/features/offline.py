@@ -53,7 +53,7 @@ from mlprod.features.sources import (
     quote_literal,
     register_rows,
 )
-from mlprod.features.time_unit import TimeUnit, time_unit
+from mlprod.features.time_unit import NANOSECONDS, TimeUnit, time_unit
 from mlprod.workspace import Workspace
 
 ROW = "__mlprod_row"
@@ -266,6 +266,7 @@ def _in_memory(
                 entity_keys=list(view.key_columns),
                 event=event_time,
                 source=plan.source.relation,
+                nanoseconds=unit is NANOSECONDS,
             )
             if not in_memory_is_cheaper(shape, view.ttl_delta):
                 return plan
