@@ -298,6 +298,13 @@ def ratio(numerator: Timing | None, denominator: Timing | None) -> float | None:
     return numerator.seconds / denominator.seconds
 
 
+def cpu_ratio(numerator: float | None, *denominators: float | None) -> str:
+    """``numerator`` over the least of ``denominators`` (CPU-seconds: on a loaded host a steadier
+    comparison of the two mlprod paths than their wall times), or "-"."""
+    known = [d for d in denominators if d]
+    return "-" if numerator is None or not known else f"{numerator / min(known):.2f}"
+
+
 def mark(ok: bool | None) -> str:
     return "-" if ok is None else ("PASS" if ok else "FAIL")
 
@@ -334,8 +341,10 @@ def print_row(result: ShapeResult) -> float | None:
         f"  {diff_text:<31}{'yes' if same else 'NO':>5}"
     )
     cpu = [t[w].cpu_seconds if w in t else None for w in ("feast", *METHODS)]
-    print(f"{'':<11}CPU s: " + " ".join(f"{w} {'-' if c is None else f'{c:.2f}'}" for w, c in
-                                        zip(("Feast", *METHODS), cpu, strict=True)))  # fmt: skip
+    named = zip(("Feast", *METHODS), cpu, strict=True)
+    seconds = " ".join(f"{w} {'-' if c is None else f'{c:.2f}'}" for w, c in named)
+    ratios = f"Feast/auto {cpu_ratio(cpu[0], cpu[1])}, auto/best {cpu_ratio(cpu[1], *cpu[2:])}"
+    print(f"{'':<11}CPU s: {seconds}; by CPU: {ratios}")
     failed = [f"{who} {run.status}" for who, run in t.items() if run.seconds is None]
     if failed:
         print(f"{'':<11}not timed: {', '.join(failed)}")

@@ -99,13 +99,18 @@ _TENTH = {"entity_rows": 50_000, "source_rows": 200_000}
         pytest.param(_MATRIX, timedelta(days=3), True, id="ttl 3d: 1.29 / 1.54"),
         pytest.param(_MATRIX, None, True, id="no ttl: 1.37 / 2.71"),
         pytest.param(
-            replace(_MATRIX, keys=402_459, squared=848_959), timedelta(hours=2), False, id="1M keys: 1.46 / 1.10"
+            replace(_MATRIX, keys=402_459, squared=848_959),
+            timedelta(hours=2),
+            False,
+            id="1M keys: 1.46/1.10",
         ),
         pytest.param(replace(_MATRIX, key_columns=2), timedelta(hours=2), False, id="composite: 1.33 / 1.18"),
         pytest.param(
-            replace(_MATRIX, **_TENTH, keys=10_672, squared=66_196_680), timedelta(hours=2), True,
-            id="zipf: 0.18 / 0.26",
-        ),  # fmt: skip
+            replace(_MATRIX, **_TENTH, keys=10_672, squared=66_196_680),
+            timedelta(hours=2),
+            True,
+            id="zipf: 0.18/0.26",
+        ),
     ],
 )
 def test_the_estimate_picks_the_join_measured_cheaper_on_each_matrix_shape(
@@ -120,7 +125,9 @@ def test_nanoseconds_are_measured_as_the_join_will_compare_them() -> None:
     conn = connect()
     times = pa.array([1, 2_001], pa.int64()).cast(pa.timestamp("ns"))
     conn.register("entities", pa.table({"k": [1, 2], "t": times}))
-    shape = measure(conn, entities="entities", entity_keys=["k"], event="t", source="entities", nanoseconds=True)
+    shape = measure(
+        conn, entities="entities", entity_keys=["k"], event="t", source="entities", nanoseconds=True
+    )
     assert shape.nanoseconds
     assert not in_memory_is_cheaper(replace(_MATRIX, nanoseconds=False), timedelta(hours=2))
     assert in_memory_is_cheaper(replace(_MATRIX, nanoseconds=True), timedelta(hours=2))

@@ -323,7 +323,7 @@ def _gathered(
     columns = list(dict.fromkeys(join.view.feature_columns[name] for name in join.names))
     listed = ", ".join(quote(c) for c in columns)
     schema = conn.sql(f"SELECT {listed} FROM {quote(join.source.relation)} LIMIT 0").to_arrow_table().schema
-    placed = _Placed(schema, length)
+    placed = Placed(schema, length)
     for lo, batch in _taken(conn, join, schema, rows, placed, positions):
         placed.put(positions[lo : lo + batch.num_rows], batch)
     values = placed.table()
@@ -337,7 +337,7 @@ def _taken(
     join: JoinInput,
     schema: pa.Schema,
     rows: np.ndarray,
-    placed: _Placed,
+    placed: Placed,
     positions: np.ndarray,
 ) -> Iterator[tuple[int, pa.RecordBatch]]:
     """The chosen rows of the source, as DuckDB types them: put in ``placed`` here (a Parquet file whose
@@ -371,7 +371,7 @@ def _taken(
         start += batch.num_rows
 
 
-class _Placed:
+class Placed:
     """Columns of ``length`` rows filled piece by piece at given row positions (null elsewhere), from
     several threads: fixed-width columns are numpy arrays written in place; others keep their pieces and
     are taken into place at the end."""
