@@ -17,7 +17,9 @@ Each shape runs, each in its own process (``measured_process``): Feast's DuckDB 
 ``created_time_filter=False`` (Feast's semantics) and ``method="auto"``, ``"in_memory"`` and ``"asof"``.
 Printed per shape: the times, Feast DuckDB / auto (goal >= 1.5x), auto / the better of in_memory and
 asof (goal <= 1.10), whether every output has the same values row for row (aligned on ``row_id``,
-NaN == NaN), and at the end the geometric mean of Feast DuckDB / auto (goal >= 3x).
+NaN == NaN), and at the end the geometric mean of Feast DuckDB / auto (goal >= 3x). Below each
+line: each call's CPU-seconds and the same two ratios by CPU-seconds, steadier than wall times on a
+loaded host (auto runs one path's code plus a ~30 ms estimate, so by CPU it shows the choice).
 """
 
 from __future__ import annotations

@@ -561,7 +561,7 @@ def test_values_taken_from_a_columns_buffers_equal_arrows_take(kind: pa.DataType
     index = np.sort(rng.choice(30, 12, replace=False))
     positions = rng.permutation(20)[:12]
     schema = pa.schema([pa.field("v", kind)])
-    by_buffers, by_take = in_memory_join._Placed(schema, 20), in_memory_join._Placed(schema, 20)
+    by_buffers, by_take = in_memory_join.Placed(schema, 20), in_memory_join.Placed(schema, 20)
     by_buffers.put_taken(0, positions, column, index)
     by_take.put_column(0, positions, column.take(pa.array(index)).combine_chunks())
     assert by_buffers.table().equals(by_take.table())
