@@ -8,6 +8,7 @@ from datetime import timedelta
 import pyarrow as pa
 import pytest
 
+from mlprod.features import Entity, FeatureView, offline, training_frame
 from mlprod.features.join_plan import Shape, in_memory_is_cheaper, measure
 from mlprod.features.sources import connect
 
@@ -121,13 +122,25 @@ def test_the_estimate_picks_the_join_measured_cheaper_on_each_matrix_shape(
     assert in_memory_is_cheaper(case, ttl) is in_memory
 
 
-def test_nanoseconds_are_measured_as_the_join_will_compare_them() -> None:
-    conn = connect()
-    times = pa.array([1, 2_001], pa.int64()).cast(pa.timestamp("ns"))
-    conn.register("entities", pa.table({"k": [1, 2], "t": times}))
-    shape = measure(
-        conn, entities="entities", entity_keys=["k"], event="t", source="entities", nanoseconds=True
-    )
-    assert shape.nanoseconds
-    assert not in_memory_is_cheaper(replace(_MATRIX, nanoseconds=False), timedelta(hours=2))
+@pytest.mark.parametrize(("extra_ns", "nanoseconds"), [(0, False), (1, True)])
+def test_the_frame_gives_the_estimate_the_unit_it_compares_times_in(
+    monkeypatch: pytest.MonkeyPatch, extra_ns: int, nanoseconds: bool
+) -> None:
+    """Nanosecond times that are not whole microseconds reach the estimate as nanoseconds (the DuckDB
+    join costs 3x there, so the in-memory join wins); whole microseconds stored as ns do not."""
+    seen: list[Shape] = []
+
+    def recorded(shape: Shape, ttl: timedelta | None) -> bool:
+        seen.append(shape)
+        return in_memory_is_cheaper(shape, ttl)
+
+    monkeypatch.setattr(offline, "in_memory_is_cheaper", recorded)
+    base = 1_767_225_600 * 10**9  # 2026-01-01
+    times = pa.array([base, base + 1_000 + extra_ns], pa.int64()).cast(pa.timestamp("ns"))
+    source = pa.table({"k": [1, 1], "ts": times, "v": [1.0, 2.0]})
+    view = FeatureView("v", Entity("e", ["k"]), source, ["v"], timestamp="ts", ttl="1h")
+    frame = training_frame(pa.table({"k": [1], "event_time": times[1:]}), [view])
+    assert frame.column("v").to_pylist() == [2.0]
+    assert [shape.nanoseconds for shape in seen] == [nanoseconds]
     assert in_memory_is_cheaper(replace(_MATRIX, nanoseconds=True), timedelta(hours=2))
+    assert not in_memory_is_cheaper(_MATRIX, timedelta(hours=2))
