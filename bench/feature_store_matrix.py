@@ -17,7 +17,9 @@ Each shape runs, each in its own process (``measured_process``): Feast's DuckDB 
 ``created_time_filter=False`` (Feast's semantics) and ``method="auto"``, ``"in_memory"`` and ``"asof"``.
 Printed per shape: the times, Feast DuckDB / auto (goal >= 1.5x), auto / the better of in_memory and
 asof (goal <= 1.10), whether every output has the same values row for row (aligned on ``row_id``,
-NaN == NaN), and at the end the geometric mean of Feast DuckDB / auto (goal >= 3x).
+NaN == NaN), and at the end the geometric mean of Feast DuckDB / auto (goal >= 3x). Below each
+line: each call's CPU-seconds and the same two ratios by CPU-seconds, steadier than wall times on a
+loaded host (auto runs one path's code plus a ~30 ms estimate, so by CPU it shows the choice).
 """
 
 from __future__ import annotations
@@ -298,6 +300,13 @@ def ratio(numerator: Timing | None, denominator: Timing | None) -> float | None:
     return numerator.seconds / denominator.seconds
 
 
+def cpu_ratio(numerator: float | None, *denominators: float | None) -> str:
+    """``numerator`` over the least of ``denominators`` (CPU-seconds: on a loaded host a steadier
+    comparison of the two mlprod paths than their wall times), or "-"."""
+    known = [d for d in denominators if d]
+    return "-" if numerator is None or not known else f"{numerator / min(known):.2f}"
+
+
 def mark(ok: bool | None) -> str:
     return "-" if ok is None else ("PASS" if ok else "FAIL")
 
@@ -334,8 +343,10 @@ def print_row(result: ShapeResult) -> float | None:
         f"  {diff_text:<31}{'yes' if same else 'NO':>5}"
     )
     cpu = [t[w].cpu_seconds if w in t else None for w in ("feast", *METHODS)]
-    print(f"{'':<11}CPU s: " + " ".join(f"{w} {'-' if c is None else f'{c:.2f}'}" for w, c in
-                                        zip(("Feast", *METHODS), cpu, strict=True)))  # fmt: skip
+    named = zip(("Feast", *METHODS), cpu, strict=True)
+    seconds = " ".join(f"{w} {'-' if c is None else f'{c:.2f}'}" for w, c in named)
+    ratios = f"Feast/auto {cpu_ratio(cpu[0], cpu[1])}, auto/best {cpu_ratio(cpu[1], *cpu[2:])}"
+    print(f"{'':<11}CPU s: {seconds}; by CPU: {ratios}")
     failed = [f"{who} {run.status}" for who, run in t.items() if run.seconds is None]
     if failed:
         print(f"{'':<11}not timed: {', '.join(failed)}")

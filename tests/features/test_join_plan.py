@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pyarrow as pa
 import pytest
 
+from mlprod.features import Entity, FeatureView, offline, training_frame
 from mlprod.features.join_plan import Shape, in_memory_is_cheaper, measure
 from mlprod.features.sources import connect
 
@@ -75,3 +77,70 @@ def test_skewed_keys_count_their_pairs() -> None:
     assert skewed.pairs(3_600 * SECOND) > 1_000 * uniform.pairs(3_600 * SECOND)
     assert not in_memory_is_cheaper(uniform, timedelta(hours=1))
     assert in_memory_is_cheaper(skewed, timedelta(hours=1))
+
+
+# The shapes ``join_plan.measure`` gives for each shape of ``bench/feature_store.py --matrix`` (500,000
+# entity x 2M feature rows; 1k keys and Zipf at a tenth), and the join measured cheaper there, in
+# CPU-seconds in memory / DuckDB (one in-process run each, naive times read as epoch ticks):
+_MATRIX = Shape(
+    entity_rows=500_000, source_rows=2_000_000, keys=107_819, squared=3_607_159, span_us=15_551_998_851_703,
+    step_us=1, key_columns=1,
+)  # fmt: skip
+_TENTH = {"entity_rows": 50_000, "source_rows": 200_000}
+
+
+@pytest.mark.parametrize(
+    ("case", "ttl", "in_memory"),
+    [
+        pytest.param(_MATRIX, timedelta(hours=2), False, id="base µs 2h: 1.49 / 1.13"),
+        pytest.param(replace(_MATRIX, step_us=SECOND), timedelta(hours=2), True, id="s: 0.97 / 1.11"),
+        pytest.param(replace(_MATRIX, step_us=1_000), timedelta(hours=2), False, id="ms: 1.27 / 1.13"),
+        pytest.param(replace(_MATRIX, nanoseconds=True), timedelta(hours=2), True, id="ns: 1.37 / 3.39"),
+        pytest.param(_MATRIX, timedelta(hours=1), False, id="ttl 1h: 1.20 / 1.12"),
+        pytest.param(_MATRIX, timedelta(days=3), True, id="ttl 3d: 1.29 / 1.54"),
+        pytest.param(_MATRIX, None, True, id="no ttl: 1.37 / 2.71"),
+        pytest.param(
+            replace(_MATRIX, keys=402_459, squared=848_959),
+            timedelta(hours=2),
+            False,
+            id="1M keys: 1.46/1.10",
+        ),
+        pytest.param(replace(_MATRIX, key_columns=2), timedelta(hours=2), False, id="composite: 1.33 / 1.18"),
+        pytest.param(
+            replace(_MATRIX, **_TENTH, keys=10_672, squared=66_196_680),
+            timedelta(hours=2),
+            True,
+            id="zipf: 0.18/0.26",
+        ),
+    ],
+)
+def test_the_estimate_picks_the_join_measured_cheaper_on_each_matrix_shape(
+    case: Shape, ttl: timedelta | None, in_memory: bool
+) -> None:
+    """String keys and time-zone-aware times measure as the base shape does (1.79 / 1.39, 1.20 / 1.11)
+    and give it the same shape; 1,000 keys measure 0.18 / 0.18, either is right."""
+    assert in_memory_is_cheaper(case, ttl) is in_memory
+
+
+@pytest.mark.parametrize(("extra_ns", "nanoseconds"), [(0, False), (1, True)])
+def test_the_frame_gives_the_estimate_the_unit_it_compares_times_in(
+    monkeypatch: pytest.MonkeyPatch, extra_ns: int, nanoseconds: bool
+) -> None:
+    """Nanosecond times that are not whole microseconds reach the estimate as nanoseconds (the DuckDB
+    join costs 3x there, so the in-memory join wins); whole microseconds stored as ns do not."""
+    seen: list[Shape] = []
+
+    def recorded(shape: Shape, ttl: timedelta | None) -> bool:
+        seen.append(shape)
+        return in_memory_is_cheaper(shape, ttl)
+
+    monkeypatch.setattr(offline, "in_memory_is_cheaper", recorded)
+    base = 1_767_225_600 * 10**9  # 2026-01-01
+    times = pa.array([base, base + 1_000 + extra_ns], pa.int64()).cast(pa.timestamp("ns"))
+    source = pa.table({"k": [1, 1], "ts": times, "v": [1.0, 2.0]})
+    view = FeatureView("v", Entity("e", ["k"]), source, ["v"], timestamp="ts", ttl="1h")
+    frame = training_frame(pa.table({"k": [1], "event_time": times[1:]}), [view])
+    assert frame.column("v").to_pylist() == [2.0]
+    assert [shape.nanoseconds for shape in seen] == [nanoseconds]
+    assert in_memory_is_cheaper(replace(_MATRIX, nanoseconds=True), timedelta(hours=2))
+    assert not in_memory_is_cheaper(_MATRIX, timedelta(hours=2))

@@ -561,8 +561,26 @@ def test_values_taken_from_a_columns_buffers_equal_arrows_take(kind: pa.DataType
     index = np.sort(rng.choice(30, 12, replace=False))
     positions = rng.permutation(20)[:12]
     schema = pa.schema([pa.field("v", kind)])
-    by_buffers, by_take = in_memory_join._Placed(schema, 20), in_memory_join._Placed(schema, 20)
+    by_buffers, by_take = in_memory_join.Placed(schema, 20), in_memory_join.Placed(schema, 20)
     by_buffers.put_taken(0, positions, column, index)
     by_take.put_column(0, positions, column.take(pa.array(index)).combine_chunks())
     assert by_buffers.table().equals(by_take.table())
     assert by_buffers.table().column(0).null_count == 20 - 12 + (nulls and column.take(index).null_count)
+
+
+def test_a_ttl_view_found_by_duckdb_is_placed_by_row_beside_an_aggregation() -> None:
+    """The TTL equi-join gives only the rows that found a value, put in place by row number: alone
+    the frame is assembled from them, beside an aggregation view they join the SQL frame; the same
+    frame either way as the in-memory join's."""
+    source = pd.DataFrame({"driver_id": [1, 2], "ts": [t("2026-01-01 00:00"), t("2026-01-01 01:00")],
+                           "trip": [1.0, 2.0]})  # fmt: skip
+    trips = AggregationView(
+        "trips", DRIVER, source, timestamp="ts", aggregations=[Aggregation("count", None, "1d")]
+    )
+    rows = entities(
+        (2, "2026-01-01 02:00"), (1, "2026-01-02 12:00"), (9, "2026-01-02"), (1, "2026-01-01 12:00")
+    )
+    for views in ([view(ttl="1d")], [view(ttl="1d"), trips]):
+        found = same_by_both_methods(rows, views)
+        assert found.column("rate").to_pylist() == [0.3, 0.2, None, 0.1]
+    assert found.column("rows_count_1d").to_pylist() == [1, 0, 0, 1]

@@ -151,13 +151,13 @@ class _Keys:
 def _entity_keys(conn: duckdb.DuckDBPyConnection, join: JoinInput) -> tuple[_Keys, np.ndarray]:
     """The entity rows' keys and their row numbers."""
     keys = list(join.view.key_columns)
-    sql = _key_query(join, join.entities.relation, keys, join.event, None, extra=[quote(join.row)])
+    sql = _key_query(join, join.entities, keys, join.event, None, extra=[quote(join.row)])
     table = conn.sql(sql).to_arrow_table().combine_chunks()
     return _keys_of(table, len(keys), created=False), numpy_of(table.column(len(keys) + 2))
 
 
 def _key_query(
-    join: JoinInput, relation: str, columns: list[str], time: str, created: str | None, extra: list[str]
+    join: JoinInput, rows: Registered, columns: list[str], time: str, created: str | None, extra: list[str]
 ) -> str:
     """Keys (compared by value: integers of different types as BIGINT, numbers with a float as DOUBLE
     with -0.0 made 0.0), integer times (null where infinite or null), validity, ``extra``."""
@@ -170,14 +170,15 @@ def _key_query(
             selected.append(f"TRY_CAST({quote(name)} AS BIGINT)")
         else:
             selected.append(quote(name))
-    unit = join.unit
-    ts = unit.cast(quote(time))
-    selected.append(f"{unit.epoch}({ts})")
+    unit, types = join.unit, rows.types
+    ticks = unit.ticks_of(quote(time), types[time])
+    selected.append(ticks)
     if created is not None:
-        selected.append(f"{unit.epoch}(coalesce({unit.cast(quote(created))}, {ts}))")
+        created_ticks = unit.ticks_of(quote(created), types[created])
+        selected.append(f"CASE WHEN {quote(created)} IS NULL THEN {ticks} ELSE {created_ticks} END")
     selected.append("(" + " AND ".join(f"{quote(name)} IS NOT NULL" for name in [*columns, time]) + ")")
     listed = ", ".join(f"{expression} AS c{i}" for i, expression in enumerate([*selected, *extra]))
-    return f"SELECT {listed} FROM {quote(relation)}"
+    return f"SELECT {listed} FROM {quote(rows.relation)}"
 
 
 def _keys_of(
@@ -300,7 +301,7 @@ def _key_blocks(
     view = join.view
     assert view.timestamp is not None
     columns = list(view.key_columns.values())
-    sql = _key_query(join, join.source.relation, columns, view.timestamp, view.created, extra=[])
+    sql = _key_query(join, join.source, columns, view.timestamp, view.created, extra=[])
     start, rows = 0, 0
     batches: list[pa.RecordBatch] = []
     with conn.sql(sql).to_arrow_reader(min(_BATCH_ROWS, BLOCK_ROWS)) as reader:
@@ -322,7 +323,7 @@ def _gathered(
     columns = list(dict.fromkeys(join.view.feature_columns[name] for name in join.names))
     listed = ", ".join(quote(c) for c in columns)
     schema = conn.sql(f"SELECT {listed} FROM {quote(join.source.relation)} LIMIT 0").to_arrow_table().schema
-    placed = _Placed(schema, length)
+    placed = Placed(schema, length)
     for lo, batch in _taken(conn, join, schema, rows, placed, positions):
         placed.put(positions[lo : lo + batch.num_rows], batch)
     values = placed.table()
@@ -336,7 +337,7 @@ def _taken(
     join: JoinInput,
     schema: pa.Schema,
     rows: np.ndarray,
-    placed: _Placed,
+    placed: Placed,
     positions: np.ndarray,
 ) -> Iterator[tuple[int, pa.RecordBatch]]:
     """The chosen rows of the source, as DuckDB types them: put in ``placed`` here (a Parquet file whose
@@ -370,7 +371,7 @@ def _taken(
         start += batch.num_rows
 
 
-class _Placed:
+class Placed:
     """Columns of ``length`` rows filled piece by piece at given row positions (null elsewhere), from
     several threads: fixed-width columns are numpy arrays written in place; others keep their pieces and
     are taken into place at the end."""

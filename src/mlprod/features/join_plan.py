@@ -5,12 +5,16 @@ query is an equi-join on the keys and a TTL-wide time bucket: its work grows wit
 the distinct keys (its hash table) and the (entity row, source row) pairs that meet in a bucket. The
 in-memory join's grows with the source rows (more when its times must be ranked: microseconds over
 months beside many key codes), the distinct keys and the values it finds. A composite key costs both
-more. The estimate counts the entity rows' distinct keys, the sum of their squared counts (so that
-skewed popularity counts its pairs) and looks at the unit of the first entity times.
+more. Nanosecond times cost the DuckDB query about three times as much (128-bit buckets, and naive
+ones are cast to ``TIMESTAMPTZ_NS`` through ICU), the in-memory join nothing more. The estimate
+counts the entity rows' distinct keys, the sum of their squared counts (so that skewed popularity
+counts its pairs) and looks at the unit of the first entity times.
 
 The constants are CPU-seconds per million, measured with ``bench/feature_store.py --matrix`` and
 in-process runs (1M entity x 5M feature rows and 500,000 x 2M: integer, composite and 1M keys; s
-and µs times; TTLs of 2 h and 3 d); they only have to order the two joins.
+and µs times; TTLs of 2 h and 3 d) and checked again on every shape of the matrix once naive times
+were no longer cast through ICU (``tests/features/test_join_plan.py``); they only have to order the
+two joins.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ _SQL_PER_SOURCE_ROW, _SQL_PER_ENTITY_ROW, _SQL_PER_PAIR, _SQL_PER_KEY = 0.3, 0.5
 _MEM_PER_SOURCE_ROW, _MEM_PER_ENTITY_ROW, _MEM_PER_RANKED_ROW, _MEM_PER_KEY = 0.25, 0.4, 0.09, 0.78
 _MEM_PER_FOUND = 1.6
 _COMPOSITE = 1.6  # both joins, per extra key column
+_SQL_NANOSECONDS = 3.0  # 3.39 / 1.13 CPU-s for the DuckDB query on 500,000 x 2M rows, ns against µs
 _SAMPLE = 4096  # source times looked at for their unit
 _SAMPLE_FROM, _SAMPLED = 100_000, 0.1  # entity rows past which a tenth of them is grouped by key
 _STEPS_US = (86_400_000_000, 3_600_000_000, 60_000_000, 1_000_000, 1_000, 1)
@@ -37,7 +42,8 @@ _STEPS_US = (86_400_000_000, 3_600_000_000, 60_000_000, 1_000_000, 1_000, 1)
 @dataclass(frozen=True)
 class Shape:
     """What the estimate needs: row counts, distinct entity keys, the sum of squared entity rows per
-    key, the entity times' span and the source times' unit (µs), and how many key columns."""
+    key, the entity times' span and the source times' unit (µs), how many key columns, and whether
+    times are compared as nanoseconds."""
 
     entity_rows: int
     source_rows: int
@@ -46,6 +52,7 @@ class Shape:
     span_us: int
     step_us: int
     key_columns: int
+    nanoseconds: bool = False  # whether the join compares times as nanoseconds
 
     def pairs(self, ttl_us: int) -> float:
         """Pairs meeting in the TTL join's buckets (a source row joins two), as if each key had
@@ -69,7 +76,7 @@ def in_memory_is_cheaper(shape: Shape, ttl: timedelta | None) -> bool:
     source, entities, keys = shape.source_rows, shape.entity_rows, shape.keys
     pairs = shape.pairs(ttl_us)
     sql = _SQL_PER_SOURCE_ROW * source + _SQL_PER_ENTITY_ROW * entities + _SQL_PER_KEY * keys
-    sql = sql * composite + _SQL_PER_PAIR * pairs
+    sql = (sql * composite + _SQL_PER_PAIR * pairs) * (_SQL_NANOSECONDS if shape.nanoseconds else 1.0)
     found = entities * (1 - math.exp(-pairs / max(entities, 1) / 2))  # a value within the TTL
     memory = _MEM_PER_SOURCE_ROW * source + _MEM_PER_ENTITY_ROW * entities + _MEM_PER_KEY * keys
     memory += _MEM_PER_RANKED_ROW * source * shape.ranked()
@@ -84,11 +91,12 @@ def measure(
     entity_keys: list[str],
     event: str,
     source: str,
+    nanoseconds: bool = False,
 ) -> Shape:
     """The shape of one view's join, cheaply (tens of ms for a million entity rows): a HyperLogLog
     count of the entity keys, their squared counts from a sample of ``_SAMPLED`` of the rows, a count
     of the source rows (Parquet metadata) and the unit of the first ``_SAMPLE`` entity times (in µs:
-    nanoseconds only matter to the joins)."""
+    ``nanoseconds`` says whether the joins compare them as nanoseconds)."""
     keys = ", ".join(quote(k) for k in entity_keys)
     ((rows, distinct, low, high),) = conn.execute(
         f"SELECT count(*), approx_count_distinct(hash({keys})), epoch_us(min({quote(event)})::TIMESTAMPTZ), "
@@ -116,4 +124,5 @@ def measure(
         span_us=int(high - low) if high is not None and low is not None else 0,
         step_us=step,
         key_columns=len(entity_keys),
+        nanoseconds=nanoseconds,
     )

@@ -5,7 +5,8 @@ cheaper (``join_plan``) (``in_memory_join``: its source's keys sorted block by b
 only the chosen rows' values read). Otherwise, and for every other view, one DuckDB query does the
 work, out of core (it spills under a memory limit):
 - a feature view with a TTL is an equi-join on the keys and a TTL-wide time bucket, keeping the
-  greatest (feature time, created time) in ``[event - ttl, event]`` (no sort of the source);
+  greatest (feature time, created time) in ``[event - ttl, event]`` (no sort of the source); when
+  the frame is returned, only the rows that found a value come back, put in place by row number;
 - a feature view without one is an ASOF JOIN on the entity keys and a 128-bit order key (feature
   time, then created time), so each row gets the latest value at or before its event time and ties
   on feature time go to the latest created time;
@@ -42,7 +43,7 @@ from mlprod.features.definitions import (
     View,
     select_features,
 )
-from mlprod.features.in_memory_join import JoinInput, codable, fits, join_in_memory
+from mlprod.features.in_memory_join import JoinInput, Placed, codable, fits, join_in_memory
 from mlprod.features.join_plan import in_memory_is_cheaper, measure
 from mlprod.features.sources import (
     Registered,
@@ -53,7 +54,7 @@ from mlprod.features.sources import (
     quote_literal,
     register_rows,
 )
-from mlprod.features.time_unit import TimeUnit, time_unit
+from mlprod.features.time_unit import NANOSECONDS, TimeUnit, time_unit
 from mlprod.workspace import Workspace
 
 ROW = "__mlprod_row"
@@ -67,6 +68,7 @@ JoinMethod = Literal["auto", "in_memory", "asof"]
 _SHIFT = "18446744073709551616"  # 2**64
 _OFFSET = "9223372036854775808"  # 2**63: created microseconds made non-negative below 2**64
 _PROBE_LOW = "18446744073709551615"  # 2**64 - 1: an entity row sees every created time at its feature time
+_STAGE = "__mlprod_stage_0"
 _BUCKET_ORIGIN = 10**17  # µs added before bucketing, so times before 1970 divide like later ones
 
 
@@ -193,6 +195,8 @@ def _run(
                 plans[at] = joined = _in_memory(
                     conn, entities, event_time, plan, memory_limit, method, held, keep_times, unit
                 )
+                if joined.found is None and output is None and _by_ttl_query(joined.view):
+                    plans[at] = joined = _found_by_ttl_query(conn, entities, event_time, joined, unit)
                 held += joined.found.nbytes if joined.found is not None else 0
             lineage = _frame_lineage(features, {p.view.name: p.source.lineage for p in plans})
             if output is None and all(plan.found is not None for plan in plans):
@@ -266,6 +270,7 @@ def _in_memory(
                 entity_keys=list(view.key_columns),
                 event=event_time,
                 source=plan.source.relation,
+                nanoseconds=unit is NANOSECONDS,
             )
             if not in_memory_is_cheaper(shape, view.ttl_delta):
                 return plan
@@ -273,14 +278,18 @@ def _in_memory(
     return plan if found is None else replace(plan, found=found)
 
 
+def _by_ttl_query(view: View) -> bool:
+    """Whether DuckDB joins this view by its TTL equi-join (a feature view with a time and a TTL)."""
+    return isinstance(view, FeatureView) and view.timestamp is not None and view.ttl_delta is not None
+
+
 def _assembled(
     conn: Any, entities: Registered, event_time: str, plans: list[_ViewPlan], keep_times: bool, unit: TimeUnit
 ) -> pa.Table:
     """The frame when every view was joined in memory: the entity rows, then each view's columns."""
     event = quote(event_time)
-    frame = conn.sql(
-        f"SELECT * REPLACE ({unit.cast(event)} AS {event}) FROM {entities.relation}"
-    ).to_arrow_table()
+    cast = unit.cast(event, entities.types[event_time])
+    frame = conn.sql(f"SELECT * REPLACE ({cast} AS {event}) FROM {entities.relation}").to_arrow_table()
     # The joins give row i the values of entity row number i. A scan keeps its order unless told not
     # to (preserve_insertion_order), so the rows are reordered only when they came back otherwise.
     numbers = frame.column(ROW).to_numpy()
@@ -378,13 +387,8 @@ def _query(
     entities: Registered, event_time: str, plans: list[_ViewPlan], unit: TimeUnit, *, keep_times: bool = False
 ) -> str:
     """Each view adds its columns to the previous stage; the last stage is put back in input order."""
-    stage = "__mlprod_stage_0"
-    event = unit.cast(quote(event_time))
-    ctes = [
-        f"{stage} AS (SELECT * REPLACE ({event} AS {quote(event_time)}), {event} AS {EVENT}, "
-        f"({unit.epoch}({event})::HUGEINT * {_SHIFT}) + {_PROBE_LOW} AS {PROBE} "
-        f"FROM {entities.relation})"
-    ]
+    stage = _STAGE
+    ctes = [_first_stage(entities, event_time, unit)]
     for plan in plans:
         if isinstance(plan.view, AggregationView):
             ctes += _aggregation_ctes(plan, plan.view, stage, unit)
@@ -395,6 +399,40 @@ def _query(
     if not keep_times:
         internal += [f"{prefix}{plan.index}" for plan in plans for prefix in (TIME, CREATED)]
     return f"WITH {', '.join(ctes)} SELECT * EXCLUDE ({', '.join(internal)}) FROM {stage} ORDER BY {ROW}"
+
+
+def _first_stage(entities: Registered, event_time: str, unit: TimeUnit) -> str:
+    """The entity rows with their event time in the join's unit, as ``_STAGE``."""
+    event = unit.cast(quote(event_time), entities.types[event_time])
+    return (
+        f"{_STAGE} AS (SELECT * REPLACE ({event} AS {quote(event_time)}), {event} AS {EVENT}, "
+        f"({unit.epoch}({event})::HUGEINT * {_SHIFT}) + {_PROBE_LOW} AS {PROBE} "
+        f"FROM {entities.relation})"
+    )
+
+
+def _found_by_ttl_query(
+    conn: Any, entities: Registered, event_time: str, plan: _ViewPlan, unit: TimeUnit
+) -> _ViewPlan:
+    """``plan`` (a feature view with a TTL) with its values found by DuckDB's TTL equi-join and put in
+    place by entity row number here: the query gives only the rows that found a value, so the frame is
+    then built like an in-memory join's, without joining every entity row back and sorting the frame
+    (an eighth of the query's CPU time)."""
+    view = plan.view
+    assert isinstance(view, FeatureView)
+    ctes = [_first_stage(entities, event_time, unit), *_feature_view_ctes(plan, view, _STAGE, unit)[:-1]]
+    fields = [*plan.names, "__mlprod_ts", "__mlprod_created"]
+    names = [*plan.names, f"{TIME}{plan.index}", f"{CREATED}{plan.index}"]
+    listed = ", ".join(f"w.{quote(f)} AS {quote(n)}" for f, n in zip(fields, names, strict=True))
+    sql = f"WITH {', '.join(ctes)} SELECT {ROW}, {listed} FROM {plan.alias}_chosen"
+    chosen = conn.sql(sql).to_arrow_table()
+    ((length,),) = conn.execute(f"SELECT count(*) FROM {entities.relation}").fetchall()
+    values = chosen.drop_columns([ROW]).combine_chunks()
+    placed = Placed(values.schema, int(length))
+    rows = np.asarray(chosen.column(ROW).to_numpy(), dtype=np.int64)
+    for at, column in enumerate(values.columns):
+        placed.put_column(at, rows, column.chunk(0) if column.num_chunks else pa.array([], column.type))
+    return replace(plan, found=placed.table())
 
 
 def _chosen_outputs(index: int, names: list[str], value: str, time: str, created: str) -> list[str]:
@@ -429,8 +467,9 @@ def _feature_view_ctes(plan: _ViewPlan, view: FeatureView, stage: str, unit: Tim
             f"LEFT JOIN (SELECT {key_select}, {values}, TRUE AS __mlprod_found FROM {src} "
             f"WHERE {not_null}) s ON {on})"
         ]
-    ts = unit.cast(quote(view.timestamp))
-    created = f"coalesce({unit.cast(quote(view.created))}, {ts})" if view.created else ts
+    types = plan.source.types
+    ts = unit.cast(quote(view.timestamp), types[view.timestamp])
+    created = f"coalesce({unit.cast(quote(view.created), types[view.created])}, {ts})" if view.created else ts
     prepared = f"{plan.alias}_source"
     # Without a created column the feature time alone orders rows (and rows tying on it are duplicates).
     order, probe = (
@@ -542,12 +581,13 @@ def _aggregation_ctes(plan: _ViewPlan, view: AggregationView, stage: str, unit: 
         for w in windows
     )
     extra_probe = (", " + probe_values) if probe_values else ""
+    source_time = unit.cast(quote(view.timestamp), source_types[view.timestamp])
     extra_source = (", " + source_values) if source_values else ""
     return [
         f"{plan.alias}_stream AS ("
         f"SELECT {ROW}, {', '.join(quote(k) for k in keys)}, {EVENT} AS __mlprod_time, "
         f"NULL::INTEGER AS __mlprod_is_row{extra_probe} FROM {stage} "
-        f"UNION ALL SELECT NULL, {key_select}, {unit.cast(quote(view.timestamp))}, 1{extra_source} "
+        f"UNION ALL SELECT NULL, {key_select}, {source_time}, 1{extra_source} "
         f"FROM {src} WHERE {not_null} AND {quote(view.timestamp)} IS NOT NULL)",
         f"{plan.alias}_values AS (SELECT {ROW}, {', '.join(aggregates)} FROM {plan.alias}_stream "
         f"WINDOW {window_clauses} QUALIFY {ROW} IS NOT NULL)",
