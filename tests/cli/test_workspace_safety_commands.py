@@ -55,6 +55,8 @@ def test_gc_refuses_to_delete_more_than_the_database_knows_until_confirmed(
     assert "removed 6 object(s)" in confirmed.stdout
     with Workspace.open(tmp_path / "ws") as ws:
         assert TableStore(ws).checkout("u").num_rows == 1
+
+
 def test_commit_and_merge_refuse_a_new_column_unless_allowed(mlprod: Run, tmp_path: Path) -> None:
     mlprod("init", "ws")
     ws = ["-C", "ws"]
@@ -74,4 +76,3 @@ def test_commit_and_merge_refuse_a_new_column_unless_allowed(mlprod: Run, tmp_pa
     assert merge.returncode == 2 and "'extra' has column(s) 'note' that 'main' does not have" in merge.stderr
     merged = mlprod(*ws, "data", "merge", "t", "extra", "--allow-new-columns")
     assert merged.returncode == 0 and "fast-forwarded" in merged.stdout, merged.stderr
-

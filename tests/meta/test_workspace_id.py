@@ -79,10 +79,13 @@ def test_an_empty_database_with_a_full_artifact_store_is_refused(tmp_path: Path)
     empty = tmp_path / "empty.db"
     empty.touch()
     with pytest.raises(
-        MissingDatabaseError, match=r"empty\.db is empty \(no mlprod schema\), while the artifact store .* holds 4"
+        MissingDatabaseError,
+        match=r"empty\.db is empty \(no mlprod schema\), while the artifact store .* holds 4",
     ):
         Workspace.open(tmp_path / "ws", environ={"MLPROD_DATABASE_URL": f"sqlite:///{empty}"})
-    assert empty.stat().st_size == 0  # not migrated
+    engine = sa.create_engine(f"sqlite:///{empty}")
+    assert sa.inspect(engine).get_table_names() == []  # not migrated
+    engine.dispose()
 
 
 def test_a_config_pointing_to_another_workspaces_database_is_refused(tmp_path: Path) -> None:
@@ -96,7 +99,9 @@ def test_a_config_pointing_to_another_workspaces_database_is_refused(tmp_path: P
     ):
         Workspace.open(tmp_path / "a")
     with pytest.raises(ForeignDatabaseError):  # the same through the environment
-        Workspace.open(tmp_path / "b", environ={"MLPROD_DATABASE_URL": f"sqlite:///{tmp_path / 'a' / 'meta.db'}"})
+        Workspace.open(
+            tmp_path / "b", environ={"MLPROD_DATABASE_URL": f"sqlite:///{tmp_path / 'a' / 'meta.db'}"}
+        )
 
 
 def test_a_workspace_from_before_ids_is_adopted_on_first_open(tmp_path: Path) -> None:
@@ -115,14 +120,17 @@ def test_an_old_workspace_with_an_unrelated_old_database_is_refused(tmp_path: Pa
     _with_table(tmp_path / "b")
     _as_before_ids(tmp_path / "a")
     _as_before_ids(tmp_path / "b")
-    TableStore_b = tmp_path / "b" / "artifacts" / "tables"
-    for blob in TableStore_b.rglob("*"):  # b's database now knows no object that a's store holds
+    b_objects = tmp_path / "b" / "artifacts" / "tables"
+    for blob in b_objects.rglob("*"):  # b's database now knows no object that a's store holds
         if blob.is_file() and blob.parent.name != "tmp":
             blob.unlink()
     with pytest.raises(
-        ForeignDatabaseError, match=r"b/meta.db knows none of the 4 object\(s\) in the artifact store .*a/artifacts"
+        ForeignDatabaseError,
+        match=r"b/meta.db knows none of the 4 object\(s\) in the artifact store .*a/artifacts",
     ):
-        Workspace.open(tmp_path / "a", environ={"MLPROD_DATABASE_URL": f"sqlite:///{tmp_path / 'b' / 'meta.db'}"})
+        Workspace.open(
+            tmp_path / "a", environ={"MLPROD_DATABASE_URL": f"sqlite:///{tmp_path / 'b' / 'meta.db'}"}
+        )
     assert marker_id(tmp_path / "a" / "artifacts") is None  # nothing adopted
 
 
@@ -130,7 +138,10 @@ def test_a_store_that_lost_its_marker_is_refused_until_it_is_restored(tmp_path: 
     workspace_id = _with_table(tmp_path)
     marker = tmp_path / "artifacts" / MARKER_FILENAME
     marker.unlink()
-    with pytest.raises(ForeignDatabaseError, match=rf"holds 4 object\(s\) but no workspace id.*write {workspace_id} into {marker}"):
+    with pytest.raises(
+        ForeignDatabaseError,
+        match=rf"holds 4 object\(s\) but no workspace id.*write {workspace_id} into {marker}",
+    ):
         Workspace.open(tmp_path)
     marker.write_text(workspace_id + "\n")
     with Workspace.open(tmp_path) as ws:
@@ -140,7 +151,9 @@ def test_a_store_that_lost_its_marker_is_refused_until_it_is_restored(tmp_path: 
 def test_a_garbled_marker_is_named(tmp_path: Path) -> None:
     Workspace.init(tmp_path).close()
     (tmp_path / "artifacts" / MARKER_FILENAME).write_text("not an id")
-    with pytest.raises(ForeignDatabaseError, match=r"does not hold a workspace id \(32 hex digits\) but 'not an id'"):
+    with pytest.raises(
+        ForeignDatabaseError, match=r"does not hold a workspace id \(32 hex digits\) but 'not an id'"
+    ):
         Workspace.open(tmp_path)
 
 
@@ -157,7 +170,9 @@ def test_init_refuses_an_artifact_store_that_holds_objects(tmp_path: Path) -> No
 
 def test_init_refuses_a_database_that_holds_another_workspaces_data(tmp_path: Path) -> None:
     owner = _with_table(tmp_path / "a")
-    with pytest.raises(ForeignDatabaseError, match=rf"already holds the tables or models of workspace {owner}"):
+    with pytest.raises(
+        ForeignDatabaseError, match=rf"already holds the tables or models of workspace {owner}"
+    ):
         Workspace.init(tmp_path / "b", database_url=f"sqlite:///{tmp_path / 'a' / 'meta.db'}")
     assert not (tmp_path / "b").exists()
     with Workspace.open(tmp_path / "a") as ws:
@@ -180,7 +195,9 @@ def test_postgres_identity_refuses_an_empty_or_foreign_database(
 ) -> None:
     mine = _with_table(tmp_path / "a", postgres_url)
     elsewhere = {"MLPROD_DATABASE_URL": second_postgres_url}
-    with pytest.raises(MissingDatabaseError, match=r"is empty \(no mlprod schema\), while the artifact store"):
+    with pytest.raises(
+        MissingDatabaseError, match=r"is empty \(no mlprod schema\), while the artifact store"
+    ):
         Workspace.open(tmp_path / "a", environ=elsewhere)
     theirs = _with_table(tmp_path / "b", second_postgres_url)
     with pytest.raises(ForeignDatabaseError, match=rf"belongs to workspace {theirs}, .* workspace {mine}"):

@@ -1,10 +1,11 @@
 """Schema evolution: how an incoming batch's columns meet a table's schema.
 
 New columns are added (nullable, existing rows read as null) only when asked for
-(``allow_new_columns``): a stray column in a file must not widen the table for good. Incoming values of a related type (any
-number into a number column, any text into a text column, dates and timestamps) are cast into the
-table's type only when no value changes (``casts``: casting back gives the same value); a cast that
-would change a value is refused with an example row, unless ``allow_lossy_cast`` accepts the rounding.
+(``allow_new_columns``): a stray column in a file must not widen the table for good. Incoming values
+of a related type (any number into a number column, any text into a text column, dates and
+timestamps) are cast into the table's type only when no value changes (``casts``: casting back gives
+the same value); a cast that would change a value is refused with an example row, unless
+``allow_lossy_cast`` accepts the rounding.
 Anything else is a type change, refused unless asked for, because it rewrites every bucket.
 """
 

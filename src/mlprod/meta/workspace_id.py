@@ -180,7 +180,8 @@ def holds_data(engine: Engine) -> bool:
     with _translated("reading the metadata database"), engine.connect() as conn:
         tables = set(sa.inspect(conn).get_table_names())
         return any(
-            table.name in tables and conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first()
+            table.name in tables
+            and conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first()
             for table in (data_commits, model_versions)
         )
 
