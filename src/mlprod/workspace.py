@@ -2,7 +2,9 @@
 
 A workspace is a directory holding ``mlprod.toml``, a metadata database (SQLite ``meta.db`` unless
 the config names another URL), an artifact store and a prediction log. ``mlprod.toml`` is written
-last when creating one, so a directory without it is not a workspace, whatever else it holds.
+last when creating one, so a directory without it is not a workspace, whatever else it holds. Only
+``init`` creates a metadata database; the database and the artifact store carry the same workspace
+id, checked on every open (``mlprod.meta.workspace_id``).
 
 Examples:
     >>> import tempfile

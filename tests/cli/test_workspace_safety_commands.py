@@ -3,6 +3,7 @@ not know, and ``data commit``/``data merge`` widen a table only when told (issue
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -76,3 +77,10 @@ def test_commit_and_merge_refuse_a_new_column_unless_allowed(mlprod: Run, tmp_pa
     assert merge.returncode == 2 and "'extra' has column(s) 'note' that 'main' does not have" in merge.stderr
     merged = mlprod(*ws, "data", "merge", "t", "extra", "--allow-new-columns")
     assert merged.returncode == 0 and "fast-forwarded" in merged.stdout, merged.stderr
+
+
+def test_init_and_info_show_the_workspace_id(mlprod: Run, tmp_path: Path) -> None:
+    created = mlprod("init", "ws")
+    marker = (tmp_path / "ws" / "artifacts" / "mlprod-workspace-id").read_text().strip()
+    assert f"workspace id:      {marker}" in created.stdout
+    assert re.search(rf"workspace id\s+{marker}", mlprod("-C", "ws", "info").stdout)
