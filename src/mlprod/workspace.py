@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
 
 from mlprod.artifacts import ArtifactStore
 from mlprod.config import CONFIG_FILENAME, Config, apply_env_overrides, load_config, render_config
@@ -46,11 +47,11 @@ class Workspace:
         self.root = root
         self.config = config
         artifacts = self.resolve_path(config.artifacts.path)
-        shown = self.redacted_database_url
         missing = None if create else _missing_sqlite_file(self.database_url)
         if missing is not None:
             raise missing_database(str(missing), artifacts, root)
         self.engine: Engine = connect(self.database_url)
+        shown = self.redacted_database_url
         try:
             if not create and schema_revision(self.engine) is None:
                 raise empty_database(shown, artifacts)
@@ -206,7 +207,10 @@ def open_or_init(path: Path, *, environ: Mapping[str, str] | None = None) -> Wor
 
 def _missing_sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL when it does not exist (connecting would create it empty)."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None  # connecting names the bad URL
     database = parsed.database
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or parsed.query:
         return None

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from mlprod.data import TableStore
-from mlprod.errors import ForeignDatabaseError, MissingDatabaseError
+from mlprod.errors import DatabaseError, ForeignDatabaseError, MissingDatabaseError
 from mlprod.meta.scratch import scratch_database
 from mlprod.meta.workspace_id import MARKER_FILENAME, database_id, marker_id
 from mlprod.workspace import Workspace
@@ -177,6 +177,12 @@ def test_init_refuses_a_database_that_holds_another_workspaces_data(tmp_path: Pa
     assert not (tmp_path / "b").exists()
     with Workspace.open(tmp_path / "a") as ws:
         assert ws.workspace_id == owner
+
+
+def test_an_unparsable_database_url_is_named_not_taken_for_a_missing_file(tmp_path: Path) -> None:
+    Workspace.init(tmp_path).close()
+    with pytest.raises(DatabaseError, match="database URL 'not a url' is not a valid SQLAlchemy URL"):
+        Workspace.open(tmp_path, environ={"MLPROD_DATABASE_URL": "not a url"})
 
 
 @pytest.fixture
