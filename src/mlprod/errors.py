@@ -8,6 +8,8 @@ else escaping is a bug in mlprod.
     ├── WorkspaceError            no workspace, unreadable workspace, already initialised
     ├── ConfigError               mlprod.toml or MLPROD_* value that does not validate
     ├── DatabaseError             metadata database unreachable or failing
+    │   ├── MissingDatabaseError  the workspace's metadata database is missing or empty (never recreated)
+    │   └── ForeignDatabaseError  the database and the artifact store belong to different workspaces
     ├── StorageFullError          no space left writing the metadata DB or a blob (nothing committed)
     ├── PredictionLogError        the prediction log cannot take a record: the answer is not sent
     ├── ArtifactError
@@ -18,6 +20,7 @@ else escaping is a bug in mlprod.
     ├── NotFoundError (also LookupError)   unknown dataset, model, version or alias
     ├── AlreadyExistsError
     ├── DamagedHistoryError       gc found a commit it cannot read completely and deleted nothing
+    │   └── UnknownObjectsError   gc would delete more objects than the database knows (unconfirmed)
     ├── GcInProgressError         another ``data gc`` holds the sweep lease
     ├── ConflictError             a ref moved under a writer and could not be rebased onto
     │   └── MergeConflictError    a merge (or a commit rebased onto a moved branch) found cells
@@ -27,6 +30,7 @@ else escaping is a bug in mlprod.
     │   ├── UnsupportedMediaTypeError  a request body that is not declared as JSON (HTTP 415)
     │   ├── HostNotAllowedError   a request whose Host header names no address of the server (HTTP 421)
     │   ├── LossyCastError        a value would change when cast into a column's type
+    │   ├── NewColumnsError       a commit brings columns the table lacks, schema evolution not asked for
     │   └── ValidationFailedError incoming rows break a table's expectations (``report`` says how)
     └── ModelFormatError          a model that cannot be stored or loaded safely
 """
@@ -144,3 +148,26 @@ class UnauthorizedError(MlprodError):
 
 class ForbiddenError(MlprodError):
     """A valid API token lacks the scope an operation needs."""
+
+
+# ---- branch a-workspace: workspace identity, gc confirmation, schema evolution on request ----------
+
+
+class MissingDatabaseError(DatabaseError):
+    """The workspace's metadata database does not exist or holds no mlprod schema; opening a workspace
+    never creates one (only ``mlprod init`` does), so data the artifact store holds is never orphaned."""
+
+
+class ForeignDatabaseError(DatabaseError):
+    """The metadata database is not the one the artifact store was written with (their workspace ids
+    differ), e.g. a config pointing to another SQLite file or PostgreSQL database."""
+
+
+class UnknownObjectsError(DamagedHistoryError):
+    """gc would delete more objects than the metadata database knows: the database is probably not the
+    one the store was written with; nothing is deleted unless the user confirms explicitly."""
+
+
+class NewColumnsError(InvalidInputError):
+    """Incoming rows have columns the table lacks and schema evolution (``allow_new_columns``) was not
+    asked for; nothing is committed."""

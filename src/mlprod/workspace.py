@@ -2,7 +2,9 @@
 
 A workspace is a directory holding ``mlprod.toml``, a metadata database (SQLite ``meta.db`` unless
 the config names another URL), an artifact store and a prediction log. ``mlprod.toml`` is written
-last when creating one, so a directory without it is not a workspace, whatever else it holds.
+last when creating one, so a directory without it is not a workspace, whatever else it holds. Only
+``init`` creates a metadata database; the database and the artifact store carry the same workspace
+id, checked on every open (``mlprod.meta.workspace_id``).
 
 Examples:
     >>> import tempfile
@@ -20,28 +22,44 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
 
 from mlprod.artifacts import ArtifactStore
 from mlprod.config import CONFIG_FILENAME, Config, apply_env_overrides, load_config, render_config
 from mlprod.errors import WorkspaceError
-from mlprod.meta.database import connect, is_at_head, upgrade_to_head
+from mlprod.meta.database import connect, is_at_head, schema_revision, upgrade_to_head
+from mlprod.meta.workspace_id import bind_existing, bind_new, empty_database, missing_database
 
 HOME_ENV = "MLPROD_HOME"
 SQLITE_FILENAME = "meta.db"
 
 
 class Workspace:
-    """An open workspace: its config, metadata engine and artifact store."""
+    """An open workspace: its config, metadata engine and artifact store.
 
-    def __init__(self, root: Path, config: Config) -> None:
+    Only ``init`` (``create=True``) creates a metadata database; opening one never does. A database
+    file that is missing, one that is empty, or one that belongs to another workspace than the
+    artifact store (``mlprod.meta.workspace_id``) is refused with the way to fix it.
+    """
+
+    def __init__(self, root: Path, config: Config, *, create: bool = False) -> None:
         self.root = root
         self.config = config
+        artifacts = self.resolve_path(config.artifacts.path)
+        missing = None if create else _missing_sqlite_file(self.database_url)
+        if missing is not None:
+            raise missing_database(str(missing), artifacts, root)
         self.engine: Engine = connect(self.database_url)
+        shown = self.redacted_database_url
         try:
+            if not create and schema_revision(self.engine) is None:
+                raise empty_database(shown, artifacts)
             if not is_at_head(self.engine):
                 upgrade_to_head(self.engine)
-            self.artifacts = ArtifactStore(self.resolve_path(config.artifacts.path))
+            self.artifacts = ArtifactStore(artifacts)
+            bind = bind_new if create else bind_existing
+            self.workspace_id = bind(self.engine, artifacts, shown)
         except BaseException:
             self.engine.dispose()
             raise
@@ -49,6 +67,11 @@ class Workspace:
     @property
     def database_url(self) -> str:
         return self.config.database.url or f"sqlite:///{self.root / SQLITE_FILENAME}"
+
+    @property
+    def redacted_database_url(self) -> str:
+        """The database URL with its password hidden, for messages."""
+        return make_url(self.database_url).render_as_string(hide_password=True)
 
     @property
     def prediction_log_dir(self) -> Path:
@@ -77,7 +100,7 @@ class Workspace:
         workspace: Workspace | None = None
         try:
             root.mkdir(parents=True, exist_ok=True)
-            workspace = cls(root, apply_env_overrides(config, environ))
+            workspace = cls(root, apply_env_overrides(config, environ), create=True)
             _write_atomically(root / CONFIG_FILENAME, render_config(config))
         except BaseException as exc:
             if workspace is not None:
@@ -180,6 +203,19 @@ def open_or_init(path: Path, *, environ: Mapping[str, str] | None = None) -> Wor
     if (path / CONFIG_FILENAME).is_file():
         return Workspace.open(path, environ=environ)
     return Workspace.init(path, environ=environ)
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL when it does not exist (connecting would create it empty)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None  # connecting names the bad URL
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or parsed.query:
+        return None
+    path = Path(database)
+    return None if path.exists() else path
 
 
 def _write_atomically(path: Path, text: str) -> None:

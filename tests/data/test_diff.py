@@ -127,7 +127,9 @@ def test_diff_across_added_columns_and_of_a_version_with_itself(workspace: Works
     store = TableStore(workspace)
     store.create("t", key=["id"], data=table_of({1: {"x": 1.0, "y": "a"}, 2: {"x": 2.0, "y": "b"}}))
     store.tag("t", "v1")
-    store.commit("t", table_of({1: {"x": 1.0, "y": "a"}}).append_column("z", pa.array([7])))
+    store.commit(
+        "t", table_of({1: {"x": 1.0, "y": "a"}}).append_column("z", pa.array([7])), allow_new_columns=True
+    )
     d = diff_versions(store, "t", "v1", "main")
     assert d.cells().to_pylist() == [{"id": 1, "column": "z", "old": None, "new": "7"}]
     assert diff_versions(store, "t", "main", "main").summary()["changed"] == 0

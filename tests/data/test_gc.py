@@ -17,8 +17,9 @@ import pytest
 
 from mlprod.data import TableStore, collect_garbage
 from mlprod.data import gc as gc_module
+from mlprod.data.gc import live_objects
 from mlprod.data.gc_fence import GcFence
-from mlprod.errors import DamagedHistoryError, GcInProgressError
+from mlprod.errors import DamagedHistoryError, GcInProgressError, UnknownObjectsError
 from mlprod.workspace import Workspace
 
 OLD = time.time() - 7200  # written two hours ago: past the default one-hour grace period
@@ -360,3 +361,34 @@ def test_a_crossed_commit_that_did_not_keep_the_bytes_fails_cleanly(
     monkeypatch.undo()
     assert tables.commit("t", RETRIED).committed  # the retry (no sweep now) goes through
     readable(tables)
+
+
+def test_gc_refuses_to_delete_more_objects_than_the_database_knows(tables: TableStore) -> None:
+    tables.create("u", key=["id"], data=pa.table({"id": [1], "v": [1.0]}), buckets=1)
+    tables.history.drop_table("t")  # stands for a database that is not the one t was written with
+    unknown = {sha for sha in tables.objects} - live_objects(tables)
+    sizes = sum(tables.objects.path_of(sha).stat().st_size for sha in unknown)
+    assert len(unknown) == 6 and len(live_objects(tables)) == 3
+    epoch = tables.fence.mark().epoch
+    with pytest.raises(UnknownObjectsError) as caught:
+        collect_garbage(tables, grace_seconds=0)
+    assert str(caught.value).startswith(
+        f"gc deleted nothing: it would delete 6 object(s) ({sizes:,} bytes) from {tables.objects.root}, "
+        f"more than the 3 the metadata database {tables.workspace.redacted_database_url} knows."
+    )
+    assert "`mlprod data gc --yes-delete-unknown` (yes_delete_unknown=True)" in str(caught.value)
+    assert all(tables.objects.exists(sha) for sha in unknown)
+    assert tables.fence.mark().epoch == epoch + 1 and not tables.fence.mark().busy  # the lease was let go
+    dry = collect_garbage(tables, grace_seconds=0, dry_run=True)
+    assert dry.exceeds_known and (dry.removed, dry.known, dry.removed_bytes) == (6, 3, sizes)
+    done = collect_garbage(tables, grace_seconds=0, yes_delete_unknown=True)
+    assert done.removed == 6 and not any(tables.objects.exists(sha) for sha in unknown)
+    assert tables.checkout("u").num_rows == 1
+
+
+def test_gc_deletes_as_many_objects_as_the_database_knows_without_asking(tables: TableStore) -> None:
+    debris = killed_writer_debris(tables, RETRIED)
+    known = len(live_objects(tables))
+    assert len(debris) <= known  # a killed writer's debris: ordinary garbage, no confirmation needed
+    report = collect_garbage(tables, grace_seconds=0)
+    assert report.removed == len(debris) and report.known == known and not report.exceeds_known

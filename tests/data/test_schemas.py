@@ -69,11 +69,13 @@ def test_a_merge_bringing_clashing_columns_together_is_refused(workspace: Worksp
     tables = TableStore(workspace)
     tables.create("t", key=["id"], data=pa.table({"id": [1, 2], "x": [1, 2]}), buckets=2)
     tables.branch("t", "other")
-    tables.commit("t", pa.table({"id": [1], "x": [1], "Price": [1.0]}))
-    tables.commit("t", pa.table({"id": [2], "x": [2], "price": [2.0]}), branch="other")
+    tables.commit("t", pa.table({"id": [1], "x": [1], "Price": [1.0]}), allow_new_columns=True)
+    tables.commit(
+        "t", pa.table({"id": [2], "x": [2], "price": [2.0]}), branch="other", allow_new_columns=True
+    )
     head = tables.resolve("t").id
     with pytest.raises(InvalidInputError, match="columns 'Price' and 'price' differ only by case"):
-        merge_branches(tables, "t", "other")
+        merge_branches(tables, "t", "other", allow_new_columns=True)
     assert tables.resolve("t").id == head
 
 

@@ -173,7 +173,7 @@ def test_sources_pandas_parquet_csv_and_a_csv_that_does_not_parse(tables: TableS
 
 def test_schema_evolution_adds_nullable_columns_and_refuses_silent_type_changes(tables: TableStore) -> None:
     wider = people([1, 500]).append_column("email", pa.array(["a@x", "b@x"]))
-    result = tables.commit("people", wider, mode="upsert")
+    result = tables.commit("people", wider, mode="upsert", allow_new_columns=True)
     assert result.added_columns == ("email",)
     current = tables.checkout("people").to_pandas().set_index("id")
     assert current.loc[1, "email"] == "a@x" and pd.isna(current.loc[2, "email"])

@@ -60,6 +60,9 @@ def commit(
     allow_lossy_cast: Annotated[
         bool, typer.Option(help="Round or truncate values that do not fit a column's type exactly.")
     ] = False,
+    allow_new_columns: Annotated[
+        bool, typer.Option(help="Add columns the table does not have yet (schema evolution, for good).")
+    ] = False,
     validation: Annotated[
         str | None, typer.Option(help="reject, quarantine or off (default: reject if expectations exist).")
     ] = None,
@@ -77,6 +80,7 @@ def commit(
             message=message,
             allow_type_change=allow_type_change,
             allow_lossy_cast=allow_lossy_cast,
+            allow_new_columns=allow_new_columns,
             validation=validation,  # type: ignore[arg-type]
             checks=check,
         )
@@ -288,6 +292,9 @@ def merge(
         Path | None, typer.Option(help="Parquet/CSV with the resolved rows of the conflicting keys.")
     ] = None,
     message: Annotated[str, typer.Option("--message", "-m")] = "",
+    allow_new_columns: Annotated[
+        bool, typer.Option(help="Add columns the table does not have yet (schema evolution, for good).")
+    ] = False,
 ) -> None:
     """Three-way merge by key and cell; conflicts are listed and nothing is committed until resolved."""
     from mlprod.data import TableStore, merge_branches
@@ -303,6 +310,7 @@ def merge(
                 policy=policy,  # type: ignore[arg-type]  # merge_branches checks the value
                 resolved=resolved,
                 message=message,
+                allow_new_columns=allow_new_columns,
             )
         except MergeConflictError as exc:
             view = Table("key", "column", "base", "ours", "theirs", title="conflicts (nothing committed)")
@@ -431,15 +439,26 @@ def gc(
     ] = 3600,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would go; delete nothing.")] = False,
     show: Annotated[int, typer.Option(help="Objects to list in a dry run.", min=0)] = 50,
+    yes_delete_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--yes-delete-unknown",
+            help="Delete even when that is more objects than the metadata database knows (refused "
+            "otherwise: the database may not be the one the tables were written with).",
+        ),
+    ] = False,
 ) -> None:
     """Remove table files that no commit refers to (left by interrupted writers).
 
-    Safe while commits run; refuses to delete anything if a commit's manifest cannot be read.
+    Safe while commits run; refuses to delete anything if a commit's manifest cannot be read, or if it
+    would delete more objects than the metadata database knows (unless --yes-delete-unknown).
     """
     from mlprod.data import TableStore, collect_garbage
 
     with open_workspace() as ws:
-        report = collect_garbage(TableStore(ws), grace_seconds=grace, dry_run=dry_run)
+        report = collect_garbage(
+            TableStore(ws), grace_seconds=grace, dry_run=dry_run, yes_delete_unknown=yes_delete_unknown
+        )
     if dry_run and report.objects:
         view = Table("object", "bytes", "age", title="unreferenced objects past the grace period")
         for g in report.objects[:show]:
@@ -452,6 +471,11 @@ def gc(
             f"would remove {report.removed:,} object(s) ({report.removed_bytes / 1e6:.1f} MB), "
             f"kept {report.kept:,}; nothing was deleted"
         )
+        if report.exceeds_known and not yes_delete_unknown:
+            out.print(
+                f"warning: that is more than the {report.known:,} object(s) the metadata database knows; "
+                "gc will refuse to delete them without --yes-delete-unknown"
+            )
         return
     out.print(
         f"removed {report.removed:,} object(s) ({report.removed_bytes / 1e6:.1f} MB), kept {report.kept:,}, "

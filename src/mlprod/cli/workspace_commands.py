@@ -28,13 +28,17 @@ def init(
     ] = None,
 ) -> None:
     """Create a workspace: mlprod.toml, the metadata database (migrated), the artifact store and the
-    local admin token (for the server's admin API; a file only you can read)."""
+    local admin token (for the server's admin API; a file only you can read).
+
+    The only command that creates a metadata database: every other one refuses a missing, empty or
+    foreign database (one whose workspace id differs from the artifact store's)."""
     from mlprod.serve.local_admin import ensure_local_admin
     from mlprod.workspace import Workspace
 
     with Workspace.init(path, database_url=database_url) as ws:
         admin_path, _created = ensure_local_admin(ws)
         out.print(f"Initialised mlprod workspace in {ws.root}")
+        out.print(f"  workspace id:      {ws.workspace_id} (in the database and the artifact store)")
         out.print(f"  metadata database: {_hide_password(ws.database_url)}")
         out.print(f"  artifacts:         {ws.artifacts.root}")
         out.print(f"  local admin token: {admin_path} (mode 0600)")
@@ -48,6 +52,7 @@ def info() -> None:
     with open_workspace() as ws:
         table = Table(show_header=False, box=None)
         table.add_row("workspace", str(ws.root))
+        table.add_row("workspace id", ws.workspace_id)
         table.add_row("metadata database", _hide_password(ws.database_url))
         table.add_row("artifacts", str(ws.artifacts.root))
         table.add_row("prediction log", str(ws.prediction_log_dir))

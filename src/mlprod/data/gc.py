@@ -45,6 +45,7 @@ clears those of the workspace artifact store (models) too, since opening a works
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -54,7 +55,7 @@ from pathlib import Path
 from mlprod.data.gc_fence import Sweep
 from mlprod.data.manifest import Manifest
 from mlprod.data.tables import TableStore
-from mlprod.errors import ArtifactError, DamagedHistoryError, InvalidInputError
+from mlprod.errors import ArtifactError, DamagedHistoryError, InvalidInputError, UnknownObjectsError
 
 DEFAULT_GRACE_SECONDS = 3600.0
 TEMPORARY_MIN_AGE_SECONDS = 3600.0
@@ -81,25 +82,40 @@ class GcReport:
     removed_bytes: int
     temporaries: int
     objects: tuple[Garbage, ...] = ()
+    known: int = 0
+    """Objects in the store that the metadata database's commits need."""
+
+    @property
+    def exceeds_known(self) -> bool:
+        """True when the sweep deletes (or would delete) more objects than the database knows."""
+        return self.removed > self.known
 
 
 def collect_garbage(
-    store: TableStore, *, grace_seconds: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False
+    store: TableStore,
+    *,
+    grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    dry_run: bool = False,
+    yes_delete_unknown: bool = False,
 ) -> GcReport:
     """Delete table objects that no recorded commit needs and that are older than ``grace_seconds``.
 
-    A dry run writes nothing (not even the fence) and lists what would go.
+    When that is more objects than the database knows (those its commits need), the database is
+    likely not the one the store was written with, so gc raises ``UnknownObjectsError`` (how many
+    objects and bytes would go) and deletes nothing, unless ``yes_delete_unknown`` confirms it.
+    A dry run writes nothing (not even the fence) and lists what would go; it never refuses
+    (``GcReport.exceeds_known`` tells whether the real run would).
     """
     if grace_seconds < 0:
         raise InvalidInputError(f"grace period must be 0 or more seconds, got {grace_seconds}")
     if dry_run:
-        return _sweep(store, grace_seconds, None)
+        return _sweep(store, grace_seconds, None, confirmed=True)
     with store.fence.sweep(f"{socket.gethostname()} pid {os.getpid()}") as sweep:
-        report = _sweep(store, grace_seconds, sweep)
+        report = _sweep(store, grace_seconds, sweep, confirmed=yes_delete_unknown)
     age = max(grace_seconds, TEMPORARY_MIN_AGE_SECONDS)
     temporaries = store.objects.remove_stale_temporaries(age)
     temporaries += store.workspace.artifacts.remove_stale_temporaries(age)  # models' writes too
-    return GcReport(report.kept, report.removed, report.removed_bytes, temporaries, report.objects)
+    return dataclasses.replace(report, temporaries=temporaries)
 
 
 def live_objects(store: TableStore) -> set[str]:
@@ -125,29 +141,39 @@ def live_objects(store: TableStore) -> set[str]:
     return live
 
 
-def _sweep(store: TableStore, grace_seconds: float, sweep: Sweep | None) -> GcReport:
+def _sweep(store: TableStore, grace_seconds: float, sweep: Sweep | None, *, confirmed: bool) -> GcReport:
     live = live_objects(store)
     now = time.time()
     cutoff = now - grace_seconds
-    kept = 0
+    kept = known = 0
     garbage: list[Garbage] = []
     for sha in list(store.objects):
         if sha in live:
             kept += 1
+            known += 1
             continue
-        path = store.objects.path_of(sha)
         try:
-            stat = path.stat()
+            stat = store.objects.path_of(sha).stat()
         except FileNotFoundError:
             continue
         if stat.st_mtime > cutoff:
             kept += 1
             continue
-        if sweep is not None:
-            sweep.hold()
-            _remove(path)
         garbage.append(Garbage(sha, stat.st_size, now - stat.st_mtime))
-    return GcReport(kept, len(garbage), sum(g.size for g in garbage), 0, tuple(garbage))
+    report = GcReport(kept, len(garbage), sum(g.size for g in garbage), 0, tuple(garbage), known)
+    if report.exceeds_known and not confirmed:
+        raise UnknownObjectsError(
+            f"gc deleted nothing: it would delete {report.removed:,} object(s) ({report.removed_bytes:,} "
+            f"bytes) from {store.objects.root}, more than the {known:,} the metadata database "
+            f"{store.workspace.redacted_database_url} knows. Check that the workspace uses the database the "
+            "tables were written with (`mlprod info`, `mlprod data list`); if these objects really are "
+            "garbage, run `mlprod data gc --yes-delete-unknown` (yes_delete_unknown=True)"
+        )
+    if sweep is not None:
+        for g in garbage:
+            sweep.hold()
+            _remove(store.objects.path_of(g.sha256))
+    return report
 
 
 def _remove(path: Path) -> None:

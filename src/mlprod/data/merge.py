@@ -45,7 +45,7 @@ from mlprod.data.ingest import to_arrow
 from mlprod.data.keys import check_key_columns, check_unique_keys
 from mlprod.data.tables import DEFAULT_BRANCH, CommitResult, TableStore
 from mlprod.data.three_way import ROW, Conflict, merge_overlap
-from mlprod.errors import InvalidInputError, LossyCastError, MergeConflictError
+from mlprod.errors import InvalidInputError, LossyCastError, MergeConflictError, NewColumnsError
 
 __all__ = ["ROW", "Conflict", "MergeResult", "merge_branches", "merged_schema"]
 
@@ -70,8 +70,13 @@ def merge_branches(
     policy: Literal["ours", "theirs"] | None = None,
     resolved: Any = None,
     message: str = "",
+    allow_new_columns: bool = False,
 ) -> MergeResult:
-    """Merge ``source`` (branch, tag or commit) into branch ``into``; raise listing unresolved conflicts."""
+    """Merge ``source`` (branch, tag or commit) into branch ``into``; raise listing unresolved conflicts.
+
+    Columns ``source`` has and ``into`` lacks would widen ``into`` for good: refused
+    (``NewColumnsError``) unless ``allow_new_columns`` asks for it, as for a commit.
+    """
     if policy not in (None, "ours", "theirs"):
         raise InvalidInputError(f"merge policy must be 'ours' or 'theirs', got {policy!r}")
     info = store.info(table)
@@ -86,6 +91,7 @@ def merge_branches(
             table, into, ours_id, False, {"added": 0, "removed": 0, "changed": 0}, ours.num_rows
         )
         return MergeResult(nothing, base_id, False, 0)
+    _check_new_columns(table, source, into, ours.schema, theirs.schema, allow_new_columns)
     if base_id == ours_id:
         store.history.move_branch(table, into, ours_id, theirs_id)
         moved = CommitResult(table, into, theirs_id, True, dict(theirs.counts), theirs.num_rows)
@@ -170,6 +176,18 @@ def merged_schema(
                 [Conflict({}, name, str(was), str(mine), str(other))],
             )
     return pa.schema(list(fields.values())), tuple(retyped)
+
+
+def _check_new_columns(
+    table: str, source: str, into: str, ours: pa.Schema | None, theirs: pa.Schema | None, allowed: bool
+) -> None:
+    new = [n for n in theirs.names if n not in ours.names] if ours is not None and theirs is not None else []
+    if new and not allowed:
+        raise NewColumnsError(
+            f"table {table!r}: {source!r} has column(s) {', '.join(map(repr, new))} that {into!r} does not "
+            f"have; nothing was merged. To add them to {into!r} for good pass allow_new_columns=True "
+            "(--allow-new-columns)"
+        )
 
 
 def _apply_resolved(

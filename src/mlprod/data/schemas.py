@@ -1,9 +1,11 @@
 """Schema evolution: how an incoming batch's columns meet a table's schema.
 
-New columns are added (nullable, existing rows read as null). Incoming values of a related type (any
-number into a number column, any text into a text column, dates and timestamps) are cast into the
-table's type only when no value changes (``casts``: casting back gives the same value); a cast that
-would change a value is refused with an example row, unless ``allow_lossy_cast`` accepts the rounding.
+New columns are added (nullable, existing rows read as null) only when asked for
+(``allow_new_columns``): a stray column in a file must not widen the table for good. Incoming values
+of a related type (any number into a number column, any text into a text column, dates and
+timestamps) are cast into the table's type only when no value changes (``casts``: casting back gives
+the same value); a cast that would change a value is refused with an example row, unless
+``allow_lossy_cast`` accepts the rounding.
 Anything else is a type change, refused unless asked for, because it rewrites every bucket.
 """
 
@@ -17,7 +19,7 @@ import pyarrow as pa
 from mlprod.data.casts import Loss, cast_or_raise, describe, exact_cast
 from mlprod.data.columns import check_names, check_text_size, check_types
 from mlprod.data.storage import conform
-from mlprod.errors import InvalidInputError, LossyCastError
+from mlprod.errors import InvalidInputError, LossyCastError, NewColumnsError
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ def reconcile(
     keys_only: bool = False,
     allow_type_change: bool = False,
     allow_lossy_cast: bool = False,
+    allow_new_columns: bool = False,
 ) -> Reconciled:
     """Fit ``batch`` to ``schema`` (None for a table without data yet), or raise naming the column."""
     what = f"table {table!r}"
@@ -64,6 +67,14 @@ def reconcile(
         raise InvalidInputError(
             f"table {table!r}: incoming data lacks column(s) {', '.join(missing)}; every commit carries "
             "all columns (use upsert with the current values to leave a column unchanged)"
+        )
+    new = [name for name in batch.column_names if name not in schema.names]
+    if new and not allow_new_columns:
+        raise NewColumnsError(
+            f"table {table!r}: incoming data has column(s) {', '.join(map(repr, new))} that the table "
+            f"does not have; nothing was committed. To add them to the table for good (existing rows "
+            f"read as null) pass allow_new_columns=True (--allow-new-columns); otherwise drop them "
+            "from the data"
         )
     keys = batch.select(list(key))
     fields: list[pa.Field] = []

@@ -344,6 +344,7 @@ class TableStore:
         message: str = "",
         allow_type_change: bool = False,
         allow_lossy_cast: bool = False,
+        allow_new_columns: bool = False,
         validation: Policy | None = None,
         checks: bool = False,
         rebase: bool = True,
@@ -364,6 +365,10 @@ class TableStore:
         A value cast into a column's type must come back unchanged (``mlprod.data.casts``), else the
         commit is refused; ``allow_lossy_cast`` accepts rounding and truncation instead (never
         overflow, never in key columns) and lists the columns in ``notes["rounded_columns"]``.
+
+        Columns the table does not have are refused (``NewColumnsError``, nothing committed) unless
+        ``allow_new_columns`` asks for schema evolution: they are then added for good, existing rows
+        reading null, and listed in ``CommitResult.added_columns``.
         """
         if mode not in MODES:
             raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -375,7 +380,15 @@ class TableStore:
 
         def prepare() -> _Prepared:
             return self._prepare(
-                info, branch, batch, mode, allow_type_change, allow_lossy_cast, validation, checks
+                info,
+                branch,
+                batch,
+                mode,
+                allow_type_change,
+                allow_lossy_cast,
+                allow_new_columns,
+                validation,
+                checks,
             )
 
         prepared = prepare()
@@ -407,6 +420,7 @@ class TableStore:
         mode: str,
         allow_type_change: bool,
         allow_lossy_cast: bool,
+        allow_new_columns: bool,
         validation: Policy | None,
         checks: bool,
     ) -> _Prepared:
@@ -421,6 +435,7 @@ class TableStore:
             keys_only=mode == "delete",
             allow_type_change=allow_type_change,
             allow_lossy_cast=allow_lossy_cast,
+            allow_new_columns=allow_new_columns,
         )
         schema = union_schema(fitted.schema, parent.schema) if mode == "delete" else fitted.schema
         screened = (
@@ -733,6 +748,7 @@ class TableStore:
             quarantine_rows(rows, commit_id),
             mode="append",
             message=f"held back from {commit_id[:12]}",
+            allow_new_columns=True,  # the side table follows its table, whose widening was asked for
         )
         return {"table": side_table, "rows": rows.num_rows, "commit": held.commit_id}
 

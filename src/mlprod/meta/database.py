@@ -78,9 +78,14 @@ def upgrade_to_head(engine: Engine) -> None:
 def is_at_head(engine: Engine) -> bool:
     """True when the database schema is at the newest migration."""
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    return schema_revision(engine) == head
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The migration the database's schema is at; None for a database mlprod never initialised."""
     try:
         with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision() == head
+            return MigrationContext.configure(conn).get_current_revision()
     except SQLAlchemyError as exc:
         raise DatabaseError(f"cannot read the metadata database's schema version: {exc}") from exc
 

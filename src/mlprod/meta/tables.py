@@ -106,6 +106,16 @@ data_gc_fence = Table(
 """One row (id 1): ``epoch`` grows when a gc sweep starts; ``lease_until`` is set while one runs;
 ``commit_hold_until`` keeps new sweeps waiting while a commit a sweep crossed records itself."""
 
+workspace_identity = Table(
+    "workspace_identity",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("workspace_id", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+"""At most one row (id 1): the id ``mlprod init`` drew, also written in the artifact store's marker file
+(``mlprod.meta.workspace_id``); empty in a database from before workspace ids until it is adopted."""
+
 registered_models = Table(
     "registered_models",
     metadata,
