@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,8 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.text import Text
 
+from mlprod.cli.listing import Column, FormatOpt, emit, print_table
 from mlprod.cli.state import err, open_workspace, out
 from mlprod.errors import InvalidInputError
 
@@ -106,8 +108,9 @@ def report(
         path = html or ws.root / "reports" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         write_html(result, path, rules=run.rules)
-    out.print(window_table(result))
-    out.print(f"{len(run.alerts)} alert(s), {len(run.new_alerts)} new; HTML report: {path}")
+    print_windows(result)
+    out.print(f"{len(run.alerts)} alert(s), {len(run.new_alerts)} new; HTML report:")
+    out.print(Text(str(path)), soft_wrap=True)
     if run.delivery is not None:
         d = run.delivery
         status = f"{d.delivered} delivered" + (f", {d.pending} pending ({d.error})" if d.pending else "")
@@ -118,6 +121,7 @@ def report(
 def alerts(
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest window first.")] = 50,
+    output_format: FormatOpt = "table",
 ) -> None:
     """Alerts recorded by earlier reports: window, rule, column, statistic and threshold, delivery."""
     from mlprod.monitor import AlertStore
@@ -126,56 +130,120 @@ def alerts(
         raise InvalidInputError(f"--limit must be positive, got {limit}")
     with open_workspace() as ws:
         stored = AlertStore(ws).list(model=model, limit=limit)
-    table = Table("window", "model", "rule", "message", "delivered")
-    for a in stored:
-        delivered = f"{a.delivered_at:%Y-%m-%d %H:%M}" if a.delivered_at else "-"
-        table.add_row(
-            f"{a.window_start:%Y-%m-%d %H:%M}", f"{a.model}/{a.version}", a.rule, a.message, delivered
-        )
-    out.print(table if stored else "no alerts recorded")
+    listed = [
+        {
+            "id": a.id,
+            "window_start": a.window_start,
+            "window_end": a.window_end,
+            "model": a.model,
+            "version": a.version,
+            "rule": a.rule,
+            "column": a.column,
+            "method": a.method,
+            "statistic": a.statistic,
+            "threshold": a.threshold,
+            "message": a.message,
+            "created_at": a.created_at,
+            "delivered_at": a.delivered_at,
+        }
+        for a in stored
+    ]
+    emit(listed, ALERT_COLUMNS, output_format, empty="no alerts recorded")
+
+
+def _minute(value: datetime | None) -> str:
+    return "-" if value is None else f"{value:%Y-%m-%d %H:%M}"
+
+
+ALERT_COLUMNS = (
+    Column("window_start", "window", text=_minute),
+    Column("model", "model"),
+    Column("version", "version"),
+    Column("rule", "rule", priority=2),
+    Column("column", "column", priority=3),
+    Column("method", "method", priority=4),
+    Column("statistic", "statistic", priority=4),
+    Column("threshold", "threshold", priority=4),
+    Column("message", "message", wrap=True, priority=1),
+    Column("delivered_at", "delivered", text=_minute, priority=2),
+)
 
 
 @app.command("predictions")
 def predictions(
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    output_format: FormatOpt = "table",
 ) -> None:
     """Per model version: predictions and requests logged, time span, mean score, latency."""
     from mlprod.monitor import summarize_predictions
 
     with open_workspace() as ws:
         summaries = summarize_predictions(ws.prediction_log_dir, model=model)
-    table = Table("model", "version", "predictions", "requests", "UTC span", "mean", "p50 ms", "p99 ms")
-    for s in summaries:
-        table.add_row(
-            s.model,
-            str(s.version),
-            f"{s.predictions:,}",
-            f"{s.requests:,}",
-            f"{s.first:%m-%d %H:%M} to {s.last:%m-%d %H:%M}",
-            f"{s.mean_prediction:.4f}",
-            f"{s.latency_p50_ms:.2f}",
-            f"{s.latency_p99_ms:.2f}",
-        )
-    out.print(table if summaries else "no predictions logged yet")
+    listed = [
+        {
+            "model": s.model,
+            "version": s.version,
+            "predictions": s.predictions,
+            "requests": s.requests,
+            "first": s.first,
+            "last": s.last,
+            "mean_prediction": s.mean_prediction,
+            "latency_p50_ms": s.latency_p50_ms,
+            "latency_p99_ms": s.latency_p99_ms,
+        }
+        for s in summaries
+    ]
+    emit(listed, PREDICTION_COLUMNS, output_format, empty="no predictions logged yet")
 
 
-def window_table(result: MonitorResult) -> Table:
+def _fixed(digits: int) -> Callable[[float], str]:
+    return lambda v: f"{v:.{digits}f}"
+
+
+PREDICTION_COLUMNS = (
+    Column("model", "model"),
+    Column("version", "version"),
+    Column("predictions", "predictions"),
+    Column("requests", "requests", priority=2),
+    Column("first", "first (UTC)", text=_minute, priority=3),
+    Column("last", "last (UTC)", text=_minute, priority=3),
+    Column("mean_prediction", "mean", text=_fixed(4), priority=1),
+    Column("latency_p50_ms", "p50 ms", text=_fixed(2), priority=4),
+    Column("latency_p99_ms", "p99 ms", text=_fixed(2), priority=1),
+)
+
+
+def print_windows(result: MonitorResult) -> None:
     """Per window: rows, labels, drift alarms and quality breaches (the strongest first, "*" for the
     multivariate detector), accuracy estimated without labels and realized."""
     from mlprod.monitor.alerts import PRIMARY_DRIFT_METHODS
 
-    table = Table("window", "rows", "labelled", "drift alarms", "quality breaches", "est. accuracy [95 %]")
-    table.add_column("realized")
+    rows = []
     for w in result.windows:
         drift = [c for c in w.alerts if c.kind == "drift" and c.method in PRIMARY_DRIFT_METHODS]
         quality = [c for c in w.alerts if c.kind == "quality"]
         estimated, realized = _accuracy(w)
-        labelled = next((p.labelled_rows for p in w.performance), 0)
-        table.add_row(
-            f"{w.start:%Y-%m-%d %H:%M}" if result.by == "hour" else f"{w.start:%Y-%m-%d}",
-            f"{w.rows:,}", f"{labelled:,}", _strongest(drift), _strongest(quality), estimated, realized,
-        )  # fmt: skip
-    return table
+        rows.append(
+            {
+                "window": f"{w.start:%Y-%m-%d %H:%M}" if result.by == "hour" else f"{w.start:%Y-%m-%d}",
+                "rows": w.rows,
+                "labelled": next((p.labelled_rows for p in w.performance), 0),
+                "drift": _strongest(drift),
+                "quality": _strongest(quality),
+                "estimated": estimated,
+                "realized": realized,
+            }
+        )
+    columns = (
+        Column("window", "window"),
+        Column("rows", "rows"),
+        Column("labelled", "labelled", priority=2),
+        Column("drift", "drift alarms", wrap=True),
+        Column("quality", "quality breaches", wrap=True, priority=1),
+        Column("estimated", "est. accuracy [95 %]", wrap=True),
+        Column("realized", "realized"),
+    )
+    print_table(rows, columns, hint="the HTML report shows every column")
 
 
 def _strongest(checks: list[Check], shown: int = 3) -> str:
