@@ -702,7 +702,7 @@ def _print_rows(rows: list[dict[str, Any]], key: tuple[str, ...] | list[str]) ->
     """Rows of a table, its key columns first; the columns that do not fit are named in a note."""
     names = [*(k for k in key if k in rows[0]), *(k for k in rows[0] if k not in key)]
     columns = [
-        Column(n, n, wrap=isinstance(rows[0][n], str), priority=0 if n in key else 1 + i)
+        Column(n, n, text=str, wrap=isinstance(rows[0][n], str), priority=0 if n in key else 1 + i)
         for i, n in enumerate(names)
     ]
     print_table(rows, columns, hint="mlprod data checkout writes every column")

@@ -81,6 +81,10 @@ def runs(
     emit(listed, RUNS_COLUMNS, output_format, empty="no training runs yet")
 
 
+def _metrics(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.4f}" for name, value in sorted(metrics.items()))
+
+
 def _fixed(digits: int) -> Callable[[float | None], str]:
     return lambda v: "" if v is None else f"{v:.{digits}f}"
 
@@ -155,6 +159,7 @@ def search(
         Column("format", "format", priority=1),
         Column("created_at", "created (UTC)", priority=2),
         Column("validation_auc", "validation AUC", text=_fixed(4)),
+        Column("metrics", "metrics", wrap=True, priority=3, text=_metrics),
     )
     emit(listed, columns, output_format, empty="no matching versions")
 
@@ -191,7 +196,7 @@ def show(ref: RefArg) -> None:
         f"output: {version.signature.output} {version.signature.output_dtype} ({version.signature.task})"
     )
     metrics = [{"metric": name, "value": value} for name, value in sorted(version.metrics.items())]
-    print_table(metrics, (Column("metric", "metric"), Column("value", "value", text=_fixed(4))))
+    print_table(metrics, (Column("metric", "metric"), Column("value", "value")))
     if tags:
         out.print("tags: " + ", ".join(f"{k}={v}" for k, v in tags.items()))
     for e in exports:
