@@ -154,8 +154,8 @@ def _alarms(cell: str) -> tuple[int, list[str]]:
 
 
 def _summary(output: str) -> tuple[int, int, Path]:
-    """Alerts, new alerts and the HTML path from the report's summary line."""
-    found = re.search(r"^(\d+) alert\(s\), (\d+) new; HTML report: (.+)$", output, re.MULTILINE)
+    """Alerts, new alerts and the HTML path (on a line of its own) from the report's summary."""
+    found = re.search(r"^(\d+) alert\(s\), (\d+) new; HTML report:\n(.+)$", output, re.MULTILINE)
     assert found, output
     return int(found[1]), int(found[2]), Path(found[3])
 

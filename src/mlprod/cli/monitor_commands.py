@@ -240,7 +240,7 @@ def print_windows(result: MonitorResult) -> None:
         Column("labelled", "labelled", priority=2),
         Column("drift", "drift alarms", wrap=True),
         Column("quality", "quality breaches", wrap=True, priority=1),
-        Column("estimated", "est. accuracy [95 %]", wrap=True),
+        Column("estimated", "est. accuracy [95 %]"),
         Column("realized", "realized"),
     )
     print_table(rows, columns, hint="the HTML report shows every column")
