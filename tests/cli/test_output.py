@@ -156,8 +156,13 @@ def test_json_holds_raw_values(listings: dict[tuple[str, ...], CompletedProcess[
     orders = next(t for t in tables if t["table"] == "orders")
     assert orders["key"] == ["order_id"] and orders["tags"] == ["v1"] and len(orders["head"]) == 64
     diff = _json(listings[("data", "diff", "orders", "v1", "--format", "json")])
-    assert {"change": "changed", "key": {"order_id": 1}, "column": "amount"}.items() <= diff[0].items()
-    assert diff[0]["new"] == "123456.789"
+    changed = diff[0]
+    assert (changed["change"], changed["key"], changed["column"]) == ("changed", {"order_id": 1}, "amount")
+    assert (
+        changed["new"] == "123456.789"
+        and diff[1]["change"] == "added"
+        and diff[1]["row"]["order_id"] == 10_000
+    )
 
 
 def test_tables_piped_at_80_columns_cut_no_value(
@@ -167,7 +172,9 @@ def test_tables_piped_at_80_columns_cut_no_value(
         table = listings[command]
         assert table.returncode == 0, (command, table.stderr)
         assert "…" not in table.stdout, (command, table.stdout)
-        assert all(len(line) <= 80 for line in table.stdout.splitlines()), (command, table.stdout)
+        rules = [line for line in table.stdout.splitlines() if line[:1] and line[0] in "┏┃┡│└"]
+        assert bool(rules) == (command not in EMPTY_HERE), (command, table.stdout)
+        assert all(len(line) <= 80 for line in rules), (command, table.stdout)
         words = set(re.findall(r"[^\s│┃]+", table.stdout))
         for item in _json(listings[(*command, "--format", "json")]):
             for value in _atoms(item):

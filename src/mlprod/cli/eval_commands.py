@@ -66,7 +66,7 @@ def sets(output_format: ListingFormatOpt = "table") -> None:
         SET_COLUMNS
         if output_format == "table"
         else (
-            SET_COLUMNS[0],
+            *SET_COLUMNS[:2],
             *(Column(k, k) for k in ("table", "ref", "time", "start", "end")),
             *SET_COLUMNS[2:],
         )
