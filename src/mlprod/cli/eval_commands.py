@@ -122,23 +122,22 @@ def profiles(output_format: ListingFormatOpt = "table") -> None:
             "directions": {m: p.direction(m) for m in p.weights},
             "constraints": [str(c) for c in p.constraints],
             "description": p.description,
+            "weighted": ", ".join(f"{m} {w:g} ({p.direction(m)})" for m, w in p.weights.items()),
         }
         for p in known.values()
     ]
     columns = (
         Column("profile", "profile"),
         Column("primary", "primary"),
-        Column("weights", "weights", wrap=True, text=_weights),
-        Column("directions", "directions"),
+        *(
+            (Column("weighted", "weights", wrap=True),)
+            if output_format == "table"
+            else (Column("weights", "weights"), Column("directions", "directions"))
+        ),
         Column("constraints", "constraints", wrap=True, text="; ".join, priority=1),
         Column("description", "description", wrap=True, priority=2),
     )
-    shown_columns = [c for c in columns if output_format != "table" or c.key != "directions"]
-    emit(listed, shown_columns, output_format, title="profiles")
-
-
-def _weights(weights_and_directions: dict[str, float]) -> str:
-    return ", ".join(f"{m} {w:g}" for m, w in weights_and_directions.items())
+    emit(listed, columns, output_format, title="profiles")
 
 
 @app.command("run")
