@@ -148,7 +148,10 @@ def alerts(
         }
         for a in stored
     ]
-    emit(listed, ALERT_COLUMNS, output_format, empty="no alerts recorded")
+    for row in listed:
+        row["model_version"] = f"{row['model']}/{row['version']}"
+    columns = ALERT_TABLE if output_format == "table" else ALERT_COLUMNS
+    emit(listed, columns, output_format, empty="no alerts recorded")
 
 
 def _minute(value: datetime | None) -> str:
@@ -166,6 +169,13 @@ ALERT_COLUMNS = (
     Column("threshold", "threshold", priority=4),
     Column("message", "message", wrap=True, priority=1),
     Column("delivered_at", "delivered", text=_minute, priority=2),
+)
+ALERT_TABLE = (
+    Column("window_start", "window", text=_minute),
+    Column("model_version", "model"),
+    Column("rule", "rule", priority=2),
+    Column("message", "message", wrap=True),
+    Column("delivered_at", "delivered", text=_minute, priority=1),
 )
 
 
@@ -193,7 +203,12 @@ def predictions(
         }
         for s in summaries
     ]
-    emit(listed, PREDICTION_COLUMNS, output_format, empty="no predictions logged yet")
+    for row in listed:
+        row["span"] = f"{row['first']:%m-%d %H:%M} to {row['last']:%m-%d %H:%M}"
+    columns = PREDICTION_COLUMNS
+    if output_format == "table":
+        columns = (*columns[:4], Column("span", "UTC span", priority=3), *columns[6:])
+    emit(listed, columns, output_format, empty="no predictions logged yet")
 
 
 def _fixed(digits: int) -> Callable[[float], str]:
