@@ -261,3 +261,9 @@ def test_every_help_renders_literally_without_bool_metavars() -> None:
 def test_evaluate_in_brackets_survives_in_help() -> None:
     done = CliRunner().invoke(app, ["eval", "run", "--help"], env={"COLUMNS": "80"})
     assert "[evaluate.sets.NAME]" in done.output and "Seed (default: [evaluate] seed)." in done.output
+
+
+def test_planned_groups_say_so_in_the_command_list() -> None:
+    done = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "80"})
+    assert re.search(r"^  loop +\(not available yet\) The retraining loop", done.output, re.MULTILINE)
+    assert re.search(r"^  ui +\(not available yet\) Web dashboard\.$", done.output, re.MULTILINE)
