@@ -157,7 +157,7 @@ def test_json_holds_raw_values(listings: dict[tuple[str, ...], CompletedProcess[
     assert orders["key"] == ["order_id"] and orders["tags"] == ["v1"] and len(orders["head"]) == 64
     diff = _json(listings[("data", "diff", "orders", "v1", "--format", "json")])
     changed = diff[0]
-    assert (changed["change"], changed["key"], changed["column"]) == ("changed", {"order_id": 1}, "amount")
+    assert (changed["change"], list(changed["key"]), changed["column"]) == ("changed", ["order_id"], "amount")
     assert (
         changed["new"] == "123456.789"
         and diff[1]["change"] == "added"
@@ -178,14 +178,16 @@ def test_tables_piped_at_80_columns_cut_no_value(
         words = set(re.findall(r"[^\s│┃]+", table.stdout))
         for item in _json(listings[(*command, "--format", "json")]):
             for value in _atoms(item):
-                whole = {value, value[:12]} & words or any(w.startswith(f"{value}/") for w in words)
+                whole = {value, value[:12]} & words or any(
+                    w.startswith((f"{value}/", f"{value}@")) for w in words
+                )
                 assert whole, (command, value, table.stdout, table.stderr)
     assert "123456.789" in listings[("data", "diff", "orders", "v1")].stdout
 
 
 def _atoms(item: dict[str, Any]) -> list[str]:
     """The identifiers and names of a JSON object, which every table shows whole (a 64-character id as
-    its 12-character prefix, a model with its version as ``model/version``)."""
+    its 12-character prefix, a model as ``model/version``, a table as ``table@ref``)."""
     found = []
     for key in (
         "table",

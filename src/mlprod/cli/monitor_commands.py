@@ -159,16 +159,19 @@ def _minute(value: datetime | None) -> str:
 
 
 ALERT_COLUMNS = (
-    Column("window_start", "window", text=_minute),
+    Column("id", "id"),
+    Column("window_start", "window"),
+    Column("window_end", "window end"),
     Column("model", "model"),
     Column("version", "version"),
-    Column("rule", "rule", priority=2),
-    Column("column", "column", priority=3),
-    Column("method", "method", priority=4),
-    Column("statistic", "statistic", priority=4),
-    Column("threshold", "threshold", priority=4),
-    Column("message", "message", wrap=True, priority=1),
-    Column("delivered_at", "delivered", text=_minute, priority=2),
+    Column("rule", "rule"),
+    Column("column", "column"),
+    Column("method", "method"),
+    Column("statistic", "statistic"),
+    Column("threshold", "threshold"),
+    Column("message", "message"),
+    Column("created_at", "created"),
+    Column("delivered_at", "delivered"),
 )
 ALERT_TABLE = (
     Column("window_start", "window", text=_minute),
