@@ -384,7 +384,8 @@ def _diff_changes(result: Any, limit: int | None, *, counts_only: bool) -> list[
 
 
 def _head(part: Any, limit: int | None) -> list[dict[str, Any]]:
-    return (part if limit is None else part.slice(0, limit)).to_pylist()
+    rows: list[dict[str, Any]] = (part if limit is None else part.slice(0, limit)).to_pylist()
+    return rows
 
 
 @app.command("merge")
@@ -653,10 +654,10 @@ def fsck(
                 }
                 for d in report.damage
             ]
-            columns = [
+            damage_columns = [
                 Column(k, k, wrap=k == "detail") for k in ("kind", "table", "commit", "object", "detail")
             ]
-            print_table(damage, columns, title="damage", hint="--format json shows every column")
+            print_table(damage, damage_columns, title="damage", hint="--format json shows every column")
         verdict = "ok" if report.ok else f"{len(report.damage)} problem(s) found"
         out.print(
             f"checked {report.tables} table(s), {report.refs} ref(s), {report.commits} commit(s), "

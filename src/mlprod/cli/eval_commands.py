@@ -212,12 +212,12 @@ def explain(
         Column("contribution", "contribution", text=lambda v: f"{v:+.4f}"),
     )
     for i, e in enumerate(explanations, 1):
-        rows = [
+        shown_rows = [
             {"input": name, "value": e.inputs.get(name), "contribution": value}
             for name, value in list(e.contributions.items())[:top]
         ]
-        rows.append({"input": "(base)", "value": None, "contribution": e.base})
-        print_table(rows, columns, title=f"row {i}: probability {e.probability:.4f}")
+        shown_rows.append({"input": "(base)", "value": None, "contribution": e.base})
+        print_table(shown_rows, columns, title=f"row {i}: probability {e.probability:.4f}")
 
 
 @app.command("leaderboard")

@@ -173,7 +173,7 @@ def print_table(
         table.add_row(*(_cell(c, row, cells[c.key][i]) for c in kept))
     needed = sum(widths.values()) + _GAP * (len(kept) - 1) + _EDGES
     if needed > console.width:  # even the columns that must stay do not fit: let lines run long
-        Console(file=console.file, width=needed, color_system=console.color_system).print(table)
+        Console(file=console.file, width=needed).print(table)
     else:
         console.print(table)
     left_out = [c.header for c in columns if c not in kept]

@@ -208,7 +208,7 @@ def predictions(
     ]
     for row in listed:
         row["span"] = f"{row['first']:%m-%d %H:%M} to {row['last']:%m-%d %H:%M}"
-    columns = PREDICTION_COLUMNS
+    columns: tuple[Column, ...] = PREDICTION_COLUMNS
     if output_format == "table":
         columns = (*columns[:4], Column("span", "UTC span", priority=3), *columns[6:])
     emit(listed, columns, output_format, empty="no predictions logged yet")
