@@ -15,6 +15,12 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 
 @pytest.fixture
 def mlprod(tmp_path: Path) -> Run:
+    return mlprod_runner(tmp_path)
+
+
+def mlprod_runner(tmp_path: Path) -> Run:
+    """Run ``python -m mlprod`` in a subprocess (default directory ``tmp_path``, 200 columns)."""
+
     def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120):
         full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
         return subprocess.run(

@@ -157,10 +157,10 @@ def _alarms(cell: str) -> tuple[int, list[str]]:
 
 
 def _summary(output: str) -> tuple[int, int, Path]:
-    """Alerts, alerts not recorded yet and the HTML path from the report's summary line."""
+    """Alerts, alerts not recorded yet and the HTML path (on a line of its own) from the report's summary."""
     found = re.search(
         r"^(\d+) alert\(s\), (\d+) not recorded yet(?: \(`mlprod monitor check` records them\))?; "
-        r"HTML report: (.+)$",
+        r"HTML report:\n(.+)$",
         output,
         re.MULTILINE,
     )

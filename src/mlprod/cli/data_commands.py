@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
+from mlprod.cli.listing import Column, FormatOpt, emit, print_table
 from mlprod.cli.state import err, open_workspace, out
 from mlprod.errors import InvalidInputError
 from mlprod.times import parse_optional_utc
@@ -87,27 +87,44 @@ def commit(
     _print_commit(result)
 
 
+LIST_COLUMNS = (
+    Column("table", "table"),
+    Column("key", "key"),
+    Column("rows", "rows (main)"),
+    Column("head", "head", text=lambda v: v[:12]),
+    Column("branches", "branches", wrap=True, priority=1),
+    Column("tags", "tags", wrap=True, priority=1),
+    Column("expectations", "expectations", priority=2),
+)
+
+
 @app.command("list")
-def list_() -> None:
+def list_(output_format: FormatOpt = "table") -> None:
     """Every table: key, rows on main, branches and tags."""
     from mlprod.data import TableStore
 
     with open_workspace() as ws:
         tables = TableStore(ws)
-        infos = tables.tables()
-        rows = [(info, tables.resolve(info.name), tables.refs(info.name)) for info in infos]
-    view = Table("table", "key", "rows (main)", "head", "branches", "tags", "expectations")
-    for info, head, refs in rows:
-        view.add_row(
-            info.name,
-            ", ".join(info.key),
-            f"{head.num_rows:,}",
-            head.short_id,
-            ", ".join(r.name for r in refs if r.kind == "branch"),
-            ", ".join(r.name for r in refs if r.kind == "tag"),
-            "yes" if info.expectations else "no",
-        )
-    out.print(view if infos else "no tables yet (mlprod data create NAME --key COLUMN --from FILE)")
+        listed = []
+        for info in tables.tables():
+            head, refs = tables.resolve(info.name), tables.refs(info.name)
+            listed.append(
+                {
+                    "table": info.name,
+                    "key": list(info.key),
+                    "rows": head.num_rows,
+                    "head": head.id,
+                    "branches": [r.name for r in refs if r.kind == "branch"],
+                    "tags": [r.name for r in refs if r.kind == "tag"],
+                    "expectations": bool(info.expectations),
+                }
+            )
+    emit(
+        listed,
+        LIST_COLUMNS,
+        output_format,
+        empty="no tables yet (mlprod data create NAME --key COLUMN --from FILE)",
+    )
 
 
 @app.command("log")
@@ -115,28 +132,43 @@ def log(
     table: TableArg,
     ref: RefOpt = "main",
     limit: Annotated[int, typer.Option(min=1)] = 50,
+    output_format: FormatOpt = "table",
 ) -> None:
     """Commits reachable from a branch, newest first, with what each changed."""
     from mlprod.data import TableStore
 
     with open_workspace() as ws:
         commits = TableStore(ws).log(table, ref, limit=limit)
-    view = Table(
-        "commit", "created (UTC)", "author", "operation", "+added", "-removed", "~changed", "rows", "message"
-    )
-    for c in commits:
-        view.add_row(
-            c.short_id + (" (merge)" if len(c.parents) > 1 else ""),
-            f"{c.created_at:%Y-%m-%d %H:%M:%S}",
-            c.author,
-            c.operation,
-            f"{c.changes.get('added', 0):,}",
-            f"{c.changes.get('removed', 0):,}",
-            f"{c.changes.get('changed', 0):,}",
-            f"{c.num_rows:,}",
-            c.message,
-        )
-    out.print(view)
+    listed = [
+        {
+            "commit": c.id,
+            "parents": list(c.parents),
+            "created_at": c.created_at,
+            "author": c.author,
+            "operation": c.operation,
+            "added": c.changes.get("added", 0),
+            "removed": c.changes.get("removed", 0),
+            "changed": c.changes.get("changed", 0),
+            "rows": c.num_rows,
+            "message": c.message,
+        }
+        for c in commits
+    ]
+    emit(listed, LOG_COLUMNS, output_format)
+
+
+LOG_COLUMNS = (
+    Column("commit", "commit", text=lambda v: v[:12]),
+    Column("parents", "parents", text=lambda v: "merge" if len(v) > 1 else "", priority=5),
+    Column("created_at", "created (UTC)", priority=2),
+    Column("author", "author", wrap=True, priority=4),
+    Column("operation", "operation", priority=3),
+    Column("added", "+added"),
+    Column("removed", "-removed"),
+    Column("changed", "~changed"),
+    Column("rows", "rows", priority=1),
+    Column("message", "message", wrap=True, priority=1),
+)
 
 
 @app.command("show")
@@ -158,12 +190,13 @@ def show(
         f"{table} @ {ref} = commit {commit.id}: {commit.num_rows:,} rows, key {', '.join(info.key)}, "
         f"{info.buckets} buckets, {len(manifest.deltas)} pending change set(s)"
     )
-    schema = Table("column", "type")
-    for field in manifest.schema or []:
-        schema.add_row(field.name + (" (key)" if field.name in info.key else ""), str(field.type))
-    out.print(schema)
+    fields = [
+        {"column": f.name + (" (key)" if f.name in info.key else ""), "type": str(f.type)}
+        for f in manifest.schema or []
+    ]
+    print_table(fields, (Column("column", "column"), Column("type", "type", wrap=True)))
     if rows:
-        out.print(_rows_table(rows))
+        _print_rows(rows, info.key)
 
 
 @app.command("checkout")
@@ -211,6 +244,7 @@ def branch(
     name: Annotated[str | None, typer.Argument(help="New branch (omit to list branches and tags).")] = None,
     start: Annotated[str, typer.Option("--from", help="Where the branch starts.")] = "main",
     delete: Annotated[bool, typer.Option("--delete", "-d", help="Delete the branch instead.")] = False,
+    output_format: FormatOpt = "table",
 ) -> None:
     """Create (or list, or delete) branches of a table."""
     from mlprod.data import TableStore
@@ -227,10 +261,16 @@ def branch(
             ref = tables.branch(table, name, start)
             out.print(f"branch {name} of {table} created at {ref.commit_id[:12]}")
             return
-    view = Table("name", "kind", "commit", "updated (UTC)")
-    for r in refs:
-        view.add_row(r.name, r.kind, r.commit_id[:12], f"{r.updated_at:%Y-%m-%d %H:%M:%S}")
-    out.print(view)
+    columns = (
+        Column("name", "name"),
+        Column("kind", "kind"),
+        Column("commit", "commit", text=lambda v: v[:12]),
+        Column("updated_at", "updated (UTC)", priority=1),
+    )
+    listed = [
+        {"name": r.name, "kind": r.kind, "commit": r.commit_id, "updated_at": r.updated_at} for r in refs
+    ]
+    emit(listed, columns, output_format)
 
 
 @app.command("tag")
@@ -250,14 +290,30 @@ def diff(
     table: TableArg,
     old: Annotated[str, typer.Argument(help="Old version: branch, tag or commit.")],
     new: Annotated[str, typer.Argument(help="New version: branch, tag or commit.")] = "main",
-    rows: Annotated[int, typer.Option(help="Changed cells / added / removed rows to print.")] = 10,
+    rows: Annotated[
+        int | None,
+        typer.Option(
+            help="Changed cells / added / removed rows to print (default: 10 in a table, all "
+            "in JSON or CSV).",
+            show_default=False,
+        ),
+    ] = None,
     summary: Annotated[bool, typer.Option("--summary", help="Counts only.")] = False,
+    output_format: FormatOpt = "table",
 ) -> None:
-    """Rows added, removed and changed between two versions, with old and new values per cell."""
+    """Rows added, removed and changed between two versions, with old and new values per cell.
+
+    In JSON or CSV: one object per change with the keys change (added, removed or changed), key
+    (the row's key columns), column, old and new (changed cells) and row (added or removed rows).
+    """
     from mlprod.data import TableStore, diff_versions
 
     with open_workspace() as ws:
         result = diff_versions(TableStore(ws), table, old, new)
+    if output_format != "table":
+        emit(_diff_changes(result, rows, counts_only=summary), DIFF_COLUMNS, output_format)
+        return
+    rows = 10 if rows is None else rows
     counts = result.summary()
     out.print(
         f"{table}: {old} ({result.old[:12]}) → {new} ({result.new[:12]}): +{counts['added']:,} added, "
@@ -266,10 +322,8 @@ def diff(
     )
     cells: dict[str, int] = counts["cells"]
     if cells:
-        per_column = Table("column", "changed cells")
-        for column, n in cells.items():
-            per_column.add_row(column, f"{n:,}")
-        out.print(per_column)
+        per_column = [{"column": column, "cells": n} for column, n in cells.items()]
+        print_table(per_column, (Column("column", "column"), Column("cells", "changed cells")))
     if summary:
         return
     for title, part in (
@@ -279,7 +333,64 @@ def diff(
     ):
         if part.num_rows:
             out.print(f"{title} (first {min(rows, part.num_rows)} of {part.num_rows:,}):")
-            out.print(_rows_table(part.slice(0, rows).to_pylist()))
+            _print_rows(part.slice(0, rows).to_pylist(), result.key)
+
+
+DIFF_COLUMNS = (
+    Column("change", "change"),
+    Column("key", "key"),
+    Column("column", "column"),
+    Column("old", "old"),
+    Column("new", "new"),
+    Column("row", "row"),
+)
+
+
+def _diff_changes(result: Any, limit: int | None, *, counts_only: bool) -> list[dict[str, Any]]:
+    """A diff as one object per change (``--summary``: one per changed column, with its count)."""
+    if counts_only:
+        counts = result.summary()
+        return [
+            *(
+                {"change": kind, "key": None, "column": None, "old": None, "new": None, "row": counts[kind]}
+                for kind in ("added", "removed", "changed")
+            ),
+            *(
+                {"change": "cells", "key": None, "column": c, "old": None, "new": None, "row": n}
+                for c, n in counts["cells"].items()
+            ),
+        ]
+    changes: list[dict[str, Any]] = []
+    for cell in _head(result.cells(), limit):
+        key = {k: cell[k] for k in result.key}
+        changes.append(
+            {
+                "change": "changed",
+                "key": key,
+                "column": cell["column"],
+                "old": cell["old"],
+                "new": cell["new"],
+                "row": None,
+            }
+        )
+    for kind, part in (("added", result.added), ("removed", result.removed)):
+        for row in _head(part, limit):
+            changes.append(
+                {
+                    "change": kind,
+                    "key": {k: row[k] for k in result.key},
+                    "column": None,
+                    "old": None,
+                    "new": None,
+                    "row": row,
+                }
+            )
+    return changes
+
+
+def _head(part: Any, limit: int | None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = (part if limit is None else part.slice(0, limit)).to_pylist()
+    return rows
 
 
 @app.command("merge")
@@ -313,10 +424,18 @@ def merge(
                 allow_new_columns=allow_new_columns,
             )
         except MergeConflictError as exc:
-            view = Table("key", "column", "base", "ours", "theirs", title="conflicts (nothing committed)")
-            for c in exc.conflicts[:50]:
-                view.add_row(str(c.key), c.column, repr(c.base), repr(c.ours), repr(c.theirs))
-            err.print(view)
+            conflicts = [
+                {
+                    "key": str(c.key),
+                    "column": c.column,
+                    "base": repr(c.base),
+                    "ours": repr(c.ours),
+                    "theirs": repr(c.theirs),
+                }
+                for c in exc.conflicts[:50]
+            ]
+            columns = [Column(k, k, wrap=k != "key") for k in ("key", "column", "base", "ours", "theirs")]
+            print_table(conflicts, columns, title="conflicts (nothing committed)", console=err, hint=None)
             raise
     c = result.commit
     if not c.committed:
@@ -352,16 +471,27 @@ def expect(
             return
         free = [c.strip() for c in unbounded.split(",") if c.strip()]
         expectations = tables.infer_expectations(table, ref, unbounded=free, margin=margin)
-    view = Table("column", "type", "nullable", "range", "categories", title=f"expectations of {table}")
-    for c in expectations.columns:
-        span = "" if c.minimum is None else f"{c.minimum:.4g} … {c.maximum:.4g}"
-        cats = (
-            ""
+    listed = [
+        {
+            "column": c.name,
+            "type": c.type,
+            "nullable": c.nullable,
+            "range": "" if c.minimum is None else f"{c.minimum:.6g} to {c.maximum:.6g}",
+            "categories": ""
             if c.categories is None
-            else ", ".join(c.categories[:8]) + (" …" if len(c.categories) > 8 else "")
-        )
-        view.add_row(c.name, c.type, "yes" if c.nullable else "no", span, cats)
-    out.print(view)
+            else ", ".join(c.categories[:8])
+            + (f" and {len(c.categories) - 8:,} more" if len(c.categories) > 8 else ""),
+        }
+        for c in expectations.columns
+    ]
+    columns = (
+        Column("column", "column"),
+        Column("type", "type"),
+        Column("nullable", "nullable"),
+        Column("range", "range", wrap=True),
+        Column("categories", "categories", wrap=True, priority=1),
+    )
+    print_table(listed, columns, title=f"expectations of {table}", hint="mlprod.toml keeps them all")
     out.print(
         f"batches of {expectations.min_rows:,} to {expectations.max_rows:,} rows; "
         "commits now validate (reject)"
@@ -389,6 +519,7 @@ def skew(
     table: TableArg,
     reference: Annotated[str, typer.Argument(help="Reference version (e.g. the training data's tag).")],
     current: Annotated[str, typer.Argument(help="Version to compare (e.g. serving data).")] = "main",
+    output_format: FormatOpt = "table",
 ) -> None:
     """Per-column skew between two versions: PSI, KS, null fractions; drifted columns flagged."""
     from mlprod.data import TableStore, skew_between
@@ -396,22 +527,39 @@ def skew(
     with open_workspace() as ws:
         tables = TableStore(ws)
         report = skew_between(tables.checkout(table, reference), tables.checkout(table, current))
-    view = Table("column", "kind", "PSI", "KS", "nulls (ref → cur)", "drifted")
-    for c in report.columns:
-        view.add_row(
-            c.name,
-            c.kind,
-            f"{c.psi:.3f}",
-            "" if c.ks is None else f"{c.ks:.3f}",
-            f"{c.null_fraction_reference:.1%} → {c.null_fraction_current:.1%}",
-            "[bold red]yes[/]" if c.drifted else "no",
-        )
-    out.print(view)
-    if report.only_in_reference or report.only_in_current:
+    listed = [
+        {
+            "column": c.name,
+            "kind": c.kind,
+            "psi": c.psi,
+            "ks": c.ks,
+            "null_fraction_reference": c.null_fraction_reference,
+            "null_fraction_current": c.null_fraction_current,
+            "drifted": c.drifted,
+        }
+        for c in report.columns
+    ]
+    emit(listed, SKEW_COLUMNS, output_format)
+    if output_format == "table" and (report.only_in_reference or report.only_in_current):
         out.print(
             f"only in {reference}: {list(report.only_in_reference)}; "
             f"only in {current}: {list(report.only_in_current)}"
         )
+
+
+def _fraction(value: float) -> str:
+    return f"{value:.1%}"
+
+
+SKEW_COLUMNS = (
+    Column("column", "column"),
+    Column("kind", "kind", priority=2),
+    Column("psi", "PSI", text=lambda v: f"{v:.3f}"),
+    Column("ks", "KS", text=lambda v: "" if v is None else f"{v:.3f}"),
+    Column("null_fraction_reference", "nulls (ref)", text=_fraction, priority=1),
+    Column("null_fraction_current", "nulls (cur)", text=_fraction, priority=1),
+    Column("drifted", "drifted", style=lambda v: "bold red" if v else None),
+)
 
 
 @app.command("check")
@@ -460,10 +608,16 @@ def gc(
             TableStore(ws), grace_seconds=grace, dry_run=dry_run, yes_delete_unknown=yes_delete_unknown
         )
     if dry_run and report.objects:
-        view = Table("object", "bytes", "age", title="unreferenced objects past the grace period")
-        for g in report.objects[:show]:
-            view.add_row(g.sha256, f"{g.size:,}", f"{g.age_seconds / 3600:.1f} h")
-        out.print(view)
+        objects = [
+            {"object": g.sha256, "bytes": g.size, "age": f"{g.age_seconds / 3600:.1f} h"}
+            for g in report.objects[:show]
+        ]
+        columns = (
+            Column("object", "object"),
+            Column("bytes", "bytes", priority=1),
+            Column("age", "age", priority=2),
+        )
+        print_table(objects, columns, title="unreferenced objects past the grace period", hint=None)
         if len(report.objects) > show:
             out.print(f"… and {len(report.objects) - show:,} more")
     if dry_run:
@@ -515,10 +669,20 @@ def fsck(
         out.print_json(json.dumps(report.to_dict()))
     else:
         if report.damage:
-            view = Table("kind", "table", "commit", "object", "detail", title="damage")
-            for d in report.damage:
-                view.add_row(d.kind, d.table, (d.commit or "")[:12], (d.object or "")[:12], d.detail)
-            out.print(view)
+            damage = [
+                {
+                    "kind": d.kind,
+                    "table": d.table,
+                    "commit": (d.commit or "")[:12],
+                    "object": (d.object or "")[:12],
+                    "detail": d.detail,
+                }
+                for d in report.damage
+            ]
+            damage_columns = [
+                Column(k, k, wrap=k == "detail") for k in ("kind", "table", "commit", "object", "detail")
+            ]
+            print_table(damage, damage_columns, title="damage", hint="--format json shows every column")
         verdict = "ok" if report.ok else f"{len(report.damage)} problem(s) found"
         out.print(
             f"checked {report.tables} table(s), {report.refs} ref(s), {report.commits} commit(s), "
@@ -560,8 +724,11 @@ def _notes(notes: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _rows_table(rows: list[dict[str, Any]]) -> Table:
-    view = Table(*rows[0].keys())
-    for row in rows:
-        view.add_row(*(str(v) for v in row.values()))
-    return view
+def _print_rows(rows: list[dict[str, Any]], key: tuple[str, ...] | list[str]) -> None:
+    """Rows of a table, its key columns first; the columns that do not fit are named in a note."""
+    names = [*(k for k in key if k in rows[0]), *(k for k in rows[0] if k not in key)]
+    columns = [
+        Column(n, n, text=str, wrap=isinstance(rows[0][n], str), priority=0 if n in key else 1 + i)
+        for i, n in enumerate(names)
+    ]
+    print_table(rows, columns, hint="mlprod data checkout writes every column")

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from mlprod.cli.eval_commands import leaderboard_table
-from mlprod.cli.monitor_commands import window_table
+from mlprod.cli.eval_commands import print_leaderboard
+from mlprod.cli.listing import Column, print_table
+from mlprod.cli.monitor_commands import print_windows
 from mlprod.cli.state import err, out, state
 
 if TYPE_CHECKING:
@@ -47,12 +47,14 @@ def demo(
     err.print(f"workspace: {home}")
     with open_or_init(Path(home)) as ws:
         summary = run_demo(ws, requests=requests, rounds=rounds, sample=sample, console=err)
-    out.print(render_summary(summary))
+    rows = [{"step": step, "result": result} for step, result in summary_lines(summary)]
+    columns = (Column("step", "step", wrap=True), Column("result", "result", wrap=True))
+    print_table(rows, columns, title="mlprod demo: NYC flights 2013", show_header=False)
     for board in summary.selection.leaderboards.values():
         labels = {r.ref: f"{label} (v{r.version})" for label, r in summary.selection.reports.items()}
-        out.print(leaderboard_table(board, labels=labels))
+        print_leaderboard(board, labels=labels)
     out.print(f"Monitoring {MODEL}/{summary.champion.version} by week (reference: July)")
-    out.print(window_table(summary.monitoring.result))
+    print_windows(summary.monitoring.result)
     out.print(
         f"Explore it: export MLPROD_HOME={summary.workspace}; mlprod data log flights; "
         "mlprod data diff flights jan-jun; mlprod models history flights-delay; "
@@ -62,10 +64,11 @@ def demo(
     )
 
 
-def render_summary(s: DemoSummary) -> Table:
+def summary_lines(s: DemoSummary) -> list[tuple[str, str]]:
+    """The demo's outcome, one (step, result) pair per line of its summary table."""
     from mlprod.demo.monitoring import LABELS_TABLE
 
-    table = Table(title="mlprod demo: NYC flights 2013", show_header=False)
+    table = _Pairs()
     for m in [*s.months, *s.monitoring.months]:
         table.add_row(
             f"flights 2013-{m.month:02d} committed",
@@ -150,3 +153,10 @@ def _screening(m: MonthArrival) -> str:
     flagged = ", ".join(m.flagged_checks) or "none"
     deleted = f" ({m.deleted_after_review:,} rows deleted after review)" if m.deleted_after_review else ""
     return f"poisoning checks flagged: {flagged}{deleted}"
+
+
+class _Pairs(list[tuple[str, str]]):
+    """The summary's (step, result) pairs, collected in order."""
+
+    def add_row(self, step: str, result: str) -> None:
+        self.append((step, result))

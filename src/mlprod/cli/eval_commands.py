@@ -6,8 +6,9 @@ import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
+from mlprod.cli.listing import Column, emit, print_table
+from mlprod.cli.listing import FormatOpt as ListingFormatOpt
 from mlprod.cli.state import err, open_workspace, out
 from mlprod.errors import InvalidInputError
 from mlprod.times import parse_optional_utc
@@ -29,21 +30,55 @@ FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, json or c
 GATE_EXIT = {"pass": 0, "fail": 3, "inconclusive": 4}
 
 
+SET_COLUMNS = (
+    Column("set", "set"),
+    Column("rows", "rows", wrap=True),
+    Column("period", "period", priority=2),
+    Column("slices", "slices", wrap=True, priority=1),
+    Column("fairness", "fairness groups", wrap=True, priority=1),
+    Column("description", "description", wrap=True, priority=3),
+)
+
+
 @app.command("sets")
-def sets() -> None:
+def sets(output_format: ListingFormatOpt = "table") -> None:
     """The evaluation sets declared in mlprod.toml."""
     from mlprod.evaluate import evaluation_sets
 
     with open_workspace() as ws:
         declared = evaluation_sets(ws)
-    table = Table(
-        "set", "rows", "period", "slices", "fairness groups", "description", title="evaluation sets"
-    )
-    for s in declared.values():
-        table.add_row(
-            s.name, s.describe(), s.period, ", ".join(s.slices), ", ".join(s.fairness), s.description
+    listed = [
+        {
+            "set": s.name,
+            "rows": s.describe(),
+            "table": s.table,
+            "ref": s.ref,
+            "time": s.time,
+            "start": s.start,
+            "end": s.end,
+            "period": s.period,
+            "slices": list(s.slices),
+            "fairness": list(s.fairness),
+            "description": s.description,
+        }
+        for s in declared.values()
+    ]
+    columns = (
+        SET_COLUMNS
+        if output_format == "table"
+        else (
+            *SET_COLUMNS[:2],
+            *(Column(k, k) for k in ("table", "ref", "time", "start", "end")),
+            *SET_COLUMNS[2:],
         )
-    out.print(table if declared else "no evaluation sets; add one with `mlprod eval add-set`")
+    )
+    emit(
+        listed,
+        columns,
+        output_format,
+        title="evaluation sets",
+        empty="no evaluation sets; add one with `mlprod eval add-set`",
+    )
 
 
 @app.command("add-set")
@@ -80,17 +115,36 @@ def add_set(
 
 
 @app.command("profiles")
-def profiles() -> None:
+def profiles(output_format: ListingFormatOpt = "table") -> None:
     """The leaderboard profiles: weights, directions and constraints (built-in and from mlprod.toml)."""
     from mlprod.evaluate import load_profiles
 
     with open_workspace() as ws:
         known = load_profiles(ws.config.evaluate.profiles)
-    table = Table("profile", "primary", "weights", "constraints", "description", title="profiles")
-    for p in known.values():
-        weights = ", ".join(f"{m} {w:g} ({p.direction(m)})" for m, w in p.weights.items())
-        table.add_row(p.name, p.primary, weights, "; ".join(map(str, p.constraints)), p.description)
-    out.print(table)
+    listed = [
+        {
+            "profile": p.name,
+            "primary": p.primary,
+            "weights": dict(p.weights),
+            "directions": {m: p.direction(m) for m in p.weights},
+            "constraints": [str(c) for c in p.constraints],
+            "description": p.description,
+            "weighted": ", ".join(f"{m} {w:g} ({p.direction(m)})" for m, w in p.weights.items()),
+        }
+        for p in known.values()
+    ]
+    columns = (
+        Column("profile", "profile"),
+        Column("primary", "primary"),
+        *(
+            (Column("weighted", "weights", wrap=True),)
+            if output_format == "table"
+            else (Column("weights", "weights"), Column("directions", "directions"))
+        ),
+        Column("constraints", "constraints", wrap=True, text="; ".join, priority=1),
+        Column("description", "description", wrap=True, priority=2),
+    )
+    emit(listed, columns, output_format, title="profiles")
 
 
 @app.command("run")
@@ -159,13 +213,18 @@ def explain(
     if output_format == "json":
         out.print_json(json.dumps([e.to_dict() for e in explanations], default=str))
         return
+    columns = (
+        Column("input", "input"),
+        Column("value", "value", wrap=True),
+        Column("contribution", "contribution", text=lambda v: f"{v:+.4f}"),
+    )
     for i, e in enumerate(explanations, 1):
-        table = Table("input", "value", "contribution", title=f"row {i}: probability {e.probability:.4f}")
-        for name, value in list(e.contributions.items())[:top]:
-            shown = e.inputs.get(name)
-            table.add_row(name, f"{shown:.4g}" if isinstance(shown, float) else str(shown), f"{value:+.4f}")
-        table.add_row("(base)", "", f"{e.base:+.4f}")
-        out.print(table)
+        shown_rows = [
+            {"input": name, "value": e.inputs.get(name), "contribution": value}
+            for name, value in list(e.contributions.items())[:top]
+        ]
+        shown_rows.append({"input": "(base)", "value": None, "contribution": e.base})
+        print_table(shown_rows, columns, title=f"row {i}: probability {e.probability:.4f}")
 
 
 @app.command("leaderboard")
@@ -210,7 +269,7 @@ def leaderboard(
     elif output_format == "csv":
         out.print(board.to_csv(), end="", markup=False, highlight=False)
     else:
-        out.print(leaderboard_table(board))
+        print_leaderboard(board)
         for line in left_out_notes(board, show_id is None):
             err.print(line, markup=False)
 
@@ -250,21 +309,37 @@ def gate_command(
     raise typer.Exit(GATE_EXIT[verdict.decision])
 
 
-def leaderboard_table(board: Leaderboard, *, labels: dict[str, str] | None = None) -> Table:
-    """The leaderboard as a Rich table: rank, utility, each metric, Pareto front, constraint failures.
+def print_leaderboard(board: Leaderboard, *, labels: dict[str, str] | None = None) -> None:
+    """The leaderboard as a table: rank, utility, each metric, Pareto front, constraint failures;
+    the metrics of lowest weight give way first in a narrow terminal.
 
     ``labels`` shows models by another name than their reference (e.g. the demo's candidate names).
     """
     title = f"leaderboard {board.id[:12]} · profile {board.profile.name} · set {board.evaluation_set}"
-    table = Table("rank", "model", "utility", *board.columns, "pareto", "constraint failures", title=title)
+    rows = []
     for e in board.entries:
-        name = labels.get(e.ref, e.ref) if labels else e.ref
-        cells = [_number(e.metrics.get(c)) for c in board.columns]
         failures = "; ".join(e.failures) + ("; missing " + ", ".join(e.missing) if e.missing else "")
-        table.add_row(
-            str(e.rank or "-"), name, _number(e.utility), *cells, "★" if e.pareto else "", failures or ""
+        rows.append(
+            {
+                "rank": e.rank,
+                "model": labels.get(e.ref, e.ref) if labels else e.ref,
+                "utility": e.utility,
+                **{f"metric {c}": e.metrics.get(c) for c in board.columns},
+                "pareto": e.pareto,
+                "failures": failures,
+            }
         )
-    return table
+    weights = board.profile.weights
+    by_weight = sorted(board.columns, key=lambda c: -weights.get(c, 0.0))
+    columns = (
+        Column("rank", "rank", text=lambda r: str(r or "-")),
+        Column("model", "model", wrap=True),
+        Column("utility", "utility", text=_number),
+        *(Column(f"metric {c}", c, text=_number, priority=2 + by_weight.index(c)) for c in board.columns),
+        Column("pareto", "pareto", text=lambda p: "★" if p else "", priority=1),
+        Column("failures", "constraint failures", wrap=True),
+    )
+    print_table(rows, columns, title=title)
 
 
 def left_out_notes(board: Leaderboard, fresh: bool = True) -> list[str]:
@@ -292,10 +367,8 @@ def _print_report(report: EvaluationReport, output_format: str) -> None:
         f"{report.ref} on {report.evaluation_set.name} (commit {report.dataset_commit[:12]}, "
         f"{report.rows:,} rows, seed {report.seed}) · report {report.id[:12]}"
     )
-    table = Table("metric", "value", title=title)
-    for name, value in report.metrics.items():
-        table.add_row(name, _number(value))
-    out.print(table)
+    metrics = [{"metric": name, "value": value} for name, value in report.metrics.items()]
+    print_table(metrics, (Column("metric", "metric"), Column("value", "value", text=_number)), title=title)
     slices = report.slices
     if slices.worst is not None:
         out.print(f"worst slice: {slices.worst_name()} {slices.metric} {slices.worst.metric:.4f} "

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
+from mlprod.cli.listing import Column, FormatOpt, emit, print_table
 from mlprod.cli.state import err, open_workspace, out
 from mlprod.errors import InvalidInputError
 from mlprod.times import parse_optional_utc
@@ -33,20 +33,80 @@ AtOpt = Annotated[
 
 
 @app.command("list")
-def list_definitions() -> None:
-    """The feature sets and views defined in the module named by [features] module in mlprod.toml."""
+def list_definitions(output_format: FormatOpt = "table") -> None:
+    """The feature sets and views defined in the module named by [features] module in mlprod.toml.
+
+    In JSON or CSV, one object per definition: name, kind (feature_set, view or aggregation),
+    version, views, entity, keys, source, time, ttl_or_windows, features.
+    """
     from mlprod.features.catalog import load_catalog
 
     with open_workspace() as ws:
         catalog = load_catalog(ws)
-    sets = Table("feature set", "version", "views", "features", title=f"feature sets in {catalog.module}")
-    for fs in catalog.feature_sets.values():
-        sets.add_row(fs.name, fs.version[:12], ", ".join(fs.selection()), str(len(fs.feature_names)))
-    views = Table("view", "kind", "entity (keys)", "source", "time", "ttl / windows", "features")
+    sets = [
+        {
+            "name": fs.name,
+            "kind": "feature_set",
+            "version": fs.version,
+            "views": list(fs.selection()),
+            "features": list(fs.feature_names),
+        }
+        for fs in catalog.feature_sets.values()
+    ]
+    views = []
     for view in catalog.views.values():
-        views.add_row(view.name, *_view_summary(view))
-    out.print(sets)
-    out.print(views)
+        kind, entity, source, time, ttl, _ = _view_summary(view)
+        views.append(
+            {
+                "name": view.name,
+                "kind": kind,
+                "entity": view.entity.name,
+                "keys": list(view.entity.keys),
+                "entity_keys": entity,
+                "source": source,
+                "time": time,
+                "ttl_or_windows": ttl,
+                "features": list(view.feature_names),
+            }
+        )
+    if output_format != "table":
+        emit([*sets, *views], DEFINITION_COLUMNS, output_format)
+        return
+    count = Column("features", "features", text=lambda names: str(len(names)))
+    set_columns = (
+        Column("name", "feature set"),
+        Column("version", "version", text=lambda v: v[:12]),
+        Column("views", "views", wrap=True),
+        count,
+    )
+    view_columns = (
+        Column("name", "view"),
+        Column("kind", "kind", priority=3),
+        Column("entity_keys", "entity (keys)", wrap=True),
+        Column("source", "source", wrap=True, priority=2),
+        Column("time", "time", wrap=True, priority=1),
+        Column("ttl_or_windows", "ttl / windows", wrap=True, priority=1),
+        count,
+    )
+    print_table(sets, set_columns, title=f"feature sets in {catalog.module}")
+    print_table(views, view_columns)
+
+
+DEFINITION_COLUMNS = tuple(
+    Column(key, key)
+    for key in (
+        "name",
+        "kind",
+        "version",
+        "views",
+        "entity",
+        "keys",
+        "source",
+        "time",
+        "ttl_or_windows",
+        "features",
+    )
+)
 
 
 @app.command("show")
@@ -103,10 +163,12 @@ def materialize_command(name: NameArg, at: AtOpt = None) -> None:
         found = load_catalog(ws).lookup(name)
         with open_online_store(ws) as store, err.status(f"materializing {name}"):
             written = materialize(store, _as_features(found), at=parse_optional_utc(at, "--at"), workspace=ws)
-    table = Table("view", "keys written", title=f"materialized {name} into {store!r}")
-    for view, count in written.items():
-        table.add_row(view, f"{count:,}")
-    out.print(table)
+    rows = [{"view": view, "keys": count} for view, count in written.items()]
+    print_table(
+        rows,
+        (Column("view", "view"), Column("keys", "keys written")),
+        title=f"materialized {name} into {store!r}",
+    )
 
 
 @app.command("lookup")

@@ -40,6 +40,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # help renders literally: "[evaluate]" stays, flags show no "<bool>"
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

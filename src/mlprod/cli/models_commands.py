@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
+from mlprod.cli.listing import Column, FormatOpt, emit, print_table
 from mlprod.cli.state import err, open_workspace, out
 from mlprod.errors import InvalidInputError
 
@@ -39,59 +40,93 @@ def train(
         result = run_training(ws, spec, alias=alias)
         assert result.version is not None
     run = result.run
-    table = Table(title=f"run {run.id}", show_header=False)
-    table.add_row("registered", result.version.ref + (f" (@{alias})" if alias else ""))
-    for name in ("validation_auc", "validation_log_loss", "validation_accuracy"):
-        table.add_row(name, f"{run.metrics[name]:.4f}")
-    table.add_row(
-        "train / validation rows", f"{run.lineage['train_rows']:,} / {run.lineage['validation_rows']:,}"
-    )
-    table.add_row("duration", f"{run.duration_seconds:.1f} s, peak memory {run.peak_memory_mb:.0f} MB")
-    table.add_row("code version", run.code_version or "not in a git repository")
-    out.print(table)
+    fields = [
+        ("registered", result.version.ref + (f" (@{alias})" if alias else "")),
+        *(
+            (name, f"{run.metrics[name]:.4f}")
+            for name in ("validation_auc", "validation_log_loss", "validation_accuracy")
+        ),
+        ("train / validation rows", f"{run.lineage['train_rows']:,} / {run.lineage['validation_rows']:,}"),
+        ("duration", f"{run.duration_seconds:.1f} s, peak memory {run.peak_memory_mb:.0f} MB"),
+        ("code version", run.code_version or "not in a git repository"),
+    ]
+    _print_fields(fields, title=f"run {run.id}")
 
 
 @app.command("runs")
 def runs(
     model: Annotated[str | None, typer.Option(help="Only runs of this model.")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 20,
+    output_format: FormatOpt = "table",
 ) -> None:
     """Recent training runs: status, version registered, validation AUC, duration, memory."""
     from mlprod.models import list_runs
 
     with open_workspace() as ws:
         records = list_runs(ws, model=model, limit=limit)
-    table = Table(
-        "run", "model", "status", "version", "estimator", "val AUC", "seconds", "peak MB", "started (UTC)"
-    )
-    for r in records:
-        auc = r.metrics.get("validation_auc")
-        table.add_row(
-            r.id[:12],
-            r.model,
-            r.status,
-            "" if r.model_version is None else str(r.model_version),
-            str(r.params.get("estimator", "")),
-            "" if auc is None else f"{auc:.4f}",
-            "" if r.duration_seconds is None else f"{r.duration_seconds:.1f}",
-            "" if r.peak_memory_mb is None else f"{r.peak_memory_mb:.0f}",
-            f"{r.started_at:%Y-%m-%d %H:%M:%S}",
-        )
-    out.print(table if records else "no training runs yet")
+    listed = [
+        {
+            "run": r.id,
+            "model": r.model,
+            "status": r.status,
+            "version": r.model_version,
+            "estimator": r.params.get("estimator"),
+            "validation_auc": r.metrics.get("validation_auc"),
+            "duration_seconds": r.duration_seconds,
+            "peak_memory_mb": r.peak_memory_mb,
+            "started_at": r.started_at,
+        }
+        for r in records
+    ]
+    emit(listed, RUNS_COLUMNS, output_format, empty="no training runs yet")
+
+
+def _metrics(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.4f}" for name, value in sorted(metrics.items()))
+
+
+def _fixed(digits: int) -> Callable[[float | None], str]:
+    return lambda v: "" if v is None else f"{v:.{digits}f}"
+
+
+RUNS_COLUMNS = (
+    Column("run", "run", text=lambda v: v[:12]),
+    Column("model", "model"),
+    Column("status", "status", priority=2),
+    Column("version", "version"),
+    Column("estimator", "estimator", priority=1),
+    Column("validation_auc", "val AUC", text=_fixed(4)),
+    Column("duration_seconds", "seconds", text=_fixed(1), priority=3),
+    Column("peak_memory_mb", "peak MB", text=_fixed(0), priority=4),
+    Column("started_at", "started (UTC)", priority=2),
+)
 
 
 @app.command("list")
-def list_() -> None:
+def list_(output_format: FormatOpt = "table") -> None:
     """Registered models with their latest version and aliases."""
     from mlprod.models import Registry
 
     with open_workspace() as ws:
         models = Registry(ws).models()
-    table = Table("model", "latest", "versions", "aliases")
-    for m in models:
-        aliases = ", ".join(f"@{a} → {v}" for a, v in sorted(m.aliases.items()))
-        table.add_row(m.name, str(m.latest_version), str(m.num_versions), aliases)
-    out.print(table if models else "no models registered yet")
+    listed = [
+        {
+            "model": m.name,
+            "latest": m.latest_version,
+            "versions": m.num_versions,
+            "aliases": dict(sorted(m.aliases.items())),
+        }
+        for m in models
+    ]
+    columns = (
+        Column("model", "model"),
+        Column("latest", "latest"),
+        Column("versions", "versions"),
+        Column(
+            "aliases", "aliases", wrap=True, text=lambda a: ", ".join(f"@{k} → {v}" for k, v in a.items())
+        ),
+    )
+    emit(listed, columns, output_format, empty="no models registered yet")
 
 
 @app.command("search")
@@ -102,17 +137,31 @@ def search(
     ] = None,
     metric: Annotated[str | None, typer.Option(help="Metric threshold, e.g. 'validation_auc>=0.7'.")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
+    output_format: FormatOpt = "table",
 ) -> None:
     """Versions matching a name, tags and a metric threshold."""
     from mlprod.models import Registry
 
     with open_workspace() as ws:
         found = Registry(ws).search(name=name, tags=_parse_tags(tag or []), metric=metric, limit=limit)
-    table = Table("version", "format", "created (UTC)", "validation AUC")
-    for v in found:
-        auc = v.metrics.get("validation_auc")
-        table.add_row(v.ref, v.format, f"{v.created_at:%Y-%m-%d %H:%M}", "" if auc is None else f"{auc:.4f}")
-    out.print(table if found else "no matching versions")
+    listed = [
+        {
+            "version": v.ref,
+            "format": v.format,
+            "created_at": v.created_at,
+            "validation_auc": v.metrics.get("validation_auc"),
+            "metrics": v.metrics,
+        }
+        for v in found
+    ]
+    columns = (
+        Column("version", "version"),
+        Column("format", "format", priority=1),
+        Column("created_at", "created (UTC)", priority=2),
+        Column("validation_auc", "validation AUC", text=_fixed(4)),
+        Column("metrics", "metrics", wrap=True, priority=3, text=_metrics),
+    )
+    emit(listed, columns, output_format, empty="no matching versions")
 
 
 @app.command("show")
@@ -130,20 +179,24 @@ def show(ref: RefArg) -> None:
         f"[bold]{version.ref}[/]  created {version.created_at:%Y-%m-%d %H:%M:%S} UTC  {version.description}"
     )
     out.print(f"format {version.format}, model file sha256 {version.artifact_sha256}")
-    out.print(_lineage_table(version, run.code_version if run else None, run.id if run else None))
-    inputs = Table("input", "kind", "dtype", "categories")
-    for field in version.signature.inputs:
-        inputs.add_row(
-            field.name, field.kind, field.dtype, str(len(field.categories)) if field.categories else ""
-        )
-    out.print(inputs)
+    _print_fields(
+        _lineage(version, run.code_version if run else None, run.id if run else None), title="lineage"
+    )
+    inputs = [
+        {
+            "input": f.name,
+            "kind": f.kind,
+            "dtype": f.dtype,
+            "categories": len(f.categories) if f.categories else None,
+        }
+        for f in version.signature.inputs
+    ]
+    print_table(inputs, [Column(k, k) for k in ("input", "kind", "dtype", "categories")])
     out.print(
         f"output: {version.signature.output} {version.signature.output_dtype} ({version.signature.task})"
     )
-    metrics = Table("metric", "value")
-    for name, value in sorted(version.metrics.items()):
-        metrics.add_row(name, f"{value:.4f}")
-    out.print(metrics)
+    metrics = [{"metric": name, "value": value} for name, value in sorted(version.metrics.items())]
+    print_table(metrics, (Column("metric", "metric"), Column("value", "value")))
     if tags:
         out.print("tags: " + ", ".join(f"{k}={v}" for k, v in tags.items()))
     for e in exports:
@@ -195,24 +248,42 @@ def rollback(
 
 
 @app.command("history")
-def history(name: Annotated[str, typer.Argument(help="Model name.")]) -> None:
+def history(
+    name: Annotated[str, typer.Argument(help="Model name.")], output_format: FormatOpt = "table"
+) -> None:
     """Every alias move of a model: when, action, from, to, who, why."""
     from mlprod.models import Registry
 
     with open_workspace() as ws:
         moves = Registry(ws).alias_history(name)
-    table = Table("when (UTC)", "alias", "action", "from", "to", "who", "why")
-    for m in moves:
-        table.add_row(
-            f"{m.at:%Y-%m-%d %H:%M:%S}",
-            m.alias,
-            m.action,
-            "-" if m.from_version is None else str(m.from_version),
-            "-" if m.to_version is None else str(m.to_version),
-            m.who,
-            m.why,
-        )
-    out.print(table if moves else f"no alias moves for {name}")
+    listed = [
+        {
+            "at": m.at,
+            "alias": m.alias,
+            "action": m.action,
+            "from_version": m.from_version,
+            "to_version": m.to_version,
+            "who": m.who,
+            "why": m.why,
+        }
+        for m in moves
+    ]
+    emit(listed, HISTORY_COLUMNS, output_format, empty=f"no alias moves for {name}")
+
+
+def _version_or_dash(v: int | None) -> str:
+    return "-" if v is None else str(v)
+
+
+HISTORY_COLUMNS = (
+    Column("at", "when (UTC)"),
+    Column("alias", "alias"),
+    Column("action", "action", priority=2),
+    Column("from_version", "from", text=_version_or_dash),
+    Column("to_version", "to", text=_version_or_dash),
+    Column("who", "who", wrap=True, priority=3),
+    Column("why", "why", wrap=True, priority=1),
+)
 
 
 @app.command("export")
@@ -240,31 +311,44 @@ def export(
     )
 
 
-def _lineage_table(version: ModelVersion, code: str | None, run_id: str | None) -> Table:
+def _print_fields(fields: list[tuple[str, str]], *, title: str) -> None:
+    """A record as a two-column table (name, value) whose values wrap, never cut."""
+    rows = [{"field": name, "value": value} for name, value in fields]
+    print_table(
+        rows, (Column("field", "field"), Column("value", "value", wrap=True)), title=title, show_header=False
+    )
+
+
+def _lineage(version: ModelVersion, code: str | None, run_id: str | None) -> list[tuple[str, str]]:
     lineage = version.lineage
-    table = Table(title="lineage", show_header=False)
+    table: list[tuple[str, str]] = []
     if lineage.get("dataset"):
-        table.add_row(
-            "dataset",
-            f"table {lineage['dataset']} @ {lineage.get('dataset_ref', 'main')}, "
-            f"commit {lineage['dataset_commit']} "
-            f"({lineage['dataset_rows']:,} rows)",
+        table.append(
+            (
+                "dataset",
+                f"table {lineage['dataset']} @ {lineage.get('dataset_ref', 'main')}, "
+                f"commit {lineage['dataset_commit']} "
+                f"({lineage['dataset_rows']:,} rows)",
+            )
         )
     elif lineage:
-        table.add_row("data", str(lineage.get("source", "unknown")))
+        table.append(("data", str(lineage.get("source", "unknown"))))
     if lineage.get("feature_set"):
         version_hash = lineage["feature_set_version"]
-        table.add_row("feature set", f"{lineage['feature_set']}, definitions sha256 {version_hash}")
+        table.append(("feature set", f"{lineage['feature_set']}, definitions sha256 {version_hash}"))
     if "feature_set_hash" in lineage:
         what = "feature expressions, label, filter" + (", feature set" if lineage.get("feature_set") else "")
-        table.add_row("inputs sha256", f"{lineage['feature_set_hash']} ({what})")
-        table.add_row("label", f"{lineage['label']}  where {lineage.get('where') or 'true'}")
-        table.add_row(
-            "split", f"time < {lineage['split_time']}: {lineage['train_rows']:,} train, "
-            f"{lineage['validation_rows']:,} validation"
-        )  # fmt: skip
-    table.add_row("run", run_id or "none (registered directly)")
-    table.add_row("code version", f"git {code}" if code else "unknown (not run in a git repository)")
+        table.append(("inputs sha256", f"{lineage['feature_set_hash']} ({what})"))
+        table.append(("label", f"{lineage['label']}  where {lineage.get('where') or 'true'}"))
+        table.append(
+            (
+                "split",
+                f"time < {lineage['split_time']}: {lineage['train_rows']:,} train, "
+                f"{lineage['validation_rows']:,} validation",
+            )
+        )
+    table.append(("run", run_id or "none (registered directly)"))
+    table.append(("code version", f"git {code}" if code else "unknown (not run in a git repository)"))
     return table
 
 

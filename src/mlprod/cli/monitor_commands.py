@@ -9,13 +9,16 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.text import Text
 
+from mlprod.cli.listing import Column, FormatOpt, emit, print_table
 from mlprod.cli.state import err, open_workspace, out
 from mlprod.errors import InvalidInputError
 from mlprod.times import parse_optional_utc
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from mlprod.monitor import Check, LabelSource, MonitorResult, WindowResult
     from mlprod.workspace import Workspace
 
@@ -116,12 +119,13 @@ def report(
         path = html or ws.root / "reports" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         write_html(result, path, rules=run.rules)
-    out.print(window_table(result))
+    print_windows(result)
     partial = sum(w.partial for w in result.windows)
     if partial:
         out.print(f"{partial} partial window(s): not covered whole by the range read, they raise no alert")
     pending = " (`mlprod monitor check` records them)" if unrecorded else ""
-    out.print(f"{len(run.alerts)} alert(s), {len(unrecorded)} not recorded yet{pending}; HTML report: {path}")
+    out.print(f"{len(run.alerts)} alert(s), {len(unrecorded)} not recorded yet{pending}; HTML report:")
+    out.print(Text(str(path)), soft_wrap=True)
 
 
 @app.command("check")
@@ -196,6 +200,7 @@ def _run(
 def alerts(
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest window first.")] = 50,
+    output_format: FormatOpt = "table",
 ) -> None:
     """Alerts recorded by `mlprod monitor check`: window, rule, column, statistic and threshold, delivery."""
     from mlprod.monitor import AlertStore
@@ -204,57 +209,139 @@ def alerts(
         raise InvalidInputError(f"--limit must be positive, got {limit}")
     with open_workspace() as ws:
         stored = AlertStore(ws).list(model=model, limit=limit)
-    table = Table("window", "model", "rule", "message", "delivered")
-    for a in stored:
-        delivered = f"{a.delivered_at:%Y-%m-%d %H:%M}" if a.delivered_at else "-"
-        table.add_row(
-            f"{a.window_start:%Y-%m-%d %H:%M}", f"{a.model}/{a.version}", a.rule, a.message, delivered
-        )
-    out.print(table if stored else "no alerts recorded")
+    listed = [
+        {
+            "id": a.id,
+            "window_start": a.window_start,
+            "window_end": a.window_end,
+            "model": a.model,
+            "version": a.version,
+            "rule": a.rule,
+            "column": a.column,
+            "method": a.method,
+            "statistic": a.statistic,
+            "threshold": a.threshold,
+            "message": a.message,
+            "created_at": a.created_at,
+            "delivered_at": a.delivered_at,
+        }
+        for a in stored
+    ]
+    for row in listed:
+        row["model_version"] = f"{row['model']}/{row['version']}"
+    columns = ALERT_TABLE if output_format == "table" else ALERT_COLUMNS
+    emit(listed, columns, output_format, empty="no alerts recorded")
+
+
+def _minute(value: datetime | None) -> str:
+    return "-" if value is None else f"{value:%Y-%m-%d %H:%M}"
+
+
+ALERT_COLUMNS = (
+    Column("id", "id"),
+    Column("window_start", "window"),
+    Column("window_end", "window end"),
+    Column("model", "model"),
+    Column("version", "version"),
+    Column("rule", "rule"),
+    Column("column", "column"),
+    Column("method", "method"),
+    Column("statistic", "statistic"),
+    Column("threshold", "threshold"),
+    Column("message", "message"),
+    Column("created_at", "created"),
+    Column("delivered_at", "delivered"),
+)
+ALERT_TABLE = (
+    Column("window_start", "window", text=_minute),
+    Column("model_version", "model"),
+    Column("rule", "rule", priority=2),
+    Column("message", "message", wrap=True),
+    Column("delivered_at", "delivered", text=_minute, priority=1),
+)
 
 
 @app.command("predictions")
 def predictions(
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    output_format: FormatOpt = "table",
 ) -> None:
     """Per model version: predictions and requests logged, time span, mean score, latency."""
     from mlprod.monitor import summarize_predictions
 
     with open_workspace() as ws:
         summaries = summarize_predictions(ws.prediction_log_dir, model=model)
-    table = Table("model", "version", "predictions", "requests", "UTC span", "mean", "p50 ms", "p99 ms")
-    for s in summaries:
-        table.add_row(
-            s.model,
-            str(s.version),
-            f"{s.predictions:,}",
-            f"{s.requests:,}",
-            f"{s.first:%m-%d %H:%M} to {s.last:%m-%d %H:%M}",
-            f"{s.mean_prediction:.4f}",
-            f"{s.latency_p50_ms:.2f}",
-            f"{s.latency_p99_ms:.2f}",
-        )
-    out.print(table if summaries else "no predictions logged yet")
+    listed = [
+        {
+            "model": s.model,
+            "version": s.version,
+            "predictions": s.predictions,
+            "requests": s.requests,
+            "first": s.first,
+            "last": s.last,
+            "mean_prediction": s.mean_prediction,
+            "latency_p50_ms": s.latency_p50_ms,
+            "latency_p99_ms": s.latency_p99_ms,
+        }
+        for s in summaries
+    ]
+    for row in listed:
+        row["span"] = f"{row['first']:%m-%d %H:%M} to {row['last']:%m-%d %H:%M}"
+    columns: tuple[Column, ...] = PREDICTION_COLUMNS
+    if output_format == "table":
+        columns = (*columns[:4], Column("span", "UTC span", priority=3), *columns[6:])
+    emit(listed, columns, output_format, empty="no predictions logged yet")
 
 
-def window_table(result: MonitorResult) -> Table:
+def _fixed(digits: int) -> Callable[[float], str]:
+    return lambda v: f"{v:.{digits}f}"
+
+
+PREDICTION_COLUMNS = (
+    Column("model", "model"),
+    Column("version", "version"),
+    Column("predictions", "predictions"),
+    Column("requests", "requests", priority=2),
+    Column("first", "first (UTC)", text=_minute, priority=3),
+    Column("last", "last (UTC)", text=_minute, priority=3),
+    Column("mean_prediction", "mean", text=_fixed(4), priority=1),
+    Column("latency_p50_ms", "p50 ms", text=_fixed(2), priority=4),
+    Column("latency_p99_ms", "p99 ms", text=_fixed(2), priority=1),
+)
+
+
+def print_windows(result: MonitorResult) -> None:
     """Per window: rows, labels, drift alarms and quality breaches (the strongest first, "*" for the
     multivariate detector), accuracy estimated without labels and realized; partial windows marked."""
     from mlprod.monitor.alerts import PRIMARY_DRIFT_METHODS
 
-    table = Table("window", "rows", "labelled", "drift alarms", "quality breaches", "est. accuracy [95 %]")
-    table.add_column("realized")
+    rows = []
     for w in result.windows:
         drift = [c for c in w.alerts if c.kind == "drift" and c.method in PRIMARY_DRIFT_METHODS]
         quality = [c for c in w.alerts if c.kind == "quality"]
         estimated, realized = _accuracy(w)
-        labelled = next((p.labelled_rows for p in w.performance), 0)
-        start = f"{w.start:%Y-%m-%d %H:%M}" if result.by == "hour" else f"{w.start:%Y-%m-%d}"
-        table.add_row(
-            start + (" (partial)" if w.partial else ""),
-            f"{w.rows:,}", f"{labelled:,}", _strongest(drift), _strongest(quality), estimated, realized,
-        )  # fmt: skip
-    return table
+        rows.append(
+            {
+                "window": (f"{w.start:%Y-%m-%d %H:%M}" if result.by == "hour" else f"{w.start:%Y-%m-%d}")
+                + (" (partial)" if w.partial else ""),
+                "rows": w.rows,
+                "labelled": next((p.labelled_rows for p in w.performance), 0),
+                "drift": _strongest(drift),
+                "quality": _strongest(quality),
+                "estimated": estimated,
+                "realized": realized,
+            }
+        )
+    columns = (
+        Column("window", "window"),
+        Column("rows", "rows"),
+        Column("labelled", "labelled", priority=2),
+        Column("drift", "drift alarms", wrap=True),
+        Column("quality", "quality breaches", wrap=True, priority=1),
+        Column("estimated", "est. accuracy [95 %]"),
+        Column("realized", "realized"),
+    )
+    print_table(rows, columns, hint="the HTML report shows every column")
 
 
 def _strongest(checks: list[Check], shown: int = 3) -> str:

@@ -9,7 +9,7 @@ from mlprod.errors import MlprodError
 
 def planned_group(description: str) -> typer.Typer:
     """A group that shows in ``--help`` and says plainly, when run, that it is not available yet."""
-    group = typer.Typer(help=f"{description} (not available yet)")
+    group = typer.Typer(help=f"(not available yet) {description}")  # first: short help keeps it
 
     @group.callback(invoke_without_command=True)
     def _not_yet(ctx: typer.Context) -> None:

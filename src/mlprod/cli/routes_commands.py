@@ -10,8 +10,8 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
+from mlprod.cli.listing import Column, FormatOpt, emit
 from mlprod.cli.state import open_workspace, out
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ WhyOpt = Annotated[str, typer.Option(help="Reason, kept in the routing history."
 @app.command("show")
 def show(
     name: Annotated[str | None, typer.Argument(help="Model name (default: every plan).")] = None,
+    output_format: FormatOpt = "table",
 ) -> None:
     """The routing plans in force. A model without one serves NAME@champion to requests for its bare
     name (never merely its latest version); without a champion alias they get 404."""
@@ -35,22 +36,35 @@ def show(
         plans = RouteStore(ws).all()
     if name is not None:
         plans = {k: v for k, v in plans.items() if k == name}
-    if not plans:
-        serves = f"{name}@champion" if name else "NAME@champion"
-        out.print(f"no routing plan{f' for {name}' if name else 's'}: a bare model name serves {serves}")
-        return
-    table = Table("model", "revision", "champion", "canary", "canary %", "shadows", "sticky key")
-    for model, (revision, plan) in sorted(plans.items()):
-        table.add_row(
-            model,
-            str(revision),
-            plan.champion,
-            plan.canary or "-",
-            f"{plan.canary_percent:g}",
-            ", ".join(plan.shadows) or "-",
-            plan.sticky_key or "-",
-        )
-    out.print(table)
+    listed = [
+        {
+            "model": model,
+            "revision": revision,
+            "champion": plan.champion,
+            "canary": plan.canary,
+            "canary_percent": plan.canary_percent,
+            "shadows": list(plan.shadows),
+            "sticky_key": plan.sticky_key,
+        }
+        for model, (revision, plan) in sorted(plans.items())
+    ]
+    columns = (
+        Column("model", "model"),
+        Column("revision", "revision", priority=2),
+        Column("champion", "champion"),
+        Column("canary", "canary", text=_or_dash),
+        Column("canary_percent", "canary %", text=lambda p: f"{p:g}"),
+        Column("shadows", "shadows", text=_or_dash),
+        Column("sticky_key", "sticky key", text=_or_dash, priority=1),
+    )
+    serves = f"{name}@champion" if name else "NAME@champion"
+    empty = f"no routing plan{f' for {name}' if name else 's'}: a bare model name serves {serves}"
+    emit(listed, columns, output_format, empty=empty)
+
+
+def _or_dash(value: str | list[str] | None) -> str:
+    text = ", ".join(value) if isinstance(value, list) else value
+    return text or "-"
 
 
 @app.command("set")
@@ -96,22 +110,30 @@ def clear(name: NameArg, why: WhyOpt = "") -> None:
 
 
 @app.command("history")
-def history(name: NameArg) -> None:
+def history(name: NameArg, output_format: FormatOpt = "table") -> None:
     """Every change of a model's routing plan: when, who, why, before and after."""
     from mlprod.serve import RouteStore
 
     with open_workspace() as ws:
         changes = RouteStore(ws).history(name)
-    table = Table("revision", "when (UTC)", "who", "why", "plan")
-    for change in changes:
-        table.add_row(
-            str(change.revision),
-            f"{change.at:%Y-%m-%d %H:%M:%S}",
-            change.who,
-            change.why,
-            _describe(change.after),
-        )
-    out.print(table if changes else f"no routing changes for {name}")
+    listed = [
+        {"revision": c.revision, "at": c.at, "who": c.who, "why": c.why, "before": c.before, "after": c.after}
+        for c in changes
+    ]
+    columns = (
+        Column("revision", "revision"),
+        Column("at", "when (UTC)"),
+        Column("who", "who", wrap=True, priority=2),
+        Column("why", "why", wrap=True, priority=1),
+        Column("before", "before", priority=9),
+        Column("after", "plan", text=_describe, wrap=True),
+    )
+    emit(
+        listed,
+        [c for c in columns if output_format != "table" or c.key != "before"],
+        output_format,
+        empty=f"no routing changes for {name}",
+    )
 
 
 def _describe(plan: dict[str, Any] | None) -> str:

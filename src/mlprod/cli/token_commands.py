@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
+from mlprod.cli.listing import Column, FormatOpt, emit
 from mlprod.cli.state import err, open_workspace, out
 
 app = typer.Typer(
@@ -56,24 +56,36 @@ def create_local_admin() -> None:
 
 
 @app.command("list")
-def list_() -> None:
+def list_(output_format: FormatOpt = "table") -> None:
     """Every token, revoked ones included: name, id, scopes, who created it and when."""
     from mlprod.serve.tokens import TokenStore
 
     with open_workspace() as ws:
         records = TokenStore(ws).list()
-    table = Table("name", "id", "scopes", "created (UTC)", "who", "revoked (UTC)")
-    for r in records:
-        table.add_row(
-            r.name,
-            r.id,
-            ", ".join(r.scopes),
-            f"{r.created_at:%Y-%m-%d %H:%M:%S}",
-            r.who,
-            "" if r.revoked_at is None else f"{r.revoked_at:%Y-%m-%d %H:%M:%S}",
-        )
-    out.print(
-        table if records else "no API tokens yet; create one with 'mlprod tokens create NAME --scope predict'"
+    listed = [
+        {
+            "name": r.name,
+            "id": r.id,
+            "scopes": list(r.scopes),
+            "created_at": r.created_at,
+            "who": r.who,
+            "revoked_at": r.revoked_at,
+        }
+        for r in records
+    ]
+    columns = (
+        Column("name", "name"),
+        Column("id", "id"),
+        Column("scopes", "scopes", wrap=True),
+        Column("created_at", "created (UTC)", priority=2),
+        Column("who", "who", wrap=True, priority=3),
+        Column("revoked_at", "revoked (UTC)", priority=1),
+    )
+    emit(
+        listed,
+        columns,
+        output_format,
+        empty="no API tokens yet; create one with 'mlprod tokens create NAME --scope predict'",
     )
 
 

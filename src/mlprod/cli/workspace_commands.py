@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from mlprod.cli.state import open_workspace, out
 
@@ -50,15 +49,17 @@ def info() -> None:
     from mlprod.models import Registry
 
     with open_workspace() as ws:
-        table = Table(show_header=False, box=None)
-        table.add_row("workspace", str(ws.root))
-        table.add_row("workspace id", ws.workspace_id)
-        table.add_row("metadata database", _hide_password(ws.database_url))
-        table.add_row("artifacts", str(ws.artifacts.root))
-        table.add_row("prediction log", str(ws.prediction_log_dir))
-        table.add_row("tables", str(len(TableStore(ws).tables())))
-        table.add_row("models", str(len(Registry(ws).models())))
-        out.print(table)
+        fields = {
+            "workspace": ws.root,
+            "workspace id": ws.workspace_id,
+            "metadata database": _hide_password(ws.database_url),
+            "artifacts": ws.artifacts.root,
+            "prediction log": ws.prediction_log_dir,
+            "tables": len(TableStore(ws).tables()),
+            "models": len(Registry(ws).models()),
+        }
+    for name, value in fields.items():  # one line each, never cut (a long path runs on)
+        out.print(f"{name:<18} {value}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _hide_password(url: str) -> str:
