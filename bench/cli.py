@@ -26,7 +26,13 @@ import numpy as np
 import pandas as pd
 
 from mlprod.data import TableStore
-from mlprod.evaluate import EvaluationOptions, EvaluationSet, build_leaderboard, evaluate_model, save_evaluation_set
+from mlprod.evaluate import (
+    EvaluationOptions,
+    EvaluationSet,
+    build_leaderboard,
+    evaluate_model,
+    save_evaluation_set,
+)
 from mlprod.models import Registry, TrainingSpec, run_training
 from mlprod.workspace import Workspace
 
@@ -71,7 +77,10 @@ def events(n: int = 1200, seed: int = 5) -> pd.DataFrame:
     """Eight weeks of rows; ``y`` depends on ``x`` and the category ``c``."""
     rng = np.random.default_rng(seed)
     week = rng.integers(0, 8, size=n)
-    ts = [START + timedelta(days=7 * int(w), hours=int(h)) for w, h in zip(week, rng.integers(0, 160, n), strict=True)]
+    ts = [
+        START + timedelta(days=7 * int(w), hours=int(h))
+        for w, h in zip(week, rng.integers(0, 160, n), strict=True)
+    ]
     x = rng.normal(size=n)
     c = rng.choice(["a", "b", "c"], size=n)
     y = (rng.random(n) < 1 / (1 + np.exp(-(2 * x + np.where(c == "a", 1.0, -0.5))))).astype(np.int64)
@@ -90,10 +99,16 @@ def build_workspace(root: Path) -> None:
         (root / "features.py").write_text(FEATURES, encoding="utf-8")
         ws.set_config("features", "module", "features.py")
         save_evaluation_set(
-            ws, EvaluationSet("later", table="events", time="ts", start="2026-02-02", end="2026-03-02", slices=("c",))
+            ws,
+            EvaluationSet(
+                "later", table="events", time="ts", start="2026-02-02", end="2026-03-02", slices=("c",)
+            ),
         )
         refs = []
-        for estimator in ({"kind": "linear"}, {"kind": "lightgbm", "params": {"n_estimators": 5, "num_leaves": 4}}):
+        for estimator in (
+            {"kind": "linear"},
+            {"kind": "lightgbm", "params": {"n_estimators": 5, "num_leaves": 4}},
+        ):
             spec = TrainingSpec.parse(
                 {"model": MODEL, "dataset": "events", "dataset_ref": "train", "label": "y", "time": "ts",
                  "features": {"x": "x", "c": "c"}, "categorical": ["c"], "estimator": estimator}
@@ -112,7 +127,9 @@ def median_ms(args: list[str], *, runs: int, env: dict[str, str]) -> float:
     samples = []
     for _ in range(runs):
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "mlprod", *args], env=env, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "mlprod", *args], env=env, capture_output=True, text=True
+        )
         samples.append((time.perf_counter() - started) * 1000)
         if done.returncode != 0:
             raise SystemExit(f"`mlprod {' '.join(args)}` failed ({done.returncode}): {done.stderr.strip()}")
@@ -133,7 +150,11 @@ def main() -> None:
         print(f"workspace built in {time.perf_counter() - started:.1f} s; {options.runs} runs per command")
         env = {**os.environ, "MLPROD_HOME": str(root), "COLUMNS": "120"}
         baseline = median_ms(["--version"], runs=options.runs, env=env)
-        commands = [c for c in READ_COMMANDS if options.only is None or any(" ".join(c).startswith(o) for o in options.only)]
+        commands = [
+            c
+            for c in READ_COMMANDS
+            if options.only is None or any(" ".join(c).startswith(o) for o in options.only)
+        ]
         print(f"\n{'command':<52}{'median ms':>10}{'ratio':>8}{'goal ms':>9}  result")
         print(f"{'mlprod --version (baseline)':<52}{baseline:>10.0f}{1.0:>8.2f}")
         passed = 0

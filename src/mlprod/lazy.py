@@ -45,7 +45,7 @@ def lazy_exports(package: str, init_file: str) -> Callable[[str], Any]:
     exports = exported_imports(init_file)
     module = sys.modules[package]
 
-    def __getattr__(name: str) -> Any:
+    def __getattr__(name: str) -> Any:  # noqa: N807 (the PEP 562 hook has this name)
         if name not in exports:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         source, attribute = exports[name]
@@ -71,7 +71,10 @@ def _exports_win(names: set[str]) -> type[types.ModuleType]:
 
 class _LazyModule(types.ModuleType):
     def __getattr__(self, attribute: str) -> Any:
-        return getattr(importlib.import_module(self.__name__), attribute)
+        module = importlib.import_module(self.__name__)
+        # Later look-ups find the library's names here directly, as fast as on the module itself.
+        self.__dict__.update({k: v for k, v in vars(module).items() if k not in ("__name__", "__spec__")})
+        return getattr(module, attribute)
 
 
 def lazy_module(name: str) -> Any:

@@ -6,9 +6,9 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+import mlprod.meta.database as database_module
 from mlprod.errors import DatabaseError
 from mlprod.meta import connect, metadata, upgrade_to_head
-import mlprod.meta.database as database_module
 from mlprod.meta.database import is_at_head
 
 

@@ -101,7 +101,9 @@ def head_revision() -> str:
             (revisions if field == "revision" else parents).update(re.findall(r"['\"]([^'\"]+)['\"]", value))
     heads = revisions - parents
     if len(heads) != 1:
-        raise DatabaseError(f"the migrations in {_MIGRATIONS} have {len(heads)} heads ({sorted(heads)}), not one")
+        raise DatabaseError(
+            f"the migrations in {_MIGRATIONS} have {len(heads)} heads ({sorted(heads)}), not one"
+        )
     return heads.pop()
 
 

@@ -19,16 +19,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any
-
-import pandas as pd
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from mlprod.data import TableStore
 from mlprod.errors import NotFoundError
 from mlprod.features import FeatureSet
 from mlprod.features.catalog import load_catalog
 from mlprod.identity import current_user
+from mlprod.lazy import lazy_module
 from mlprod.meta.lookup import row_by_id_prefix
 from mlprod.meta.tables import runs
 from mlprod.models.metrics import binary_classification_metrics
@@ -37,6 +35,13 @@ from mlprod.models.training import Progress, TrainedModel, check_label, train_cl
 from mlprod.models.training_spec import LABEL_COLUMN, TrainingSpec, build_frame, join_features, split_by_time
 from mlprod.names import check_name
 from mlprod.workspace import Workspace
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+else:
+    pd = lazy_module("pandas")
+    pa = lazy_module("pyarrow")
 
 TRACKED_PACKAGES = (
     "mlprod", "numpy", "pandas", "pyarrow", "duckdb", "scikit-learn", "lightgbm", "xgboost", "skops",
