@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from mlprod.cli.state import err, open_workspace, out
+from mlprod.cli.state import open_workspace, out, status
 from mlprod.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -35,8 +35,12 @@ def train(
     from mlprod.models import TrainingSpec, run_training
 
     spec = TrainingSpec.from_toml(spec_file)
-    with open_workspace() as ws, err.status(f"training {spec.model} ({spec.estimator.kind})"):
-        result = run_training(ws, spec, alias=alias)
+    with open_workspace() as ws, status(f"training {spec.model} ({spec.estimator.kind})") as step:
+
+        def rounds(done: int, total: int) -> None:
+            step(f"training: boosting round {done}/{total}")
+
+        result = run_training(ws, spec, alias=alias, step=step, progress=rounds)
         assert result.version is not None
     run = result.run
     table = Table(title=f"run {run.id}", show_header=False)
