@@ -17,7 +17,19 @@ PACKAGES = ["mlprod.data", "mlprod.demo", "mlprod.evaluate", "mlprod.meta", "mlp
             "mlprod.serve"]  # fmt: skip
 LAYER = {
     **dict.fromkeys(
-        ["errors", "lazy", "progress", "config", "names", "identity", "diskspace", "artifacts", "meta", "workspace"], 0
+        [
+            "errors",
+            "lazy",
+            "progress",
+            "config",
+            "names",
+            "identity",
+            "diskspace",
+            "artifacts",
+            "meta",
+            "workspace",
+        ],
+        0,
     ),
     "data": 1,
     "features": 2,
