@@ -95,7 +95,8 @@ _REVISION = re.compile(r"^(down_revision|revision)\b[^=\n]*=(.*)$", re.MULTILINE
 
 def head_revision() -> str:
     """The newest migration: the one revision no other migration names as its ``down_revision``."""
-    revisions, parents = set(), set()
+    revisions: set[str] = set()
+    parents: set[str] = set()
     for script in (_MIGRATIONS / "versions").glob("*.py"):
         for field, value in _REVISION.findall(script.read_text(encoding="utf-8")):
             (revisions if field == "revision" else parents).update(re.findall(r"['\"]([^'\"]+)['\"]", value))
