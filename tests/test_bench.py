@@ -33,6 +33,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
             "mlprod flagged exactly the planted columns",
         ),
         ("monitor/flights_estimation.py", ["--tiny"], "MAE acc"),
+        ("cli.py", ["--runs", "1", "--only", "models list", "data log"], "read commands within"),
         (
             "feature_store.py",
             ["--entities", "50", "--rows-per-entity", "20", "--entity-rows", "500", "--skip-feast"],

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import mlprod
+from mlprod.lazy import exported_imports
 
 SRC = Path(mlprod.__file__).parent
 PACKAGES = ["mlprod.data", "mlprod.demo", "mlprod.evaluate", "mlprod.meta", "mlprod.models", "mlprod.monitor",
@@ -18,6 +19,8 @@ LAYER = {
     **dict.fromkeys(
         [
             "errors",
+            "lazy",
+            "progress",
             "config",
             "names",
             "identity",
@@ -46,13 +49,14 @@ def test_all_is_sorted_and_names_every_public_import(name: str) -> None:
     for symbol in package.__all__:
         assert hasattr(package, symbol), symbol
     tree = ast.parse(Path(package.__file__).read_text())
-    imported = {
+    eager = {
         alias.asname or alias.name
         for node in tree.body
-        if isinstance(node, ast.ImportFrom)
+        if isinstance(node, ast.ImportFrom) and node.module not in ("typing", "mlprod.lazy")
         for alias in node.names
     }
-    assert imported == set(package.__all__)
+    assert eager == set(), f"import {sorted(eager)} lazily: inside the `if TYPE_CHECKING:` block"
+    assert set(exported_imports(package.__file__)) == set(package.__all__)
 
 
 def _imports(path: Path) -> set[str]:

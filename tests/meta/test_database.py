@@ -1,10 +1,12 @@
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+import mlprod.meta.database as database_module
 from mlprod.errors import DatabaseError
 from mlprod.meta import connect, metadata, upgrade_to_head
 from mlprod.meta.database import is_at_head
@@ -81,3 +83,20 @@ def test_sqlite_ddl_is_transactional(tmp_path) -> None:
     with pytest.raises(RuntimeError):
         interrupted_migration()
     assert "half" not in sa.inspect(engine).get_table_names()
+
+
+def test_the_head_read_from_the_migration_files_is_alembics(tmp_path) -> None:
+    """``is_at_head`` reads the head without Alembic (start-up time); it must agree with Alembic."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from mlprod.meta.database import head_revision
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(database_module.__file__).with_name("migrations")))
+    assert head_revision() == ScriptDirectory.from_config(config).get_current_head()
+    engine = connect(f"sqlite:///{tmp_path / 'meta.db'}")
+    upgrade_to_head(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
+    assert not is_at_head(engine)

@@ -9,7 +9,7 @@ import typer
 
 from mlprod.cli.listing import Column, emit, print_table
 from mlprod.cli.listing import FormatOpt as ListingFormatOpt
-from mlprod.cli.state import err, open_workspace, out
+from mlprod.cli.state import err, open_workspace, out, status
 from mlprod.errors import InvalidInputError
 from mlprod.times import parse_optional_utc
 
@@ -164,11 +164,8 @@ def run(
         if seed is not None:
             overrides["seed"] = seed
         options = EvaluationOptions.from_workspace(ws, **overrides)
-        with err.status(f"evaluating {ref} on {evaluation_set}") as status:
-            report = evaluate_model(
-                ws, ref, evaluation_set, options=options,
-                step=lambda what: status.update(f"evaluating {ref} on {evaluation_set}: {what}"),
-            )  # fmt: skip
+        with status(f"evaluating {ref} on {evaluation_set}") as step:
+            report = evaluate_model(ws, ref, evaluation_set, options=options, step=step)
     _print_report(report, output_format)
 
 
@@ -208,8 +205,8 @@ def explain(
     from mlprod.evaluate import explain_rows
 
     _check_format(output_format, allowed=("table", "json"))
-    with open_workspace() as ws:
-        explanations = explain_rows(ws, ref, evaluation_set, rows=rows, seed=seed)
+    with open_workspace() as ws, status(f"explaining {ref} on {evaluation_set}") as step:
+        explanations = explain_rows(ws, ref, evaluation_set, rows=rows, seed=seed, step=step)
     if output_format == "json":
         out.print_json(json.dumps([e.to_dict() for e in explanations], default=str))
         return

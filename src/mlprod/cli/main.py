@@ -1,7 +1,9 @@
 """The root ``mlprod`` command, its command groups, and the mapping of errors to exit codes.
 
 A user error (``MlprodError``) prints one line and exits 2; an unexpected error prints one line and
-exits 1; ``--debug`` (or ``MLPROD_DEBUG=1``) prints the traceback as well.
+exits 1; ``--debug`` (or ``MLPROD_DEBUG=1``) prints the traceback as well. ``-C/--workspace`` and
+``--debug`` work before the subcommand (``mlprod -C ws models list``) and after it
+(``mlprod models list -C ws``), with the same meaning.
 """
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.core
+import typer.main
 from rich.text import Text
 
 from mlprod import __version__
@@ -33,7 +38,62 @@ from mlprod.cli.planned import planned_group
 from mlprod.cli.state import err, state
 from mlprod.errors import MlprodError
 
+WORKSPACE_HELP = "Workspace directory (default: $MLPROD_HOME, else search upward)."
+DEBUG_HELP = "Show tracebacks on errors."
+
+
+class _RootGroup(typer.core.TyperGroup):
+    """The root command; it gives every subcommand the root's ``-C/--workspace`` and ``--debug`` too."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        shared = typer.main.get_command(_shared_options_app).params
+        for command in _subcommands(self):
+            command.params.extend(shared)
+
+
+def _subcommands(group: typer.core.TyperGroup) -> Iterator[Any]:
+    for command in group.commands.values():
+        yield command
+        if isinstance(command, typer.core.TyperGroup):
+            yield from _subcommands(command)
+
+
+def _set_workspace(value: Path | None) -> None:
+    if value is not None:
+        state.workspace = value
+
+
+def _set_debug(value: bool) -> None:
+    if value:
+        state.debug = True
+
+
+_shared_options_app = typer.Typer(add_completion=False)
+
+
+@_shared_options_app.command()
+def _shared_options(
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace",
+            "-C",
+            help=WORKSPACE_HELP,
+            callback=_set_workspace,
+            is_eager=True,
+            expose_value=False,
+        ),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help=DEBUG_HELP, callback=_set_debug, is_eager=True, expose_value=False)
+    ] = False,
+) -> None:
+    """Only its options are used: typer builds them (eager, so ``--debug`` holds when other input is bad)."""
+
+
 app = typer.Typer(
+    cls=_RootGroup,
     name="mlprod",
     help="mlprod: versioned data, features, training, registry, evaluation, serving, monitoring "
     "and the retraining loop around your models.",
@@ -55,11 +115,9 @@ def _version(value: bool) -> None:
 def root(
     workspace: Annotated[
         Path | None,
-        typer.Option(
-            "--workspace", "-C", help="Workspace directory (default: $MLPROD_HOME, else search upward)."
-        ),
+        typer.Option("--workspace", "-C", help=WORKSPACE_HELP),
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,

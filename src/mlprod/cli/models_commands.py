@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mlprod.cli.listing import Column, FormatOpt, emit, print_table
-from mlprod.cli.state import err, open_workspace, out
+from mlprod.cli.state import open_workspace, out, status
 from mlprod.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -36,8 +36,12 @@ def train(
     from mlprod.models import TrainingSpec, run_training
 
     spec = TrainingSpec.from_toml(spec_file)
-    with open_workspace() as ws, err.status(f"training {spec.model} ({spec.estimator.kind})"):
-        result = run_training(ws, spec, alias=alias)
+    with open_workspace() as ws, status(f"training {spec.model} ({spec.estimator.kind})") as step:
+
+        def rounds(done: int, total: int) -> None:
+            step(f"training: boosting round {done}/{total}")
+
+        result = run_training(ws, spec, alias=alias, step=step, progress=rounds)
         assert result.version is not None
     run = result.run
     fields = [

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,6 +12,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from mlprod.progress import Step
     from mlprod.workspace import Workspace
 
 
@@ -33,4 +36,17 @@ def open_workspace() -> Workspace:
     return Workspace.find(environ=os.environ)
 
 
-__all__ = ["CliState", "err", "open_workspace", "out", "state"]
+@contextmanager
+def status(title: str) -> Iterator[Step]:
+    """A ``Step`` that shows ``title: <step>`` as a live status line on stderr when it is a terminal.
+
+    Piped or redirected, it shows nothing: progress is for people watching, not for logs or parsers.
+    """
+    if not err.is_terminal:
+        yield lambda _what: None
+        return
+    with err.status(title) as shown:
+        yield lambda what: shown.update(f"{title}: {what}")
+
+
+__all__ = ["CliState", "err", "open_workspace", "out", "state", "status"]

@@ -1,17 +1,22 @@
 """Versioned tables: keyed, bucketed, content-addressed Parquet with commits, branches, diff and merge."""
 
-from mlprod.data.diff import TableDiff, diff_versions
-from mlprod.data.fsck import Damage, FsckReport, fsck_tables
-from mlprod.data.gc import Garbage, GcReport, collect_garbage
-from mlprod.data.history import CommitInfo, Ref, TableInfo
-from mlprod.data.ingest import read_table_file, to_arrow
-from mlprod.data.merge import Conflict, MergeResult, merge_branches
-from mlprod.data.poisoning import Finding, PoisoningReport, check_poisoning
-from mlprod.data.skew import ColumnSkew, SkewReport
-from mlprod.data.skew import skew as skew_between
-from mlprod.data.tables import CommitResult, TableStore
-from mlprod.data.validation import ColumnExpectation, Expectations, ValidationReport, Violation
-from mlprod.data.validation import validate as validate_rows
+from typing import TYPE_CHECKING
+
+from mlprod.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from mlprod.data.diff import TableDiff, diff_versions
+    from mlprod.data.fsck import Damage, FsckReport, fsck_tables
+    from mlprod.data.gc import Garbage, GcReport, collect_garbage
+    from mlprod.data.history import CommitInfo, Ref, TableInfo
+    from mlprod.data.ingest import read_table_file, to_arrow
+    from mlprod.data.merge import Conflict, MergeResult, merge_branches
+    from mlprod.data.poisoning import Finding, PoisoningReport, check_poisoning
+    from mlprod.data.skew import ColumnSkew, SkewReport
+    from mlprod.data.skew import skew as skew_between
+    from mlprod.data.tables import CommitResult, TableStore
+    from mlprod.data.validation import ColumnExpectation, Expectations, ValidationReport, Violation
+    from mlprod.data.validation import validate as validate_rows
 
 __all__ = [
     "ColumnExpectation",
@@ -44,3 +49,5 @@ __all__ = [
     "to_arrow",
     "validate_rows",
 ]
+
+__getattr__ = lazy_exports(__name__, __file__)

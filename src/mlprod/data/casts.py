@@ -20,12 +20,17 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from mlprod.errors import LossyCastError
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
 
 ROUNDING = {"allow_time_truncate": True, "allow_decimal_truncate": True, "allow_float_truncate": True}
 """What ``allow_lossy`` permits: rounding and truncation, never integer or time overflow."""

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import ParamSpec, TypeVar
-
-import duckdb
-import pyarrow as pa
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from mlprod.data.keys import bucket_ids
 from mlprod.data.storage import AFTER, BEFORE, BUCKET, after, before, conform
 from mlprod.errors import InvalidInputError, LossyCastError
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+else:
+    duckdb = lazy_module("duckdb")
+    pa = lazy_module("pyarrow")
 
 Params = ParamSpec("Params")
 Result = TypeVar("Result")

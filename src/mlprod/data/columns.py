@@ -18,11 +18,17 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING
 
 from mlprod.errors import InvalidInputError
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
 
 MAX_TEXT_BYTES = 2**31 - 1
 """Most bytes of text (or binary) one column may carry in one commit: Arrow's 32-bit string offsets

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from mlprod.artifacts import ArtifactStore
 from mlprod.data.changes import compare, empty_change, side, union_schema, with_keys, without_keys
@@ -24,6 +23,12 @@ from mlprod.data.manifest import ChangeRef, Manifest
 from mlprod.data.storage import compose, read_parquet, write_change
 from mlprod.data.three_way import as_schema, merge_overlap
 from mlprod.errors import ConflictError, MergeConflictError
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
 
 MAX_WALK = 10_000
 """How many commits back along first parents the base is looked for before keys are looked up instead."""

@@ -13,13 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from mlprod.data.casts import Loss, cast_or_raise, describe, exact_cast
 from mlprod.data.columns import check_names, check_text_size, check_types
 from mlprod.data.storage import conform
 from mlprod.errors import InvalidInputError, LossyCastError, NewColumnsError
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
 
 
 @dataclass(frozen=True)

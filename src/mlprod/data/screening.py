@@ -8,14 +8,18 @@ import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Literal
 
 from mlprod.data.history import TableInfo
 from mlprod.data.manifest import Manifest
 from mlprod.data.validation import Expectations, ValidationReport, split, validate
 from mlprod.errors import InvalidInputError, ValidationFailedError
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
 
 Policy = Literal["reject", "quarantine", "off"]
 POLICIES: tuple[str, ...] = ("reject", "quarantine", "off")

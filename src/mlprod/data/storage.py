@@ -11,21 +11,28 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from mlprod.artifacts import ArtifactStore
 from mlprod.data.casts import cast_or_raise
 from mlprod.data.keys import bucket_ids
 from mlprod.data.manifest import ChangeRef, Manifest
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+else:
+    np = lazy_module("numpy")
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
+    pq = lazy_module("pyarrow.parquet")
 
 BUCKET = "_bucket"
 BEFORE = "_before"
 AFTER = "_after"
-_KEEP_NULLS = pc.ScalarAggregateOptions(skip_nulls=False)
 
 
 def before(column: str) -> str:
@@ -138,7 +145,7 @@ def compose(changes: Sequence[pa.Table], key: Sequence[str]) -> pa.Table:
         for name in value_columns
     }
     grouped = stacked.group_by(list(key), use_threads=False).aggregate(
-        [(name, how[name], _KEEP_NULLS) for name in value_columns]
+        [(name, how[name], pc.ScalarAggregateOptions(skip_nulls=False)) for name in value_columns]
     )
     return pa.table(
         {name: grouped.column(name) for name in key}

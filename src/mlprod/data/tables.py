@@ -27,10 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-import duckdb
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from mlprod.artifacts import ArtifactStore
 from mlprod.data.changes import compare, retyped_change, side, union_schema
 from mlprod.data.gc_fence import FenceMark, GcFence, KeptWrites, record_fenced
@@ -66,9 +62,19 @@ from mlprod.data.storage import (
 from mlprod.data.validation import Expectations, infer_expectations
 from mlprod.errors import AlreadyExistsError, ConflictError, InvalidInputError, NotFoundError
 from mlprod.identity import current_user
+from mlprod.lazy import lazy_module
 from mlprod.meta.locks import exclusive
 from mlprod.names import check_name
 from mlprod.workspace import Workspace
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    duckdb = lazy_module("duckdb")
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
 
 if TYPE_CHECKING:
     from mlprod.data.poisoning import PoisoningReport

@@ -29,12 +29,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from mlprod.errors import InvalidInputError
 from mlprod.evaluate.json_numbers import finite_or_none, number
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")
 
 DEFAULT_MAX_ELEMENTS = 1 << 22
 """Row counts held per block by ``iter_bootstrap_counts``: about 48 MB of indices and counts."""

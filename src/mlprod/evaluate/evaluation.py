@@ -13,7 +13,6 @@ import os
 import platform
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,9 +36,9 @@ from mlprod.evaluate.slices import slice_report
 from mlprod.features.catalog import load_catalog
 from mlprod.models import LoadedModel, ModelVersion, Registry, TrainingSpec, build_frame
 from mlprod.models.training_spec import EXTRA_PREFIX, LABEL_COLUMN, TIME_COLUMN, join_features
+from mlprod.progress import Step, no_step
 from mlprod.workspace import Workspace
 
-Step = Callable[[str], None]
 LATENCY_SAMPLE_ROWS = 500
 
 
@@ -95,7 +94,7 @@ def evaluate_model(
     """Measure ``ref`` on the set, store the report with the model version, and return it."""
     started = time.perf_counter()
     options = options or EvaluationOptions.from_workspace(workspace)
-    step = step or (lambda _: None)
+    step = step or no_step
     chosen = (
         get_evaluation_set(workspace, evaluation_set) if isinstance(evaluation_set, str) else evaluation_set
     )

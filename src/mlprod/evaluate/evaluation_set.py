@@ -19,18 +19,23 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import duckdb
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from mlprod.config import EvaluationSetSection
 from mlprod.data import CommitInfo, TableStore
 from mlprod.data.history import BRANCH
 from mlprod.errors import InvalidInputError, NotFoundError
 from mlprod.evaluate.slices import PERIODS
+from mlprod.lazy import lazy_module
 from mlprod.names import check_name
 from mlprod.workspace import Workspace
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+else:
+    duckdb = lazy_module("duckdb")
+    pa = lazy_module("pyarrow")
 
 
 @dataclass(frozen=True)

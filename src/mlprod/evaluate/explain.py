@@ -18,6 +18,7 @@ from mlprod.evaluate.evaluation import request_rows, score_rows
 from mlprod.evaluate.evaluation_set import EvaluationSet, get_evaluation_set, load_rows
 from mlprod.evaluate.interpretability import contributions
 from mlprod.models import Registry
+from mlprod.progress import Step, no_step
 from mlprod.workspace import Workspace
 
 BACKGROUND_ROWS = 2000
@@ -42,9 +43,16 @@ class Explanation:
 
 
 def explain_rows(
-    workspace: Workspace, ref: str, evaluation_set: str | EvaluationSet, *, rows: int = 5, seed: int = 0
+    workspace: Workspace,
+    ref: str,
+    evaluation_set: str | EvaluationSet,
+    *,
+    rows: int = 5,
+    seed: int = 0,
+    step: Step | None = None,
 ) -> list[Explanation]:
-    """Explain ``rows`` seeded random rows of the set as scored by ``ref``."""
+    """Explain ``rows`` seeded random rows of the set as scored by ``ref``; ``step`` hears each phase."""
+    step = step or no_step
     if not 1 <= rows <= BACKGROUND_ROWS:
         raise InvalidInputError(f"rows to explain must be between 1 and {BACKGROUND_ROWS}, got {rows}")
     chosen = (
@@ -52,8 +60,12 @@ def explain_rows(
     )
     registry = Registry(workspace)
     version = registry.get(ref)
+    step(f"reading {chosen.describe()}")
+    loaded_rows = load_rows(workspace, chosen)
     loaded = registry.load(version)
-    scored = score_rows(workspace, version, loaded, load_rows(workspace, chosen), chosen)
+    step("scoring")
+    scored = score_rows(workspace, version, loaded, loaded_rows, chosen)
+    step("contributions")
     rng = np.random.default_rng(seed)
     sample = rng.choice(len(scored.y), size=min(BACKGROUND_ROWS, len(scored.y)), replace=False)
     parts = contributions(loaded, scored.matrix[sample])[:rows]

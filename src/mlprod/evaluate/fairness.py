@@ -37,19 +37,24 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from mlprod.errors import InvalidInputError
 from mlprod.evaluate.bootstrap import Interval, bootstrap_cell_counts, percentile_interval
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
 
 MISSING_GROUP = "(missing)"
 MIN_RESAMPLES = 20
 _SHOWN_GROUPS = 20
 
-ArrayLike: TypeAlias = Sequence[Any] | np.ndarray | pd.Series
+ArrayLike: TypeAlias = "Sequence[Any] | np.ndarray | pd.Series"
 
 
 @dataclass(frozen=True)

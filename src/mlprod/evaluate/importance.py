@@ -37,14 +37,18 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from mlprod.errors import InvalidInputError
 from mlprod.evaluate.json_numbers import finite_or_none, number
 from mlprod.evaluate.quality import score_metric
 from mlprod.evaluate.robustness import Predict, call_predict, check_matrix, check_metric, metric_drop
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")
 
 PREDICTION_BUDGET = 500_000
 """Predicted shuffled rows (features x rows x shuffles) above which repeats share shuffles."""

@@ -46,13 +46,17 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from mlprod.errors import InvalidInputError
 from mlprod.evaluate.json_numbers import number
+from mlprod.lazy import lazy_module
 from mlprod.models.loaded import LoadedModel
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")
 
 DECLARED_SCORES: dict[str, float] = {
     "linear": 0.9,

@@ -19,16 +19,21 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, TypeAlias
 
 from mlprod.errors import InvalidInputError
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")
 
 CLASSIFICATION_METRICS = ("auc", "accuracy", "f1", "log_loss", "brier", "ece")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 _EPSILON = 1e-15
 
-ArrayLike = Sequence[float] | np.ndarray
+ArrayLike: TypeAlias = "Sequence[float] | np.ndarray"
 
 
 def classification_quality(

@@ -40,15 +40,19 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from mlprod.errors import InvalidInputError
 from mlprod.evaluate.json_numbers import finite_or_none, number
 from mlprod.evaluate.quality import CLASSIFICATION_METRICS, REGRESSION_METRICS, score_metric
+from mlprod.lazy import lazy_module
 
-Predict = Callable[[np.ndarray], np.ndarray]
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")
+
+Predict: TypeAlias = "Callable[[np.ndarray], np.ndarray]"
 
 HIGHER_IS_BETTER = frozenset({"auc", "accuracy", "f1", "r2"})
 

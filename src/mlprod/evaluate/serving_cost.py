@@ -42,15 +42,19 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 import mlprod
 from mlprod.errors import InvalidInputError, MlprodError
 from mlprod.evaluate.json_numbers import number
+from mlprod.lazy import lazy_module
 from mlprod.models.registry import ModelVersion, Registry
 from mlprod.workspace import Workspace
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")
 
 PROBE_TIMEOUT_SECONDS = 120.0
 MIN_REQUESTS = 10

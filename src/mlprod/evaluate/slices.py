@@ -19,13 +19,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from mlprod.errors import InvalidInputError
 from mlprod.evaluate.json_numbers import json_safe, number
 from mlprod.evaluate.quality import score_metric
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")
 
 PERIODS = ("day", "week", "month")
 _NUMBERS = ("positive_rate", "metric", "accuracy")

@@ -51,12 +51,16 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from numbers import Real
-from typing import Any, Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlprod.errors import InvalidInputError
 from mlprod.evaluate.profiles import DEFAULT_DIRECTIONS, Constraint, Direction, Profile, parse_constraint
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")
 
 __all__ = [
     "AMRS_CUTOFF",

@@ -24,14 +24,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
-
-import pandas as pd
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from mlprod.errors import InvalidInputError
 from mlprod.features.durations import format_duration, parse_duration
+from mlprod.lazy import lazy_module
 from mlprod.names import check_name
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+else:
+    pd = lazy_module("pandas")
+    pa = lazy_module("pyarrow")
 
 AggregateFunction = Literal["count", "sum", "mean", "min", "max"]
 AGGREGATE_FUNCTIONS: tuple[str, ...] = ("count", "sum", "mean", "min", "max")
@@ -48,7 +53,7 @@ class TableSource:
         return f"table {self.table}@{self.ref}"
 
 
-Source: TypeAlias = str | Path | TableSource | pa.Table | pd.DataFrame
+Source: TypeAlias = "str | Path | TableSource | pa.Table | pd.DataFrame"
 
 
 @dataclass(frozen=True)

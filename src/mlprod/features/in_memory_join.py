@@ -26,12 +26,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-
-import duckdb
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from mlprod.features.definitions import FeatureView
 from mlprod.features.key_codes import KeyCoder, numpy_of
@@ -41,6 +36,20 @@ from mlprod.features.small_pages import small_pages
 from mlprod.features.sources import Registered, quote
 from mlprod.features.time_unit import TimeUnit
 from mlprod.features.word_sort import sort_words
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+else:
+    duckdb = lazy_module("duckdb")
+    np = lazy_module("numpy")
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
+    pq = lazy_module("pyarrow.parquet")
 
 _THREADS = 2
 _BATCH_ROWS = 1 << 17  # DuckDB grows each Arrow batch by reallocation: smaller ones stay in its arenas

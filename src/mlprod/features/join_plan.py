@@ -22,11 +22,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import timedelta
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from mlprod.features.latest_rows import BLOCK_ROWS
 from mlprod.features.sources import quote
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import duckdb
+else:
+    duckdb = lazy_module("duckdb")
 
 _MILLION = 1e6
 _SQL_PER_SOURCE_ROW, _SQL_PER_ENTITY_ROW, _SQL_PER_PAIR, _SQL_PER_KEY = 0.3, 0.5, 1.33, 0.4

@@ -17,17 +17,23 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeAlias
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, TypeAlias
 
 from mlprod.features.latest_rows import NO_ROW, TooWideError
 from mlprod.features.scratch import Scratch, array_of
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    np = lazy_module("numpy")
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
 
 _TABLE_FLOOR = 1 << 20  # a lookup table this long (8 MB) is always fine
-Column: TypeAlias = pa.Array | pa.ChunkedArray
+Column: TypeAlias = "pa.Array | pa.ChunkedArray"
 
 
 class KeyCoder:

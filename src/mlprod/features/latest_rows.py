@@ -26,15 +26,21 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from mlprod.features.scratch import Scratch, array_of
 from mlprod.features.word_sort import sort_words
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")
 
 NO_ROW = -1
-_NEVER, _LATEST = np.iinfo(np.int64).min, np.iinfo(np.int64).max  # _NEVER: the time of no row
+_NEVER, _LATEST = -(2**63), 2**63 - 1  # the int64 range; _NEVER: the time of no row
 BLOCK_ROWS = 1 << 20
 _WORD_BITS = 64
 _REACH = 1 << 62  # time units (µs or ns) an axis may span, so that time differences on it stay in 64 bits
@@ -354,13 +360,16 @@ def _divides(step: int, offsets: np.ndarray) -> bool:
     )
 
 
-_ROW_NUMBERS = np.arange(BLOCK_ROWS, dtype=np.uint64)
-_ROW_NUMBERS.setflags(write=False)
+@functools.cache
+def _shared_row_numbers() -> np.ndarray:
+    numbers = np.arange(BLOCK_ROWS, dtype=np.uint64)
+    numbers.setflags(write=False)
+    return numbers
 
 
 def row_numbers(count: int) -> np.ndarray:
     """0..count-1 as uint64, shared for blocks up to ``BLOCK_ROWS`` (it is read-only)."""
-    return _ROW_NUMBERS[:count] if count <= len(_ROW_NUMBERS) else np.arange(count, dtype=np.uint64)
+    return _shared_row_numbers()[:count] if count <= BLOCK_ROWS else np.arange(count, dtype=np.uint64)
 
 
 def _ascending(codes: np.ndarray, times: np.ndarray) -> np.ndarray:

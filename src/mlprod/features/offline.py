@@ -26,12 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
-
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlprod.errors import InvalidInputError
 from mlprod.features.definitions import (
@@ -55,7 +50,19 @@ from mlprod.features.sources import (
     register_rows,
 )
 from mlprod.features.time_unit import NANOSECONDS, TimeUnit, time_unit
+from mlprod.lazy import lazy_module
 from mlprod.workspace import Workspace
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+else:
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
+    pa = lazy_module("pyarrow")
+    pacsv = lazy_module("pyarrow.csv")
 
 ROW = "__mlprod_row"
 EVENT = "__mlprod_event"

@@ -45,14 +45,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
-import numpy as np
-import pandas as pd
 import redis
 
 from mlprod.errors import InvalidInputError, MlprodError
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
 
 _SQLITE_CHUNK = 500
 _REDIS_CHUNK = 1000

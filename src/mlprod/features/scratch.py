@@ -17,7 +17,14 @@ Examples:
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")
 
 
 class Scratch:

@@ -12,20 +12,29 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import duckdb
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from mlprod.data import TableStore
 from mlprod.data.columns import check_names
 from mlprod.errors import InvalidInputError, NotFoundError
 from mlprod.features.definitions import Source, TableSource
+from mlprod.lazy import lazy_module
 from mlprod.workspace import Workspace
+
+if TYPE_CHECKING:
+    import duckdb
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+else:
+    duckdb = lazy_module("duckdb")
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
+    pa = lazy_module("pyarrow")
+    pacsv = lazy_module("pyarrow.csv")
+    pq = lazy_module("pyarrow.parquet")
 
 TIMESTAMP_TYPES = ("TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP WITH TIME ZONE",
                    "TIMESTAMPTZ_NS")  # fmt: skip

@@ -18,9 +18,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-import duckdb
-import pyarrow as pa
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+else:
+    duckdb = lazy_module("duckdb")
+    pa = lazy_module("pyarrow")
+
 
 NANOSECOND_TYPES = ("TIMESTAMP_NS", "TIMESTAMPTZ_NS")
 _AWARE_US = "TIMESTAMP WITH TIME ZONE"

@@ -18,9 +18,15 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")
+
 
 _GROUPED_PER_CODE = 64  # longest mean run of one code worth grouping first
 _SLOW_RATIO = 0.4  # quicksort / timsort time on random words: about 0.1 with SIMD sorts, 0.75 on Zen 4

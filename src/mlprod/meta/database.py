@@ -11,17 +11,13 @@ so it is then opened read-only and immutable: reads work, and any write fails wi
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
@@ -61,6 +57,9 @@ def connect(url: str) -> Engine:
 
 def upgrade_to_head(engine: Engine) -> None:
     """Apply every pending Alembic migration (idempotent)."""
+    from alembic import command
+    from alembic.util.exc import CommandError
+
     config = _alembic_config()
     try:
         with engine.begin() as conn:
@@ -76,21 +75,47 @@ def upgrade_to_head(engine: Engine) -> None:
 
 
 def is_at_head(engine: Engine) -> bool:
-    """True when the database schema is at the newest migration."""
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    return schema_revision(engine) == head
+    """True when the database schema is at the newest migration.
+
+    Every command opening a workspace asks this, so it reads Alembic's version table and the
+    migration files' ``revision`` lines directly: importing Alembic would cost more than the command.
+    """
+    return schema_revision(engine) == head_revision()
 
 
 def schema_revision(engine: Engine) -> str | None:
     """The migration the database's schema is at; None for a database mlprod never initialised."""
     try:
         with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return None
+            current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
     except SQLAlchemyError as exc:
         raise DatabaseError(f"cannot read the metadata database's schema version: {exc}") from exc
+    return current[0] if len(current) == 1 else None
 
 
-def _alembic_config() -> AlembicConfig:
+_REVISION = re.compile(r"^(down_revision|revision)\b[^=\n]*=(.*)$", re.MULTILINE)
+
+
+def head_revision() -> str:
+    """The newest migration: the one revision no other migration names as its ``down_revision``."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (_MIGRATIONS / "versions").glob("*.py"):
+        for field, value in _REVISION.findall(script.read_text(encoding="utf-8")):
+            (revisions if field == "revision" else parents).update(re.findall(r"['\"]([^'\"]+)['\"]", value))
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise DatabaseError(
+            f"the migrations in {_MIGRATIONS} have {len(heads)} heads ({sorted(heads)}), not one"
+        )
+    return heads.pop()
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(_MIGRATIONS))
     return config

@@ -1,24 +1,29 @@
 """Training runs, the model registry and safe model formats."""
 
-from mlprod.models.estimators import EstimatorSpec
-from mlprod.models.loaded import LoadedModel
-from mlprod.models.metrics import binary_classification_metrics
-from mlprod.models.registry import (
-    AliasMove,
-    MetricFilter,
-    ModelExport,
-    ModelRef,
-    ModelSummary,
-    ModelVersion,
-    Registry,
-    VersionSummary,
-    parse_metric_filter,
-    parse_ref,
-)
-from mlprod.models.runs import RunRecord, RunResult, get_run, list_runs, run_training
-from mlprod.models.signature import FeatureEncoder, InputField, Signature
-from mlprod.models.training import TrainedModel, train_classifier
-from mlprod.models.training_spec import TrainingSpec, build_frame
+from typing import TYPE_CHECKING
+
+from mlprod.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from mlprod.models.estimators import EstimatorSpec
+    from mlprod.models.loaded import LoadedModel
+    from mlprod.models.metrics import binary_classification_metrics
+    from mlprod.models.registry import (
+        AliasMove,
+        MetricFilter,
+        ModelExport,
+        ModelRef,
+        ModelSummary,
+        ModelVersion,
+        Registry,
+        VersionSummary,
+        parse_metric_filter,
+        parse_ref,
+    )
+    from mlprod.models.runs import RunRecord, RunResult, get_run, list_runs, run_training
+    from mlprod.models.signature import FeatureEncoder, InputField, Signature
+    from mlprod.models.training import TrainedModel, train_classifier
+    from mlprod.models.training_spec import TrainingSpec, build_frame
 
 __all__ = [
     "AliasMove",
@@ -47,3 +52,5 @@ __all__ = [
     "run_training",
     "train_classifier",
 ]
+
+__getattr__ = lazy_exports(__name__, __file__)

@@ -9,10 +9,15 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from mlprod.errors import InvalidInputError
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")
 
 
 def binary_classification_metrics(

@@ -21,14 +21,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from mlprod.errors import InvalidInputError, ModelFormatError, NotFoundError
 from mlprod.identity import current_user
+from mlprod.lazy import lazy_module
 from mlprod.meta.tables import (
     alias_history,
     model_aliases,
@@ -44,6 +44,11 @@ from mlprod.models.signature import Signature
 from mlprod.names import check_name
 from mlprod.suggest import did_you_mean
 from mlprod.workspace import Workspace
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")
 
 _REGISTER_RETRIES = 5
 PARITY_TOLERANCE = 1e-5

@@ -19,16 +19,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any
-
-import pandas as pd
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from mlprod.data import TableStore
 from mlprod.errors import NotFoundError
 from mlprod.features import FeatureSet
 from mlprod.features.catalog import load_catalog
 from mlprod.identity import current_user
+from mlprod.lazy import lazy_module
 from mlprod.meta.lookup import row_by_id_prefix
 from mlprod.meta.tables import runs
 from mlprod.models.metrics import binary_classification_metrics
@@ -36,7 +34,15 @@ from mlprod.models.registry import ModelVersion, Registry
 from mlprod.models.training import Progress, TrainedModel, check_label, train_classifier
 from mlprod.models.training_spec import LABEL_COLUMN, TrainingSpec, build_frame, join_features, split_by_time
 from mlprod.names import check_name
+from mlprod.progress import Step, no_step
 from mlprod.workspace import Workspace
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+else:
+    pd = lazy_module("pandas")
+    pa = lazy_module("pyarrow")
 
 TRACKED_PACKAGES = (
     "mlprod", "numpy", "pandas", "pyarrow", "duckdb", "scikit-learn", "lightgbm", "xgboost", "skops",
@@ -83,12 +89,13 @@ def run_training(
     alias: str | None = None,
     progress: Progress | None = None,
     feature_set: FeatureSet | None = None,
+    step: Step | None = None,
 ) -> RunResult:
     """Train ``spec`` on its dataset version (or on ``frame``), record the run, register the model.
 
     With ``alias``, the alias points at the new version as part of its registration. The spec's
     ``feature_set`` is looked up in the workspace's feature definitions unless ``feature_set`` is given.
-    ``progress(done, total)`` reports boosting rounds (LightGBM and XGBoost).
+    ``progress(done, total)`` reports boosting rounds (LightGBM and XGBoost); ``step`` hears each phase.
     """
     if alias is not None:
         check_name(alias, "alias")
@@ -103,7 +110,9 @@ def run_training(
             )
         )  # fmt: skip
     try:
-        result = _train(workspace, spec, frame, run_id, register, alias, progress, feature_set)
+        result = _train(
+            workspace, spec, frame, run_id, register, alias, progress, feature_set, step or no_step
+        )
     except BaseException as exc:
         _finish(workspace, run_id, started, status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -140,10 +149,12 @@ def _train(
     alias: str | None,
     progress: Progress | None,
     feature_set: FeatureSet | None,
+    step: Step,
 ) -> _Outcome:
     if frame is None:
         if spec.dataset is None:
             raise NotFoundError(f"training spec for {spec.model!r} names no dataset and no frame was given")
+        step(f"reading {spec.dataset}@{spec.dataset_ref}")
         tables = TableStore(workspace)
         source = tables.resolve(spec.dataset, spec.dataset_ref)
         table = tables.checkout(spec.dataset, source.id)
@@ -158,6 +169,7 @@ def _train(
         origin = {"dataset": None, "source": "in-memory frame", "source_rows": table.num_rows}
     feature_set = feature_set or _configured_feature_set(workspace, spec)
     if feature_set is not None:
+        step(f"joining features of {feature_set.name}")
         table, frame_lineage = join_features(table, spec, feature_set, workspace)
         origin |= {
             "feature_set": frame_lineage.feature_set,
@@ -171,6 +183,7 @@ def _train(
         train, LABEL_COLUMN, described_as=f"label {spec.label!r} in the training split (time < {cut})"
     )
     check_label(validation, LABEL_COLUMN, described_as=f"label {spec.label!r} in the validation split")
+    step(f"training on {len(train):,} rows")
     with PeakMemory() as memory:
         trained = train_classifier(
             train,
@@ -181,6 +194,7 @@ def _train(
             unknown_categories=spec.unknown_categories,
             progress=progress,
         )
+    step(f"validating on {len(validation):,} rows")
     scores = binary_classification_metrics(validation[LABEL_COLUMN], trained.predict_frame(validation))
     metrics = {f"validation_{k}": v for k, v in scores.items()} | {"train_seconds": trained.seconds}
     lineage = origin | {
@@ -199,6 +213,7 @@ def _train(
     params = trained.params | {"estimator": spec.estimator.kind}
     version = None
     if register:
+        step(f"registering {spec.model}")
         version = Registry(workspace).register(
             spec.model,
             trained.model,

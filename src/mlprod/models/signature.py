@@ -17,12 +17,17 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlprod.errors import InvalidInputError
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
 
 FieldKind = Literal["number", "category"]
 _INT_LIMIT = 2**1023  # larger integers do not fit a float64

@@ -5,14 +5,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from mlprod.errors import InvalidInputError
+from mlprod.lazy import lazy_module
 from mlprod.models.estimators import EstimatorSpec, json_params
 from mlprod.models.signature import Signature, UnknownCategories
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
 
 
 @dataclass(frozen=True)

@@ -31,20 +31,28 @@ import json
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import duckdb
-import numpy as np
-import pandas as pd
-import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlprod.errors import InvalidInputError
 from mlprod.features import FeatureSet, FrameLineage, training_frame_with_lineage
+from mlprod.lazy import lazy_module
 from mlprod.models.estimators import ESTIMATOR_KINDS, EstimatorSpec, check_params
 from mlprod.names import check_name
 from mlprod.suggest import did_you_mean
 from mlprod.workspace import Workspace
+
+if TYPE_CHECKING:
+    import duckdb
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+else:
+    duckdb = lazy_module("duckdb")
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
+    pa = lazy_module("pyarrow")
 
 LABEL_COLUMN = "_label"
 EVENT_COLUMN = "_event_time"

@@ -24,16 +24,21 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-import httpx
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mlprod.errors import DatabaseError, InvalidInputError
+from mlprod.lazy import lazy_module
 from mlprod.meta.tables import monitor_alerts
 from mlprod.monitor.results import MULTIVARIATE, Check, MonitorResult, PerformancePoint, WindowResult
 from mlprod.workspace import Workspace
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy_module("httpx")
 
 RuleKind = Literal["drift", "quality", "performance"]
 PRIMARY_DRIFT_METHODS = ("wasserstein", "jensen_shannon", "pca_reconstruction")

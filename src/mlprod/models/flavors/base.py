@@ -7,9 +7,15 @@ from the encoded float64 matrix the model was trained on.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
+from mlprod.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")
+
 
 SMALL_BATCH = 1000  # below this many rows one thread is faster than a thread pool
 

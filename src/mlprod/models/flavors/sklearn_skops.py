@@ -8,12 +8,16 @@ refused when storing, and again when loading.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from mlprod.errors import ModelFormatError
+from mlprod.lazy import lazy_module
 from mlprod.models.flavors.base import Predictor
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")
 
 TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
