@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from mlprod.data import TableStore
-from mlprod.evaluate import EvaluationOptions, evaluate_model, explain_rows, save_evaluation_set
+from mlprod.evaluate import (
+    EvaluationOptions,
+    evaluate_model,
+    explain_rows,
+    get_evaluation_set,
+    save_evaluation_set,
+)
 from mlprod.models import TrainingSpec, run_training
 from mlprod.workspace import Workspace
 from tests.cli.conftest import Run
@@ -60,11 +66,12 @@ def test_evaluation_and_explanation_report_their_steps(
     evaluated: list[str] = []
     explained: list[str] = []
     with Workspace.open(root) as ws:
+        reading = f"reading {get_evaluation_set(ws, 'later').describe()}"  # as saved: pinned to a commit
         evaluate_model(ws, "events-model/1", "later", options=QUICK, step=evaluated.append)
         explain_rows(ws, "events-model/1", "later", rows=2, step=explained.append)
-    assert evaluated[:3] == [f"reading {LATER.describe()}", "scoring", "quality and slices"]
+    assert evaluated[:3] == [reading, "scoring", "quality and slices"]
     assert "robustness under shifts" in evaluated
-    assert explained == [f"reading {LATER.describe()}", "scoring", "contributions"]
+    assert explained == [reading, "scoring", "contributions"]
 
 
 def test_piped_output_carries_no_progress(mlprod: Run, trained: Trained) -> None:
