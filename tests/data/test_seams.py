@@ -30,11 +30,12 @@ def test_a_rebase_never_lands_a_column_whose_name_clashes_with_one_that_landed_m
     store: TableStore, workspace: Workspace, interleave: Callable[[Callable[[], object]], None]
 ) -> None:
     other = TableStore(workspace)
-    interleave(lambda: other.commit("t", pa.table({"id": [5], "v": [1.0], "price": [9.5]})))
+    added = pa.table({"id": [5], "v": [1.0], "price": [9.5]})  # both writers ask for the new column
+    interleave(lambda: other.commit("t", added, allow_new_columns=True))
     with pytest.raises(
         ConflictError, match=r"columns 'Price' and 'price', one added by this commit .* nothing"
     ):
-        store.commit("t", pa.table({"id": [7], "v": [2.0], "Price": [3.0]}))
+        store.commit("t", pa.table({"id": [7], "v": [2.0], "Price": [3.0]}), allow_new_columns=True)
     assert store.checkout("t").column_names == ["id", "v", "price"]
     assert store.commit("t", pa.table({"id": [8], "v": [2.0], "price": [1.0]})).committed
 
