@@ -89,6 +89,11 @@ class Column:
 Row = Mapping[str, Any]
 
 
+def rows_of(records: Iterable[object], columns: Sequence[Column]) -> list[dict[str, Any]]:
+    """One row per record: the attributes the columns' keys name (for records whose fields they are)."""
+    return [{c.key: getattr(record, c.key) for c in columns} for record in records]
+
+
 def emit(
     rows: Sequence[Row],
     columns: Sequence[Column],

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from mlprod.cli.listing import Column, FormatOpt, emit, print_table
+from mlprod.cli.listing import Column, FormatOpt, emit, print_table, rows_of
 from mlprod.cli.state import err, open_workspace, out
 from mlprod.errors import InvalidInputError
 from mlprod.times import parse_optional_utc
@@ -209,24 +209,7 @@ def alerts(
         raise InvalidInputError(f"--limit must be positive, got {limit}")
     with open_workspace() as ws:
         stored = AlertStore(ws).list(model=model, limit=limit)
-    listed = [
-        {
-            "id": a.id,
-            "window_start": a.window_start,
-            "window_end": a.window_end,
-            "model": a.model,
-            "version": a.version,
-            "rule": a.rule,
-            "column": a.column,
-            "method": a.method,
-            "statistic": a.statistic,
-            "threshold": a.threshold,
-            "message": a.message,
-            "created_at": a.created_at,
-            "delivered_at": a.delivered_at,
-        }
-        for a in stored
-    ]
+    listed = rows_of(stored, ALERT_COLUMNS)
     for row in listed:
         row["model_version"] = f"{row['model']}/{row['version']}"
     columns = ALERT_TABLE if output_format == "table" else ALERT_COLUMNS
@@ -271,20 +254,7 @@ def predictions(
 
     with open_workspace() as ws:
         summaries = summarize_predictions(ws.prediction_log_dir, model=model)
-    listed = [
-        {
-            "model": s.model,
-            "version": s.version,
-            "predictions": s.predictions,
-            "requests": s.requests,
-            "first": s.first,
-            "last": s.last,
-            "mean_prediction": s.mean_prediction,
-            "latency_p50_ms": s.latency_p50_ms,
-            "latency_p99_ms": s.latency_p99_ms,
-        }
-        for s in summaries
-    ]
+    listed = rows_of(summaries, PREDICTION_COLUMNS)
     for row in listed:
         row["span"] = f"{row['first']:%m-%d %H:%M} to {row['last']:%m-%d %H:%M}"
     columns: tuple[Column, ...] = PREDICTION_COLUMNS
