@@ -13,8 +13,8 @@ import mlprod
 from mlprod.lazy import exported_imports
 
 SRC = Path(mlprod.__file__).parent
-PACKAGES = ["mlprod.data", "mlprod.demo", "mlprod.evaluate", "mlprod.meta", "mlprod.models", "mlprod.monitor",
-            "mlprod.serve"]  # fmt: skip
+PACKAGES = ["mlprod.data", "mlprod.demo", "mlprod.evaluate", "mlprod.loop", "mlprod.meta", "mlprod.models",
+            "mlprod.monitor", "mlprod.serve"]  # fmt: skip
 LAYER = {
     **dict.fromkeys(
         [

@@ -16,9 +16,8 @@ seeds:
 * ``fixed threshold, every look``: at every look (500 requests) a check fails when the challenger's
   error rate over those requests exceeds the champion's by more than 2 points; 5 failed checks roll
   back (Flagger's ``threshold: 5``);
-* ``fixed threshold (Flagger-style)``: the same, checked every 10 looks (5,000 requests) (5,000 requests) a check fails when the
-  challenger's error rate over those requests exceeds the champion's by more than 2 points; 5 failed
-  checks roll back;
+* ``fixed threshold (Flagger-style)``: the same check every 10 looks, on the 5,000 requests since
+  the previous check;
 * ``fixed threshold, 5 pts, 1 check``: the same checks with a 5-point tolerance, one failure rolls
   back;
 * ``z-test at every look``: a one-sided two-proportion z-test at 0.05 recomputed at every look.
@@ -83,7 +82,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    plan = RolloutPlan(steps=(5, 25, 50, 100), batch=args.batch, min_step_requests=1_000, max_requests=400_000)
+    plan = RolloutPlan(
+        steps=(5, 25, 50, 100), batch=args.batch, min_step_requests=1_000, max_requests=400_000
+    )
     champion = 1 - args.accuracy
     challengers = {"identical": champion, f"worse {args.worse:.0%}": champion + args.worse}
     print(

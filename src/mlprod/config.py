@@ -203,6 +203,11 @@ class Config(_Section):
     features: FeaturesSection = FeaturesSection()
     evaluate: EvaluateSection = EvaluateSection()
     monitor: MonitorSection = MonitorSection()
+    loop: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Loop specs by name, ``[loop.NAME]`` (validated by mlprod.loop.LoopSpec: this layer "
+        "cannot import it).",
+    )
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -246,6 +251,7 @@ def override_variables() -> dict[str, str]:
     return {
         f"MLPROD_{section}_{key}".upper(): f"{section}.{key}"
         for section, info in Config.model_fields.items()
+        if not _is_table(info.annotation)
         for key, field in info.annotation.model_fields.items()  # type: ignore[union-attr]
         if not _is_table(field.annotation)
     }
@@ -268,6 +274,12 @@ def render_config(config: Config) -> str:
     """Serialize ``config`` as TOML: scalar keys per section, then its named sub-tables."""
     lines: list[str] = []
     for section_name, values in config.model_dump(exclude_none=True).items():
+        if _is_table(type(config).model_fields[section_name].annotation):
+            for name, table in values.items():
+                lines.append(f"[{section_name}.{_toml_key(name)}]")
+                lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())
+                lines.append("")
+            continue
         lines.append(f"[{section_name}]")
         tables = {key: value for key, value in values.items() if isinstance(value, dict)}
         lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items() if key not in tables)

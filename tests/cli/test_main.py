@@ -89,9 +89,9 @@ def test_debug_shows_the_traceback(mlprod: Run, tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines()[-1].startswith("error: no mlprod workspace")
 
 
-@pytest.mark.parametrize("group", ["loop", "ui"])
+@pytest.mark.parametrize("group", ["ui", "loop run", "loop status"])
 def test_planned_groups_say_so(mlprod: Run, group: str) -> None:
-    assert_one_line_error(mlprod(group), f"`mlprod {group}` is planned but not available")
+    assert_one_line_error(mlprod(*group.split()), f"`mlprod {group}` is planned but not available")
 
 
 def test_usage_errors_exit_2(mlprod: Run) -> None:

@@ -267,5 +267,7 @@ def test_evaluate_in_brackets_survives_in_help() -> None:
 
 def test_planned_groups_say_so_in_the_command_list() -> None:
     done = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "80"})
-    assert re.search(r"^  loop +\(not available yet\) The retraining loop", done.output, re.MULTILINE)
+    assert re.search(r"^  loop +The retraining loop", done.output, re.MULTILINE)
+    loop = CliRunner().invoke(app, ["loop", "--help"], env={"COLUMNS": "100"})
+    assert re.search(r"^  run +\(not available yet\) Run the loop", loop.output, re.MULTILINE)
     assert re.search(r"^  ui +\(not available yet\) Web dashboard\.$", done.output, re.MULTILINE)

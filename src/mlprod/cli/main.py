@@ -26,6 +26,7 @@ from mlprod.cli import (
     demo_command,
     eval_commands,
     features_commands,
+    loop_commands,
     models_commands,
     monitor_commands,
     predict_commands,
@@ -136,10 +137,7 @@ predict_commands.register(app)
 app.add_typer(routes_commands.app, name="routes")
 app.add_typer(token_commands.app, name="tokens")
 app.add_typer(monitor_commands.app, name="monitor")
-app.add_typer(
-    planned_group("The retraining loop: trigger, retrain, evaluate, canary, promote or roll back."),
-    name="loop",
-)
+app.add_typer(loop_commands.app, name="loop")
 app.add_typer(planned_group("Web dashboard."), name="ui")
 demo_command.register(app)
 

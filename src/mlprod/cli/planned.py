@@ -16,3 +16,12 @@ def planned_group(description: str) -> typer.Typer:
         raise MlprodError(f"`mlprod {ctx.info_name}` is planned but not available in this release")
 
     return group
+
+
+def planned_command(group: typer.Typer, group_name: str, name: str, description: str) -> None:
+    """Add command ``name`` to ``group``: listed in ``--help``, and when run it says it is planned."""
+
+    def _not_yet() -> None:
+        raise MlprodError(f"`mlprod {group_name} {name}` is planned but not available in this release")
+
+    group.command(name, help=f"(not available yet) {description}")(_not_yet)

@@ -96,9 +96,9 @@ class FixedThreshold:
             total += added
         self._looks += 1
         if self._looks % self.interval:
-            return np.where(self._failed >= self.failed_checks, Decision.ROLLBACK, Decision.PROMOTE_STEP).astype(
-                np.int8
-            )
+            return np.where(
+                self._failed >= self.failed_checks, Decision.ROLLBACK, Decision.PROMOTE_STEP
+            ).astype(np.int8)
         n0, f0, n1, f1 = self._window
         self._window = [np.zeros_like(total) for total in self._window]
         checked = (n0 > 0) & (n1 > 0)
@@ -133,4 +133,3 @@ class PeekingZTest:
         critical = NormalDist().inv_cdf(1 - self.alpha)
         rollback = (z > critical) & (n0 >= self.min_requests) & (n1 >= self.min_requests)
         return np.where(rollback, Decision.ROLLBACK, Decision.PROMOTE_STEP).astype(np.int8)
-

@@ -15,19 +15,19 @@ mixing over alternatives ``θ ~ N(θ₀, τ²)`` gives the likelihood ratio::
     Λ(θ₀) = sqrt(V / (V + τ²)) · exp(τ² (θ̂ - θ₀)² / (2 V (V + τ²)))
 
 which is a nonnegative martingale under ``θ = θ₀``; by Ville's inequality it ever exceeds
-``1/α`` with probability at most ``α``. Inverting it gives a confidence sequence, an interval
-``θ̂ ± r`` that covers the true difference at *every* look simultaneously with probability ``1 - α``::
+``1/alpha`` with probability at most ``alpha``. Inverting it gives a confidence sequence, an interval
+``θ̂ ± r`` that covers the true difference at *every* look simultaneously with probability ``1 - alpha``::
 
-    r = sqrt(V (V + τ²) / τ² · (2 log(1/α) + log((V + τ²) / V)))
+    r = sqrt(V (V + τ²) / τ² · (2 log(1/alpha) + log((V + τ²) / V)))
 
 Decisions read the interval:
 
 - **rollback** when its lower end is above 0: the challenger fails more often. If the challenger is
-  in truth no worse, this happens with probability at most ``α`` over the whole rollout, at any
+  in truth no worse, this happens with probability at most ``alpha`` over the whole rollout, at any
   number of looks (the interval must miss the truth for it to happen).
 - **promote-step** when its upper end is below ``margin``: the challenger is at most ``margin``
   worse (non-inferiority). A challenger worse by ``margin`` or more is promoted with probability at
-  most ``α``.
+  most ``alpha``.
 - **continue** otherwise, and always before both arms have ``min_requests`` requests (the normal
   approximation needs a few failures on each side).
 
@@ -129,8 +129,11 @@ class MixtureSPRT:
             raise InvalidInputError(f"min_requests must be at least 1, got {self.min_requests}")
 
     def interval(
-        self, champion_requests: ArrayLike, champion_failures: ArrayLike,
-        challenger_requests: ArrayLike, challenger_failures: ArrayLike,
+        self,
+        champion_requests: ArrayLike,
+        champion_failures: ArrayLike,
+        challenger_requests: ArrayLike,
+        challenger_failures: ArrayLike,
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
         """Estimate, lower and upper end of the confidence sequence, and always-valid p-value
         (of "no difference"), elementwise over arrays of counts (one element per rollout)."""  # fmt: skip
@@ -152,8 +155,11 @@ class MixtureSPRT:
         return estimate, estimate - radius, estimate + radius, p_value
 
     def decide(
-        self, champion_requests: ArrayLike, champion_failures: ArrayLike,
-        challenger_requests: ArrayLike, challenger_failures: ArrayLike,
+        self,
+        champion_requests: ArrayLike,
+        champion_failures: ArrayLike,
+        challenger_requests: ArrayLike,
+        challenger_failures: ArrayLike,
     ) -> NDArray[np.int8]:
         """The decision (``Decision`` values) for each element of arrays of cumulative counts."""  # fmt: skip
         _, lower, upper, _ = self.interval(
@@ -179,4 +185,3 @@ def _arm(requests: ArrayLike, failures: ArrayLike) -> tuple[NDArray[np.float64],
     if np.any(n < 0) or np.any(f < 0) or np.any(f > n):
         raise InvalidInputError("counts need 0 <= failures <= requests on every arm")
     return n, f
-

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from mlprod.errors import InvalidInputError
@@ -89,7 +90,7 @@ def check_steps(steps: Sequence[int]) -> None:
         raise InvalidInputError(
             f"rollout steps must be whole percentages in 1..100, got {list(steps)} (e.g. [5, 25, 50, 100])"
         )
-    if any(later <= earlier for earlier, later in zip(steps, steps[1:], strict=False)):
+    if any(later <= earlier for earlier, later in pairwise(steps)):
         raise InvalidInputError(f"rollout steps must be strictly increasing, got {list(steps)}")
     if steps[-1] != 100:
         raise InvalidInputError(
