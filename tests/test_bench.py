@@ -33,6 +33,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
             "mlprod flagged exactly the planted columns",
         ),
         ("monitor/flights_estimation.py", ["--tiny"], "MAE acc"),
+        ("loop/decisions.py", ["--rollouts", "10"], "mSPRT (always valid): false rollbacks"),
         ("cli.py", ["--runs", "1", "--only", "models list", "data log"], "read commands within"),
         (
             "feature_store.py",
