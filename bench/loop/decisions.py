@@ -9,10 +9,17 @@ looked at after every batch of 500 requests, each step at least 1,000 challenger
 * **worse** by ``--worse`` points of accuracy: every promotion is a miss.
 
 Each request's outcome is Bernoulli at the arm's accuracy; 0.80 is the flights demo's level (its
-champion's realized weekly accuracy ranges 0.72-0.89 from August to November). Rules, on the same
-seeds:
+champion's realized weekly accuracy ranges 0.72-0.89 from August to November). With ``--replay``
+the outcomes are real instead: a LightGBM model trained on January-March flights
+(``bench/monitor/flights_estimation.py``'s data and model, about a minute to build) answers the
+166,668 July-December flights in departure order; the identical challenger is that model, the worse
+one is that model with 2 % more of its answers made wrong at random; each rollout starts at a random
+flight. Rules, on the same seeds:
 
-* ``mSPRT (always valid)``: ``mlprod.loop.MixtureSPRT`` (alpha 0.05, effect 0.02, margin 0.01);
+* ``mSPRT (always valid)``: ``mlprod.loop.MixtureSPRT`` (alpha 0.05, effect 0.02, margin 0.01) on
+  the counts of each step, combined;
+* ``mSPRT, steps pooled``: the same on counts pooled over the steps (biased when the accuracy drifts
+  while the challenger's share grows: compare the two under ``--replay``);
 * ``fixed threshold, every look``: at every look (500 requests) a check fails when the challenger's
   error rate over those requests exceeds the champion's by more than 2 points; 5 failed checks roll
   back (Flagger's ``threshold: 5``);
@@ -30,13 +37,18 @@ lines of issue 21: false rollbacks <= 5 % (identical), rolled back in >= 95 % (w
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
+
+import numpy as np
 
 from mlprod.loop import (
     FixedThreshold,
     MixtureSPRT,
     Outcome,
     PeekingZTest,
+    Replay,
     RolloutPlan,
     Rule,
     SequentialRule,
@@ -44,6 +56,7 @@ from mlprod.loop import (
     simulate,
 )
 
+BENCH = Path(__file__).resolve().parents[1]
 GOAL_FALSE_ROLLBACK = 0.05
 GOAL_DETECTION = 0.95
 
@@ -51,11 +64,32 @@ GOAL_DETECTION = 0.95
 def _rules(alpha: float) -> list[Rule]:
     return [
         SequentialRule(MixtureSPRT(alpha=alpha, effect=0.02, margin=0.01)),
+        SequentialRule(
+            MixtureSPRT(alpha=alpha, effect=0.02, margin=0.01), name="mSPRT, steps pooled", by_step=False
+        ),
         FixedThreshold(tolerance=0.02, failed_checks=5, interval=1, name="fixed threshold, every look"),
         FixedThreshold(tolerance=0.02, failed_checks=5, interval=10),
         FixedThreshold(tolerance=0.05, failed_checks=1, interval=10, name="fixed threshold, 5 pts, 1 check"),
         PeekingZTest(alpha=alpha),
     ]
+
+
+def flights_replay(worse: float, seed: int) -> tuple[np.ndarray, dict[str, Replay]]:
+    """Per-request failures of a LightGBM model trained on January-March flights, over the July-December
+    flights in departure order (``bench/monitor/flights_estimation.py``'s data and model), and the two
+    challengers: the same model, and one whose answers are wrong on ``worse`` more of the requests."""
+    sys.path.insert(0, str(BENCH / "monitor"))
+    from flights_estimation import load, train
+
+    frame = load(1.0, seed)
+    frame["score"] = train(frame, 100, seed)
+    served = frame[frame["month"] >= 7]
+    failures = ((served["score"] > 0.5).astype(np.int8) != served["label"]).to_numpy()
+    flip = np.random.default_rng(seed).random(len(failures)) < worse / (1 - failures.mean())
+    return failures, {
+        "identical": Replay(failures, failures),
+        f"worse {worse:.0%}": Replay(failures, failures | flip),
+    }
 
 
 def _median(value: float | None) -> str:
@@ -80,6 +114,9 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--batch", type=int, default=500, help="requests between two looks")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--replay", action="store_true", help="replay real per-request outcomes of a flights model (Jul-Dec)"
+    )
     args = parser.parse_args()
 
     plan = RolloutPlan(
@@ -87,10 +124,22 @@ def main() -> None:
     )
     champion = 1 - args.accuracy
     challengers = {"identical": champion, f"worse {args.worse:.0%}": champion + args.worse}
+    replays: dict[str, Replay] = {}
+    if args.replay:
+        failures, replays = flights_replay(args.worse, args.seed)
+        extra = replays[f"worse {args.worse:.0%}"].challenger_failures.mean() - failures.mean()
+        print(
+            f"replayed traffic: {len(failures):,} flights of Jul-Dec 2013 in departure order, champion "
+            f"accuracy {1 - failures.mean():.3f}; the worse challenger fails on {extra:.3f} more of them"
+        )
     print(
         f"{args.rollouts} rollouts per cell; steps {list(plan.steps)} %, a look every {plan.batch} requests, "
         f">= {plan.min_step_requests} challenger requests per step, at most {plan.max_requests:,} requests; "
-        f"champion accuracy {args.accuracy:.2f}"
+        + (
+            "outcomes replayed"
+            if args.replay
+            else f"Bernoulli outcomes, champion accuracy {args.accuracy:.2f}"
+        )
     )
     print(
         f"{'rule':<32} {'challenger':<12} {'promoted':>9} {'rolled back':>11} {'inconclusive':>12} "
@@ -100,14 +149,19 @@ def main() -> None:
     for rule in _rules(args.alpha):
         for label, rate in challengers.items():
             start = time.process_time()
-            result = simulate(
-                rule,
-                champion_failure_rate=champion,
-                challenger_failure_rate=rate,
-                rollouts=args.rollouts,
-                plan=plan,
-                seed=args.seed,
-            )
+            if args.replay:
+                result = simulate(
+                    rule, replay=replays[label], rollouts=args.rollouts, plan=plan, seed=args.seed
+                )
+            else:
+                result = simulate(
+                    rule,
+                    champion_failure_rate=champion,
+                    challenger_failure_rate=rate,
+                    rollouts=args.rollouts,
+                    plan=plan,
+                    seed=args.seed,
+                )
             results[rule.name, label] = result
             print(_row(rule.name, label, result, time.process_time() - start))
     print("(median requests: until the promotion for 'identical', until the rollback for 'worse')")

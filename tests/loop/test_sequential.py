@@ -13,6 +13,7 @@ from mlprod.loop import (
     MixtureSPRT,
     Outcome,
     PeekingZTest,
+    Replay,
     RolloutPlan,
     SequentialRule,
     simulate,
@@ -153,3 +154,40 @@ def test_bad_plans_are_refused(kwargs: dict[str, object], message: str) -> None:
 def test_bad_failure_rates_are_refused() -> None:
     with pytest.raises(InvalidInputError, match=r"challenger failure rate must be in \[0, 1\], got 1.2"):
         simulate(SequentialRule(), champion_failure_rate=0.2, challenger_failure_rate=1.2)
+
+
+def test_counts_per_step_are_not_fooled_by_a_drifting_failure_rate() -> None:
+    """Step 1 (5 %) in a good week, step 2 (50 %) in a bad one: the challenger is no worse in either,
+    but pooled over both steps its failure rate looks 11 points worse (Simpson's paradox)."""
+    test = MixtureSPRT()
+    champion = [Counts(19_000, 1_900), Counts(10_000, 3_000)]
+    challenger = [Counts(1_000, 100), Counts(10_000, 3_000)]
+    pooled = test.look(Counts(29_000, 4_900), Counts(11_000, 3_100))
+    assert pooled.decision is Decision.ROLLBACK
+    by_step = test.look(champion, challenger)
+    assert by_step.decision is not Decision.ROLLBACK
+    assert by_step.estimate == pytest.approx(0.0)
+    assert by_step.challenger == Counts(11_000, 3_100)
+    with pytest.raises(InvalidInputError, match="the same steps on both arms, got 2 and 1"):
+        test.look(champion, challenger[:1])
+
+
+def test_replayed_traffic_with_drift_keeps_false_rollbacks_low_only_per_step() -> None:
+    """Failure rate 0.1 then 0.35 in blocks of 20,000 requests; the challenger is the champion."""
+    failures = np.random.default_rng(0).random(200_000) < np.repeat(np.tile([0.1, 0.35], 5), 20_000)
+    replay = Replay(failures, failures)
+    plan = RolloutPlan(steps=(5, 50, 100), batch=500, min_step_requests=1_000, max_requests=200_000)
+    by_step = simulate(SequentialRule(MixtureSPRT()), replay=replay, rollouts=100, plan=plan, seed=1)
+    pooled = simulate(
+        SequentialRule(MixtureSPRT(), by_step=False), replay=replay, rollouts=100, plan=plan, seed=1
+    )
+    assert by_step.share(Outcome.ROLLED_BACK) <= 0.05
+    assert pooled.share(Outcome.ROLLED_BACK) > 0.2
+
+
+def test_a_replay_needs_both_outcomes_and_excludes_rates() -> None:
+    with pytest.raises(InvalidInputError, match="one outcome per request for both models, got 2 and 1"):
+        Replay(np.array([True, False]), np.array([True]))
+    replay = Replay(np.array([True, False]), np.array([True, False]))
+    with pytest.raises(InvalidInputError, match="either the two failure rates or a replay, not both"):
+        simulate(SequentialRule(), champion_failure_rate=0.2, replay=replay)

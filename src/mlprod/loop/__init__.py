@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from mlprod.loop.baselines import FixedThreshold, PeekingZTest, Rule, SequentialRule
     from mlprod.loop.check import CheckedLoop, check_loop, workspace_loops
     from mlprod.loop.sequential import Counts, Decision, Look, MixtureSPRT
-    from mlprod.loop.simulation import Outcome, RolloutPlan, SimulationResult, check_steps, simulate
+    from mlprod.loop.simulation import Outcome, Replay, RolloutPlan, SimulationResult, check_steps, simulate
     from mlprod.loop.spec import (
         LoopSpec,
         RolloutSpec,
@@ -30,6 +30,7 @@ __all__ = [
     "MixtureSPRT",
     "Outcome",
     "PeekingZTest",
+    "Replay",
     "RolloutPlan",
     "RolloutSpec",
     "Rule",

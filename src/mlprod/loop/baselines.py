@@ -1,15 +1,16 @@
 """Rollout rules that do what deployment tools do today, to measure the sequential test against.
 
-Each rule sees, at every look, the cumulative counts of both arms and the counts of the window since
-the previous look (arrays: one element per simulated rollout), and returns ``Decision`` values.
+Each rule sees, at every look, the cumulative counts of both arms per rollout step (arrays of shape
+rollouts x steps) and the counts of the window since the previous look (one element per simulated
+rollout), and returns ``Decision`` values.
 
-- ``SequentialRule``: the always-valid ``MixtureSPRT`` on the cumulative counts.
+- ``SequentialRule``: the always-valid ``MixtureSPRT`` on the cumulative counts, step by step.
 - ``FixedThreshold``: Flagger / Argo Rollouts analysis. At every interval the metric over that
   interval is compared with a fixed threshold (here: the challenger's failure rate may exceed the
   champion's by at most ``tolerance``); after ``failed_checks`` failed checks the canary is rolled
   back. Flagger's documented example uses ``threshold: 5``.
 - ``PeekingZTest``: a fixed-sample one-sided z-test at level ``alpha`` recomputed at every look, the
-  textbook way repeated looks inflate false alarms.
+  textbook way repeated looks inflate false alarms (on the counts pooled over the steps).
 
 Neither baseline produces evidence for promotion: a step advances when its traffic is served
 without a rollback, as in Flagger.
@@ -32,7 +33,8 @@ else:
     np = lazy_module("numpy")
 
 Arms = tuple["NDArray[np.int64]", "NDArray[np.int64]", "NDArray[np.int64]", "NDArray[np.int64]"]
-"""Champion requests, champion failures, challenger requests, challenger failures."""
+"""Champion requests, champion failures, challenger requests, challenger failures (cumulative:
+one row per rollout, one column per step; window: one element per rollout)."""
 
 
 class Rule(Protocol):
@@ -49,17 +51,23 @@ class Rule(Protocol):
 
 @dataclass
 class SequentialRule:
-    """``MixtureSPRT`` as a rule (it needs no state: its guarantee holds over cumulative counts)."""
+    """``MixtureSPRT`` as a rule (it needs no state: its guarantee holds over cumulative counts).
+
+    ``by_step=False`` pools the counts over the steps, to measure the bias it suffers from.
+    """
 
     test: MixtureSPRT = field(default_factory=MixtureSPRT)
     name: str = "mSPRT (always valid)"
+    by_step: bool = True
 
     def reset(self, rollouts: int) -> None:
         del rollouts
 
     def decide(self, cumulative: Arms, window: Arms) -> NDArray[np.int8]:
         del window
-        return self.test.decide(*cumulative)
+        if self.by_step:
+            return self.test.decide(*cumulative, axis=1)
+        return self.test.decide(*(counts.sum(axis=1) for counts in cumulative))
 
 
 @dataclass
@@ -126,7 +134,7 @@ class PeekingZTest:
 
     def decide(self, cumulative: Arms, window: Arms) -> NDArray[np.int8]:
         del window
-        n0, f0, n1, f1 = (np.asarray(a, dtype=np.float64) for a in cumulative)
+        n0, f0, n1, f1 = (np.asarray(a, dtype=np.float64).sum(axis=1) for a in cumulative)
         pooled = (f0 + f1 + 0.5) / (n0 + n1 + 1.0)
         se = np.sqrt(pooled * (1 - pooled) * (1 / np.maximum(n0, 1) + 1 / np.maximum(n1, 1)))
         z = (f1 / np.maximum(n1, 1) - f0 / np.maximum(n0, 1)) / se

@@ -31,6 +31,14 @@ Decisions read the interval:
 - **continue** otherwise, and always before both arms have ``min_requests`` requests (the normal
   approximation needs a few failures on each side).
 
+A rollout changes the challenger's share step by step while the failure rate drifts (flights are
+late more often in some weeks than others), so the pooled rates of the two arms cover different
+periods and their difference is biased (Simpson's paradox): on replayed flights traffic, pooled
+counts rolled back half of the rollouts of a challenger identical to the champion. The test
+therefore takes counts per step (the share is constant within a step, so each step's difference is
+unbiased) and combines the steps' differences weighted by their inverse variance; the sum of
+independent steps is again a Gaussian process in its information, so the mixture bound holds.
+
 Examples:
     >>> test = MixtureSPRT(alpha=0.05, effect=0.02, margin=0.01)
     >>> test.look(Counts(20_000, 4_000), Counts(20_000, 4_500)).decision
@@ -44,6 +52,7 @@ Examples:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
@@ -134,15 +143,32 @@ class MixtureSPRT:
         champion_failures: ArrayLike,
         challenger_requests: ArrayLike,
         challenger_failures: ArrayLike,
+        *,
+        axis: int | None = None,
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        """Estimate, lower and upper end of the confidence sequence, and always-valid p-value
-        (of "no difference"), elementwise over arrays of counts (one element per rollout)."""  # fmt: skip
+        """Estimate, lower and upper end of the confidence sequence, and always-valid p-value (of "no
+        difference"), elementwise over arrays of counts (one element per rollout).
+
+        With ``axis``, the counts are split along it into strata (one per rollout step) and the
+        per-stratum differences are combined, weighted by their inverse variance.
+        """
         n0, f0 = _arm(champion_requests, champion_failures)
         n1, f1 = _arm(challenger_requests, challenger_failures)
+        if axis is None:
+            n0, f0, n1, f1 = (np.expand_dims(a, -1) for a in (n0, f0, n1, f1))
+            axis = -1
         # Rates shrunk half a failure toward 1/2: no zero variance when an arm has no failure yet.
         p0, p1 = (f0 + 0.5) / (n0 + 1.0), (f1 + 0.5) / (n1 + 1.0)
-        estimate = f1 / np.maximum(n1, 1.0) - f0 / np.maximum(n0, 1.0)
-        variance = p0 * (1 - p0) / np.maximum(n0, 1.0) + p1 * (1 - p1) / np.maximum(n1, 1.0)
+        difference = f1 / np.maximum(n1, 1.0) - f0 / np.maximum(n0, 1.0)
+        information = np.where(
+            (n0 > 0) & (n1 > 0),
+            1 / (p0 * (1 - p0) / np.maximum(n0, 1.0) + p1 * (1 - p1) / np.maximum(n1, 1.0)),
+            0.0,
+        )
+        total = information.sum(axis=axis)
+        seen = total > 0
+        estimate = np.where(seen, (information * difference).sum(axis=axis) / np.where(seen, total, 1.0), 0.0)
+        variance = np.where(seen, 1 / np.where(seen, total, 1.0), 1.0)  # nothing seen: a vague interval
         tau2 = self.effect**2
         radius = np.sqrt(
             variance * (variance + tau2) / tau2
@@ -160,24 +186,42 @@ class MixtureSPRT:
         champion_failures: ArrayLike,
         challenger_requests: ArrayLike,
         challenger_failures: ArrayLike,
+        *,
+        axis: int | None = None,
     ) -> NDArray[np.int8]:
-        """The decision (``Decision`` values) for each element of arrays of cumulative counts."""  # fmt: skip
+        """The decision (``Decision`` values) for each element of arrays of cumulative counts
+        (per stratum along ``axis`` when given, as in ``interval``)."""
         _, lower, upper, _ = self.interval(
-            champion_requests, champion_failures, challenger_requests, challenger_failures
+            champion_requests, champion_failures, challenger_requests, challenger_failures, axis=axis
         )
-        enough = (np.asarray(champion_requests) >= self.min_requests) & (
-            np.asarray(challenger_requests) >= self.min_requests
-        )
+        n0, n1 = np.asarray(champion_requests), np.asarray(challenger_requests)
+        if axis is not None:
+            n0, n1 = n0.sum(axis=axis), n1.sum(axis=axis)
+        enough = (n0 >= self.min_requests) & (n1 >= self.min_requests)
         decision = np.where(upper < self.margin, Decision.PROMOTE_STEP, Decision.CONTINUE)
         decision = np.where(lower > 0, Decision.ROLLBACK, decision)
         return np.where(enough, decision, Decision.CONTINUE).astype(np.int8)
 
-    def look(self, champion: Counts, challenger: Counts) -> Look:
-        """Decide on one rollout's cumulative counts."""
-        args = (champion.requests, champion.failures, challenger.requests, challenger.failures)
-        estimate, lower, upper, p_value = (float(v) for v in self.interval(*args))
-        decision = Decision(int(self.decide(*args)))
-        return Look(decision, estimate, lower, upper, p_value, champion, challenger)
+    def look(self, champion: Counts | Sequence[Counts], challenger: Counts | Sequence[Counts]) -> Look:
+        """Decide on one rollout's cumulative counts: one ``Counts`` per arm, or one per rollout step
+        (the same number for both arms) so that a drifting failure rate cannot bias the comparison."""
+        zero = [champion] if isinstance(champion, Counts) else list(champion)
+        one = [challenger] if isinstance(challenger, Counts) else list(challenger)
+        if len(zero) != len(one) or not zero:
+            raise InvalidInputError(
+                f"give counts for the same steps on both arms, got {len(zero)} and {len(one)}"
+            )
+        args = (
+            [c.requests for c in zero], [c.failures for c in zero],
+            [c.requests for c in one], [c.failures for c in one],
+        )  # fmt: skip
+        estimate, lower, upper, p_value = (float(v) for v in self.interval(*args, axis=0))
+        decision = Decision(int(self.decide(*args, axis=0)))
+        return Look(decision, estimate, lower, upper, p_value, _total(zero), _total(one))
+
+
+def _total(counts: list[Counts]) -> Counts:
+    return Counts(sum(c.requests for c in counts), sum(c.failures for c in counts))
 
 
 def _arm(requests: ArrayLike, failures: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
