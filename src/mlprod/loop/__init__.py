@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from mlprod.loop.check import CheckedLoop, check_loop, workspace_loops
     from mlprod.loop.sequential import Counts, Decision, Look, MixtureSPRT
     from mlprod.loop.simulation import Outcome, Replay, RolloutPlan, SimulationResult, check_steps, simulate
+    from mlprod.loop.slo import SloCheck, SloLook
     from mlprod.loop.spec import (
         LoopSpec,
         RolloutSpec,
@@ -36,6 +37,8 @@ __all__ = [
     "Rule",
     "SequentialRule",
     "SimulationResult",
+    "SloCheck",
+    "SloLook",
     "SloSpec",
     "TriggerSpec",
     "Window",
