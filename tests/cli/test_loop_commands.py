@@ -62,6 +62,6 @@ def test_check_validates_and_prints_every_loop(
     )
     (workspace.root / "bad.toml").write_text('[loop.b]\nmodel = "toy"\nrollout = { steps = [50, 25, 100] }\n')
     assert_one_line_error(
-        mlprod("-C", str(workspace.root), "loop", "check", "--file", "bad.toml"),
+        mlprod("-C", str(workspace.root), "loop", "check", "--file", "bad.toml", cwd=workspace.root),
         "rollout.steps: rollout steps must be strictly increasing, got [50, 25, 100]",
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from mlprod.data import TableStore
@@ -105,7 +103,7 @@ def test_without_a_training_spec_the_champion_needs_its_lineage(ready: Workspace
         check_loop(ready, LoopSpec.parse("toy-loop", {"model": "toy"}))
 
 
-def test_loops_come_from_the_config_or_a_file(ready: Workspace, tmp_path: Path) -> None:
+def test_loops_come_from_the_config_or_a_file(ready: Workspace) -> None:
     assert workspace_loops(ready) == {}
     (ready.root / "loops.toml").write_text('[loop.a]\nmodel = "toy"\n')
-    assert list(workspace_loops(ready, Path("loops.toml"))) == ["a"]
+    assert list(workspace_loops(ready, ready.root / "loops.toml")) == ["a"]

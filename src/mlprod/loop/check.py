@@ -34,9 +34,10 @@ class CheckedLoop:
 
 
 def workspace_loops(workspace: Workspace, path: Path | None = None) -> dict[str, LoopSpec]:
-    """The loop specs of ``mlprod.toml`` (``[loop.NAME]``), or of the TOML file ``path``."""
+    """The loop specs of ``mlprod.toml`` (``[loop.NAME]``), or of the TOML file ``path`` (relative to
+    the current directory, like any path a user types)."""
     if path is not None:
-        return read_loop_file(workspace.resolve_path(str(path)))
+        return read_loop_file(path)
     return parse_loops(workspace.config.loop)
 
 
