@@ -10,6 +10,7 @@ import pytest
 from mlprod.config import Config, load_config, override_variables, render_config
 from mlprod.errors import ConfigError, InvalidInputError
 from mlprod.loop.spec import LoopSpec, Window, parse_loops, read_loop_file
+from mlprod.workspace import Workspace
 
 FULL = """
 [loop.flights]
@@ -144,3 +145,12 @@ def test_a_separate_loop_file(tmp_path: Path) -> None:
         read_loop_file(path)
     with pytest.raises(InvalidInputError, match="cannot read loop spec"):
         read_loop_file(tmp_path / "missing.toml")
+
+
+def test_changing_another_setting_keeps_the_loop_tables(workspace: Workspace) -> None:
+    config = workspace.root / "mlprod.toml"
+    config.write_text(config.read_text() + FULL)
+    workspace.set_config("serve", "port", 9001)
+    again = load_config(config, environ={})
+    assert again.serve.port == 9001
+    assert parse_loops(again.loop)["flights"].rollout.shadow == timedelta(minutes=10)
