@@ -39,7 +39,7 @@ from mlprod.features.definitions import (
     select_features,
 )
 from mlprod.features.in_memory_join import JoinInput, Placed, codable, fits, gather_rows, join_in_memory
-from mlprod.features.join_plan import in_memory_is_cheaper, measure
+from mlprod.features.join_plan import in_memory_is_cheaper, measure, small
 from mlprod.features.sources import (
     Registered,
     check_same_time_kind,
@@ -195,8 +195,8 @@ def _run(
                 if isinstance(view, FeatureView) and view.timestamp is None:
                     _refuse_duplicate_static_keys(conn, source, view)
                 times += [(source, column) for column in _time_columns(view)]
-                fewer = _by_ttl_query(view) and _fewer(conn, entities, source)
-                plans.append(_ViewPlan(index, view, names, source, double_entities=fewer))
+                rows = _row_counts(conn, entities, source) if _by_ttl_query(view) else None
+                plans.append(_ViewPlan(index, view, names, source, rows=rows))
             check_same_time_kind(times)
             unit = time_unit(conn, ((r.relation, column, r.types[column]) for r, column in times))
             held = 0  # bytes of the values already joined in memory, which stay until the frame is built
@@ -230,8 +230,13 @@ class _ViewPlan:
     names: list[str]
     source: Registered
     found: pa.Table | None = None  # this view's values, row i for entity row i, when joined in memory
-    double_entities: bool = True  # the TTL join doubles the entity rows (fewer), not the source rows
+    rows: tuple[int, int] | None = None  # entity and source rows (counted for a view with a TTL)
     source_file: Path | None = None  # the TTL join carries this Parquet file's row numbers, not values
+
+    @property
+    def double_entities(self) -> bool:
+        """Whether the TTL join doubles the entity rows (when fewer), not the source rows."""
+        return self.rows is None or self.rows[0] <= self.rows[1]
 
     @property
     def alias(self) -> str:
@@ -274,7 +279,8 @@ def _in_memory(
     if method == "auto":
         if not fits(conn, entities, len(plan.names), memory_limit, held):
             return plan
-        if view.ttl_delta is not None:
+        unmeasured = unit is NANOSECONDS or (plan.rows is not None and small(*plan.rows))
+        if view.ttl_delta is not None and not unmeasured:
             shape = measure(
                 conn,
                 entities=entities.relation,
@@ -289,14 +295,13 @@ def _in_memory(
     return plan if found is None else replace(plan, found=found)
 
 
-def _fewer(conn: Any, entities: Registered, source: Registered) -> bool:
-    """Whether there are no more entity rows than source rows (counts a Parquet file keeps in its
-    metadata)."""
-    ((fewer,),) = conn.execute(
-        f"SELECT (SELECT count(*) FROM {quote(entities.relation)}) "
-        f"<= (SELECT count(*) FROM {quote(source.relation)})"
+def _row_counts(conn: Any, entities: Registered, source: Registered) -> tuple[int, int]:
+    """The entity and source rows (counts a Parquet file keeps in its metadata)."""
+    ((entity_rows, source_rows),) = conn.execute(
+        f"SELECT (SELECT count(*) FROM {quote(entities.relation)}), "
+        f"(SELECT count(*) FROM {quote(source.relation)})"
     ).fetchall()
-    return bool(fewer)
+    return int(entity_rows), int(source_rows)
 
 
 def _by_ttl_query(view: View) -> bool:
