@@ -1,12 +1,14 @@
 """Point-in-time correct training frames: every entity row sees only feature values known at its time.
 
-A feature view with a feature time is joined in memory when that fits and, with a TTL, is estimated
-cheaper (``join_plan``) (``in_memory_join``: its source's keys sorted block by block and searched,
+A feature view with a feature time is joined in memory when that fits and, with a TTL, its shape
+says so (``join_plan``) (``in_memory_join``: its source's keys sorted block by block and searched,
 only the chosen rows' values read). Otherwise, and for every other view, one DuckDB query does the
 work, out of core (it spills under a memory limit):
-- a feature view with a TTL is an equi-join on the keys and a TTL-wide time bucket, keeping the
-  greatest (feature time, created time) in ``[event - ttl, event]`` (no sort of the source); when
-  the frame is returned, only the rows that found a value come back, put in place by row number;
+- a feature view with a TTL is an equi-join on the keys and a TTL-wide time bucket (the fewer of the
+  entity and source rows doubled to meet the two buckets a row can serve), keeping the greatest
+  (feature time, created time) in ``[event - ttl, event]`` (no sort of the source); when the frame
+  is returned, only the rows that found a value come back, put in place by row number, and from a
+  plain Parquet file they carry its row numbers, not values: the chosen rows' values are read after;
 - a feature view without one is an ASOF JOIN on the entity keys and a 128-bit order key (feature
   time, then created time), so each row gets the latest value at or before its event time and ties
   on feature time go to the latest created time;
