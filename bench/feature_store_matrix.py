@@ -15,6 +15,8 @@ Feature rows spread over 180 days, 1 % repeat an (id, time) with a later
 Each shape runs, each in its own process (``measured_process``): Feast's DuckDB offline store
 (``feast_runner.py``; never its file store, which needs > 23 GB), then mlprod ``training_frame`` with
 ``created_time_filter=False`` (Feast's semantics) and ``method="auto"``, ``"in_memory"`` and ``"asof"``.
+Both are timed with the same libraries loaded: Feast's runner has numpy, pyarrow and pandas (~0.3
+CPU-s to import) loaded before its timer starts, so mlprod's child loads them too.
 Printed per shape: the times, Feast DuckDB / auto (goal >= 1.5x), auto / the better of in_memory and
 asof (goal <= 1.10), whether every output has the same values row for row (aligned on ``row_id``,
 NaN == NaN), and at the end the geometric mean of Feast DuckDB / auto (goal >= 3x). Below each
@@ -247,6 +249,8 @@ def matrix_child(argv: list[str]) -> None:
     """Inside the subprocess: one timed ``training_frame`` call, its result written to Parquet."""
     spec = json.loads(argv[0])
     work = Path(spec["work"])
+    import pandas  # noqa: F401  loaded before the timer, as in Feast's runner (its entity frame is one)
+
     from mlprod.features import Entity, FeatureView, training_frame
 
     view = FeatureView(

@@ -140,7 +140,7 @@ def _joined(conn: duckdb.DuckDBPyConnection, join: JoinInput, keep_times: bool) 
     chosen = search.result(with_times=keep_times)
     found = np.flatnonzero(chosen.rows != NO_ROW)
     found = found[_argsort(chosen.rows[found])]
-    values = _gathered(conn, join, chosen.rows[found], entity_rows[found], len(entity_rows))
+    values = gather_rows(conn, join, chosen.rows[found], entity_rows[found], len(entity_rows))
     if keep_times:
         for name, ticks in ((join.time_column, chosen.times), (join.created_column, chosen.created)):
             values = values.append_column(name, _placed_times(ticks, chosen.rows, entity_rows, join.unit))
@@ -324,7 +324,7 @@ def _key_blocks(
         yield start, pa.Table.from_batches(batches)
 
 
-def _gathered(
+def gather_rows(
     conn: duckdb.DuckDBPyConnection, join: JoinInput, rows: np.ndarray, positions: np.ndarray, length: int
 ) -> pa.Table:
     """A ``length``-row table of the view outputs: row ``positions[i]`` holds the feature values of

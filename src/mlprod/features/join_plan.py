@@ -1,30 +1,33 @@
-"""Which join ``method="auto"`` gives a feature view with a TTL: the one with the lower estimated cost.
+"""Which join ``method="auto"`` gives a feature view with a TTL, by a rule on the join's shape.
 
-Without a TTL the in-memory join always wins (the ASOF JOIN sorts both sides). With one, the DuckDB
-query is an equi-join on the keys and a TTL-wide time bucket: its work grows with the source rows,
-the distinct keys (its hash table) and the (entity row, source row) pairs that meet in a bucket. The
-in-memory join's grows with the source rows (more when its times must be ranked: microseconds over
-months beside many key codes), the distinct keys and the values it finds. A composite key costs both
-more. Nanosecond times cost the DuckDB query about three times as much (128-bit buckets, and naive
-ones are cast to ``TIMESTAMPTZ_NS`` through ICU), the in-memory join nothing more. The estimate
-counts the entity rows' distinct keys, the sum of their squared counts (so that skewed popularity
-counts its pairs) and looks at the unit of the first entity times.
+Without a TTL the in-memory join always wins (the ASOF JOIN sorts both sides). With one, DuckDB's
+query is an equi-join on the keys and a TTL-wide time bucket that carries only the source rows'
+numbers (the chosen rows' values are read afterwards, as the in-memory join reads them): its work
+grows with the (entity row, source row) pairs that meet in a bucket, the in-memory join's (a sort and
+a search per block of source rows) does not. So the in-memory join is taken
+- for nanosecond times (DuckDB's buckets and casts are 128-bit: 2-3x its microsecond cost);
+- when the pairs are many: at least ``_MANY_PAIRS`` per entity row (a long TTL, or skewed popularity:
+  the rows of a popular key meet each other's);
+- on small inputs (``small``), where either join takes a few hundredths of a second and the estimate's
+  own queries would cost as much as any difference: then nothing is measured;
+and DuckDB's query otherwise. The estimate counts the entity rows' distinct keys, the sum of their
+squared counts (so that skewed popularity counts its pairs) and the entity times' span.
 
-The constants are CPU-seconds per million, measured with ``bench/feature_store.py --matrix`` and
-in-process runs (1M entity x 5M feature rows and 500,000 x 2M: integer, composite and 1M keys; s
-and µs times; TTLs of 2 h and 3 d) and checked again on every shape of the matrix once naive times
-were no longer cast through ICU (``tests/features/test_join_plan.py``); they only have to order the
-two joins.
+Measured in CPU-seconds with ``bench/feature_store.py --matrix`` shapes in-process (500,000 entity x
+2M feature rows; 50,000 x 200,000 for 1,000 keys and Zipf), min of 3 alternating runs each on a
+loaded host (in memory / DuckDB): µs 2 h 0.95 / 0.68, ms 1.13 / 0.88, s 0.96 / 0.93, 1 h 0.88 /
+0.75, 1M keys 1.32 / 0.83, composite 1.02 / 0.66, string 1.64 / 0.91, aware 1.16 / 0.86; 3 d 0.93 /
+0.96 (0.96 pairs per entity row), ns 1.13 / 2.46, Zipf 0.16 / 0.19 (4.9 pairs per row), 1,000 keys
+0.12 / 0.13. Every shape but the ties sits far from the rule's thresholds
+(``tests/features/test_join_plan.py``).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from mlprod.features.latest_rows import BLOCK_ROWS
 from mlprod.features.sources import quote
 from mlprod.lazy import lazy_module
 
@@ -33,12 +36,8 @@ if TYPE_CHECKING:
 else:
     duckdb = lazy_module("duckdb")
 
-_MILLION = 1e6
-_SQL_PER_SOURCE_ROW, _SQL_PER_ENTITY_ROW, _SQL_PER_PAIR, _SQL_PER_KEY = 0.3, 0.5, 1.33, 0.4
-_MEM_PER_SOURCE_ROW, _MEM_PER_ENTITY_ROW, _MEM_PER_RANKED_ROW, _MEM_PER_KEY = 0.25, 0.4, 0.09, 0.78
-_MEM_PER_FOUND = 1.6
-_COMPOSITE = 1.6  # both joins, per extra key column
-_SQL_NANOSECONDS = 3.0  # 3.39 / 1.13 CPU-s for the DuckDB query on 500,000 x 2M rows, ns against µs
+_MANY_PAIRS = 0.5  # pairs per entity row in a TTL bucket from which the in-memory join wins
+_SMALL_ROWS = 500_000  # entity and source rows together below which nothing is measured
 _SAMPLE = 4096  # source times looked at for their unit
 _SAMPLE_FROM, _SAMPLED = 100_000, 0.1  # entity rows past which a tenth of them is grouped by key
 _STEPS_US = (86_400_000_000, 3_600_000_000, 60_000_000, 1_000_000, 1_000, 1)
@@ -65,28 +64,18 @@ class Shape:
         per_entity_row = self.source_rows / max(self.entity_rows, 1)
         return self.squared * per_entity_row * min(1.0, 2 * ttl_us / max(self.span_us, 1))
 
-    def ranked(self) -> bool:
-        """Whether the in-memory join's words leave too few bits for the times in their unit."""
-        code_bits = (self.keys + 1).bit_length()
-        row_bits = (BLOCK_ROWS - 1).bit_length()
-        return (self.span_us // self.step_us).bit_length() > 64 - code_bits - row_bits
+
+def small(entity_rows: int, source_rows: int) -> bool:
+    """Whether the join is small enough to take in memory unmeasured (either join then takes a few
+    hundredths of a second, about what the estimate's queries cost)."""
+    return entity_rows + source_rows < _SMALL_ROWS
 
 
 def in_memory_is_cheaper(shape: Shape, ttl: timedelta | None) -> bool:
-    """Whether the in-memory join's estimated cost is at most the DuckDB query's."""
-    if ttl is None:
+    """Whether the in-memory join is the one to take (see the module docstring)."""
+    if ttl is None or shape.nanoseconds or small(shape.entity_rows, shape.source_rows):
         return True
-    ttl_us = ttl // timedelta(microseconds=1)
-    composite = _COMPOSITE ** (shape.key_columns - 1)
-    source, entities, keys = shape.source_rows, shape.entity_rows, shape.keys
-    pairs = shape.pairs(ttl_us)
-    sql = _SQL_PER_SOURCE_ROW * source + _SQL_PER_ENTITY_ROW * entities + _SQL_PER_KEY * keys
-    sql = (sql * composite + _SQL_PER_PAIR * pairs) * (_SQL_NANOSECONDS if shape.nanoseconds else 1.0)
-    found = entities * (1 - math.exp(-pairs / max(entities, 1) / 2))  # a value within the TTL
-    memory = _MEM_PER_SOURCE_ROW * source + _MEM_PER_ENTITY_ROW * entities + _MEM_PER_KEY * keys
-    memory += _MEM_PER_RANKED_ROW * source * shape.ranked()
-    memory = memory * composite + _MEM_PER_FOUND * found
-    return memory / _MILLION <= sql / _MILLION
+    return shape.pairs(ttl // timedelta(microseconds=1)) >= _MANY_PAIRS * shape.entity_rows
 
 
 def measure(

@@ -1,12 +1,14 @@
 """Point-in-time correct training frames: every entity row sees only feature values known at its time.
 
-A feature view with a feature time is joined in memory when that fits and, with a TTL, is estimated
-cheaper (``join_plan``) (``in_memory_join``: its source's keys sorted block by block and searched,
+A feature view with a feature time is joined in memory when that fits and, with a TTL, its shape
+says so (``join_plan``) (``in_memory_join``: its source's keys sorted block by block and searched,
 only the chosen rows' values read). Otherwise, and for every other view, one DuckDB query does the
 work, out of core (it spills under a memory limit):
-- a feature view with a TTL is an equi-join on the keys and a TTL-wide time bucket, keeping the
-  greatest (feature time, created time) in ``[event - ttl, event]`` (no sort of the source); when
-  the frame is returned, only the rows that found a value come back, put in place by row number;
+- a feature view with a TTL is an equi-join on the keys and a TTL-wide time bucket (the fewer of the
+  entity and source rows doubled to meet the two buckets a row can serve), keeping the greatest
+  (feature time, created time) in ``[event - ttl, event]`` (no sort of the source); when the frame
+  is returned, only the rows that found a value come back, put in place by row number, and from a
+  plain Parquet file they carry its row numbers, not values: the chosen rows' values are read after;
 - a feature view without one is an ASOF JOIN on the entity keys and a 128-bit order key (feature
   time, then created time), so each row gets the latest value at or before its event time and ties
   on feature time go to the latest created time;
@@ -38,8 +40,8 @@ from mlprod.features.definitions import (
     View,
     select_features,
 )
-from mlprod.features.in_memory_join import JoinInput, Placed, codable, fits, join_in_memory
-from mlprod.features.join_plan import in_memory_is_cheaper, measure
+from mlprod.features.in_memory_join import JoinInput, Placed, codable, fits, gather_rows, join_in_memory
+from mlprod.features.join_plan import in_memory_is_cheaper, measure, small
 from mlprod.features.sources import (
     Registered,
     check_same_time_kind,
@@ -76,6 +78,7 @@ _SHIFT = "18446744073709551616"  # 2**64
 _OFFSET = "9223372036854775808"  # 2**63: created microseconds made non-negative below 2**64
 _PROBE_LOW = "18446744073709551615"  # 2**64 - 1: an entity row sees every created time at its feature time
 _STAGE = "__mlprod_stage_0"
+_SOURCE_ROW = "__mlprod_source_row"
 _BUCKET_ORIGIN = 10**17  # µs added before bucketing, so times before 1970 divide like later ones
 
 
@@ -194,7 +197,8 @@ def _run(
                 if isinstance(view, FeatureView) and view.timestamp is None:
                     _refuse_duplicate_static_keys(conn, source, view)
                 times += [(source, column) for column in _time_columns(view)]
-                plans.append(_ViewPlan(index, view, names, source))
+                rows = _row_counts(conn, entities, source) if _by_ttl_query(view) else None
+                plans.append(_ViewPlan(index, view, names, source, rows=rows))
             check_same_time_kind(times)
             unit = time_unit(conn, ((r.relation, column, r.types[column]) for r, column in times))
             held = 0  # bytes of the values already joined in memory, which stay until the frame is built
@@ -228,6 +232,13 @@ class _ViewPlan:
     names: list[str]
     source: Registered
     found: pa.Table | None = None  # this view's values, row i for entity row i, when joined in memory
+    rows: tuple[int, int] | None = None  # entity and source rows (counted for a view with a TTL)
+    source_file: Path | None = None  # the TTL join carries this Parquet file's row numbers, not values
+
+    @property
+    def double_entities(self) -> bool:
+        """Whether the TTL join doubles the entity rows (when fewer), not the source rows."""
+        return self.rows is None or self.rows[0] <= self.rows[1]
 
     @property
     def alias(self) -> str:
@@ -270,7 +281,8 @@ def _in_memory(
     if method == "auto":
         if not fits(conn, entities, len(plan.names), memory_limit, held):
             return plan
-        if view.ttl_delta is not None:
+        unmeasured = unit is NANOSECONDS or (plan.rows is not None and small(*plan.rows))
+        if view.ttl_delta is not None and not unmeasured:
             shape = measure(
                 conn,
                 entities=entities.relation,
@@ -283,6 +295,15 @@ def _in_memory(
                 return plan
     found = join_in_memory(conn, join, keep_times=keep_times)
     return plan if found is None else replace(plan, found=found)
+
+
+def _row_counts(conn: Any, entities: Registered, source: Registered) -> tuple[int, int]:
+    """The entity and source rows (counts a Parquet file keeps in its metadata)."""
+    ((entity_rows, source_rows),) = conn.execute(
+        f"SELECT (SELECT count(*) FROM {quote(entities.relation)}), "
+        f"(SELECT count(*) FROM {quote(source.relation)})"
+    ).fetchall()
+    return int(entity_rows), int(source_rows)
 
 
 def _by_ttl_query(view: View) -> bool:
@@ -424,22 +445,49 @@ def _found_by_ttl_query(
     """``plan`` (a feature view with a TTL) with its values found by DuckDB's TTL equi-join and put in
     place by entity row number here: the query gives only the rows that found a value, so the frame is
     then built like an in-memory join's, without joining every entity row back and sorting the frame
-    (an eighth of the query's CPU time)."""
+    (an eighth of the query's CPU time). From a plain Parquet file the query carries each row's number
+    instead of its values (the join and the choice then move three narrow columns, not every feature),
+    and the chosen rows' values are read afterwards, as the join in memory reads them."""
     view = plan.view
     assert isinstance(view, FeatureView)
+    ((length,),) = conn.execute(f"SELECT count(*) FROM {entities.relation}").fetchall()
+    file = _plain_file(view)
+    if file is not None:
+        plan = replace(plan, source_file=file)
+    carried = plan.names if file is None else [_SOURCE_ROW]
     ctes = [_first_stage(entities, event_time, unit), *_feature_view_ctes(plan, view, _STAGE, unit)[:-1]]
-    fields = [*plan.names, "__mlprod_ts", "__mlprod_created"]
-    names = [*plan.names, f"{TIME}{plan.index}", f"{CREATED}{plan.index}"]
+    fields = [*carried, "__mlprod_ts", "__mlprod_created"]
+    names = [*carried, f"{TIME}{plan.index}", f"{CREATED}{plan.index}"]
     listed = ", ".join(f"w.{quote(f)} AS {quote(n)}" for f, n in zip(fields, names, strict=True))
     sql = f"WITH {', '.join(ctes)} SELECT {ROW}, {listed} FROM {plan.alias}_chosen"
     chosen = conn.sql(sql).to_arrow_table()
-    ((length,),) = conn.execute(f"SELECT count(*) FROM {entities.relation}").fetchall()
+    rows = np.asarray(chosen.column(ROW).to_numpy(), dtype=np.int64)
+    if file is not None:
+        source_rows = np.asarray(chosen.column(_SOURCE_ROW).to_numpy(), dtype=np.int64)
+        order = np.argsort(source_rows, kind="stable")
+        join = JoinInput(entities, ROW, event_time, view, plan.names, plan.source, "", "", unit)
+        gathered = gather_rows(conn, join, source_rows[order], rows[order], int(length))
+        chosen = chosen.drop_columns([_SOURCE_ROW])
     values = chosen.drop_columns([ROW]).combine_chunks()
     placed = Placed(values.schema, int(length))
-    rows = np.asarray(chosen.column(ROW).to_numpy(), dtype=np.int64)
     for at, column in enumerate(values.columns):
         placed.put_column(at, rows, column.chunk(0) if column.num_chunks else pa.array([], column.type))
-    return replace(plan, found=placed.table())
+    found = placed.table()
+    if file is not None:
+        found = pa.Table.from_arrays(
+            [*gathered.columns, *found.columns], [*gathered.column_names, *found.column_names]
+        )
+    return replace(plan, found=found)
+
+
+def _plain_file(view: FeatureView) -> Path | None:
+    """The view's source when it is one Parquet file without derived columns (so that DuckDB numbers
+    its rows as they are read back)."""
+    source = view.source
+    if not isinstance(source, str | Path) or view.derived_columns:
+        return None
+    path = Path(source)
+    return path if path.suffix.lower() == ".parquet" and path.is_file() else None
 
 
 def _chosen_outputs(index: int, names: list[str], value: str, time: str, created: str) -> list[str]:
@@ -463,6 +511,9 @@ def _feature_view_ctes(plan: _ViewPlan, view: FeatureView, stage: str, unit: Tim
     keys = view.key_columns
     src = plan.source.relation
     values = ", ".join(f"{quote(view.feature_columns[name])} AS {quote(name)}" for name in plan.names)
+    if plan.source_file is not None:
+        src = f"read_parquet({quote_literal(str(plan.source_file))}, file_row_number = true)"
+        values = f"file_row_number AS {_SOURCE_ROW}"
     not_null = " AND ".join(f"{quote(column)} IS NOT NULL" for column in keys.values())
     key_select = ", ".join(f"{quote(column)} AS {quote(key)}" for key, column in keys.items())
     on = " AND ".join(f"p.{quote(k)} = s.{quote(k)}" for k in keys)
@@ -528,8 +579,10 @@ def _within_ttl_ctes(
     plan: _ViewPlan, view: FeatureView, stage: str, prepared: str, unit: TimeUnit
 ) -> list[str]:
     """With a TTL, only rows in ``[event - ttl, event]`` can win: an equi-join on the keys and a time
-    bucket one TTL wide (each row also joins the next bucket) finds them without sorting the source,
-    and the winner is the greatest (feature time, created time) among those known at the event."""
+    bucket one TTL wide finds them without sorting the source, and the winner is the greatest (feature
+    time, created time) among those known at the event. A source row in bucket ``b`` can serve events
+    in buckets ``b`` and ``b + 1``: the smaller side is doubled to meet both (usually the entity rows,
+    narrowed to their number, keys and time: then the wide source rows are hashed and probed once)."""
     assert view.ttl_delta is not None
     width, ttl = unit.ticks(view.ttl_delta), view.ttl_delta // timedelta(microseconds=1)
     origin = _BUCKET_ORIGIN * unit.per_microsecond // width * width
@@ -538,21 +591,37 @@ def _within_ttl_ctes(
     keys = view.key_columns
     on = " AND ".join(f"p.{quote(k)} = s.{quote(k)}" for k in keys)
     known = f" AND s.__mlprod_created <= p.{EVENT}" if view.created and view.created_time_filter else ""
-    fields = ", ".join(
-        f"{quote(n)} := s.{quote(n)}" for n in ["__mlprod_ts", "__mlprod_created", *plan.names]
-    )
+    carried = plan.names if plan.source_file is None else [_SOURCE_ROW]
+    fields = ", ".join(f"{quote(n)} := s.{quote(n)}" for n in ["__mlprod_ts", "__mlprod_created", *carried])
     epoch = unit.epoch
     order = (
         f"({epoch}(s.__mlprod_ts)::HUGEINT * {_SHIFT}) + ({epoch}(s.__mlprod_created)::HUGEINT + {_OFFSET})"
     )
+    if plan.source_file is not None:  # full ties go to the last row, as in the join in memory
+        order = f"struct_pack(o := {order}, r := s.{_SOURCE_ROW})"
     outputs = [f"c.w.{quote(n)} AS {quote(n)}" for n in plan.names]
     outputs += [f"c.w.__mlprod_ts AS {TIME}{plan.index}", f"c.w.__mlprod_created AS {CREATED}{plan.index}"]
+    doubled = f"{plan.alias}_buckets"
+    shifts = "(VALUES (0), (1)) AS shifts(shift)"
+    if plan.double_entities:
+        listed = ", ".join(f"p.{quote(k)}" for k in keys)
+        doubled_cte = (
+            f"{doubled} AS (SELECT p.{ROW}, {listed}, p.{EVENT}, "
+            f"{bucket.format(f'p.{EVENT}')} - shift AS __mlprod_bucket FROM {stage} p, {shifts})"
+        )
+        joined = (
+            f"{doubled} p JOIN {prepared} s ON {on} AND p.__mlprod_bucket = {bucket.format('s.__mlprod_ts')}"
+        )
+    else:
+        doubled_cte = (
+            f"{doubled} AS (SELECT s.*, {bucket.format('s.__mlprod_ts')} + shift AS __mlprod_bucket "
+            f"FROM {prepared} s, {shifts})"
+        )
+        joined = f"{stage} p JOIN {doubled} s ON {on} AND {bucket.format(f'p.{EVENT}')} = s.__mlprod_bucket"
     return [
-        f"{plan.alias}_buckets AS (SELECT s.*, {bucket.format('s.__mlprod_ts')} + shift AS __mlprod_bucket "
-        f"FROM {prepared} s, (VALUES (0), (1)) AS shifts(shift))",
+        doubled_cte,
         f"{plan.alias}_chosen AS (SELECT p.{ROW}, arg_max(struct_pack({fields}), {order}) AS w "
-        f"FROM {stage} p JOIN {plan.alias}_buckets s "
-        f"ON {on} AND {bucket.format(f'p.{EVENT}')} = s.__mlprod_bucket "
+        f"FROM {joined} "
         f"WHERE s.__mlprod_ts <= p.{EVENT} AND s.__mlprod_ts >= p.{EVENT} - to_microseconds({ttl}){known} "
         f"GROUP BY p.{ROW})",
         f"{plan.alias} AS (SELECT p.*, {', '.join(outputs)} FROM {stage} p "
