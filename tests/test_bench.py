@@ -33,6 +33,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
             "mlprod flagged exactly the planted columns",
         ),
         ("monitor/flights_estimation.py", ["--tiny"], "MAE acc"),
+        ("monitor/band_coverage.py", ["--tiny", "--skip-nannyml"], "inside the nominal 95 % band"),
         ("cli.py", ["--runs", "1", "--only", "models list", "data log"], "read commands within"),
         (
             "feature_store.py",

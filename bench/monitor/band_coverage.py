@@ -18,8 +18,9 @@ band is its ``lower/upper_confidence_boundary`` (±3 sampling standard errors).
 
 Printed per data set and metric (accuracy, roc_auc, f1 at threshold 0.5): windows, coverage (share
 of windows whose realized value lies inside the band), mean band width, MAE of the estimate, CPU
-seconds; then per data set (the synthetic window sizes pooled) the goal verdicts: coverage >= 90 %
-and mean width <= NannyML's.
+seconds of fit and estimate (mlprod in this process, NannyML in its runner); then per data set (the
+synthetic window sizes pooled) the goal verdicts, coverage >= 90 % and mean width <= NannyML's, with
+NannyML's own pooled width and coverage.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def nannyml_bands(
         chunk = by_key.get(key, {})
         for metric in METRICS:
             bands.add(metric, chunk.get(metric), chunk.get(f"{metric}_lower"), chunk.get(f"{metric}_upper"))
-    bands.seconds = float(output["seconds"])
+    bands.seconds = float(output["cpu_seconds"])
     return bands
 
 
@@ -228,19 +229,20 @@ def verdicts(pooled: Pooled) -> None:
     print("goals: realized value inside the nominal 95 % band in >= 90 % of windows; mean width <= NannyML's")
     print(
         f"  {'data set':<40} {'metric':<9} {'method':<20} {'windows':>7} {'coverage':>9} {'width':>8}"
-        f" {'NannyML':>8}"
+        f" {'NannyML':>8} {'its cov.':>8}"
     )
     for (group, metric, name), (inside, width) in pooled.items():
         if name.startswith("NannyML"):
             continue
         peer = pooled.get((group, metric, "NannyML CBPE"))
         peer_width = float(np.mean(peer[1])) if peer and peer[1] else float("nan")
+        peer_coverage = float(np.mean(peer[0])) if peer and peer[0] else float("nan")
         coverage, mean_width = float(np.mean(inside)), float(np.mean(width))
         covered = "met" if coverage >= GOAL_COVERAGE else "MISSED"
         narrow = "n/a" if not peer else "met" if mean_width <= peer_width else "MISSED"
         print(
             f"  {group:<40} {metric:<9} {name:<20} {len(inside):>7} {coverage:>9.1%} {mean_width:>8.4f}"
-            f" {peer_width:>8.4f}  coverage {covered}, width {narrow}"
+            f" {peer_width:>8.4f} {peer_coverage:>8.1%}  coverage {covered}, width {narrow}"
         )
 
 

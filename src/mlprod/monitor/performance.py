@@ -173,7 +173,11 @@ class PerformanceEstimator:
     """Realized and label-free estimated metrics per window, against a reference.
 
     ``fit`` takes the reference's scores and labels (and, for ``method="density_ratio"``, its features,
-    a bounded sample is enough); ``evaluate`` takes a window's ``ScoreSketch`` (and features).
+    a bounded sample is enough; optionally the window each reference row belongs to); ``evaluate``
+    takes a window's ``ScoreSketch`` (and features). Each point's ``lower``/``upper`` is the nominal
+    95 % band: sampling variance plus the calibration's bootstrap uncertainty (plus the reference
+    windows' spread when given). It assumes ``P(label | score)`` is the reference's: concept shift
+    is invisible to it (see the module docstring); ``mlprod.monitor.coverage`` measures how often it held.
 
     Examples:
         >>> rng = np.random.default_rng(0)
