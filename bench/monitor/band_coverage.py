@@ -11,7 +11,8 @@ estimators and used only to score their bands:
   reference and 50,000 analysis rows, windows of ``--chunk-sizes`` rows in file order (NannyML
   ``chunk_size``).
 
-mlprod is run twice: ``cbpe`` (the band of a reference without windows: sampling variance given the
+mlprod is run three times: ``sampling only`` (``calibration_draws=0``: the band as it was before,
+the baseline), ``cbpe`` (the default band of a reference without windows: sampling variance given the
 calibrated probabilities plus the calibration's bootstrap uncertainty) and ``cbpe+windows`` (the
 reference split into the same windows, whose spread beyond sampling noise widens the band). NannyML's
 band is its ``lower/upper_confidence_boundary`` (±3 sampling standard errors).
@@ -82,9 +83,11 @@ def mlprod_bands(
     reference_windows: np.ndarray | None,
     windows: list[tuple[np.ndarray, np.ndarray]],
     seed: int,
+    *,
+    calibration_draws: int = 100,
 ) -> Bands:
     started = time.process_time()
-    estimator = PerformanceEstimator(threshold=THRESHOLD, seed=seed)
+    estimator = PerformanceEstimator(threshold=THRESHOLD, seed=seed, calibration_draws=calibration_draws)
     estimator.fit(*reference, windows=reference_windows)
     bands = Bands(name)
     for scores, _labels in windows:
@@ -150,6 +153,7 @@ def flights(args: argparse.Namespace, work: Path) -> tuple[str, dict[str, np.nda
     windows = [(g["score"].to_numpy(), g["label"].to_numpy()) for g in groups.values()]
     ref = (reference["score"].to_numpy(), reference["label"].to_numpy())
     runs = [
+        mlprod_bands("mlprod sampling only", ref, None, windows, args.seed, calibration_draws=0),
         mlprod_bands("mlprod cbpe", ref, None, windows, args.seed),
         mlprod_bands("mlprod cbpe+windows", ref, reference["week"].to_numpy(), windows, args.seed),
     ]
@@ -180,6 +184,7 @@ def synthetic(
     windows = [(scores[i : i + chunk_size], labels[i : i + chunk_size]) for i in firsts]
     reference_windows = np.arange(len(reference)) // chunk_size
     runs = [
+        mlprod_bands("mlprod sampling only", ref, None, windows, args.seed, calibration_draws=0),
         mlprod_bands("mlprod cbpe", ref, None, windows, args.seed),
         mlprod_bands("mlprod cbpe+windows", ref, reference_windows, windows, args.seed),
     ]

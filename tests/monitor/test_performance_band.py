@@ -38,8 +38,11 @@ def test_a_calibration_fitted_on_fewer_reference_rows_widens_the_band() -> None:
     for rows in (400, 50_000):
         estimator = PerformanceEstimator(seed=3).fit(scores[:rows], labels[:rows])
         bands[rows] = widths(estimator.evaluate(estimator.window().update(window_scores)))
+    exact = PerformanceEstimator(seed=3, calibration_draws=0).fit(scores[:400], labels[:400])
+    sampling_only = widths(exact.evaluate(exact.window().update(window_scores)))
     for metric in BANDED:
         assert bands[400][metric] > 1.5 * bands[50_000][metric], metric
+        assert bands[400][metric] > 1.5 * sampling_only[metric], metric
 
 
 def test_bootstrap_curves_vary_more_when_fitted_on_fewer_rows() -> None:
@@ -126,8 +129,10 @@ def test_calibrated_reference_windows_add_almost_nothing() -> None:
 def test_bad_band_parameters_are_named() -> None:
     with pytest.raises(InvalidInputError, match="simulations: expected at least 40 for a 95 % band, got 10"):
         PerformanceEstimator(simulations=10)
-    with pytest.raises(InvalidInputError, match="calibration_draws: expected at least 1, got 0"):
-        PerformanceEstimator(calibration_draws=0)
+    with pytest.raises(
+        InvalidInputError, match=r"calibration_draws: expected 0 \(sampling variance only\) or more, got -1"
+    ):
+        PerformanceEstimator(calibration_draws=-1)
     with pytest.raises(InvalidInputError, match=r"windows: expected one per score \(3\), got 2"):
         PerformanceEstimator().fit([0.1, 0.5, 0.9], [0, 1, 1], windows=[1, 2])
     with pytest.raises(InvalidInputError, match="draws: expected at least 1, got 0"):

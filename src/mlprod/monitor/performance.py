@@ -206,8 +206,10 @@ class PerformanceEstimator:
             raise InvalidInputError(f"method: expected 'cbpe' or 'density_ratio', got {method!r}.")
         if simulations < 40:
             raise InvalidInputError(f"simulations: expected at least 40 for a 95 % band, got {simulations}.")
-        if calibration_draws < 1:
-            raise InvalidInputError(f"calibration_draws: expected at least 1, got {calibration_draws}.")
+        if calibration_draws < 0:
+            raise InvalidInputError(
+                f"calibration_draws: expected 0 (sampling variance only) or more, got {calibration_draws}."
+            )
         self.method = method
         self.threshold = threshold
         self.bins = bins
@@ -361,7 +363,13 @@ class PerformanceEstimator:
         )
 
     def curves(self, calibration: Calibration) -> np.ndarray:
-        """The bootstrap calibration curves the band draws from (computed once for the reference's)."""
+        """The bootstrap calibration curves the band draws from (computed once for the reference's).
+
+        With ``calibration_draws=0`` only the calibration itself: the band is then the sampling
+        variance alone, as if the calibration were exact.
+        """
+        if self.calibration_draws == 0:
+            return calibration.probabilities[None, :]
         if calibration is self.calibration_:
             if self._curves is None:
                 self._curves = calibration.bootstrap(self.calibration_draws, seed=self.seed)
