@@ -34,6 +34,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
         ),
         ("monitor/flights_estimation.py", ["--tiny"], "MAE acc"),
         ("loop/decisions.py", ["--rollouts", "10"], "mSPRT (always valid): false rollbacks"),
+        ("monitor/band_coverage.py", ["--tiny", "--skip-nannyml"], "inside the nominal 95 % band"),
         ("cli.py", ["--runs", "1", "--only", "models list", "data log"], "read commands within"),
         (
             "feature_store.py",

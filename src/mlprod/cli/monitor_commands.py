@@ -312,6 +312,11 @@ def print_windows(result: MonitorResult) -> None:
         Column("realized", "realized"),
     )
     print_table(rows, columns, hint="the HTML report shows every column")
+    from mlprod.monitor.coverage import band_coverage
+
+    accuracy = band_coverage(result.windows).get("accuracy")
+    if accuracy is not None and accuracy.windows:
+        out.print(f"band coverage (nominal 95 %) of estimated {accuracy.describe()}")
 
 
 def _strongest(checks: list[Check], shown: int = 3) -> str:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
         evaluate_rules,
         post_webhook,
     )
+    from mlprod.monitor.coverage import BandCoverage, band_coverage
     from mlprod.monitor.drift import DriftThresholds, drift_checks, drifted_columns
     from mlprod.monitor.html_report import render_html, write_html
     from mlprod.monitor.log_source import LabelSource, logged_rows
@@ -40,6 +41,7 @@ __all__ = [
     "Alert",
     "AlertRule",
     "AlertStore",
+    "BandCoverage",
     "Check",
     "DriftThresholds",
     "LabelSource",
@@ -61,6 +63,7 @@ __all__ = [
     "VersionCheck",
     "WindowResult",
     "Windowing",
+    "band_coverage",
     "build_reference",
     "check_version",
     "deliver_pending",

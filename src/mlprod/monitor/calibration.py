@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.isotonic import IsotonicRegression
+from sklearn.isotonic import isotonic_regression
 from threadpoolctl import threadpool_limits
 
 from mlprod.errors import InvalidInputError
@@ -31,6 +31,11 @@ MAX_CATEGORIES = 200  # most frequent reference categories kept per column; the 
 class Calibration:
     """Probability of label 1 per score bin, isotonic (non-decreasing) in the score.
 
+    It also keeps what it was fitted on (the label-1 share and the effective number of labelled
+    rows per bin), so that ``bootstrap`` can draw the curves other samples of the same size would
+    have given: a calibration fitted on few rows varies more, and the band of an estimate made with
+    it widens accordingly.
+
     Examples:
         >>> edges = np.linspace(0.0, 1.0, 5)
         >>> calibration = Calibration.fit(edges, negatives=[9, 6, 4, 1], positives=[1, 4, 6, 9])
@@ -38,22 +43,47 @@ class Calibration:
         [0.1, 0.4, 0.6, 0.9]
         >>> calibration(np.array([0.05, 0.99])).round(2).tolist()
         [0.1, 0.9]
+        >>> calibration.bootstrap(3, seed=0).shape
+        (3, 4)
     """
 
-    def __init__(self, edges: np.ndarray, probabilities: np.ndarray) -> None:
+    def __init__(
+        self,
+        edges: np.ndarray,
+        probabilities: np.ndarray,
+        *,
+        rates: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
+    ) -> None:
         self.edges = np.asarray(edges, dtype=np.float64)
         self.probabilities = np.asarray(probabilities, dtype=np.float64)
-        if self.probabilities.shape != (len(self.edges) - 1,):
+        bins = len(self.edges) - 1
+        if self.probabilities.shape != (bins,):
             raise InvalidInputError(
-                f"Calibration: expected one probability per bin ({len(self.edges) - 1}), "
-                f"got {self.probabilities.shape}."
+                f"Calibration: expected one probability per bin ({bins}), got {self.probabilities.shape}."
             )
+        self.rates = None if rates is None else np.asarray(rates, dtype=np.float64)
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.float64)
+        for name, values in (("rates", self.rates), ("rows", self.rows)):
+            if values is not None and values.shape != (bins,):
+                raise InvalidInputError(
+                    f"Calibration: expected one {name} value per bin ({bins}), got {values.shape}."
+                )
 
     @classmethod
-    def fit(cls, edges: np.ndarray, *, negatives: ArrayLike, positives: ArrayLike) -> Calibration:
+    def fit(
+        cls,
+        edges: np.ndarray,
+        *,
+        negatives: ArrayLike,
+        positives: ArrayLike,
+        effective_rows: ArrayLike | None = None,
+    ) -> Calibration:
         """Isotonic regression of the label rate per bin, weighted by the (possibly weighted) rows in it.
 
         Bins without labelled rows take the curve interpolated between their neighbours' centres.
+        ``effective_rows`` is, for weighted rows, the number of unweighted rows each bin is worth
+        (``sum(w) ** 2 / sum(w ** 2)``); by default the bin's rows themselves.
         """
         edges = np.asarray(edges, dtype=np.float64)
         neg = np.asarray(negatives, dtype=np.float64)
@@ -64,10 +94,37 @@ class Calibration:
             raise InvalidInputError(
                 "Calibration: the reference has no labelled rows; it needs some of each label."
             )
+        rates = np.divide(pos, total, out=np.zeros_like(total), where=seen)
+        rows = total if effective_rows is None else np.asarray(effective_rows, dtype=np.float64)
         centres = (edges[:-1] + edges[1:]) / 2
-        model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-        model.fit(centres[seen], pos[seen] / total[seen], sample_weight=total[seen])
-        return cls(edges, np.asarray(model.predict(centres), dtype=np.float64))
+        return cls(edges, _isotonic(centres, rates, total), rates=rates, rows=np.where(seen, rows, 0.0))
+
+    def bootstrap(self, draws: int, *, seed: int = 0) -> np.ndarray:
+        """``draws`` calibration curves (draws x bins), each refitted on a resample of the fitted rows.
+
+        A Poisson bootstrap per bin: ``Poisson(rows)`` labelled rows, of which ``Binomial(., rate)``
+        are labelled 1, then the same isotonic fit. Seeded: the same calibration and seed give the
+        same curves. A calibration without its fitted counts (stored by an older version) has no
+        known uncertainty: every curve is its own.
+        """
+        if draws < 1:
+            raise InvalidInputError(f"draws: expected at least 1, got {draws}.")
+        curves = np.tile(self.probabilities, (draws, 1))
+        if self.rates is None or self.rows is None:
+            return curves
+        rng = np.random.default_rng(seed)
+        centres = (self.edges[:-1] + self.edges[1:]) / 2
+        seen = self.rows > 0
+        rates = self.rates[seen]
+        for k in range(draws):
+            rows = np.zeros_like(self.rows)
+            rows[seen] = rng.poisson(self.rows[seen])
+            positives = np.zeros_like(self.rows)
+            positives[seen] = rng.binomial(rows[seen].astype(np.int64), rates)
+            if rows.any():
+                shares = np.divide(positives, rows, out=np.zeros_like(rows), where=rows > 0)
+                curves[k] = _isotonic(centres, shares, rows)
+        return curves
 
     def __call__(self, scores: np.ndarray) -> np.ndarray:
         """Calibrated probabilities of scores in [0, 1] (the probability of the bin they fall in)."""
@@ -75,13 +132,28 @@ class Calibration:
         return self.probabilities[index]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"edges": self.edges.tolist(), "probabilities": self.probabilities.tolist()}
+        data: dict[str, Any] = {"edges": self.edges.tolist(), "probabilities": self.probabilities.tolist()}
+        if self.rates is not None and self.rows is not None:
+            data |= {"rates": self.rates.tolist(), "rows": self.rows.tolist()}
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        optional = {
+            name: np.array(data[name], dtype=np.float64) for name in ("rates", "rows") if name in data
+        }
         return cls(
-            np.array(data["edges"], dtype=np.float64), np.array(data["probabilities"], dtype=np.float64)
+            np.array(data["edges"], dtype=np.float64),
+            np.array(data["probabilities"], dtype=np.float64),
+            **optional,
         )
+
+
+def _isotonic(centres: np.ndarray, rates: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Weighted isotonic fit of the rates of the bins with rows, linearly interpolated (clipped) between."""
+    seen = rows > 0
+    fitted = isotonic_regression(rates[seen], sample_weight=rows[seen], y_min=0.0, y_max=1.0)
+    return np.asarray(np.interp(centres, centres[seen], fitted), dtype=np.float64)
 
 
 class FeatureEncoder:

@@ -33,6 +33,7 @@ from mlprod.monitor.alerts import (
     evaluate_rules,
     format_number,
 )
+from mlprod.monitor.coverage import band_coverage
 from mlprod.monitor.results import MULTIVARIATE, Check, MonitorResult, PerformancePoint, WindowResult
 from mlprod.monitor.svg_plots import Cell, heatmap, heatmap_legend, line_chart
 
@@ -88,7 +89,7 @@ def render_html(
     shown = [m for m in metrics if any(_point(w, m) for w in result.windows)]
     body = [
         f"<h1>{escape(title)}</h1>",
-        _summary(result, alerts, reference),
+        _summary(result, alerts, reference, shown),
         '<section id="windows"><h2>Windows</h2>',
         _window_table(result, alerts, shown),
         "</section>",
@@ -127,7 +128,9 @@ def write_html(
     return target
 
 
-def _summary(result: MonitorResult, alerts: list[Alert], reference: str | None) -> str:
+def _summary(
+    result: MonitorResult, alerts: list[Alert], reference: str | None, metrics: Sequence[str] = ()
+) -> str:
     windows = result.windows
     span = (
         f"{len(windows)} ({_short(windows[0].start, result.by)} to {_short(windows[-1].start, result.by)})"
@@ -143,6 +146,10 @@ def _summary(result: MonitorResult, alerts: list[Alert], reference: str | None) 
         ("Rows", f"{sum(w.rows for w in windows):,}"),
         ("Alerts", str(len(alerts))),
     ]
+    coverage = band_coverage(windows)
+    measured = [coverage[m].describe() for m in metrics if m in coverage and coverage[m].windows]
+    if measured:
+        items.append(("Band coverage (nominal 95 %)", "; ".join(measured)))
     rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items)
     return f'<section id="summary"><h2>Summary</h2><dl class="summary">{rows}</dl></section>'
 

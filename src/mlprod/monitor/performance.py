@@ -20,15 +20,27 @@ refitted per window on reference rows weighted to look like the window (see
 ``mlprod.monitor.calibration.density_ratio_weights``), so that windows whose features resemble the
 reference's good or bad days get those days' calibration.
 
-Confidence band: labels are simulated ``simulations`` times per window (seeded) as
-``Binomial(n, p)`` positives per bin, the metrics computed for each draw, and the 2.5 % and 97.5 %
-percentiles kept. It is the range the realized metric should fall in if the calibration holds; it
-does not include the calibration's own error.
+Confidence band (nominal 95 %): a seeded Monte Carlo over the window's rows. Each of ``simulations``
+draws takes one calibration curve refitted on a bootstrap resample of the reference
+(``Calibration.bootstrap``: the calibration's own uncertainty, larger when it was fitted on few
+reference rows) and draws ``Binomial(n, p)`` positives per bin with that curve's ``p`` (the window's
+sampling variance given its rows' probabilities); the 2.5 % and 97.5 % percentiles of the metrics
+over the draws are the band. When the reference is given in windows (``fit(..., windows=...)``), the
+spread of its windows' realized metrics around their estimates beyond that sampling noise
+(a between-window variance ``tau**2`` per metric) is added to the band's half-widths too.
+
+What the estimate and the band can see: a change in the distribution of the scores (covariate
+shift, as far as the model's score reflects it). What they cannot see: a change in the relation
+between score and label (concept shift, ``P(y | x)`` changes), e.g. weather or a strike making
+flights late whatever their features. Under concept shift the realized metric leaves the band with
+no warning from the estimate; only realized performance (labels) reveals it, and the measured
+coverage (``mlprod.monitor.coverage``) tells how often that happened. The between-window term covers
+concept changes only as large as those seen between the reference's own windows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -39,6 +51,7 @@ from mlprod.monitor.calibration import Calibration, FeatureEncoder, density_rati
 from mlprod.monitor.results import PerformancePoint
 
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+Z95 = 1.959963984540054  # two-sided 95 % quantile of the standard normal
 Method = Literal["cbpe", "density_ratio"]
 
 
@@ -147,9 +160,12 @@ def realized_points(sketch: ScoreSketch) -> list[PerformancePoint]:
 
 def expected_metrics(sketch: ScoreSketch, calibration: Calibration) -> dict[str, float | None]:
     """Metrics expected over all of the window's rows, with labels 1 at the calibrated probabilities."""
+    return _expected(sketch.counts, calibration, sketch.cut)
+
+
+def _expected(counts: np.ndarray, calibration: Calibration, cut: int) -> dict[str, float | None]:
     p = calibration.probabilities
-    counts = sketch.counts
-    values = _metrics((counts * (1 - p))[None, :], (counts * p)[None, :], sketch.cut)
+    values = _metrics((counts * (1 - p))[None, :], (counts * p)[None, :], cut)
     return {name: _scalar(v[0]) for name, v in values.items()}
 
 
@@ -157,7 +173,11 @@ class PerformanceEstimator:
     """Realized and label-free estimated metrics per window, against a reference.
 
     ``fit`` takes the reference's scores and labels (and, for ``method="density_ratio"``, its features,
-    a bounded sample is enough); ``evaluate`` takes a window's ``ScoreSketch`` (and features).
+    a bounded sample is enough; optionally the window each reference row belongs to); ``evaluate``
+    takes a window's ``ScoreSketch`` (and features). Each point's ``lower``/``upper`` is the nominal
+    95 % band: sampling variance plus the calibration's bootstrap uncertainty (plus the reference
+    windows' spread when given). It assumes ``P(label | score)`` is the reference's: concept shift
+    is invisible to it (see the module docstring); ``mlprod.monitor.coverage`` measures how often it held.
 
     Examples:
         >>> rng = np.random.default_rng(0)
@@ -175,7 +195,8 @@ class PerformanceEstimator:
         method: Method = "cbpe",
         threshold: float = 0.5,
         bins: int = 1000,
-        simulations: int = 400,
+        simulations: int = 500,
+        calibration_draws: int = 100,
         max_reference_rows: int = 20_000,
         max_window_rows: int = 20_000,
         clip: float = 20.0,
@@ -183,22 +204,49 @@ class PerformanceEstimator:
     ) -> None:
         if method not in ("cbpe", "density_ratio"):
             raise InvalidInputError(f"method: expected 'cbpe' or 'density_ratio', got {method!r}.")
+        if simulations < 40:
+            raise InvalidInputError(f"simulations: expected at least 40 for a 95 % band, got {simulations}.")
+        if calibration_draws < 0:
+            raise InvalidInputError(
+                f"calibration_draws: expected 0 (sampling variance only) or more, got {calibration_draws}."
+            )
         self.method = method
         self.threshold = threshold
         self.bins = bins
         self.simulations = simulations
+        self.calibration_draws = calibration_draws
         self.max_reference_rows = max_reference_rows
         self.max_window_rows = max_window_rows
         self.clip = clip
         self.seed = seed
 
     def fit(
-        self, scores: ArrayLike, labels: ArrayLike, features: Mapping[str, Any] | None = None
+        self,
+        scores: ArrayLike,
+        labels: ArrayLike,
+        features: Mapping[str, Any] | None = None,
+        *,
+        windows: ArrayLike | None = None,
     ) -> PerformanceEstimator:
-        """Learn the reference: its metrics, its calibration, and for density ratios a feature sample."""
+        """Learn the reference: its metrics, its calibration, and for density ratios a feature sample.
+
+        ``windows`` (optional, one value per row, e.g. the row's week) splits the reference into the
+        windows it would be monitored in; the spread of their realized metrics around their
+        estimates then widens every band (see the module docstring).
+        """
         s = _scores(scores)
         y = _labels(labels, len(s))
-        self.fit_sketch(ScoreSketch(bins=self.bins, threshold=self.threshold).update(s, y))
+        parts: list[ScoreSketch] = []
+        if windows is not None:
+            keys = np.asarray(windows).ravel()
+            if len(keys) != len(s):
+                raise InvalidInputError(f"windows: expected one per score ({len(s)}), got {len(keys)}.")
+            _, index = np.unique(keys, return_inverse=True)
+            parts = [
+                ScoreSketch(bins=self.bins, threshold=self.threshold).update(s[index == k], y[index == k])
+                for k in range(int(index.max()) + 1 if len(index) else 0)
+            ]
+        self.fit_sketch(ScoreSketch(bins=self.bins, threshold=self.threshold).update(s, y), windows=parts)
         if self.method == "density_ratio":
             if features is None:
                 raise InvalidInputError("features: method 'density_ratio' needs the reference features.")
@@ -211,8 +259,14 @@ class PerformanceEstimator:
             self.sample_labels_ = y[keep]
         return self
 
-    def fit_sketch(self, reference: ScoreSketch) -> PerformanceEstimator:
-        """Learn the reference from its score sketch (built batch by batch: any size in O(bins))."""
+    def fit_sketch(
+        self, reference: ScoreSketch, *, windows: Sequence[ScoreSketch] = ()
+    ) -> PerformanceEstimator:
+        """Learn the reference from its score sketch (built batch by batch: any size in O(bins)).
+
+        ``windows``: the reference's rows split into windows (sketches with the same bins), whose
+        realized metrics' spread around their estimates beyond sampling noise widens the bands.
+        """
         if reference.bins != self.bins or reference.threshold != self.threshold:
             raise InvalidInputError("reference: its sketch has other bins or threshold than the estimator's.")
         self.reference_ = reference
@@ -220,7 +274,35 @@ class PerformanceEstimator:
             reference.edges, negatives=reference.negatives, positives=reference.positives
         )
         self.reference_metrics_ = realized_metrics(reference)
+        self._curves: np.ndarray | None = None
+        self.spread_ = self._spread(windows)
         return self
+
+    def _spread(self, windows: Sequence[ScoreSketch]) -> dict[str, float]:
+        """Between-window standard deviation per metric: realized minus estimated, beyond sampling noise.
+
+        Method of moments over the reference windows: ``tau**2 = mean((realized - estimated)**2 -
+        sampling variance)``, floored at 0; 0 with fewer than two windows where the metric is defined.
+        """
+        squares: dict[str, list[float]] = {name: [] for name in METRICS}
+        for window in windows:
+            if not np.array_equal(window.edges, self.reference_.edges):
+                raise InvalidInputError("windows: a reference window has other bins or threshold.")
+            if window.labelled_rows == 0:
+                continue
+            realized = realized_metrics(window)
+            labelled = window.negatives + window.positives
+            expected = _expected(labelled, self.calibration_, window.cut)
+            draws = self._draws(labelled, self.calibration_.probabilities[None, :], window.cut)
+            for name in METRICS:
+                r, e, d = realized[name], expected[name], draws[name]
+                d = d[np.isfinite(d)]
+                if r is not None and e is not None and len(d) > 1:
+                    squares[name].append((r - e) ** 2 - float(np.var(d)))
+        return {
+            name: float(np.sqrt(max(0.0, float(np.mean(v))))) if len(v) >= 2 else 0.0
+            for name, v in squares.items()
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """The fitted CBPE estimator as JSON-safe data (density ratios hold a feature sample: not stored)."""
@@ -228,19 +310,26 @@ class PerformanceEstimator:
             raise InvalidInputError(f"method: only 'cbpe' estimators are stored, not {self.method!r}.")
         return {
             "threshold": self.threshold, "bins": self.bins, "simulations": self.simulations,
-            "seed": self.seed, "reference": self.reference_.to_dict(),
-            "calibration": self.calibration_.to_dict(),
+            "calibration_draws": self.calibration_draws, "seed": self.seed,
+            "reference": self.reference_.to_dict(), "calibration": self.calibration_.to_dict(),
+            "spread": self.spread_,
         }  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PerformanceEstimator:
+        """The estimator ``to_dict`` wrote; the calibration is refitted from the stored reference sketch.
+
+        Refitting (deterministic) also restores the calibration's fitted counts, which references
+        stored before they were kept lack; the band then includes the calibration's uncertainty.
+        """
         estimator = cls(
             threshold=float(data["threshold"]), bins=int(data["bins"]),
-            simulations=int(data["simulations"]), seed=int(data["seed"]),
+            simulations=max(int(data["simulations"]), 40),
+            calibration_draws=int(data.get("calibration_draws", 100)), seed=int(data["seed"]),
         )  # fmt: skip
-        estimator.reference_ = ScoreSketch.from_dict(data["reference"])
-        estimator.calibration_ = Calibration.from_dict(data["calibration"])
-        estimator.reference_metrics_ = realized_metrics(estimator.reference_)
+        estimator.fit_sketch(ScoreSketch.from_dict(data["reference"]))
+        spread = data.get("spread", {})
+        estimator.spread_ = {name: float(spread.get(name, 0.0)) for name in METRICS}
         return estimator
 
     def window(self) -> ScoreSketch:
@@ -262,7 +351,30 @@ class PerformanceEstimator:
             self.sample_, window, categorical=self.encoder_.categorical, clip=self.clip, seed=self.seed
         )
         weighted = self.window().update(self.sample_scores_, self.sample_labels_, weights=weights)
-        return Calibration.fit(weighted.edges, negatives=weighted.negatives, positives=weighted.positives)
+        squared = self.window().update(self.sample_scores_, self.sample_labels_, weights=weights**2)
+        total = weighted.negatives + weighted.positives
+        second = squared.negatives + squared.positives
+        effective = np.divide(total**2, second, out=np.zeros_like(total), where=second > 0)
+        return Calibration.fit(
+            weighted.edges,
+            negatives=weighted.negatives,
+            positives=weighted.positives,
+            effective_rows=effective,
+        )
+
+    def curves(self, calibration: Calibration) -> np.ndarray:
+        """The bootstrap calibration curves the band draws from (computed once for the reference's).
+
+        With ``calibration_draws=0`` only the calibration itself: the band is then the sampling
+        variance alone, as if the calibration were exact.
+        """
+        if self.calibration_draws == 0:
+            return calibration.probabilities[None, :]
+        if calibration is self.calibration_:
+            if self._curves is None:
+                self._curves = calibration.bootstrap(self.calibration_draws, seed=self.seed)
+            return self._curves
+        return calibration.bootstrap(self.calibration_draws, seed=self.seed)
 
     def evaluate(
         self, window: ScoreSketch, features: Mapping[str, Any] | None = None
@@ -277,7 +389,7 @@ class PerformanceEstimator:
         if window.rows > 0:
             calibration = self.calibration_for(features)
             estimated = expected_metrics(window, calibration)
-            lower, upper = self._band(window.counts, calibration.probabilities, window.cut)
+            lower, upper = self._band(window.counts, self.curves(calibration), window.cut, estimated)
         return [
             PerformancePoint(
                 metric=name,
@@ -291,19 +403,32 @@ class PerformanceEstimator:
             for name in METRICS
         ]
 
-    def _band(
-        self, counts: np.ndarray, p: np.ndarray, cut: int
-    ) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    def _draws(self, counts: np.ndarray, curves: np.ndarray, cut: int) -> dict[str, np.ndarray]:
+        """Metrics of ``simulations`` label draws: curve ``k % len(curves)`` gives draw k's probabilities."""
         rng = np.random.default_rng(self.seed)
         n = np.rint(counts).astype(np.int64)
-        positives = rng.binomial(n[None, :], p[None, :], size=(self.simulations, len(n))).astype(np.float64)
-        draws = _metrics(n[None, :] - positives, positives, cut)
+        occupied = n > 0  # empty bins change no metric: drawing only the others is much cheaper
+        p = curves[np.arange(self.simulations) % len(curves)][:, occupied]
+        positives = rng.binomial(n[occupied][None, :], p).astype(np.float64)
+        return _metrics(n[occupied][None, :] - positives, positives, int(occupied[:cut].sum()))
+
+    def _band(
+        self, counts: np.ndarray, curves: np.ndarray, cut: int, estimated: Mapping[str, float | None]
+    ) -> tuple[dict[str, float | None], dict[str, float | None]]:
+        draws = self._draws(counts, curves, cut)
         lower: dict[str, float | None] = {}
         upper: dict[str, float | None] = {}
         for name, values in draws.items():
             finite = values[np.isfinite(values)]
-            lower[name] = float(np.percentile(finite, 2.5)) if len(finite) else None
-            upper[name] = float(np.percentile(finite, 97.5)) if len(finite) else None
+            centre = estimated[name]
+            if len(finite) == 0 or centre is None:
+                lower[name] = upper[name] = None
+                continue
+            low, high = np.percentile(finite, [2.5, 97.5])
+            extra = (Z95 * self.spread_.get(name, 0.0)) ** 2
+            below, above = max(centre - low, 0.0), max(high - centre, 0.0)
+            lower[name] = float(max(centre - np.sqrt(below**2 + extra), 0.0))
+            upper[name] = float(min(centre + np.sqrt(above**2 + extra), 1.0))
         return lower, upper
 
 
