@@ -23,7 +23,7 @@ import builtins
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import sqlalchemy as sa
@@ -42,6 +42,7 @@ else:
 
 RuleKind = Literal["drift", "quality", "performance"]
 PRIMARY_DRIFT_METHODS = ("wasserstein", "jensen_shannon", "pca_reconstruction")
+_TICK = timedelta(microseconds=1)
 MIN_LABELLED_ROWS = 100  # fewer labels than this: the realized value is noise, the estimate decides
 
 
@@ -140,7 +141,21 @@ def describe_window(start: datetime, end: datetime, by: str) -> str:
         return f"hour {start:%Y-%m-%d %H:%M}"
     if by == "month":
         return f"month {start:%Y-%m}"
+    if by == "quarter":
+        return f"quarter {start.year}-Q{(start.month - 1) // 3 + 1}"
+    if by == "year":
+        return f"year {start.year}"
     return f"window {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
+
+
+def window_title(window: WindowResult, by: str) -> str:
+    """A window as reports and alerts name it: its calendar span, or its name (rows, chunk, column
+    value) followed by the time its rows span when they had times."""
+    if not window.name:
+        return describe_window(window.start, window.end, by)
+    if window.start.year == 1970 and window.end - window.start <= _TICK:  # rows without times
+        return window.name
+    return f"{window.name} ({window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M})"
 
 
 def format_number(value: float) -> str:
@@ -188,7 +203,7 @@ def _check_alert(result: MonitorResult, window: WindowResult, rule: AlertRule, c
     sign = ">" if check.higher_is_worse else "<"
     message = (
         f"{what} on {where} ({check.method} {format_number(check.statistic)} {sign} "
-        f"{format_number(check.threshold)}) in {describe_window(window.start, window.end, result.by)}"
+        f"{format_number(check.threshold)}) in {window_title(window, result.by)}"
     )
     return Alert(
         result.model,
@@ -216,7 +231,7 @@ def _performance_alert(
     message = (
         f"{source} {point.metric} {format_number(value)} is {format_number(point.reference - value)} "
         f"below its reference {format_number(point.reference)} (allowed drop "
-        f"{format_number(rule.max_drop)}) in {describe_window(window.start, window.end, result.by)}"
+        f"{format_number(rule.max_drop)}) in {window_title(window, result.by)}"
     )
     return Alert(
         result.model,

@@ -53,6 +53,9 @@ class WindowResult:
 
     ``partial``: the rows read do not cover the whole window (it started before the range read, or
     ends after it or after the newest logged prediction; a row-count window short of its count).
+    ``name`` says which rows a window that is not a calendar span holds (``rows 0-999``, ``batch 7``);
+    when those rows had no time, ``start`` is the epoch plus the window's index in µs and ``end`` one µs
+    later: placeholders that keep windows apart.
     Its checks are computed and shown, but it raises no alerts: a few hours are not a week.
     """
 
@@ -62,6 +65,7 @@ class WindowResult:
     checks: list[Check] = field(default_factory=list)
     performance: list[PerformancePoint] = field(default_factory=list)
     partial: bool = False
+    name: str = ""  # rows, chunk or column value of a window its span does not name
 
     @property
     def alerts(self) -> list[Check]:
