@@ -29,9 +29,9 @@ from mlprod.monitor.alerts import (
     PRIMARY_DRIFT_METHODS,
     Alert,
     AlertRule,
-    window_title,
     evaluate_rules,
     format_number,
+    window_title,
 )
 from mlprod.monitor.results import MULTIVARIATE, Check, MonitorResult, PerformancePoint, WindowResult
 from mlprod.monitor.svg_plots import Cell, heatmap, heatmap_legend, line_chart

@@ -23,13 +23,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlprod.errors import InvalidInputError, WindowSpecError
+from mlprod.errors import WindowSpecError
 
 WindowBy = Literal["hour", "day", "week", "month", "quarter", "year", "count", "chunks", "column"]
 CALENDAR: tuple[WindowBy, ...] = ("hour", "day", "week", "month", "quarter", "year")
@@ -79,7 +80,7 @@ class Windowing:
 
     @property
     def description(self) -> str:
-        """What the windows are, as reports name them: ``week``, ``1000 rows``, ``10 chunks``, ``by batch``."""
+        """What the windows are, as reports name them: ``week``, ``1000 rows``, ``10 chunks``, ``by id``."""
         if self.by == "count":
             return f"{self.rows} rows"
         if self.by == "chunks":
@@ -107,7 +108,7 @@ class Windowing:
     def sizes(self) -> list[int]:
         """The row count of each chunk (``chunks:N`` resolved): as equal as whole rows allow."""
         bounds = [self._first_row(i) for i in range(self.chunks + 1)]
-        return [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
+        return [b - a for a, b in pairwise(bounds)]
 
     def keys(self, times: pa.Array | pa.ChunkedArray, first_row: int) -> np.ndarray:
         """The window of each row: its start in µs since the epoch (calendar) or the window's index.
