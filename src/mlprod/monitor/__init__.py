@@ -15,6 +15,7 @@ if TYPE_CHECKING:
         post_webhook,
     )
     from mlprod.monitor.drift import DriftThresholds, drift_checks, drifted_columns
+    from mlprod.monitor.frames import FrameColumns, FramesRun, monitor_frames
     from mlprod.monitor.html_report import render_html, write_html
     from mlprod.monitor.log_source import LabelSource, logged_rows
     from mlprod.monitor.monitoring import MonitorSettings, monitor_batches
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from mlprod.monitor.prediction_summary import PredictionSummary, summarize_predictions
     from mlprod.monitor.profile import Profile, ProfileSpec, ReferenceBuilder
     from mlprod.monitor.quality import QualityThresholds, quality_checks
-    from mlprod.monitor.reference import Reference, ReferenceStore, build_reference
+    from mlprod.monitor.reference import Reference, ReferenceStore, build_reference, reference_of_rows
     from mlprod.monitor.results import Check, MonitorResult, PerformancePoint, WindowResult
     from mlprod.monitor.version_monitor import (
         MonitorRun,
@@ -42,6 +43,8 @@ __all__ = [
     "AlertStore",
     "Check",
     "DriftThresholds",
+    "FrameColumns",
+    "FramesRun",
     "LabelSource",
     "MonitorResult",
     "MonitorRun",
@@ -69,11 +72,13 @@ __all__ = [
     "evaluate_rules",
     "logged_rows",
     "monitor_batches",
+    "monitor_frames",
     "monitor_version",
     "post_webhook",
     "profile_version",
     "quality_checks",
     "reference_from_parquet",
+    "reference_of_rows",
     "render_html",
     "settings_of",
     "summarize_predictions",

@@ -120,7 +120,7 @@ def monitor_version(
         batches, reference, model=version.model, version=version.version, settings=settings,
         since=since, until=min(until, newest) if until else newest, progress=progress,
     )  # fmt: skip
-    rules = rules if rules is not None else _rules(settings)
+    rules = rules if rules is not None else rules_of(settings)
     return MonitorRun(result, rules, evaluate_rules(result, rules))
 
 
@@ -153,7 +153,7 @@ def check_version(
     return VersionCheck(run, new, delivery)
 
 
-def _rules(settings: MonitorSettings) -> tuple[AlertRule, ...]:
+def rules_of(settings: MonitorSettings) -> tuple[AlertRule, ...]:
     """The default rules, with the configured accuracy drop."""
     return tuple(
         AlertRule(r.name, r.kind, metric=r.metric, max_drop=settings.accuracy_drop)
