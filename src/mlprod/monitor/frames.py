@@ -19,7 +19,8 @@ Examples:
     >>> rng = np.random.default_rng(0)
     >>> def frame(shift):
     ...     x = rng.normal(shift, 1, 600)
-    ...     return pa.table({"x": x, "p": 1 / (1 + np.exp(-x)), "y": (rng.uniform(size=600) < 0.5).astype(int)})
+    ...     y = (rng.uniform(size=600) < 0.5).astype(int)
+    ...     return pa.table({"x": x, "p": 1 / (1 + np.exp(-x)), "y": y})
     >>> run = monitor_frames(frame(0), frame(2), FrameColumns(score="p", label="y"), window="chunks:2")
     >>> [w.rows for w in run.result.windows], run.features
     ([300, 300], ('x',))
@@ -162,11 +163,15 @@ class _Plan:
     skipped: tuple[str, ...]
 
     def rows(self, data: ds.Dataset, what: str) -> Iterator[pa.Table]:
-        """Batches of the features, ``prediction`` (the score), ``label``, ``time`` and the windowing column."""
+        """Batches of the features, ``prediction`` (the score), ``label``, ``time``, the windowing column."""
         present = set(data.schema.names)
         c = self.columns
         roles = [n for n in (c.score, c.prediction, c.label, c.timestamp) if n and n in present]
-        extra = [self.window_column] if self.window_column and self.window_column not in self.spec.features else []
+        extra = (
+            [self.window_column]
+            if self.window_column and self.window_column not in self.spec.features
+            else []
+        )
         read = list(dict.fromkeys([*self.spec.features, *roles, *[n for n in extra if n in present]]))
         scored = 0
         for batch in batches(data, read, what):
@@ -186,9 +191,8 @@ class _Plan:
                 table[name] = batch.column(name)
             yield pa.table(table)
         if scored == 0:
-            name = c.score or c.prediction
             raise MonitorColumnError(
-                f"{what}: column {name!r} (the model's {'score' if c.score else 'prediction'}) has no "
+                f"{what}: column {c.score or c.prediction!r} (the model's {'score' if c.score else 'prediction'}) has no "
                 "value in any row; give the model's outputs for at least some rows"
             )
 
@@ -225,7 +229,7 @@ def _plan(reference: pa.Schema, analysis: pa.Schema, columns: FrameColumns, wind
             )
     features, skipped = _features(reference, columns, window_column)
     kinds = {name: _kind(reference.field(name).type) for name in features}
-    _compare(features, kinds, analysis, columns, window_column)
+    _compare(features, kinds, reference, analysis, columns, window_column)
     spec = ProfileSpec(
         numeric=tuple(n for n in features if kinds[n] == "numeric"),
         categorical=tuple(n for n in features if kinds[n] == "categorical"),
@@ -241,7 +245,9 @@ def _features(
     """The feature columns (named, or every other reference column that a sketch counts) and those skipped."""
     if columns.features is not None:
         if not columns.features:
-            raise MonitorColumnError("features: the list is empty; name at least one, or leave it out for all")
+            raise MonitorColumnError(
+                "features: the list is empty; name at least one, or leave it out for all"
+            )
         for name in columns.features:
             if name not in reference.names:
                 raise MonitorColumnError(
@@ -277,6 +283,7 @@ def _features(
 def _compare(
     features: tuple[str, ...],
     kinds: Mapping[str, str | None],
+    reference: pa.Schema,
     analysis: pa.Schema,
     columns: FrameColumns,
     window_column: str | None,
@@ -284,7 +291,8 @@ def _compare(
     """Reference and analysis must have the same features, of the same kinds."""
     missing = [n for n in features if n not in analysis.names]
     taken = {*columns.roles().values(), *columns.ignore, *([window_column] if window_column else [])}
-    extra = [n for n in analysis.names if n not in features and n not in taken] if columns.features is None else []
+    extra = [n for n in analysis.names if n not in reference.names and n not in taken]
+    extra = extra if columns.features is None else []
     if missing or extra:
         parts = [f"missing from the analysis: {', '.join(missing)}"] if missing else []
         parts += [f"only in the analysis: {', '.join(extra)}"] if extra else []
@@ -309,9 +317,18 @@ def _kind(value_type: pa.DataType) -> str | None:
         return "numeric"
     if pa.types.is_boolean(value_type):
         return "numeric"
-    if pa.types.is_string(value_type) or pa.types.is_large_string(value_type) or pa.types.is_string_view(value_type):
+    if (
+        pa.types.is_string(value_type)
+        or pa.types.is_large_string(value_type)
+        or pa.types.is_string_view(value_type)
+    ):
         return "categorical"
     return None
+
+
+def _type_name(value_type: pa.DataType) -> str:
+    """A type as users know it: text for every kind of Arrow string, else Arrow's name."""
+    return "text" if _kind(value_type) == "categorical" else str(value_type)
 
 
 def _check_type(value_type: pa.DataType, name: str, role: str, what: str) -> None:
@@ -322,22 +339,28 @@ def _check_type(value_type: pa.DataType, name: str, role: str, what: str) -> Non
             )
         return
     if role == "timestamp":
-        if not (pa.types.is_timestamp(value_type) or pa.types.is_date(value_type) or _kind(value_type) == "categorical"):
+        if not (
+            pa.types.is_timestamp(value_type)
+            or pa.types.is_date(value_type)
+            or _kind(value_type) == "categorical"
+        ):
             raise MonitorColumnError(
-                f"{what}: timestamp column {name!r} is {value_type}; give timestamps, dates or ISO-8601 "
-                "text (numbers are ambiguous: seconds or milliseconds?)"
+                f"{what}: timestamp column {name!r} is {_type_name(value_type)}; give timestamps, dates or "
+                "ISO-8601 text (numbers are ambiguous: seconds or milliseconds?)"
             )
         return
     if _kind(value_type) != "numeric":
         expected = "a probability of class 1 in [0, 1]" if role == "score" else "0/1 or booleans"
         raise MonitorColumnError(
-            f"{what}: {role} column {name!r} is {value_type}; it must hold {expected}"
+            f"{what}: {role} column {name!r} is {_type_name(value_type)}; it must hold {expected}"
             + ("" if role == "score" else " (map the positive class to 1)")
         )
 
 
 def _floats(batch: pa.Table, name: str) -> np.ndarray:
-    return np.asarray(pc.cast(batch.column(name), pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    return np.asarray(
+        pc.cast(batch.column(name), pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
+    )
 
 
 def _outputs(batch: pa.Table, columns: FrameColumns, what: str) -> np.ndarray:

@@ -49,7 +49,9 @@ def open_source(source: Source, what: str) -> ds.Dataset:
     files = [f for p in paths for f in _expand(Path(p), what)]
     kinds = {_format(f, what) for f in files}
     if len(kinds) > 1:
-        raise MonitorDataError(f"{what}: files of different formats ({', '.join(sorted(kinds))}); give one format")
+        raise MonitorDataError(
+            f"{what}: files of different formats ({', '.join(sorted(kinds))}); give one format"
+        )
     (kind,) = kinds
     try:
         if kind == "json":
