@@ -191,9 +191,10 @@ class _Plan:
                 table[name] = batch.column(name)
             yield pa.table(table)
         if scored == 0:
+            role = "score" if c.score else "prediction"
             raise MonitorColumnError(
-                f"{what}: column {c.score or c.prediction!r} (the model's {'score' if c.score else 'prediction'}) has no "
-                "value in any row; give the model's outputs for at least some rows"
+                f"{what}: column {c.score or c.prediction!r} (the model's {role}) has no value in any "
+                "row; give the model's outputs for at least some rows"
             )
 
 
