@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -196,6 +196,138 @@ def _run(
         )  # fmt: skip
 
 
+def _names(text: str | None, option: str) -> tuple[str, ...] | None:
+    """``a,b,c`` as names; None when the option was not given."""
+    if text is None:
+        return None
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise InvalidInputError(f"{option}: no column named; give names separated by commas, e.g. a,b,c")
+    return names
+
+
+@app.command("run")
+def run(
+    reference: Annotated[
+        list[str],
+        typer.Option(
+            help="Reference data: Parquet, CSV or JSON-lines files, globs or directories (repeatable)."
+        ),
+    ],
+    analysis: Annotated[
+        list[str],
+        typer.Option(help="Analysis data (what the model met in production), same forms (repeatable)."),
+    ],
+    score: Annotated[
+        str | None,
+        typer.Option(help="Column of the model's score: probability of class 1.", show_default=False),
+    ] = None,
+    prediction: Annotated[
+        str | None, typer.Option(help="Column of the predicted class (0/1).", show_default=False)
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option(help="Label column (0/1; null: not known yet).", show_default=False)
+    ] = None,
+    timestamp: Annotated[
+        str | None, typer.Option(help="Time of each row (calendar windows).", show_default=False)
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            help="Feature columns, comma-separated (default: every other column).", show_default=False
+        ),
+    ] = None,
+    ignore: Annotated[
+        str | None,
+        typer.Option(help="Columns that are no feature (ids), comma-separated.", show_default=False),
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            help="hour, day, week, month, quarter, year, N or rows:N, chunks:N, by:COLUMN "
+            "(default: week with --timestamp, else chunks:10).",
+            show_default=False,
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Write the HTML report here.", show_default=False)
+    ] = None,
+    name: Annotated[str, typer.Option(help="The model's name in the report.")] = "model",
+    output_format: FormatOpt = "table",
+) -> None:
+    """Monitor a model mlprod does not run: analysis data against reference data, window by window.
+
+    Both carry the features, the model's score and/or predicted class and, where known, the label.
+    Needs no workspace, no registered model and no prediction log; reads the files, writes only
+    --report. Exit code 0 whatever the alerts: read them in the output or the report.
+    """
+    from mlprod.monitor import FrameColumns, monitor_frames, write_html
+
+    columns = FrameColumns(
+        score=score, prediction=prediction, label=label, timestamp=timestamp,
+        features=_names(features, "--features"), ignore=_names(ignore, "--ignore") or (),
+    )  # fmt: skip
+    spec = window or ("week" if timestamp else "chunks:10")
+    done = monitor_frames(reference, analysis, columns, window=spec, model=name)
+    if report is not None:
+        described = ", ".join(reference)
+        write_html(
+            done.result, report, title=f"Monitoring report: {name}", reference=described, rules=done.rules
+        )
+    if output_format != "table":
+        emit(_window_records(done.result), WINDOW_COLUMNS, output_format)
+        return
+    print_windows(done.result)
+    skipped = f"; left out (type): {', '.join(done.skipped)}" if done.skipped else ""
+    out.print(f"features: {', '.join(done.features)}{skipped}", soft_wrap=True, highlight=False)
+    out.print(f"{len(done.alerts)} alert(s)" + ("; HTML report:" if report else ""), highlight=False)
+    if report is not None:
+        out.print(Text(str(report)), soft_wrap=True)
+
+
+WINDOW_COLUMNS = (
+    Column("window", "window"),
+    Column("start", "start"),
+    Column("end", "end"),
+    Column("rows", "rows"),
+    Column("partial", "partial"),
+    Column("labelled", "labelled"),
+    Column("drift", "drift alarms"),
+    Column("quality", "quality breaches"),
+    Column("accuracy_estimated", "est. accuracy"),
+    Column("accuracy_lower", "lower"),
+    Column("accuracy_upper", "upper"),
+    Column("accuracy_realized", "realized"),
+)
+
+
+def _window_records(result: MonitorResult) -> list[dict[str, Any]]:
+    """Per window the raw values JSON and CSV carry: span, rows, columns alarming, accuracy."""
+    from mlprod.monitor.alerts import PRIMARY_DRIFT_METHODS, window_title
+
+    records: list[dict[str, Any]] = []
+    for w in result.windows:
+        point = next((p for p in w.performance if p.metric == "accuracy"), None)
+        drift = {c.column for c in w.alerts if c.kind == "drift" and c.method in PRIMARY_DRIFT_METHODS}
+        records.append(
+            {
+                "window": window_title(w, result.by),
+                "start": None if w.timeless else w.start,
+                "end": None if w.timeless else w.end,
+                "rows": w.rows,
+                "partial": w.partial,
+                "labelled": point.labelled_rows if point else 0,
+                "drift": sorted(drift),
+                "quality": sorted({c.column for c in w.alerts if c.kind == "quality"}),
+                "accuracy_estimated": point.estimated if point else None,
+                "accuracy_lower": point.lower if point else None,
+                "accuracy_upper": point.upper if point else None,
+                "accuracy_realized": point.realized if point else None,
+            }
+        )
+    return records
+
+
 @app.command("alerts")
 def alerts(
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
@@ -292,7 +424,9 @@ def print_windows(result: MonitorResult) -> None:
         estimated, realized = _accuracy(w)
         rows.append(
             {
-                "window": (f"{w.start:%Y-%m-%d %H:%M}" if result.by == "hour" else f"{w.start:%Y-%m-%d}")
+                "window": (
+                    w.name or (f"{w.start:%Y-%m-%d %H:%M}" if result.by == "hour" else f"{w.start:%Y-%m-%d}")
+                )
                 + (" (partial)" if w.partial else ""),
                 "rows": w.rows,
                 "labelled": next((p.labelled_rows for p in w.performance), 0),

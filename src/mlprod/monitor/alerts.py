@@ -23,7 +23,7 @@ import builtins
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import sqlalchemy as sa
@@ -42,7 +42,6 @@ else:
 
 RuleKind = Literal["drift", "quality", "performance"]
 PRIMARY_DRIFT_METHODS = ("wasserstein", "jensen_shannon", "pca_reconstruction")
-_TICK = timedelta(microseconds=1)
 MIN_LABELLED_ROWS = 100  # fewer labels than this: the realized value is noise, the estimate decides
 
 
@@ -153,7 +152,7 @@ def window_title(window: WindowResult, by: str) -> str:
     value) followed by the time its rows span when they had times."""
     if not window.name:
         return describe_window(window.start, window.end, by)
-    if window.start.year == 1970 and window.end - window.start <= _TICK:  # rows without times
+    if window.timeless:
         return window.name
     return f"{window.name} ({window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M})"
 

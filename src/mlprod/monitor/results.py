@@ -8,7 +8,7 @@ why something alerted. Windows collect the checks and performance points of one 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 CheckKind = Literal["drift", "quality", "performance"]
@@ -66,6 +66,12 @@ class WindowResult:
     performance: list[PerformancePoint] = field(default_factory=list)
     partial: bool = False
     name: str = ""  # rows, chunk or column value of a window its span does not name
+
+    @property
+    def timeless(self) -> bool:
+        """Its rows had no time: ``start`` and ``end`` are placeholders, ``name`` says which rows."""
+        placeholder = self.start.year == 1970 and self.end - self.start <= timedelta(microseconds=1)
+        return bool(self.name) and placeholder
 
     @property
     def alerts(self) -> list[Check]:
