@@ -328,6 +328,56 @@ def _window_records(result: MonitorResult) -> list[dict[str, Any]]:
     return records
 
 
+@app.command("import-log")
+def import_log(
+    version: Annotated[str, typer.Argument(help="The registered version: NAME/VERSION or NAME@ALIAS.")],
+    files: Annotated[
+        list[str], typer.Argument(help="Parquet, CSV or JSON-lines files (globs, directories).")
+    ],
+    time: Annotated[str, typer.Option("--time", help="Column of each prediction's time.")],
+    prediction: Annotated[str, typer.Option(help="Column of the model's score (probability of class 1).")],
+    request_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Column of the request id (default: an id derived from each row).", show_default=False
+        ),
+    ] = None,
+    latency: Annotated[
+        str | None, typer.Option(help="Column of the latency in ms.", show_default=False)
+    ] = None,
+    inputs: Annotated[
+        str | None,
+        typer.Option(
+            help="Input columns, comma-separated (default: the version's inputs).", show_default=False
+        ),
+    ] = None,
+    route: Annotated[str, typer.Option(help="Route recorded with the imported rows.")] = "imported",
+) -> None:
+    """Import predictions a deployed model logged elsewhere into a version's prediction log.
+
+    Every column is checked before a row is written; a request id already logged for the version
+    is skipped, so importing the same file again adds nothing. `mlprod monitor report` then reads
+    the rows like served predictions.
+    """
+    from mlprod.models import Registry
+    from mlprod.monitor.log_import import LogColumns
+    from mlprod.monitor.log_import import import_log as run_import
+
+    columns = LogColumns(
+        time=time, prediction=prediction, request_id=request_id, latency_ms=latency,
+        inputs=_names(inputs, "--inputs"),
+    )  # fmt: skip
+    with open_workspace() as ws:
+        registered = Registry(ws).get(version)
+        done = run_import(ws.prediction_log_dir, registered, files, columns, route=route)
+    skipped = f", {done.skipped_requests:,} already logged (skipped)" if done.skipped_requests else ""
+    out.print(
+        f"{registered.ref}: {done.written:,} of {done.rows:,} row(s) imported, "
+        f"{done.requests:,} request(s){skipped}",
+        highlight=False,
+    )
+
+
 @app.command("alerts")
 def alerts(
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
