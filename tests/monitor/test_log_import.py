@@ -98,7 +98,8 @@ def test_without_request_ids_the_rows_content_keeps_imports_idempotent(
         ({}, LogColumns(time="at", prediction="scores", request_id="rid"),
          "no prediction column 'scores' (did you mean 'score'?)"),
         ({"x": None}, COLUMNS, "the model's input column(s) x are not in the file"),
-        ({"score": 1.5}, COLUMNS, "prediction column 'score' has 40 value(s) missing or outside [0, 1] (e.g. 1.5)"),
+        ({"score": 1.5}, COLUMNS,
+         "prediction column 'score' has 40 value(s) missing or outside [0, 1] (e.g. 1.5)"),
         ({"score": "high"}, COLUMNS, "column 'score' (large_string) must hold numbers"),
         ({"at": "yesterday"}, COLUMNS, "time column 'at' (large_string) does not read as times"),
         ({"at": None}, COLUMNS, "import: no time column 'at'"),
@@ -106,9 +107,13 @@ def test_without_request_ids_the_rows_content_keeps_imports_idempotent(
     ],
 )  # fmt: skip
 def test_a_bad_log_is_refused_before_anything_is_written(
-    workspace: Workspace, registered: ModelVersion, tmp_path: Path, change: dict[str, object], columns: LogColumns,
+    workspace: Workspace,
+    registered: ModelVersion,
+    tmp_path: Path,
+    change: dict[str, object],
+    columns: LogColumns,
     message: str,
-) -> None:  # fmt: skip
+) -> None:
     frame = foreign_log()
     for column, value in change.items():
         if value is None:
