@@ -366,7 +366,11 @@ def test_report_errors_are_one_line(cli: Run, root: Path, template: Template) ->
 
     _fails(
         report("-m", "m@champion", "--by", "fortnight"),
-        "'fortnight' is not a window; use hour, day, week, month or a number of rows",
+        "'fortnight' is not a window; use hour, day, week, month, quarter, year, N or rows:N",
+    )
+    _fails(
+        report("-m", "m@champion", "--by", "chunks:4"),
+        "window 4 chunks: chunk and column windows need the data first; over the prediction log",
     )
     _fails(
         report("-m", "m@champion", "--since", "last tuesday"),

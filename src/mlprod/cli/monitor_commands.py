@@ -474,10 +474,7 @@ def print_windows(result: MonitorResult) -> None:
         estimated, realized = _accuracy(w)
         rows.append(
             {
-                "window": (
-                    w.name or (f"{w.start:%Y-%m-%d %H:%M}" if result.by == "hour" else f"{w.start:%Y-%m-%d}")
-                )
-                + (" (partial)" if w.partial else ""),
+                "window": _window_cell(w, result.by) + (" (partial)" if w.partial else ""),
                 "rows": w.rows,
                 "labelled": next((p.labelled_rows for p in w.performance), 0),
                 "drift": _strongest(drift),
@@ -496,6 +493,13 @@ def print_windows(result: MonitorResult) -> None:
         Column("realized", "realized"),
     )
     print_table(rows, columns, hint="the HTML report shows every column")
+
+
+def _window_cell(window: WindowResult, by: str) -> str:
+    """A window's name (chunk, column value; rows without times), else its start (row windows too)."""
+    if window.name and (window.timeless or not by.endswith(" rows")):
+        return window.name
+    return f"{window.start:%Y-%m-%d %H:%M}" if by == "hour" else f"{window.start:%Y-%m-%d}"
 
 
 def _strongest(checks: list[Check], shown: int = 3) -> str:

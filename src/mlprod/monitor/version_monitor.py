@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pv
 import pyarrow.parquet as pq
 
-from mlprod.errors import InvalidInputError
+from mlprod.errors import InvalidInputError, WindowSpecError
 from mlprod.models import ModelVersion, Registry
 from mlprod.monitor.alerts import (
     DEFAULT_RULES,
@@ -107,6 +107,12 @@ def monitor_version(
     closes it). The others are marked partial and raise no alert.
     """
     settings = settings or settings_of(workspace)
+    if settings.windowing.by in ("chunks", "column"):
+        raise WindowSpecError(
+            f"window {settings.windowing.description}: chunk and column windows need the data first; over "
+            "the prediction log window by time (hour … year) or rows (rows:N), or export the rows and "
+            "use `mlprod monitor run`"
+        )
     version = Registry(workspace).get(ref)
     reference = ReferenceStore(workspace).load(version.model, version.version)
     log_dir = workspace.prediction_log_dir
