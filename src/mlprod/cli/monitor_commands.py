@@ -61,7 +61,7 @@ def profile(
     out.print(f"reference of {profiled.version.ref}: " + ", ".join(parts))
 
 
-ByOption = Annotated[str | None, typer.Option(help="hour, day, week, month, or rows per window.")]
+ByOption = Annotated[str | None, typer.Option(help="hour, day, week, month, quarter, year, or N rows.")]
 LabelsOption = Annotated[
     str | None,
     typer.Option(
