@@ -118,6 +118,23 @@ def test_the_readme_walkthrough_goes_from_two_parquet_files_to_the_report(cli: C
     ]
 
 
+def test_fairness_by_a_group_column_comes_per_window(cli: Cli, two_files: Path) -> None:
+    done = cli(
+        "monitor", "run", "--reference", "reference.parquet", "--analysis", "analysis.parquet",
+        "--score", "proba", "--label", "churned", "--ignore", "customer_id,ts", "--groups", "plan",
+        "--window", "chunks:2", "--format", "json", cwd=two_files,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    first = json.loads(done.stdout)[0]["fairness"]["plan"]
+    analysis = pd.read_parquet(two_files / "analysis.parquet").iloc[:546]
+    rates = (analysis["proba"] >= 0.5).groupby(analysis["plan"]).mean()
+    assert first["dp_difference"] == pytest.approx(rates.max() - rates.min())
+    table = cli("monitor", "run", "--reference", "reference.parquet", "--analysis", "analysis.parquet",
+                "--score", "proba", "--label", "churned", "--ignore", "customer_id,ts", "--groups", "plan",
+                "--window", "chunks:2", cwd=two_files)  # fmt: skip
+    assert "fairness by plan" in table.stdout and "demographic parity diff." in table.stdout
+
+
 def test_realized_accuracy_in_csv_is_the_share_of_right_predictions(cli: Cli, two_files: Path) -> None:
     done = cli(
         "monitor", "run", "--reference", "reference.parquet", "--analysis", "analysis.parquet",

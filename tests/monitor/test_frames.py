@@ -225,3 +225,40 @@ def test_unreadable_sources_are_refused(tmp_path: Path, source: str, message: st
     (tmp_path / "data.xlsx").write_bytes(b"PK")
     with pytest.raises(MonitorDataError, match=re.escape(message)):
         monitor_frames(scored(100, 1), tmp_path / source, COLUMNS, window="rows:10")
+
+
+def test_fairness_per_window_is_the_gap_in_rates_between_groups() -> None:
+    analysis = scored(1200, 6)
+    rng = np.random.default_rng(7)
+    analysis["sex"] = rng.choice(["f", "m"], size=1200)
+    analysis.loc[analysis["sex"] == "f", "proba"] *= 0.6  # the model selects women less often
+    columns = FrameColumns(score="proba", label="y", groups=("sex",), ignore=("ts",))
+    run = monitor_frames(scored(1000, 1), analysis, columns, window="chunks:3")
+    reports = run.fairness["sex"]
+    assert len(reports) == 3 and all(r is not None for r in reports)
+    for index, report in enumerate(reports):
+        rows = analysis.iloc[index * 400 : (index + 1) * 400]
+        selected = rows["proba"] >= 0.5
+        rates = selected.groupby(rows["sex"]).mean()
+        assert report is not None
+        assert report.demographic_parity_difference.value == pytest.approx(rates.max() - rates.min())
+        tpr = selected[rows["y"] == 1].groupby(rows["sex"]).mean()
+        fpr = selected[rows["y"] == 0].groupby(rows["sex"]).mean()
+        expected = max(tpr.max() - tpr.min(), fpr.max() - fpr.min())
+        assert report.equalized_odds_difference.value == pytest.approx(expected)
+    assert "sex" not in run.features  # only in the analysis: a group, not a feature
+
+
+def test_fairness_needs_labels_and_groups_large_enough() -> None:
+    with pytest.raises(MonitorColumnError, match="fairness per group compares decisions with labels"):
+        FrameColumns(score="proba", groups=("sex",))
+    columns = FrameColumns(score="proba", label="y", groups=("sexe",))
+    with pytest.raises(MonitorColumnError, match=re.escape("analysis: no group column 'sexe'")):
+        monitor_frames(scored(300, 1), scored(300, 2), columns, window="rows:100")
+    analysis = scored(300, 2)
+    analysis["sex"] = ["f"] * 290 + ["m"] * 10
+    run = monitor_frames(
+        scored(300, 1), analysis, FrameColumns(score="proba", label="y", groups=("sex",)), window="chunks:1"
+    )
+    assert run.fairness["sex"] == [None]
+    assert "at least 2 groups with >= 30 rows" in run.fairness_notes[("sex", 0)]

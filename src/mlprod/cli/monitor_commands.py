@@ -19,6 +19,8 @@ from mlprod.times import parse_optional_utc
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from mlprod.evaluate.bootstrap import Interval
+    from mlprod.evaluate.fairness import FairnessReport
     from mlprod.monitor import Check, LabelSource, MonitorResult, WindowResult
     from mlprod.workspace import Workspace
 
@@ -241,6 +243,12 @@ def run(
         str | None,
         typer.Option(help="Columns that are no feature (ids), comma-separated.", show_default=False),
     ] = None,
+    groups: Annotated[
+        str | None,
+        typer.Option(
+            help="Group columns for fairness per window (needs --label), comma-separated.", show_default=False
+        ),
+    ] = None,
     window: Annotated[
         str | None,
         typer.Option(
@@ -266,6 +274,7 @@ def run(
     columns = FrameColumns(
         score=score, prediction=prediction, label=label, timestamp=timestamp,
         features=_names(features, "--features"), ignore=_names(ignore, "--ignore") or (),
+        groups=_names(groups, "--groups") or (),
     )  # fmt: skip
     spec = window or ("week" if timestamp else "chunks:10")
     done = monitor_frames(reference, analysis, columns, window=spec, model=name)
@@ -275,14 +284,49 @@ def run(
             done.result, report, title=f"Monitoring report: {name}", reference=described, rules=done.rules
         )
     if output_format != "table":
-        emit(_window_records(done.result), WINDOW_COLUMNS, output_format)
+        records = _window_records(done.result)
+        for index, record in enumerate(records):
+            record["fairness"] = {c: _gaps(reports[index]) for c, reports in done.fairness.items()}
+        listed = WINDOW_COLUMNS + ((Column("fairness", "fairness"),) if done.fairness else ())
+        emit(records, listed, output_format)
         return
     print_windows(done.result)
+    for column, reports in done.fairness.items():
+        print_fairness(done.result, column, reports)
     skipped = f"; left out (type): {', '.join(done.skipped)}" if done.skipped else ""
     out.print(f"features: {', '.join(done.features)}{skipped}", soft_wrap=True, highlight=False)
     out.print(f"{len(done.alerts)} alert(s)" + ("; HTML report:" if report else ""), highlight=False)
     if report is not None:
         out.print(Text(str(report)), soft_wrap=True)
+
+
+def _gaps(report: FairnessReport | None) -> dict[str, float] | None:
+    return None if report is None else report.metrics()
+
+
+def print_fairness(result: MonitorResult, column: str, reports: list[FairnessReport | None]) -> None:
+    """Per window: the groups compared, the demographic-parity and equalized-odds differences [95 %]."""
+    from mlprod.monitor.alerts import window_title
+
+    def gap(interval: Interval | None) -> str:
+        return "-" if interval is None else f"{interval.value:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
+
+    rows = [
+        {
+            "window": window_title(w, result.by),
+            "groups": "-" if r is None else ", ".join(f"{g.group} ({g.rows:,})" for g in r.groups),
+            "dp": gap(None if r is None else r.demographic_parity_difference),
+            "eo": gap(None if r is None else r.equalized_odds_difference),
+        }
+        for w, r in zip(result.windows, reports, strict=True)
+    ]
+    columns = (
+        Column("window", "window"),
+        Column("groups", "labelled rows per group", wrap=True, priority=1),
+        Column("dp", "demographic parity diff."),
+        Column("eo", "equalized odds diff."),
+    )
+    print_table(rows, columns, title=f"fairness by {column}")
 
 
 WINDOW_COLUMNS = (

@@ -41,12 +41,14 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from mlprod.errors import MonitorColumnError, MonitorDataError, WindowSpecError
+from mlprod.evaluate.fairness import FairnessReport
 from mlprod.monitor.alerts import AlertRule, evaluate_rules
 from mlprod.monitor.monitoring import MonitorSettings, monitor_batches
 from mlprod.monitor.profile import ProfileSpec
 from mlprod.monitor.reference import LABEL, PREDICTION, Reference, reference_of_rows
 from mlprod.monitor.sources import Source, batches, open_source
 from mlprod.monitor.version_monitor import MonitorRun, rules_of
+from mlprod.monitor.window_fairness import WindowFairness
 from mlprod.monitor.windows import TIME, Windowing
 from mlprod.suggest import did_you_mean
 
@@ -61,6 +63,7 @@ class FrameColumns:
 
     ``features`` None: every column of the reference that no other part names, that ``ignore``
     does not list (ids, free text) and that a sketch can count (numbers, booleans, text).
+    ``groups``: columns (features or not) to measure group fairness by, per window.
     """
 
     score: str | None = None
@@ -69,11 +72,17 @@ class FrameColumns:
     timestamp: str | None = None
     features: tuple[str, ...] | None = None
     ignore: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.features is not None:
             object.__setattr__(self, "features", tuple(self.features))
         object.__setattr__(self, "ignore", tuple(self.ignore))
+        object.__setattr__(self, "groups", tuple(self.groups))
+        if self.groups and not self.label:
+            raise MonitorColumnError(
+                "monitor: fairness per group compares decisions with labels; name the label column too"
+            )
         if not self.score and not self.prediction:
             raise MonitorColumnError(
                 "monitor: name the model's output: a score column (probability of class 1, e.g. "
@@ -104,6 +113,8 @@ class FramesRun(MonitorRun):
     reference: Reference
     features: tuple[str, ...]
     skipped: tuple[str, ...]  # columns left out of the default features: types no sketch counts
+    fairness: dict[str, list[FairnessReport | None]]  # per group column, per window (None: see notes)
+    fairness_notes: dict[tuple[str, int], str]  # (column, window index): why a window has no report
 
 
 def monitor_frames(
@@ -133,13 +144,26 @@ def monitor_frames(
             raise MonitorDataError(f"{what}: the data has no rows; give a file with at least one row")
     windowing = _resolved(settings.windowing, analysis_data)
     built = reference_of_rows(plan.rows(ref_data, "reference"), plan.spec, options=settings.reference)
+    fairness = WindowFairness(columns.groups, windowing, threshold=THRESHOLD)
     result = monitor_batches(
-        plan.rows(analysis_data, "analysis"), built, model=model, version=0,
+        _watched(plan.rows(analysis_data, "analysis"), fairness), built, model=model, version=0,
         settings=replace(settings, windowing=windowing), until=_END,
     )  # fmt: skip
     rules = rules if rules is not None else rules_of(settings)
     alerts = evaluate_rules(result, rules)
-    return FramesRun(result, rules, alerts, built, plan.spec.features, plan.skipped)
+    reports = fairness.reports() if columns.groups else {}
+    skipped = plan.skipped
+    return FramesRun(result, rules, alerts, built, plan.spec.features, skipped, reports, fairness.notes)
+
+
+def _watched(rows: Iterator[pa.Table], fairness: WindowFairness) -> Iterator[pa.Table]:
+    """``rows``, shown to ``fairness`` (when it watches group columns) on their way to the windows."""
+    seen = 0
+    for table in rows:
+        if fairness.columns:
+            fairness.update(table, seen)
+        seen += table.num_rows
+        yield table
 
 
 def _resolved(windowing: Windowing, analysis: ds.Dataset) -> Windowing:
@@ -167,12 +191,9 @@ class _Plan:
         present = set(data.schema.names)
         c = self.columns
         roles = [n for n in (c.score, c.prediction, c.label, c.timestamp) if n and n in present]
-        extra = (
-            [self.window_column]
-            if self.window_column and self.window_column not in self.spec.features
-            else []
-        )
-        read = list(dict.fromkeys([*self.spec.features, *roles, *[n for n in extra if n in present]]))
+        wanted = (self.window_column, *(c.groups if what == "analysis" else ()))
+        extra = list(dict.fromkeys(n for n in wanted if n and n in present and n not in self.spec.features))
+        read = list(dict.fromkeys([*self.spec.features, *roles, *extra]))
         scored = 0
         for batch in batches(data, read, what):
             table: dict[str, Any] = {name: batch.column(name) for name in self.spec.features}
@@ -222,6 +243,17 @@ def _plan(reference: pa.Schema, analysis: pa.Schema, columns: FrameColumns, wind
             f"window by:{window_column}: the analysis data has no column {window_column!r}"
             f"{did_you_mean(window_column, analysis.names)}; columns: {', '.join(analysis.names)}"
         )
+    for name in columns.groups:
+        if name not in analysis.names:
+            raise MonitorColumnError(
+                f"analysis: no group column {name!r}{did_you_mean(name, analysis.names)}; "
+                f"columns: {', '.join(analysis.names)}"
+            )
+        if name in columns.roles().values() or name in _RESERVED:
+            raise MonitorColumnError(
+                f"group column {name!r} is the score, prediction, label or timestamp (or named like "
+                "one); group by a column that holds groups"
+            )
     for name in columns.ignore:
         if name not in reference.names and name not in analysis.names:
             raise MonitorColumnError(
@@ -291,7 +323,12 @@ def _compare(
 ) -> None:
     """Reference and analysis must have the same features, of the same kinds."""
     missing = [n for n in features if n not in analysis.names]
-    taken = {*columns.roles().values(), *columns.ignore, *([window_column] if window_column else [])}
+    taken = {
+        *columns.roles().values(),
+        *columns.ignore,
+        *columns.groups,
+        *([window_column] if window_column else []),
+    }
     extra = [n for n in analysis.names if n not in reference.names and n not in taken]
     extra = extra if columns.features is None else []
     if missing or extra:
