@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mlprod.monitor.drift import DriftThresholds, drift_checks, drifted_columns
     from mlprod.monitor.frames import FrameColumns, FramesRun, monitor_frames
     from mlprod.monitor.html_report import render_html, write_html
+    from mlprod.monitor.log_import import ImportReport, LogColumns, import_log
     from mlprod.monitor.log_source import LabelSource, logged_rows
     from mlprod.monitor.monitoring import MonitorSettings, monitor_batches
     from mlprod.monitor.multivariate import PcaDetector
@@ -45,7 +46,9 @@ __all__ = [
     "DriftThresholds",
     "FrameColumns",
     "FramesRun",
+    "ImportReport",
     "LabelSource",
+    "LogColumns",
     "MonitorResult",
     "MonitorRun",
     "MonitorSettings",
@@ -70,6 +73,7 @@ __all__ = [
     "drift_checks",
     "drifted_columns",
     "evaluate_rules",
+    "import_log",
     "logged_rows",
     "monitor_batches",
     "monitor_frames",
