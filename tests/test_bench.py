@@ -33,6 +33,11 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
             "mlprod flagged exactly the planted columns",
         ),
         ("monitor/flights_estimation.py", ["--tiny"], "MAE acc"),
+        (
+            "monitor/byo_frames.py",
+            ["--reference-rows", "4000", "--analysis-rows", "8000", "--weeks", "4", "--skip-peers"],
+            "mlprod flagged f0 in",
+        ),
         ("cli.py", ["--runs", "1", "--only", "models list", "data log"], "read commands within"),
         (
             "feature_store.py",
