@@ -121,6 +121,16 @@ def test_value_windows_follow_the_sorted_values_nulls_last() -> None:
         windowing.keys_of(pa.table({"other": [1]}), 0)
 
 
+def test_value_windows_name_numbers_and_flags_as_arrow_writes_them() -> None:
+    floats = Windowing.parse("by:dose").resolved(values=pa.array([2.5, 1.0, 10.0]))
+    assert [floats.name(k) for k in range(3)] == ["dose 1", "dose 2.5", "dose 10"]  # sorted as numbers
+    assert floats.keys_of(pa.table({"dose": [10.0, 1.0]}), 0).tolist() == [2, 0]
+    labels = pa.array(["b", "a", "b"]).dictionary_encode()
+    coded = Windowing.parse("by:site").resolved(values=labels)
+    assert coded.values == ("a", "b")
+    assert coded.keys_of(pa.table({"site": labels}), 0).tolist() == [1, 0, 1]
+
+
 def test_calendar_windows_without_a_time_column_are_refused() -> None:
     with pytest.raises(WindowSpecError, match="calendar windows need a time column"):
         Windowing.parse("month").keys_of(pa.table({"x": [1]}), 0)

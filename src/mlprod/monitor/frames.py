@@ -171,8 +171,9 @@ def _resolved(windowing: Windowing, analysis: ds.Dataset) -> Windowing:
     if windowing.by == "chunks":
         return windowing.resolved(total=analysis.count_rows())
     if windowing.by == "column":
-        values = pc.unique(analysis.to_table(columns=[windowing.column]).column(windowing.column))
-        return windowing.resolved(values=values.to_pylist())
+        return windowing.resolved(
+            values=analysis.to_table(columns=[windowing.column]).column(windowing.column)
+        )
     return windowing
 
 

@@ -89,20 +89,31 @@ class Windowing:
             return f"by {self.column}"
         return self.by
 
-    def resolved(self, *, total: int | None = None, values: Sequence[Any] | None = None) -> Windowing:
+    def resolved(
+        self, *, total: int | None = None, values: Sequence[Any] | pa.Array | pa.ChunkedArray | None = None
+    ) -> Windowing:
         """This windowing with the row count (chunks) or the column's distinct values (by column) known.
 
-        ``values`` may come in any order and repeat; windows follow their sorted order, nulls last.
+        ``values`` may come in any order and repeat; windows follow their sorted order, nulls last,
+        each named by the value as Arrow writes it as text (the way rows are matched to it).
         """
         if self.by == "chunks":
             if total is None or total < 1:
                 raise WindowSpecError(f"window chunks:{self.chunks}: there are no rows to cut into chunks")
             return replace(self, total=total)
         if self.by == "column":
-            present = {v for v in values or () if v is not None}
-            names = tuple(str(v) for v in sorted(present))
-            has_null = values is not None and any(v is None for v in values)
-            return replace(self, values=names + ((NULL_VALUE,) if has_null else ()))
+            array = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(list(values or ()))
+            if pa.types.is_dictionary(array.type):
+                array = array.cast(array.type.value_type)
+            unique = pc.unique(array)
+            present = pc.drop_null(unique)
+            try:
+                names = pc.cast(present.take(pc.array_sort_indices(present)), pa.string()).to_pylist()
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise WindowSpecError(
+                    f"window by:{self.column}: the column's values cannot be sorted: {exc}"
+                ) from exc
+            return replace(self, values=(*names, *((NULL_VALUE,) if unique.null_count else ())))
         return self
 
     def sizes(self) -> list[int]:
