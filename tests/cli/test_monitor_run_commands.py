@@ -118,6 +118,18 @@ def test_the_readme_walkthrough_goes_from_two_parquet_files_to_the_report(cli: C
     ]
 
 
+def test_thresholds_come_from_a_workspace_config_when_there_is_one(cli: Cli, two_files: Path) -> None:
+    (two_files / "mlprod.toml").write_text("[monitor]\nwasserstein = 1000.0\npsi = 1000.0\n")
+    monthly, _ = readme_commands(0)
+    done = cli(*monthly, cwd=two_files)
+    assert done.returncode == 0, done.stderr
+    assert "tenure" not in done.stdout.split("features:")[0]  # the shift stays under the raised thresholds
+    written = sorted(p.name for p in two_files.iterdir())
+    assert written == ["analysis.parquet", "mlprod.toml", "reference.parquet", "report.html"]  # no database
+    elsewhere = cli("-C", str(two_files / "nowhere"), *monthly, cwd=two_files)
+    assert elsewhere.returncode == 2 and "is not an mlprod workspace" in elsewhere.stderr
+
+
 def test_fairness_by_a_group_column_comes_per_window(cli: Cli, two_files: Path) -> None:
     done = cli(
         "monitor", "run", "--reference", "reference.parquet", "--analysis", "analysis.parquet",

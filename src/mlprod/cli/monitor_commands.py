@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from mlprod.cli.listing import Column, FormatOpt, emit, print_table, rows_of
-from mlprod.cli.state import err, open_workspace, out
+from mlprod.cli.state import err, open_workspace, out, state
 from mlprod.errors import InvalidInputError
 from mlprod.times import parse_optional_utc
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
     from mlprod.evaluate.bootstrap import Interval
     from mlprod.evaluate.fairness import FairnessReport
-    from mlprod.monitor import Check, LabelSource, MonitorResult, WindowResult
+    from mlprod.monitor import Check, LabelSource, MonitorResult, MonitorSettings, WindowResult
     from mlprod.workspace import Workspace
 
 T = TypeVar("T")
@@ -198,6 +199,23 @@ def _run(
         )  # fmt: skip
 
 
+def _local_settings() -> MonitorSettings:
+    """The ``[monitor]`` thresholds of the workspace named by -C (or $MLPROD_HOME, or found upward),
+    read from its mlprod.toml alone (no database is opened); the defaults when there is none."""
+    from mlprod.config import CONFIG_FILENAME, load_config
+    from mlprod.errors import WorkspaceError
+    from mlprod.monitor import MonitorSettings
+    from mlprod.workspace import locate
+
+    root = state.workspace or locate(environ=os.environ)
+    if root is None:
+        return MonitorSettings()
+    path = Path(root).expanduser().resolve() / CONFIG_FILENAME
+    if not path.is_file():
+        raise WorkspaceError(f"{root} is not an mlprod workspace (no {CONFIG_FILENAME}); leave -C out")
+    return MonitorSettings.from_config(load_config(path, os.environ).monitor)
+
+
 def _names(text: str | None, option: str) -> tuple[str, ...] | None:
     """``a,b,c`` as names; None when the option was not given."""
     if text is None:
@@ -267,7 +285,8 @@ def run(
 
     Both carry the features, the model's score and/or predicted class and, where known, the label.
     Needs no workspace, no registered model and no prediction log; reads the files, writes only
-    --report. Exit code 0 whatever the alerts: read them in the output or the report.
+    --report. Thresholds are the [monitor] keys of the workspace found (mlprod.toml only), else the
+    defaults. Exit code 0 whatever the alerts: read them in the output or the report.
     """
     from mlprod.monitor import FrameColumns, monitor_frames, write_html
 
@@ -277,7 +296,7 @@ def run(
         groups=_names(groups, "--groups") or (),
     )  # fmt: skip
     spec = window or ("week" if timestamp else "chunks:10")
-    done = monitor_frames(reference, analysis, columns, window=spec, model=name)
+    done = monitor_frames(reference, analysis, columns, window=spec, settings=_local_settings(), model=name)
     if report is not None:
         described = ", ".join(reference)
         write_html(
