@@ -143,8 +143,11 @@ def test_fairness_by_a_group_column_comes_per_window(cli: Cli, two_files: Path) 
     assert first["dp_difference"] == pytest.approx(rates.max() - rates.min())
     table = cli("monitor", "run", "--reference", "reference.parquet", "--analysis", "analysis.parquet",
                 "--score", "proba", "--label", "churned", "--ignore", "customer_id,ts", "--groups", "plan",
-                "--window", "chunks:2", cwd=two_files)  # fmt: skip
+                "--window", "chunks:2", "--report", "fair.html", cwd=two_files)  # fmt: skip
     assert "fairness by plan" in table.stdout and "demographic parity diff." in table.stdout
+    page = (two_files / "fair.html").read_text()
+    assert '<section id="fairness">' in page and "basic (" in page and f"{first['dp_difference']:.3f}" in page
+    assert page.rstrip().endswith("</body></html>") and "<script" not in page
 
 
 def test_realized_accuracy_in_csv_is_the_share_of_right_predictions(cli: Cli, two_files: Path) -> None:

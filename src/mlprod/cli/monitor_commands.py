@@ -288,7 +288,8 @@ def run(
     --report. Thresholds are the [monitor] keys of the workspace found (mlprod.toml only), else the
     defaults. Exit code 0 whatever the alerts: read them in the output or the report.
     """
-    from mlprod.monitor import FrameColumns, monitor_frames, write_html
+    from mlprod.monitor import FrameColumns, monitor_frames
+    from mlprod.monitor.frames_report import write_frames_html
 
     columns = FrameColumns(
         score=score, prediction=prediction, label=label, timestamp=timestamp,
@@ -299,9 +300,7 @@ def run(
     done = monitor_frames(reference, analysis, columns, window=spec, settings=_local_settings(), model=name)
     if report is not None:
         described = ", ".join(reference)
-        write_html(
-            done.result, report, title=f"Monitoring report: {name}", reference=described, rules=done.rules
-        )
+        write_frames_html(done, report, title=f"Monitoring report: {name}", reference=described)
     if output_format != "table":
         records = _window_records(done.result)
         for index, record in enumerate(records):

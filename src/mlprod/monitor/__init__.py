@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     )
     from mlprod.monitor.drift import DriftThresholds, drift_checks, drifted_columns
     from mlprod.monitor.frames import FrameColumns, FramesRun, monitor_frames
+    from mlprod.monitor.frames_report import write_frames_html
     from mlprod.monitor.html_report import render_html, write_html
     from mlprod.monitor.log_import import ImportReport, LogColumns, import_log
     from mlprod.monitor.log_source import LabelSource, logged_rows
@@ -86,6 +87,7 @@ __all__ = [
     "render_html",
     "settings_of",
     "summarize_predictions",
+    "write_frames_html",
     "write_html",
 ]
 
