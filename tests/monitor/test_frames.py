@@ -15,7 +15,7 @@ import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from mlprod.errors import MonitorColumnError, MonitorDataError, WindowSpecError
-from mlprod.monitor import FrameColumns, monitor_frames, write_html
+from mlprod.monitor import FrameColumns, ProfileSpec, monitor_frames, reference_of_rows, write_html
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 COLUMNS = FrameColumns(score="proba", label="y", timestamp="ts")
@@ -262,3 +262,9 @@ def test_fairness_needs_labels_and_groups_large_enough() -> None:
     )
     assert run.fairness["sex"] == [None]
     assert "at least 2 groups with >= 30 rows" in run.fairness_notes[("sex", 0)]
+
+
+def test_rows_without_a_prediction_column_get_a_message_not_a_key_error() -> None:
+    rows = pa.table({"x": [1.0, 2.0, 3.0], "label": [0.0, 1.0, 0.0]})
+    with pytest.raises(MonitorColumnError, match=re.escape("the rows have no 'prediction' column")):
+        reference_of_rows([rows], ProfileSpec(numeric=("x",), prediction=None))

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from mlprod.errors import InvalidInputError, NotFoundError
+from mlprod.errors import InvalidInputError, MonitorColumnError, NotFoundError
 from mlprod.identity import current_user
 from mlprod.meta.tables import monitor_profiles
 from mlprod.models import LoadedModel, ModelVersion, Signature
@@ -164,6 +164,12 @@ def update_scores(scores: ScoreSketch, rows: pa.Table) -> None:
     A prediction that is missing, not finite or outside [0, 1] is left out here (the profile counts
     it as missing), so one bad row cannot stop monitoring.
     """
+    if PREDICTION not in rows.column_names:
+        raise MonitorColumnError(
+            f"monitor: the rows have no {PREDICTION!r} column (the model's score, probability of class 1); "
+            f"columns: {', '.join(rows.column_names)}. Name the score column: FrameColumns(score=...) in "
+            "monitor_frames, --score in `mlprod monitor run`"
+        )
     predictions = pc.cast(rows.column(PREDICTION), pa.float64()).to_numpy(zero_copy_only=False)
     valid = np.isfinite(predictions) & (predictions >= 0) & (predictions <= 1)
     labels = None
