@@ -11,7 +11,6 @@ import io
 import json
 import re
 import shlex
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,32 +20,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlprod.cli.main import main
 from mlprod.models import ModelVersion
 from mlprod.serve import read_prediction_log
 from mlprod.workspace import Workspace
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 Cli = Callable[..., CompletedProcess[str]]
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
-    def run(*args: str, cwd: Path) -> CompletedProcess[str]:
-        capsys.readouterr()
-        code = 0
-        with monkeypatch.context() as patch:
-            patch.chdir(cwd)
-            patch.setattr(sys, "argv", ["mlprod", *args])
-            patch.setenv("COLUMNS", "200")
-            try:
-                main()
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-        captured = capsys.readouterr()
-        return CompletedProcess(["mlprod", *args], code, captured.out, captured.err)
-
-    return run
 
 
 def customers(n: int, seed: int, start: datetime, *, shift_after: int | None = None) -> pd.DataFrame:
