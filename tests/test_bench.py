@@ -35,6 +35,11 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
         ("monitor/flights_estimation.py", ["--tiny"], "MAE acc"),
         ("loop/decisions.py", ["--rollouts", "10"], "mSPRT (always valid): false rollbacks"),
         ("monitor/band_coverage.py", ["--tiny", "--skip-nannyml"], "inside the nominal 95 % band"),
+        (
+            "monitor/byo_frames.py",
+            ["--reference-rows", "4000", "--analysis-rows", "8000", "--weeks", "4", "--skip-peers"],
+            "mlprod flagged f0 in",
+        ),
         ("cli.py", ["--runs", "1", "--only", "models list", "data log"], "read commands within"),
         (
             "feature_store.py",

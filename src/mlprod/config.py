@@ -164,8 +164,8 @@ class MonitorSection(_Section):
     """Monitoring defaults; each threshold is documented in ``docs/monitoring.md``."""
 
     window: str = Field(
-        default="week", pattern="^(hour|day|week|month|[1-9][0-9]*)$",
-        description="hour, day, week, month, or a number of rows.",
+        default="week", pattern="^(hour|day|week|month|quarter|year|[1-9][0-9]*|rows:[1-9][0-9]*)$",
+        description="hour, day, week, month, quarter, year, or a number of rows (N or rows:N).",
     )  # fmt: skip
     bins: int = Field(default=20, ge=2, le=1000, description="Reference-quantile bins per numeric feature.")
     max_categories: int = Field(default=50, ge=1, description="Categories kept per feature; the rest: other.")

@@ -31,7 +31,11 @@ else escaping is a bug in mlprod.
     │   ├── HostNotAllowedError   a request whose Host header names no address of the server (HTTP 421)
     │   ├── LossyCastError        a value would change when cast into a column's type
     │   ├── NewColumnsError       a commit brings columns the table lacks, schema evolution not asked for
-    │   └── ValidationFailedError incoming rows break a table's expectations (``report`` says how)
+    │   ├── ValidationFailedError incoming rows break a table's expectations (``report`` says how)
+    │   ├── WindowSpecError       a window spec that cannot be used (unit, count, missing column)
+    │   ├── MonitorColumnError    a monitored column missing, mistyped, all null or out of range
+    │   ├── MonitorDataError      reference or analysis data with no rows or different features
+    │   └── PredictionLogImportError  a log written elsewhere that cannot be imported as it is
     └── ModelFormatError          a model that cannot be stored or loaded safely
 """
 
@@ -171,3 +175,24 @@ class UnknownObjectsError(DamagedHistoryError):
 class NewColumnsError(InvalidInputError):
     """Incoming rows have columns the table lacks and schema evolution (``allow_new_columns``) was not
     asked for; nothing is committed."""
+
+
+# --- byo-monitor ---
+class WindowSpecError(InvalidInputError):
+    """A window specification that cannot be used (unknown unit, count below 1, a calendar window
+    without a time column, a column that is not there)."""
+
+
+class MonitorColumnError(InvalidInputError):
+    """A column named for monitoring (feature, prediction, score, label, timestamp) is missing, of the
+    wrong type, all null or out of range in the reference or analysis data."""
+
+
+class MonitorDataError(InvalidInputError):
+    """Reference or analysis data that cannot be monitored as a whole: no rows, unreadable files, or
+    reference and analysis with different feature columns."""
+
+
+class PredictionLogImportError(InvalidInputError):
+    """A prediction log written elsewhere that cannot be imported: missing or bad columns, duplicate
+    request ids within the file."""

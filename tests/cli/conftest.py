@@ -1,4 +1,4 @@
-"""Run the real ``mlprod`` entry point in a subprocess, as a user would."""
+"""Run the real ``mlprod`` entry point in a subprocess, as a user would, or in this process (``cli``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
+
+from mlprod.cli.main import main
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -31,5 +34,27 @@ def mlprod_runner(tmp_path: Path) -> Run:
             text=True,
             timeout=timeout,
         )
+
+    return run
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+    """``mlprod`` in this process, through the ``main()`` the script runs: same exit codes and output."""
+
+    def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> CompletedProcess[str]:
+        capsys.readouterr()
+        code: int = 0
+        with monkeypatch.context() as patch:
+            patch.chdir(cwd)
+            patch.setattr(sys, "argv", ["mlprod", *args])
+            for name, value in {"COLUMNS": "200", **(env or {})}.items():
+                patch.setenv(name, value)
+            try:
+                main()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        captured = capsys.readouterr()
+        return CompletedProcess(["mlprod", *args], code, captured.out, captured.err)
 
     return run

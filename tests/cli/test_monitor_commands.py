@@ -17,7 +17,6 @@ import json
 import re
 import shutil
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +33,6 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from mlprod.cli.main import main
 from mlprod.models import EstimatorSpec, Registry, train_classifier
 from mlprod.monitor import AlertStore, ReferenceStore, profile_version
 from mlprod.serve import PredictionLogWriter
@@ -107,28 +105,6 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
 def root(template: Template, tmp_path: Path) -> Path:
     """A private copy of the template workspace."""
     return Path(shutil.copytree(template.root, tmp_path / "ws"))
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    """``mlprod`` in this process, through the ``main()`` the script runs: same exit codes and output."""
-
-    def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> CompletedProcess[str]:
-        capsys.readouterr()
-        code: int = 0
-        with monkeypatch.context() as patch:
-            patch.chdir(cwd)
-            patch.setattr(sys, "argv", ["mlprod", *args])
-            for name, value in {"COLUMNS": "200", **(env or {})}.items():
-                patch.setenv(name, value)
-            try:
-                main()
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-        captured = capsys.readouterr()
-        return CompletedProcess(["mlprod", *args], code, captured.out, captured.err)
-
-    return run
 
 
 def _ok(done: CompletedProcess[str]) -> str:
@@ -366,7 +342,11 @@ def test_report_errors_are_one_line(cli: Run, root: Path, template: Template) ->
 
     _fails(
         report("-m", "m@champion", "--by", "fortnight"),
-        "'fortnight' is not a window; use hour, day, week, month or a number of rows",
+        "'fortnight' is not a window; use hour, day, week, month, quarter, year, N or rows:N",
+    )
+    _fails(
+        report("-m", "m@champion", "--by", "chunks:4"),
+        "window 4 chunks: chunk and column windows need the data first; over the prediction log",
     )
     _fails(
         report("-m", "m@champion", "--since", "last tuesday"),

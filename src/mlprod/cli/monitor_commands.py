@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from mlprod.cli.listing import Column, FormatOpt, emit, print_table, rows_of
-from mlprod.cli.state import err, open_workspace, out
+from mlprod.cli.state import err, open_workspace, out, state
 from mlprod.errors import InvalidInputError
 from mlprod.times import parse_optional_utc
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from mlprod.monitor import Check, LabelSource, MonitorResult, WindowResult
+    from mlprod.evaluate.bootstrap import Interval
+    from mlprod.evaluate.fairness import FairnessReport
+    from mlprod.monitor import Check, LabelSource, MonitorResult, MonitorSettings, WindowResult
     from mlprod.workspace import Workspace
 
 T = TypeVar("T")
@@ -61,7 +64,7 @@ def profile(
     out.print(f"reference of {profiled.version.ref}: " + ", ".join(parts))
 
 
-ByOption = Annotated[str | None, typer.Option(help="hour, day, week, month, or rows per window.")]
+ByOption = Annotated[str | None, typer.Option(help="hour, day, week, month, quarter, year, or N rows.")]
 LabelsOption = Annotated[
     str | None,
     typer.Option(
@@ -196,6 +199,247 @@ def _run(
         )  # fmt: skip
 
 
+def _local_settings() -> MonitorSettings:
+    """The ``[monitor]`` thresholds of the workspace named by -C (or $MLPROD_HOME, or found upward),
+    read from its mlprod.toml alone (no database is opened); the defaults when there is none."""
+    from mlprod.config import CONFIG_FILENAME, load_config
+    from mlprod.errors import WorkspaceError
+    from mlprod.monitor import MonitorSettings
+    from mlprod.workspace import locate
+
+    root = state.workspace or locate(environ=os.environ)
+    if root is None:
+        return MonitorSettings()
+    path = Path(root).expanduser().resolve() / CONFIG_FILENAME
+    if not path.is_file():
+        raise WorkspaceError(f"{root} is not an mlprod workspace (no {CONFIG_FILENAME}); leave -C out")
+    return MonitorSettings.from_config(load_config(path, os.environ).monitor)
+
+
+def _names(text: str | None, option: str) -> tuple[str, ...] | None:
+    """``a,b,c`` as names; None when the option was not given."""
+    if text is None:
+        return None
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise InvalidInputError(f"{option}: no column named; give names separated by commas, e.g. a,b,c")
+    return names
+
+
+@app.command("run")
+def run(
+    reference: Annotated[
+        list[str],
+        typer.Option(
+            help="Reference data: Parquet, CSV or JSON-lines files, globs or directories (repeatable)."
+        ),
+    ],
+    analysis: Annotated[
+        list[str],
+        typer.Option(help="Analysis data (what the model met in production), same forms (repeatable)."),
+    ],
+    score: Annotated[
+        str | None,
+        typer.Option(help="Column of the model's score: probability of class 1.", show_default=False),
+    ] = None,
+    prediction: Annotated[
+        str | None, typer.Option(help="Column of the predicted class (0/1).", show_default=False)
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option(help="Label column (0/1; null: not known yet).", show_default=False)
+    ] = None,
+    timestamp: Annotated[
+        str | None, typer.Option(help="Time of each row (calendar windows).", show_default=False)
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            help="Feature columns, comma-separated (default: every other column).", show_default=False
+        ),
+    ] = None,
+    ignore: Annotated[
+        str | None,
+        typer.Option(help="Columns that are no feature (ids), comma-separated.", show_default=False),
+    ] = None,
+    groups: Annotated[
+        str | None,
+        typer.Option(
+            help="Group columns for fairness per window (needs --label), comma-separated.", show_default=False
+        ),
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            help="hour, day, week, month, quarter, year, N or rows:N, chunks:N, by:COLUMN "
+            "(default: week with --timestamp, else chunks:10).",
+            show_default=False,
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Write the HTML report here.", show_default=False)
+    ] = None,
+    name: Annotated[str, typer.Option(help="The model's name in the report.")] = "model",
+    output_format: FormatOpt = "table",
+) -> None:
+    """Monitor a model mlprod does not run: analysis data against reference data, window by window.
+
+    Both carry the features, the model's score and/or predicted class and, where known, the label.
+    Needs no workspace, no registered model and no prediction log; reads the files, writes only
+    --report. Thresholds are the [monitor] keys of the workspace found (mlprod.toml only), else the
+    defaults. Exit code 0 whatever the alerts: read them in the output or the report.
+    """
+    from mlprod.monitor import FrameColumns, monitor_frames
+    from mlprod.monitor.frames_report import write_frames_html
+
+    columns = FrameColumns(
+        score=score, prediction=prediction, label=label, timestamp=timestamp,
+        features=_names(features, "--features"), ignore=_names(ignore, "--ignore") or (),
+        groups=_names(groups, "--groups") or (),
+    )  # fmt: skip
+    spec = window or ("week" if timestamp else "chunks:10")
+    done = monitor_frames(reference, analysis, columns, window=spec, settings=_local_settings(), model=name)
+    if report is not None:
+        described = ", ".join(reference)
+        write_frames_html(done, report, title=f"Monitoring report: {name}", reference=described)
+    if output_format != "table":
+        records = _window_records(done.result)
+        for index, record in enumerate(records):
+            record["fairness"] = {c: _gaps(reports[index]) for c, reports in done.fairness.items()}
+        listed = WINDOW_COLUMNS + ((Column("fairness", "fairness"),) if done.fairness else ())
+        emit(records, listed, output_format)
+        return
+    print_windows(done.result)
+    for column, reports in done.fairness.items():
+        print_fairness(done.result, column, reports)
+    skipped = f"; left out (type): {', '.join(done.skipped)}" if done.skipped else ""
+    out.print(f"features: {', '.join(done.features)}{skipped}", soft_wrap=True, highlight=False)
+    out.print(f"{len(done.alerts)} alert(s)" + ("; HTML report:" if report else ""), highlight=False)
+    if report is not None:
+        out.print(Text(str(report)), soft_wrap=True)
+
+
+def _gaps(report: FairnessReport | None) -> dict[str, float] | None:
+    return None if report is None else report.metrics()
+
+
+def print_fairness(result: MonitorResult, column: str, reports: list[FairnessReport | None]) -> None:
+    """Per window: the groups compared, the demographic-parity and equalized-odds differences [95 %]."""
+    from mlprod.monitor.alerts import window_title
+
+    def gap(interval: Interval | None) -> str:
+        return "-" if interval is None else f"{interval.value:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
+
+    rows = [
+        {
+            "window": window_title(w, result.by),
+            "groups": "-" if r is None else ", ".join(f"{g.group} ({g.rows:,})" for g in r.groups),
+            "dp": gap(None if r is None else r.demographic_parity_difference),
+            "eo": gap(None if r is None else r.equalized_odds_difference),
+        }
+        for w, r in zip(result.windows, reports, strict=True)
+    ]
+    columns = (
+        Column("window", "window"),
+        Column("groups", "labelled rows per group", wrap=True, priority=1),
+        Column("dp", "demographic parity diff."),
+        Column("eo", "equalized odds diff."),
+    )
+    print_table(rows, columns, title=f"fairness by {column}")
+
+
+WINDOW_COLUMNS = (
+    Column("window", "window"),
+    Column("start", "start"),
+    Column("end", "end"),
+    Column("rows", "rows"),
+    Column("partial", "partial"),
+    Column("labelled", "labelled"),
+    Column("drift", "drift alarms"),
+    Column("quality", "quality breaches"),
+    Column("accuracy_estimated", "est. accuracy"),
+    Column("accuracy_lower", "lower"),
+    Column("accuracy_upper", "upper"),
+    Column("accuracy_realized", "realized"),
+)
+
+
+def _window_records(result: MonitorResult) -> list[dict[str, Any]]:
+    """Per window the raw values JSON and CSV carry: span, rows, columns alarming, accuracy."""
+    from mlprod.monitor.alerts import PRIMARY_DRIFT_METHODS, window_title
+
+    records: list[dict[str, Any]] = []
+    for w in result.windows:
+        point = next((p for p in w.performance if p.metric == "accuracy"), None)
+        drift = {c.column for c in w.alerts if c.kind == "drift" and c.method in PRIMARY_DRIFT_METHODS}
+        records.append(
+            {
+                "window": window_title(w, result.by),
+                "start": None if w.timeless else w.start,
+                "end": None if w.timeless else w.end,
+                "rows": w.rows,
+                "partial": w.partial,
+                "labelled": point.labelled_rows if point else 0,
+                "drift": sorted(drift),
+                "quality": sorted({c.column for c in w.alerts if c.kind == "quality"}),
+                "accuracy_estimated": point.estimated if point else None,
+                "accuracy_lower": point.lower if point else None,
+                "accuracy_upper": point.upper if point else None,
+                "accuracy_realized": point.realized if point else None,
+            }
+        )
+    return records
+
+
+@app.command("import-log")
+def import_log(
+    version: Annotated[str, typer.Argument(help="The registered version: NAME/VERSION or NAME@ALIAS.")],
+    files: Annotated[
+        list[str], typer.Argument(help="Parquet, CSV or JSON-lines files (globs, directories).")
+    ],
+    time: Annotated[str, typer.Option("--time", help="Column of each prediction's time.")],
+    prediction: Annotated[str, typer.Option(help="Column of the model's score (probability of class 1).")],
+    request_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Column of the request id (default: an id derived from each row).", show_default=False
+        ),
+    ] = None,
+    latency: Annotated[
+        str | None, typer.Option(help="Column of the latency in ms.", show_default=False)
+    ] = None,
+    inputs: Annotated[
+        str | None,
+        typer.Option(
+            help="Input columns, comma-separated (default: the version's inputs).", show_default=False
+        ),
+    ] = None,
+    route: Annotated[str, typer.Option(help="Route recorded with the imported rows.")] = "imported",
+) -> None:
+    """Import predictions a deployed model logged elsewhere into a version's prediction log.
+
+    Every column is checked before a row is written; a request id already logged for the version
+    is skipped, so importing the same file again adds nothing. `mlprod monitor report` then reads
+    the rows like served predictions.
+    """
+    from mlprod.models import Registry
+    from mlprod.monitor.log_import import LogColumns
+    from mlprod.monitor.log_import import import_log as run_import
+
+    columns = LogColumns(
+        time=time, prediction=prediction, request_id=request_id, latency_ms=latency,
+        inputs=_names(inputs, "--inputs"),
+    )  # fmt: skip
+    with open_workspace() as ws:
+        registered = Registry(ws).get(version)
+        done = run_import(ws.prediction_log_dir, registered, files, columns, route=route)
+    skipped = f", {done.skipped_requests:,} already logged (skipped)" if done.skipped_requests else ""
+    out.print(
+        f"{registered.ref}: {done.written:,} of {done.rows:,} row(s) imported, "
+        f"{done.requests:,} request(s){skipped}",
+        highlight=False,
+    )
+
+
 @app.command("alerts")
 def alerts(
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
@@ -292,8 +536,7 @@ def print_windows(result: MonitorResult) -> None:
         estimated, realized = _accuracy(w)
         rows.append(
             {
-                "window": (f"{w.start:%Y-%m-%d %H:%M}" if result.by == "hour" else f"{w.start:%Y-%m-%d}")
-                + (" (partial)" if w.partial else ""),
+                "window": _window_cell(w, result.by) + (" (partial)" if w.partial else ""),
                 "rows": w.rows,
                 "labelled": next((p.labelled_rows for p in w.performance), 0),
                 "drift": _strongest(drift),
@@ -317,6 +560,13 @@ def print_windows(result: MonitorResult) -> None:
     accuracy = band_coverage(result.windows).get("accuracy")
     if accuracy is not None and accuracy.windows:
         out.print(f"band coverage (nominal 95 %) of estimated {accuracy.describe()}")
+
+
+def _window_cell(window: WindowResult, by: str) -> str:
+    """A window's name (chunk, column value; rows without times), else its start (row windows too)."""
+    if window.name and (window.timeless or not by.endswith(" rows")):
+        return window.name
+    return f"{window.start:%Y-%m-%d %H:%M}" if by == "hour" else f"{window.start:%Y-%m-%d}"
 
 
 def _strongest(checks: list[Check], shown: int = 3) -> str:

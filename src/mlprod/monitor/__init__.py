@@ -16,7 +16,10 @@ if TYPE_CHECKING:
     )
     from mlprod.monitor.coverage import BandCoverage, band_coverage
     from mlprod.monitor.drift import DriftThresholds, drift_checks, drifted_columns
+    from mlprod.monitor.frames import FrameColumns, FramesRun, monitor_frames
+    from mlprod.monitor.frames_report import write_frames_html
     from mlprod.monitor.html_report import render_html, write_html
+    from mlprod.monitor.log_import import ImportReport, LogColumns, import_log
     from mlprod.monitor.log_source import LabelSource, logged_rows
     from mlprod.monitor.monitoring import MonitorSettings, monitor_batches
     from mlprod.monitor.multivariate import PcaDetector
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
     from mlprod.monitor.prediction_summary import PredictionSummary, summarize_predictions
     from mlprod.monitor.profile import Profile, ProfileSpec, ReferenceBuilder
     from mlprod.monitor.quality import QualityThresholds, quality_checks
-    from mlprod.monitor.reference import Reference, ReferenceStore, build_reference
+    from mlprod.monitor.reference import Reference, ReferenceStore, build_reference, reference_of_rows
     from mlprod.monitor.results import Check, MonitorResult, PerformancePoint, WindowResult
     from mlprod.monitor.version_monitor import (
         MonitorRun,
@@ -44,7 +47,11 @@ __all__ = [
     "BandCoverage",
     "Check",
     "DriftThresholds",
+    "FrameColumns",
+    "FramesRun",
+    "ImportReport",
     "LabelSource",
+    "LogColumns",
     "MonitorResult",
     "MonitorRun",
     "MonitorSettings",
@@ -70,16 +77,20 @@ __all__ = [
     "drift_checks",
     "drifted_columns",
     "evaluate_rules",
+    "import_log",
     "logged_rows",
     "monitor_batches",
+    "monitor_frames",
     "monitor_version",
     "post_webhook",
     "profile_version",
     "quality_checks",
     "reference_from_parquet",
+    "reference_of_rows",
     "render_html",
     "settings_of",
     "summarize_predictions",
+    "write_frames_html",
     "write_html",
 ]
 

@@ -140,7 +140,21 @@ def describe_window(start: datetime, end: datetime, by: str) -> str:
         return f"hour {start:%Y-%m-%d %H:%M}"
     if by == "month":
         return f"month {start:%Y-%m}"
+    if by == "quarter":
+        return f"quarter {start.year}-Q{(start.month - 1) // 3 + 1}"
+    if by == "year":
+        return f"year {start.year}"
     return f"window {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
+
+
+def window_title(window: WindowResult, by: str) -> str:
+    """A window as reports and alerts name it: its calendar span, or its name (rows, chunk, column
+    value) followed by the time its rows span when they had times."""
+    if not window.name:
+        return describe_window(window.start, window.end, by)
+    if window.timeless:
+        return window.name
+    return f"{window.name} ({window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M})"
 
 
 def format_number(value: float) -> str:
@@ -188,7 +202,7 @@ def _check_alert(result: MonitorResult, window: WindowResult, rule: AlertRule, c
     sign = ">" if check.higher_is_worse else "<"
     message = (
         f"{what} on {where} ({check.method} {format_number(check.statistic)} {sign} "
-        f"{format_number(check.threshold)}) in {describe_window(window.start, window.end, result.by)}"
+        f"{format_number(check.threshold)}) in {window_title(window, result.by)}"
     )
     return Alert(
         result.model,
@@ -216,7 +230,7 @@ def _performance_alert(
     message = (
         f"{source} {point.metric} {format_number(value)} is {format_number(point.reference - value)} "
         f"below its reference {format_number(point.reference)} (allowed drop "
-        f"{format_number(rule.max_drop)}) in {describe_window(window.start, window.end, result.by)}"
+        f"{format_number(rule.max_drop)}) in {window_title(window, result.by)}"
     )
     return Alert(
         result.model,

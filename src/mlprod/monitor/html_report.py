@@ -29,9 +29,9 @@ from mlprod.monitor.alerts import (
     PRIMARY_DRIFT_METHODS,
     Alert,
     AlertRule,
-    describe_window,
     evaluate_rules,
     format_number,
+    window_title,
 )
 from mlprod.monitor.coverage import band_coverage
 from mlprod.monitor.results import MULTIVARIATE, Check, MonitorResult, PerformancePoint, WindowResult
@@ -133,7 +133,7 @@ def _summary(
 ) -> str:
     windows = result.windows
     span = (
-        f"{len(windows)} ({_short(windows[0].start, result.by)} to {_short(windows[-1].start, result.by)})"
+        f"{len(windows)} ({_label(windows[0], result.by)} to {_label(windows[-1], result.by)})"
         if windows
         else "0"
     )
@@ -164,7 +164,7 @@ def _window_table(result: MonitorResult, alerts: list[Alert], metrics: Sequence[
     lines = ["<table><thead><tr>", *(f"<th>{escape(h)}</th>" for h in head), "</tr></thead><tbody>"]
     for window in result.windows:
         count = sum(a.window_start == window.start for a in alerts)
-        name = describe_window(window.start, window.end, result.by) + (" (partial)" if window.partial else "")
+        name = window_title(window, result.by) + (" (partial)" if window.partial else "")
         cells = [escape(name), f"{window.rows:,}"]
         cells.append(str(count))
         for metric in metrics:
@@ -186,7 +186,7 @@ def _drift_plot(result: MonitorResult) -> str:
         return '<p class="empty">No drift statistics were computed in these windows.</p>'
     labels = [("all features" if c == MULTIVARIATE else c) + f" \u00b7 {m}" for c, m in rows]
     cells = [[_drift_cell(w, column, method, result.by) for w in result.windows] for column, method in rows]
-    columns = [_short(w.start, result.by) for w in result.windows]
+    columns = [_label(w, result.by) for w in result.windows]
     caption = (
         "Each feature's primary drift statistic per window, divided by its threshold: 1 is the threshold, "
         "outlined cells alerted. Hover a cell for its value."
@@ -211,7 +211,7 @@ def _drift_cell(window: WindowResult, column: str, method: str, by: str) -> Cell
     check = next(
         (c for c in window.checks if c.kind == "drift" and c.column == column and c.method == method), None
     )
-    where = describe_window(window.start, window.end, by)
+    where = window_title(window, by)
     if check is None:
         return Cell(None, False, f"{column}, {where}: not computed")
     verdict = "ALERT" if check.alert else "ok"
@@ -240,7 +240,7 @@ def _performance_plots(result: MonitorResult, metrics: Sequence[str], rules: Seq
         '<p class="note">The estimate needs no labels; its band is the confidence interval. The realized '
         "value appears once labels have been joined; windows still without labels have no realized point.</p>"
     )
-    labels = [_short(w.start, result.by) for w in result.windows]
+    labels = [_label(w, result.by) for w in result.windows]
     figures = []
     for metric in metrics:
         points = [_point(w, metric) for w in result.windows]
@@ -271,7 +271,7 @@ def _alert_list(result: MonitorResult, alerts: list[Alert]) -> str:
     for window in result.windows:
         messages = [a.message for a in alerts if a.window_start == window.start]
         if messages:
-            where = describe_window(window.start, window.end, result.by)
+            where = window_title(window, result.by)
             items = "".join(f"<li>{escape(m)}</li>" for m in messages)
             parts.append(
                 f"<details><summary>{escape(where)}: {len(messages)} alert{'s' if len(messages) > 1 else ''}"
@@ -305,7 +305,14 @@ def _is_number(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
+def _label(window: WindowResult, by: str) -> str:
+    """A window's short axis label: its name (rows, chunk, value) or its start."""
+    return window.name or _short(window.start, by)
+
+
 def _short(start: datetime, by: str) -> str:
+    if by in ("quarter", "year"):
+        return f"{start.year}" + (f"-Q{(start.month - 1) // 3 + 1}" if by == "quarter" else "")
     if by == "month":
         return f"{start:%Y-%m}"
     if by in ("week", "day"):

@@ -31,10 +31,10 @@ from mlprod.monitor.reference import (
     update_scores,
 )
 from mlprod.monitor.results import MonitorResult, WindowResult
-from mlprod.monitor.windows import Windowing, split
+from mlprod.monitor.windows import TIME, Windowing, split
 
-TIME = "time"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TICK = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -93,10 +93,12 @@ class WindowState:
         update_scores(self.scores, rows)
         if self.reconstruction is not None and reference.multivariate is not None:
             self.reconstruction.update(numeric_matrix(rows, reference.multivariate.columns))
-        times = rows.column(TIME)
-        first, last = pc.min(times).as_py(), pc.max(times).as_py()
-        self.first = first if self.first is None else min(self.first, first)
-        self.last = last if self.last is None else max(self.last, last)
+        if TIME in rows.column_names:  # rows without times (row, chunk or value windows) have no span
+            times = rows.column(TIME)
+            first, last = pc.min(times).as_py(), pc.max(times).as_py()
+            if first is not None:
+                self.first = first if self.first is None else min(self.first, first)
+                self.last = last if self.last is None else max(self.last, last)
         self.rows += rows.num_rows
 
 
@@ -113,6 +115,10 @@ def monitor_batches(
 ) -> MonitorResult:
     """Window ``batches`` (time, features, prediction, label; in time order) and check every window.
 
+    The time column may be left out for windows that are not calendar spans (rows, chunks, values of
+    a column, which the batches then carry); ``settings.windowing`` must be ``resolved`` for those
+    that need the data first (chunks, values).
+
     The batches hold every row from ``since`` (default: the beginning) to ``until`` (exclusive;
     default: just after their last row, so the newest window is whole only once a later row came):
     a calendar window reaching outside that range is partial.
@@ -124,7 +130,7 @@ def monitor_batches(
     for batch in batches:
         if LABEL not in batch.column_names:
             batch = batch.append_column(LABEL, pa.nulls(batch.num_rows, pa.float64()))
-        keys = windowing.keys(batch.column(TIME), seen)
+        keys = windowing.keys_of(batch, seen)
         for key, rows in split(batch, keys):
             if key not in states:
                 states[key] = WindowState.empty(reference)
@@ -136,11 +142,7 @@ def monitor_batches(
         last = [s.last for s in states.values() if s.last is not None]
         until = max(last) + timedelta(microseconds=1) if last else None
     windows = [_checked(key, states[key], reference, settings, since, until) for key in sorted(states)]
-    return MonitorResult(model, version, _by(windowing), windows)
-
-
-def _by(windowing: Windowing) -> str:
-    return f"{windowing.rows} rows" if windowing.by == "count" else windowing.by
+    return MonitorResult(model, version, windowing.description, windows)
 
 
 def _checked(
@@ -152,9 +154,18 @@ def _checked(
     until: datetime | None,
 ) -> WindowResult:
     span = settings.windowing.span(key)
-    start, end = span if span else (state.first or _EPOCH, (state.last or _EPOCH) + timedelta(microseconds=1))
-    if span is None:
-        partial = state.rows < settings.windowing.rows
+    if span is not None:
+        start, end = span
+    elif state.first is not None and state.last is not None:
+        start, end = state.first, state.last + _TICK
+    else:  # rows without times: a placeholder span per window keeps the windows (and their alerts) apart
+        start = _EPOCH + timedelta(microseconds=key)
+        end = start + _TICK
+    expected = settings.windowing.expected_rows(key)
+    if expected is not None:
+        partial = state.rows < expected
+    elif span is None:  # one window per value of a column: whole by definition
+        partial = False
     else:
         partial = (since is not None and start < since) or (until is not None and end > until)
     checks = drift_checks(reference.profile, state.profile, settings.drift)
@@ -165,4 +176,5 @@ def _checked(
         performance = reference.estimator.evaluate(state.scores)
     else:  # no labelled reference: nothing to estimate with, but labels that came can still be counted
         performance = realized_points(state.scores)
-    return WindowResult(start, end, state.rows, checks, performance, partial=partial)
+    name = settings.windowing.name(key)
+    return WindowResult(start, end, state.rows, checks, performance, partial=partial, name=name)

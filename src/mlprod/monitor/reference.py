@@ -10,7 +10,7 @@ version, recorded in ``monitor_profiles``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from mlprod.errors import InvalidInputError, NotFoundError
+from mlprod.errors import InvalidInputError, MonitorColumnError, NotFoundError
 from mlprod.identity import current_user
 from mlprod.meta.tables import monitor_profiles
 from mlprod.models import LoadedModel, ModelVersion, Signature
@@ -105,31 +105,38 @@ def build_reference(
     """Score ``batches`` with ``model`` and profile them in one pass; ``label`` names the label column."""
     from mlprod.serve.batch_predict import ArrowEncoder  # here: importing mlprod.serve loads the web app
 
-    options = options or ReferenceOptions()
     spec = spec_of(model.signature, labelled=label is not None)
-    builder = ReferenceBuilder(spec, bins=options.bins, max_categories=options.max_categories)
     encoder = ArrowEncoder(model.encoder)
+
+    def scored() -> Iterator[pa.Table]:
+        for batch in batches:
+            table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+            predictions = model.predict_matrix(encoder.encode(table))
+            columns = {name: table.column(name) for name in spec.features}
+            columns[PREDICTION] = pa.array(predictions)
+            if label is not None:
+                columns[LABEL] = _labels(table, label)
+            yield pa.table(columns)
+
+    return reference_of_rows(scored(), spec, options=options)
+
+
+def reference_of_rows(
+    batches: Iterable[pa.Table], spec: ProfileSpec, *, options: ReferenceOptions | None = None
+) -> Reference:
+    """The reference of rows already scored: the features, ``prediction`` (the score) and, when
+    ``spec`` has a label, ``label``, in one pass. Models that mlprod does not run come in here."""
+    options = options or ReferenceOptions()
+    builder = ReferenceBuilder(spec, bins=options.bins, max_categories=options.max_categories)
     sample = BottomKSample(options.sample_rows, seed=options.seed)
     scores = ScoreSketch()
-    for batch in batches:
-        table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-        predictions = model.predict_matrix(encoder.encode(table))
-        columns = {name: table.column(name) for name in spec.features}
-        columns[PREDICTION] = pa.array(predictions)
-        if label is not None:
-            columns[LABEL] = _labels(table, label)
-        profiled = pa.table(columns)
+    for profiled in batches:
         builder.update(profiled)
-        sample.add(profiled)
+        sample.add(profiled.select([*spec.kinds()]))
         update_scores(scores, profiled)
     if builder.rows == 0:
         raise InvalidInputError("reference: the data has no rows")
-    rows = sample.table()
-    return Reference(
-        builder.finish(),
-        _estimator(scores, options.seed),
-        _multivariate(rows, spec),
-    )
+    return Reference(builder.finish(), _estimator(scores, options.seed), _multivariate(sample.table(), spec))
 
 
 def _labels(table: pa.Table, label: str) -> pa.Array:
@@ -157,6 +164,12 @@ def update_scores(scores: ScoreSketch, rows: pa.Table) -> None:
     A prediction that is missing, not finite or outside [0, 1] is left out here (the profile counts
     it as missing), so one bad row cannot stop monitoring.
     """
+    if PREDICTION not in rows.column_names:
+        raise MonitorColumnError(
+            f"monitor: the rows have no {PREDICTION!r} column (the model's score, probability of class 1); "
+            f"columns: {', '.join(rows.column_names)}. Name the score column: FrameColumns(score=...) in "
+            "monitor_frames, --score in `mlprod monitor run`"
+        )
     predictions = pc.cast(rows.column(PREDICTION), pa.float64()).to_numpy(zero_copy_only=False)
     valid = np.isfinite(predictions) & (predictions >= 0) & (predictions <= 1)
     labels = None

@@ -8,7 +8,7 @@ why something alerted. Windows collect the checks and performance points of one 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 CheckKind = Literal["drift", "quality", "performance"]
@@ -53,6 +53,9 @@ class WindowResult:
 
     ``partial``: the rows read do not cover the whole window (it started before the range read, or
     ends after it or after the newest logged prediction; a row-count window short of its count).
+    ``name`` says which rows a window that is not a calendar span holds (``rows 0-999``, ``batch 7``);
+    when those rows had no time, ``start`` is the epoch plus the window's index in µs and ``end`` one µs
+    later: placeholders that keep windows apart.
     Its checks are computed and shown, but it raises no alerts: a few hours are not a week.
     """
 
@@ -62,6 +65,13 @@ class WindowResult:
     checks: list[Check] = field(default_factory=list)
     performance: list[PerformancePoint] = field(default_factory=list)
     partial: bool = False
+    name: str = ""  # rows, chunk or column value of a window its span does not name
+
+    @property
+    def timeless(self) -> bool:
+        """Its rows had no time: ``start`` and ``end`` are placeholders, ``name`` says which rows."""
+        placeholder = self.start.year == 1970 and self.end - self.start <= timedelta(microseconds=1)
+        return bool(self.name) and placeholder
 
     @property
     def alerts(self) -> list[Check]:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pv
 import pyarrow.parquet as pq
 
-from mlprod.errors import InvalidInputError
+from mlprod.errors import InvalidInputError, WindowSpecError
 from mlprod.models import ModelVersion, Registry
 from mlprod.monitor.alerts import (
     DEFAULT_RULES,
@@ -107,6 +107,12 @@ def monitor_version(
     closes it). The others are marked partial and raise no alert.
     """
     settings = settings or settings_of(workspace)
+    if settings.windowing.by in ("chunks", "column"):
+        raise WindowSpecError(
+            f"window {settings.windowing.description}: chunk and column windows need the data first; over "
+            "the prediction log window by time (hour … year) or rows (rows:N), or export the rows and "
+            "use `mlprod monitor run`"
+        )
     version = Registry(workspace).get(ref)
     reference = ReferenceStore(workspace).load(version.model, version.version)
     log_dir = workspace.prediction_log_dir
@@ -120,7 +126,7 @@ def monitor_version(
         batches, reference, model=version.model, version=version.version, settings=settings,
         since=since, until=min(until, newest) if until else newest, progress=progress,
     )  # fmt: skip
-    rules = rules if rules is not None else _rules(settings)
+    rules = rules if rules is not None else rules_of(settings)
     return MonitorRun(result, rules, evaluate_rules(result, rules))
 
 
@@ -153,7 +159,7 @@ def check_version(
     return VersionCheck(run, new, delivery)
 
 
-def _rules(settings: MonitorSettings) -> tuple[AlertRule, ...]:
+def rules_of(settings: MonitorSettings) -> tuple[AlertRule, ...]:
     """The default rules, with the configured accuracy drop."""
     return tuple(
         AlertRule(r.name, r.kind, metric=r.metric, max_drop=settings.accuracy_drop)
