@@ -12,13 +12,13 @@ from scipy import stats as scipy_stats
 
 from mlprod.errors import InvalidInputError
 from mlprod.monitor.profile import Profile
-from mlprod.monitor.results import MULTIVARIATE, Check
+from mlprod.monitor.results import DATASET_DRIFT, MULTIVARIATE, Check
 from mlprod.monitor.sketches import CategoricalSketch, NumericSketch, NumericStats, kll_items
 
 NUMERIC_PRIMARY_METHOD = "wasserstein"
 CATEGORICAL_PRIMARY_METHOD = "jensen_shannon"
 PRIMARY_METHODS = frozenset({NUMERIC_PRIMARY_METHOD, CATEGORICAL_PRIMARY_METHOD})
-DATASET_METHOD = "drift_share"  # the window-level verdict, on column "*"
+DATASET_METHOD = DATASET_DRIFT  # the window-level verdict, on column "*"
 _MIN_NORM = 0.001  # Evidently's floor for the reference standard deviation
 _MIN_EXPECTED = 5.0  # chi-squared's rule of thumb: pool categories expected fewer times
 

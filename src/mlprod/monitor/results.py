@@ -13,6 +13,7 @@ from typing import Literal
 
 CheckKind = Literal["drift", "quality", "performance"]
 MULTIVARIATE = "*"  # the column of a check over all features at once
+DATASET_DRIFT = "drift_share"  # the method of the window-level drift verdict (column "*")
 
 
 @dataclass(frozen=True)
