@@ -33,6 +33,11 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
             "mlprod flagged exactly the planted columns",
         ),
         ("monitor/flights_estimation.py", ["--tiny"], "MAE acc"),
+        (
+            "monitor/drift_power.py",
+            ["--reference-rows", "5000", "--windows", "3", "--sizes", "20,100"],
+            "goal: false alarms <= 5% per column-window",
+        ),
         ("cli.py", ["--runs", "1", "--only", "models list", "data log"], "read commands within"),
         (
             "feature_store.py",
