@@ -160,11 +160,9 @@ flagged = total = 0
 for path in {paths}:
     current = Dataset.from_pandas(pd.read_parquet(path), data_definition=definition)
     for metric in Report([DataDriftPreset()]).run(current, reference).dict()["metrics"]:
-        if metric["metric_id"].startswith("ValueDrift"):
-            config = metric["config"]
-            score = metric["value"]
-            threshold = config.get("threshold")
-            method = str(config.get("method", ""))
+        config = metric["config"]
+        if config["type"].endswith(":ValueDrift"):
+            score, threshold, method = float(metric["value"]), float(config["threshold"]), config["method"]
             total += 1
             flagged += score < threshold if "p_value" in method or "p-value" in method else score >= threshold
 print(json.dumps([flagged, total]))
