@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import math
 import struct
 from dataclasses import dataclass
@@ -40,7 +41,8 @@ DEFAULT_BINS = 20
 DEFAULT_MAX_CATEGORIES = 50
 DEFAULT_MAX_KNOWN = 10_000
 EXACT_VALUES = 4096  # a numeric column keeps its sorted values up to this many (32 KiB), then sketches
-_SORTED_BATCH_ABOVE = 4  # batches shorter than this many times k are pooled, then sketched at once
+_SORTED_BATCH_ABOVE = 4  # batches longer than this many times k are compacted at once on arrival
+_POOLED_ITEMS = 8  # batches wait, up to this many times k items, to enter the sketch together
 
 CategoricalValues: TypeAlias = pa.Array | pa.ChunkedArray | np.ndarray[Any, Any]
 
@@ -80,6 +82,7 @@ def _coin(*keys: int) -> int:
     return x >> 63
 
 
+@functools.lru_cache(maxsize=1024)
 def _kll_level_capacity(k: int, depth: int) -> int:
     """Items a KLL level ``depth`` levels below the top holds: about ``k * (2/3) ** depth``, at least m."""
     return max(_KLL_M, int(((2 * k << depth) // 3**depth + 1) >> 1))
@@ -100,6 +103,11 @@ def _kll_of_sorted(ordered: np.ndarray[Any, np.dtype[np.float64]], k: int) -> kl
         sketch = kll_doubles_sketch(k)
         sketch.update(ordered)
         return sketch
+    return _kll_of_levels(_kll_parts(ordered, k), k=k, n=ordered.size, low=ordered[0], high=ordered[-1])
+
+
+def _kll_parts(ordered: np.ndarray[Any, np.dtype[np.float64]], k: int) -> list[np.ndarray[Any, Any]]:
+    """The levels of a sorted batch compacted at once (see ``_kll_of_sorted``), lowest first."""
     parts = []
     rest = ordered
     while rest.size > k:
@@ -107,16 +115,7 @@ def _kll_of_sorted(ordered: np.ndarray[Any, np.dtype[np.float64]], k: int) -> kl
         parts.append(rest[:odd])
         rest = rest[odd + _coin(ordered.size, len(parts), rest.size) :: 2]
     parts.append(rest)
-    sizes = [part.size for part in parts]
-    capacity = sum(_kll_level_capacity(k, depth) for depth in range(len(parts)))
-    offsets = np.cumsum([capacity - sum(sizes), *sizes[:-1]]).astype("<u4")
-    header = _KLL_HEADER.pack(
-        _KLL_FULL, _KLL_SERIAL_VERSION, _KLL_FAMILY, _KLL_LEVEL_ZERO_SORTED, k, _KLL_M, 0, ordered.size, k,
-        len(parts), 0,
-    )  # fmt: skip
-    extremes = struct.pack("<dd", ordered[0], ordered[-1])
-    items = np.concatenate(parts).astype("<f8")
-    return kll_doubles_sketch.deserialize(header + offsets.tobytes() + extremes + items.tobytes())
+    return parts
 
 
 def kll_items(sketch: kll_doubles_sketch) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
@@ -155,8 +154,11 @@ def _kll_levels(sketch: kll_doubles_sketch) -> list[np.ndarray[Any, np.dtype[np.
     offsets = np.frombuffer(data, "<u4", levels, _KLL_HEADER.size).astype(np.int64)
     capacity = sum(_kll_level_capacity(k, depth) for depth in range(levels))
     items = np.frombuffer(data, "<f8", offset=_KLL_HEADER.size + 4 * levels + 16)
-    bounds = np.append(offsets, capacity) - offsets[0]
-    return [np.sort(items[bounds[h] : bounds[h + 1]]) for h in range(levels)]
+    bounds = (np.append(offsets, capacity) - offsets[0]).tolist()
+    found = [items[bounds[h] : bounds[h + 1]] for h in range(levels)]
+    if not fields[3] & _KLL_LEVEL_ZERO_SORTED:  # the levels above are always sorted
+        found[0] = np.sort(found[0])
+    return found
 
 
 def _kll_of_levels(
@@ -199,18 +201,24 @@ def kll_merge(a: kll_doubles_sketch, b: kll_doubles_sketch) -> kll_doubles_sketc
         raise InvalidInputError(f"cannot merge KLL sketches of different k: {a.k} and {b.k}")
     if b.is_empty() or a.is_empty():
         return copy.copy(a if b.is_empty() else b)
-    left, right = _kll_levels(a), _kll_levels(b)
-    height = max(len(left), len(right))
-    empty = np.empty(0, dtype=np.float64)
-    levels = [
-        np.sort(np.concatenate([left[h] if h < len(left) else empty, right[h] if h < len(right) else empty]))
-        for h in range(height)
-    ]
-    n = a.n + b.n
-    _kll_compress(levels, a.k, n)
     low = min(a.get_min_value(), b.get_min_value())
     high = max(a.get_max_value(), b.get_max_value())
-    return _kll_of_levels(levels, k=a.k, n=n, low=low, high=high)
+    return _kll_pool([_kll_levels(a), _kll_levels(b)], k=a.k, n=a.n + b.n, low=low, high=high)
+
+
+def _kll_pool(
+    level_sets: list[list[np.ndarray[Any, Any]]], *, k: int, n: int, low: float, high: float
+) -> kll_doubles_sketch:
+    """One KLL sketch of several sets of sorted levels: levels of equal weight pooled, then compacted."""
+    height = max(len(levels) for levels in level_sets)
+    pooled = []
+    for h in range(height):
+        parts = [levels[h] for levels in level_sets if h < len(levels) and levels[h].size]
+        pooled.append(
+            np.sort(np.concatenate(parts)) if len(parts) > 1 else parts[0] if parts else np.empty(0)
+        )
+    _kll_compress(pooled, k, n)
+    return _kll_of_levels(pooled, k=k, n=n, low=low, high=high)
 
 
 def _kll_compress(levels: list[np.ndarray[Any, np.dtype[np.float64]]], k: int, n: int) -> None:
@@ -218,21 +226,22 @@ def _kll_compress(levels: list[np.ndarray[Any, np.dtype[np.float64]]], k: int, n
     count = len(levels)
     total = sum(level.size for level in levels)
     target = sum(_kll_level_capacity(k, depth) for depth in range(count))
-    height = 0
-    while height < count:
-        level = levels[height]
-        if total >= target and level.size >= _kll_level_capacity(k, count - height - 1):
-            if height == count - 1:
-                levels.append(np.empty(0, dtype=np.float64))
-            odd = level.size % 2
-            half = level[odd + _coin(n, height, level.size) :: 2]
-            levels[height] = level[:odd]
-            levels[height + 1] = np.sort(np.concatenate([levels[height + 1], half]))
-            total -= half.size
-            if height == count - 1:
-                count += 1
-                target += _kll_level_capacity(k, count - 1)
-        height += 1
+    while total > target:  # one pass suffices for two sketches; pooled batches may need more
+        height = 0
+        while height < count:
+            level = levels[height]
+            if total >= target and level.size >= _kll_level_capacity(k, count - height - 1):
+                if height == count - 1:
+                    levels.append(np.empty(0, dtype=np.float64))
+                odd = level.size % 2
+                half = level[odd + _coin(n, height, level.size) :: 2]
+                levels[height] = level[:odd]
+                levels[height + 1] = _merge_sorted(levels[height + 1], half)
+                total -= half.size
+                if height == count - 1:
+                    count += 1
+                    target += _kll_level_capacity(k, count - 1)
+            height += 1
 
 
 def _kll_to_text(sketch: kll_doubles_sketch) -> str:
@@ -273,8 +282,8 @@ class NumericStats:
         self.k = k
         self._values: np.ndarray[Any, np.dtype[np.float64]] | None = np.empty(0, dtype=np.float64)
         self._kll: kll_doubles_sketch | None = None  # of the values, built when read, while exact
-        self._pending: list[np.ndarray[Any, np.dtype[np.float64]]] = []  # small batches not yet in _kll
-        self._pending_size = 0
+        self._pending: list[list[np.ndarray[Any, Any]]] = []  # batches' KLL levels not yet in _kll
+        self._pending_size = 0  # items they hold
 
     @property
     def count(self) -> int:
@@ -301,10 +310,10 @@ class NumericStats:
         if self._kll is None:
             assert self._values is not None
             self._kll = _kll_of_sorted(self._values, self.k)
-        if self._pending:  # small batches pooled: one merge per ``4 k`` values, not one per batch
-            batch = np.sort(np.concatenate(self._pending))
+        if self._pending:  # batches pooled: one compaction for several, not one each
+            sets = [_kll_levels(self._kll), *self._pending]
             self._pending, self._pending_size = [], 0
-            self._kll = kll_merge(self._kll, _kll_of_sorted(batch, self.k))
+            self._kll = _kll_pool(sets, k=self.k, n=self.count, low=self.min, high=self.max)
         return self._kll
 
     def points(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
@@ -338,15 +347,16 @@ class NumericStats:
             self._kll = None
             return
         if self._values is not None:  # past EXACT_VALUES: sketch from now on
-            self._kll = self.kll
+            self._kll = _kll_of_sorted(self._values, self.k)
             self._values = None
         if ordered.size < _SORTED_BATCH_ABOVE * self.k:
-            self._pending.append(ordered.copy())
-            self._pending_size += ordered.size
-            if self._pending_size >= _SORTED_BATCH_ABOVE * self.k:
-                self._kll = self.kll  # merges the pooled batches
-        else:
-            self._kll = kll_merge(self.kll, _kll_of_sorted(ordered, self.k))
+            levels = [ordered.copy()]
+        else:  # copies: the caller overwrites ``ordered``
+            levels = [part.copy() for part in _kll_parts(ordered, self.k)]
+        self._pending.append(levels)
+        self._pending_size += sum(level.size for level in levels)
+        if self._pending_size >= _POOLED_ITEMS * self.k:
+            self._kll = self.kll  # pools the pending batches into the sketch
 
     def _combine_moments(self, n: int, total: float, m2: float) -> None:
         """Chan's parallel update of (sum, m2) with ``n`` more values, already included in ``count``."""
