@@ -50,8 +50,9 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from mlprod.monitor.drift import PRIMARY_METHODS, DriftThresholds, drift_checks  # noqa: E402
-from mlprod.monitor.profile import Profile, ProfileSpec, ReferenceBuilder  # noqa: E402
+from mlprod.monitor.drift import PRIMARY_METHODS, DriftThresholds, drift_checks
+from mlprod.monitor.profile import Profile, ProfileSpec, ReferenceBuilder
+from mlprod.monitor.results import Check
 
 NUMERIC = ("normal", "lognormal", "integer", "normal_missing")
 CATEGORICAL = ("category",)
@@ -93,7 +94,7 @@ class Tally:
     windows: int = 0
     windows_drifted: int = 0
 
-    def add(self, checks: list) -> None:  # type: ignore[type-arg]
+    def add(self, checks: list[Check]) -> None:
         self.windows += 1
         for check in checks:
             if check.method in PRIMARY_METHODS:
@@ -108,7 +109,12 @@ class Tally:
 
 
 def run_size(
-    reference: Profile, rng: np.random.Generator, size: int, windows: int, delta: float, by_column: dict
+    reference: Profile,
+    rng: np.random.Generator,
+    size: int,
+    windows: int,
+    delta: float,
+    by_column: dict[str, list[int]] | None,
 ) -> Tally:
     tally = Tally()
     thresholds = DriftThresholds()
@@ -124,7 +130,9 @@ def run_size(
     return tally
 
 
-def evidently_rates(reference: pa.Table, rng: np.random.Generator, sizes: list[int], windows: int) -> dict:
+def evidently_rates(
+    reference: pa.Table, rng: np.random.Generator, sizes: list[int], windows: int
+) -> dict[int, float]:
     """Evidently's default-rule false-alarm rate per column-window, per size (its own venv)."""
     rates: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -141,7 +149,10 @@ def evidently_rates(reference: pa.Table, rng: np.random.Generator, sizes: list[i
             )  # fmt: skip
             out = subprocess.run([str(EVIDENTLY), "-c", script], capture_output=True, text=True, timeout=3600)
             if out.returncode != 0:
-                print(f"Evidently failed at {size} rows: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                print(
+                    f"Evidently failed at {size} rows: {out.stderr.strip().splitlines()[-1:]}",
+                    file=sys.stderr,
+                )
                 continue
             flagged, total = json.loads(out.stdout.strip().splitlines()[-1])
             rates[size] = flagged / total
@@ -184,12 +195,12 @@ def main() -> None:
     reference = ReferenceBuilder(SPEC).update(reference_table).finish()
 
     results: dict[tuple[int, float], Tally] = {}
-    by_column: dict[int, dict] = {}
+    by_column: dict[int, dict[str, list[int]]] = {}
     for size in sizes:
         by_column[size] = {}
         for delta in (0.0, *SHIFTS):
-            columns = by_column[size] if delta == 0.0 else None
-            results[size, delta] = run_size(reference, rng, size, args.windows, delta, columns)
+            per_column = by_column[size] if delta == 0.0 else None
+            results[size, delta] = run_size(reference, rng, size, args.windows, delta, per_column)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
 
     evidently: dict[int, float] = {}

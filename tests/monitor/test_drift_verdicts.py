@@ -94,7 +94,9 @@ def test_exact_statistics_equal_scipy_on_small_data() -> None:
     cur_values = rng.normal(0.1, 1.0, 300)
     spec = ProfileSpec(numeric=("x",), prediction=None, label=None)
     reference = ReferenceBuilder(spec).update(pa.table({"x": ref_values})).finish()
-    checks = {c.method: c for c in drift_checks(reference, reference.window().update(pa.table({"x": cur_values})))}
+    checks = {
+        c.method: c for c in drift_checks(reference, reference.window().update(pa.table({"x": cur_values})))
+    }
     ks = stats.ks_2samp(ref_values, cur_values)
     assert checks["ks"].statistic == ks.statistic and checks["ks"].p_value == ks.pvalue
     assert checks["wasserstein"].p_value == ks.pvalue

@@ -4,12 +4,11 @@ import json
 import numpy as np
 import pyarrow as pa
 import pytest
+from datasketches import kll_doubles_sketch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlprod.errors import InvalidInputError
-from datasketches import kll_doubles_sketch
-
 from mlprod.monitor.sketches import (
     EXACT_VALUES,
     CategoricalSketch,
@@ -408,7 +407,7 @@ def test_kll_merge_is_reproducible_and_within_the_rank_error() -> None:
         values.min(),
         values.max(),
     )
-    items, weights = kll_items(merged)
+    _, weights = kll_items(merged)
     assert weights.sum() == values.size and merged.num_retained < 3 * 200
     ordered = np.sort(values)
     points = ordered[::499]

@@ -239,7 +239,9 @@ def drift_checks(
     return checks + ([dataset] if dataset else [])
 
 
-def _importance_weights(importance: Mapping[str, float] | None, columns: tuple[str, ...]) -> dict[str, float] | None:
+def _importance_weights(
+    importance: Mapping[str, float] | None, columns: tuple[str, ...]
+) -> dict[str, float] | None:
     if importance is None:
         return None
     unknown = sorted(set(importance) - set(columns))
@@ -268,7 +270,8 @@ def dataset_drift(
     column was checked (or none that has a weight).
 
     Examples:
-        >>> checks = [Check("a", "drift", "wasserstein", 0.3, 0.1, True), Check("b", "drift", "wasserstein", 0.0, 0.1, False)]
+        >>> a = Check("a", "drift", "wasserstein", 0.3, 0.1, True)
+        >>> checks = [a, Check("b", "drift", "wasserstein", 0.0, 0.1, False)]
         >>> dataset_drift(checks).statistic, dataset_drift(checks).alert
         (0.5, True)
         >>> dataset_drift(checks, importance={"a": 1.0, "b": 3.0}).statistic
@@ -327,7 +330,6 @@ def _numeric_checks(name: str, ref: NumericSketch, cur: NumericSketch, t: DriftT
         f"{'drift' if significant and large else 'no drift'}; distance {w1:.4g} / reference std "
         f"{norm:.4g}; {sizes}; {how}"
     )
-    common = {"alpha": t.alpha, "reference_n": a.count, "window_n": b.count}
     return [
         Check(
             name, "drift", "psi", psi, t.psi, psi > t.psi, detail=f"{ref.counts.size} reference-quantile bins"
@@ -343,7 +345,9 @@ def _numeric_checks(name: str, ref: NumericSketch, cur: NumericSketch, t: DriftT
             p_value=p_value,
             detail=verdict,
             effect_size=effect,
-            **common,
+            alpha=t.alpha,
+            reference_n=a.count,
+            window_n=b.count,
         ),
     ]
 

@@ -177,7 +177,9 @@ def _kll_of_levels(
         len(levels), 0,
     )  # fmt: skip
     items = np.concatenate(levels).astype("<f8")
-    return kll_doubles_sketch.deserialize(header + offsets.tobytes() + struct.pack("<dd", low, high) + items.tobytes())
+    return kll_doubles_sketch.deserialize(
+        header + offsets.tobytes() + struct.pack("<dd", low, high) + items.tobytes()
+    )
 
 
 def kll_merge(a: kll_doubles_sketch, b: kll_doubles_sketch) -> kll_doubles_sketch:
@@ -385,11 +387,11 @@ class NumericStats:
             merged._combine_moments(other.count, other.sum, other.m2)
             merged.min = min(merged.min, other.min)
             merged.max = max(merged.max, other.max)
-        if other._values is not None and merged._values is not None:
-            if merged._values.size + other._values.size <= EXACT_VALUES:
-                merged._values = _merge_sorted(merged._values, other._values)
-                merged._kll = None
-                return merged
+        mine, theirs = merged._values, other._values
+        if mine is not None and theirs is not None and mine.size + theirs.size <= EXACT_VALUES:
+            merged._values = _merge_sorted(mine, theirs)
+            merged._kll = None
+            return merged
         merged._kll = kll_merge(self.kll, other.kll)
         merged._values = None
         return merged
