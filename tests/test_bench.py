@@ -40,6 +40,11 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
             ["--reference-rows", "4000", "--analysis-rows", "8000", "--weeks", "4", "--skip-peers"],
             "mlprod flagged f0 in",
         ),
+        (
+            "monitor/drift_power.py",
+            ["--reference-rows", "5000", "--windows", "3", "--sizes", "20,100"],
+            "goal: false alarms <= 5% per column-window",
+        ),
         ("cli.py", ["--runs", "1", "--only", "models list", "data log"], "read commands within"),
         (
             "feature_store.py",

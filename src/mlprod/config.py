@@ -179,6 +179,15 @@ class MonitorSection(_Section):
     )
     jensen_shannon: float = Field(default=0.1, gt=0, le=1, description="Jensen-Shannon distance threshold.")
     chi2_p_value: float = Field(default=0.01, gt=0, lt=1, description="Chi-squared p-value alert threshold.")
+    drift_alpha: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="Significance level of each column's drift test (KS, chi-squared).",
+    )
+    drift_share: float = Field(
+        default=0.5, gt=0, le=1, description="Share of drifted columns at which the whole window drifts."
+    )
     missing_rate_increase: float = Field(default=0.05, ge=0, le=1, description="Missing-rate rise to alert.")
     out_of_range_rate: float = Field(default=0.01, ge=0, le=1, description="Share outside reference range.")
     unseen_rate: float = Field(default=0.01, ge=0, le=1, description="Share of categories never seen.")

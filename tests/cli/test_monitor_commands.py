@@ -280,7 +280,8 @@ def test_check_records_and_sends_each_alert_once(
     assert sorted(r[3] for r in table) == sorted(a.message for a in recorded)
     assert {(r[0], r[1]) for r in table if r[2] == "drift"} == {("2013-07-15 00:00", "m/1")}
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", r[4]) for r in table)  # delivered at
-    assert any(re.fullmatch(r"drift on x1 \(wasserstein .+ > 0\.1\) in week 2013-07-15", r[3]) for r in table)
+    drift_x1 = r"drift on x1 \(wasserstein .+ > 0\.1, p .+ < 0\.01\) in week 2013-07-15"  # effect and p-value
+    assert any(re.fullmatch(drift_x1, r[3]) for r in table)
     assert len(_rows(_ok(cli("monitor", "alerts", "--limit", "1", cwd=root)))) == 1
     _fails(cli("monitor", "alerts", "--limit", "0", cwd=root), "--limit must be positive, got 0")
 

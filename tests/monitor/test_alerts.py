@@ -169,7 +169,13 @@ def test_malformed_rules_are_refused(kwargs: dict[str, Any], message: str) -> No
 
 def test_default_rules_are_documented_ones() -> None:
     assert [(r.name, r.kind, r.methods, r.metric, r.max_drop) for r in DEFAULT_RULES] == [
-        ("drift", "drift", ("wasserstein", "jensen_shannon", "pca_reconstruction"), None, None),
+        (
+            "drift",
+            "drift",
+            ("wasserstein", "jensen_shannon", "pca_reconstruction", "drift_share"),
+            None,
+            None,
+        ),
         ("data_quality", "quality", None, None, None),
         ("accuracy_drop", "performance", None, "accuracy", 0.05),
     ]

@@ -56,7 +56,7 @@ def test_no_drift_between_two_samples_of_one_distribution(reference: Profile) ->
         (column, method)
         for column in ("steady", "shifted", "prediction")
         for method in ("psi", "ks", "wasserstein")
-    } | {("carrier", "chi2"), ("carrier", "jensen_shannon")}
+    } | {("carrier", "chi2"), ("carrier", "jensen_shannon"), ("*", "drift_share")}
     assert alerts(checks) == set()
     assert drifted_columns(checks) == []
     assert all(c.kind == "drift" for c in checks)
@@ -123,9 +123,15 @@ def test_statistics_agree_with_scipy_on_the_raw_rows(reference: Profile) -> None
 def test_every_verdict_follows_from_statistic_and_threshold(reference: Profile) -> None:
     checks = drift_checks(reference, reference.window().update(table(seed=7, shift=0.3)))
     for check in checks:
-        crossed = (
-            check.statistic > check.threshold if check.higher_is_worse else check.statistic < check.threshold
-        )
+        if check.method == "drift_share":
+            crossed = check.statistic >= check.threshold
+        elif check.higher_is_worse:
+            crossed = check.statistic > check.threshold
+        else:
+            crossed = check.statistic < check.threshold
+        if check.alpha is not None:  # a drift verdict: significant too
+            assert check.p_value is not None
+            crossed = crossed and check.p_value < check.alpha
         assert check.alert == crossed, check
 
 

@@ -4,16 +4,19 @@ import json
 import numpy as np
 import pyarrow as pa
 import pytest
+from datasketches import kll_doubles_sketch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlprod.errors import InvalidInputError
 from mlprod.monitor.sketches import (
+    EXACT_VALUES,
     CategoricalSketch,
     CategoryCounter,
     NumericSketch,
     NumericStats,
     kll_items,
+    kll_merge,
     sketch_from_dict,
 )
 
@@ -338,3 +341,78 @@ def test_categorical_sketches_with_other_vocabularies_do_not_merge() -> None:
 def test_sketch_kind_must_be_known() -> None:
     with pytest.raises(InvalidInputError, match="'numeric' or 'categorical', got 'histogram'"):
         sketch_from_dict({"kind": "histogram"})
+
+
+def test_numeric_stats_keep_exact_values_up_to_the_cap_then_sketch() -> None:
+    rng = np.random.default_rng(20)
+    values = rng.normal(0, 1, EXACT_VALUES + 1)
+    stats = NumericStats()
+    for part in np.array_split(values[:EXACT_VALUES], 7):
+        stats.update(part)
+    assert stats.values is not None and np.array_equal(stats.values, np.sort(values[:EXACT_VALUES]))
+    assert stats.kll.n == EXACT_VALUES
+    merged = stats.merge(NumericStats().update(values[EXACT_VALUES:]))
+    assert merged.values is None and merged.kll.n == values.size and merged.kll.is_estimation_mode()
+    assert stats.values is not None  # merge made a new summary
+    stats.update(values[EXACT_VALUES:])
+    assert stats.values is None and stats.kll.n == values.size
+    small = NumericStats().update([3.0, 1.0]).merge(NumericStats().update([2.0, np.nan]))
+    assert small.values is not None and small.values.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_exact_values_round_trip_through_json_and_bad_ones_are_refused() -> None:
+    stats = NumericStats().update(np.array([2.5, -1.0, 7.0, np.nan]))
+    data = json.loads(json.dumps(stats.to_dict()))
+    assert "kll" not in data
+    back = NumericStats.from_dict(data)
+    assert back.values is not None and back.values.tolist() == [-1.0, 2.5, 7.0] and back.k == stats.k
+    with pytest.raises(InvalidInputError, match="serialized values must be 3 sorted finite numbers, got 2"):
+        NumericStats.from_dict({**data, "values": NumericStats().update([1.0, 2.0]).to_dict()["values"]})
+    with pytest.raises(InvalidInputError, match="not serialized numeric values"):
+        NumericStats.from_dict({**data, "values": "@@"})
+
+
+def test_sketches_are_reproducible_batch_for_batch() -> None:
+    rng = np.random.default_rng(21)
+    values = rng.lognormal(0, 1, 120_000)
+    sizes = rng.integers(1, 9000, 40)
+    parts = np.split(values, np.cumsum(sizes)[np.cumsum(sizes) < values.size])
+
+    def build() -> bytes:
+        stats = NumericStats()
+        for part in parts:
+            stats.update(part)
+        return bytes(stats.kll.serialize())
+
+    first = build()
+    assert all(build() == first for _ in range(5))
+
+
+def test_kll_merge_is_reproducible_and_within_the_rank_error() -> None:
+    rng = np.random.default_rng(22)
+    values = rng.normal(0, 1, 200_000)
+    sketches = []
+    for part in np.array_split(values, 50):
+        sketch = kll_doubles_sketch(200)
+        sketch.update(part)
+        sketches.append(sketch)
+    merged = sketches[0]
+    for sketch in sketches[1:]:
+        merged = kll_merge(merged, sketch)
+    again = sketches[0]
+    for sketch in sketches[1:]:
+        again = kll_merge(again, sketch)
+    assert merged.serialize() == again.serialize()
+    assert merged.n == values.size and (merged.get_min_value(), merged.get_max_value()) == (
+        values.min(),
+        values.max(),
+    )
+    _, weights = kll_items(merged)
+    assert weights.sum() == values.size and merged.num_retained < 3 * 200
+    ordered = np.sort(values)
+    points = ordered[::499]
+    exact = np.searchsorted(ordered, points, side="right") / values.size
+    estimated = np.asarray(merged.get_cdf(points.tolist()))[:-1]
+    assert np.abs(estimated - exact).max() <= merged.normalized_rank_error(False)
+    with pytest.raises(InvalidInputError, match="cannot merge KLL sketches of different k: 200 and 800"):
+        kll_merge(merged, kll_doubles_sketch(800))

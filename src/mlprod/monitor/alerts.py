@@ -32,7 +32,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from mlprod.errors import DatabaseError, InvalidInputError
 from mlprod.lazy import lazy_module
 from mlprod.meta.tables import monitor_alerts
-from mlprod.monitor.results import MULTIVARIATE, Check, MonitorResult, PerformancePoint, WindowResult
+from mlprod.monitor.results import (
+    DATASET_DRIFT,
+    MULTIVARIATE,
+    Check,
+    MonitorResult,
+    PerformancePoint,
+    WindowResult,
+)
 from mlprod.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -41,7 +48,7 @@ else:
     httpx = lazy_module("httpx")
 
 RuleKind = Literal["drift", "quality", "performance"]
-PRIMARY_DRIFT_METHODS = ("wasserstein", "jensen_shannon", "pca_reconstruction")
+PRIMARY_DRIFT_METHODS = ("wasserstein", "jensen_shannon", "pca_reconstruction", DATASET_DRIFT)
 MIN_LABELLED_ROWS = 100  # fewer labels than this: the realized value is noise, the estimate decides
 
 
@@ -84,9 +91,10 @@ class AlertRule:
 
 
 DEFAULT_RULES: tuple[AlertRule, ...] = (
-    # Drift on the primary statistic of each kind of column: Wasserstein for numeric features and for
-    # the prediction score, Jensen-Shannon for categorical features, PCA reconstruction error over all
-    # features. PSI, KS and chi-squared stay in the report; on large windows they flag tiny shifts.
+    # Drift verdicts: per column, a significant shift of a size that matters (Wasserstein for numeric
+    # features and the prediction score, Jensen-Shannon for categorical ones, each with its test's
+    # p-value); over all features, PCA reconstruction error and the share of drifted columns.
+    # PSI, KS and chi-squared alone stay in the report: on large windows they flag tiny shifts.
     AlertRule("drift", "drift", methods=PRIMARY_DRIFT_METHODS),
     AlertRule("data_quality", "quality"),
     AlertRule("accuracy_drop", "performance", metric="accuracy", max_drop=0.05),
@@ -199,10 +207,15 @@ def _observed(point: PerformancePoint) -> tuple[str, float] | None:
 def _check_alert(result: MonitorResult, window: WindowResult, rule: AlertRule, check: Check) -> Alert:
     where = "all features" if check.column == MULTIVARIATE else check.column
     what = "drift" if check.kind == "drift" else "data quality"
-    sign = ">" if check.higher_is_worse else "<"
+    sign = (">=" if check.method == DATASET_DRIFT else ">") if check.higher_is_worse else "<"
+    significance = (
+        f", p {format_number(check.p_value)} < {format_number(check.alpha)}"
+        if check.alpha is not None and check.p_value is not None
+        else ""
+    )
     message = (
         f"{what} on {where} ({check.method} {format_number(check.statistic)} {sign} "
-        f"{format_number(check.threshold)}) in {window_title(window, result.by)}"
+        f"{format_number(check.threshold)}{significance}) in {window_title(window, result.by)}"
     )
     return Alert(
         result.model,

@@ -1,59 +1,44 @@
-"""Drift of each feature and of the prediction: a window's sketches against the reference's.
-
-Numeric columns get three statistics, all from sketches (no raw rows):
-
-- ``psi``: population stability index on the reference-quantile bins (empty bins count as
-  ``psi_epsilon``), the credit-scoring rule of thumb being 0.1 "watch" and 0.2 "act".
-- ``ks``: the Kolmogorov-Smirnov statistic D, the largest gap between the two KLL sketches' CDFs
-  over every point either sketch retained. ``p_value`` is asymptotic; it ignores the sketches' rank
-  error, so with large samples it is tiny for any visible gap — the verdict uses D.
-- ``wasserstein`` (primary): Wasserstein-1 distance between the two sketches' distributions
-  divided by the reference standard deviation (at least 0.001), Evidently's "normed" distance,
-  which it uses by default for numeric columns above 1,000 rows with the same threshold 0.1.
-
-Categorical columns compare category shares over the reference vocabulary plus "other" and "unseen":
-
-- ``chi2``: chi-squared test of homogeneity of the two samples; ``statistic`` is its p-value (so
-  the check alerts below the threshold, ``higher_is_worse=False``) and the detail gives chi-squared.
-  With tens of thousands of rows any difference is significant, so it flags changes too small to
-  matter; it is reported, not primary.
-- ``jensen_shannon`` (primary): Jensen-Shannon distance with base-2 logarithms, in [0, 1].
-
-``drifted_columns`` reads only the primary methods, one verdict per column.
-"""
-
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from datasketches import kll_doubles_sketch
 from scipy import special
+from scipy import stats as scipy_stats
 
+from mlprod.errors import InvalidInputError
 from mlprod.monitor.profile import Profile
-from mlprod.monitor.results import Check
-from mlprod.monitor.sketches import CategoricalSketch, NumericSketch, kll_items
+from mlprod.monitor.results import DATASET_DRIFT, MULTIVARIATE, Check
+from mlprod.monitor.sketches import CategoricalSketch, NumericSketch, NumericStats, kll_items
 
 NUMERIC_PRIMARY_METHOD = "wasserstein"
 CATEGORICAL_PRIMARY_METHOD = "jensen_shannon"
 PRIMARY_METHODS = frozenset({NUMERIC_PRIMARY_METHOD, CATEGORICAL_PRIMARY_METHOD})
+DATASET_METHOD = DATASET_DRIFT  # the window-level verdict, on column "*"
 _MIN_NORM = 0.001  # Evidently's floor for the reference standard deviation
+_MIN_EXPECTED = 5.0  # chi-squared's rule of thumb: pool categories expected fewer times
 
 
 @dataclass(frozen=True)
 class DriftThresholds:
-    """When a drift statistic alerts: above its threshold (the chi-squared p-value: below).
+    """When drift checks alert.
 
     Attributes:
         psi: population stability index (0.2: "significant shift").
         psi_epsilon: share used for a bin empty on either side, so the logarithm stays finite.
-        ks: Kolmogorov-Smirnov statistic D, the largest CDF gap.
-        wasserstein: Wasserstein-1 distance in reference standard deviations (Evidently's default).
-        chi2_p_value: p-value of the chi-squared test under which it alerts.
-        jensen_shannon: Jensen-Shannon distance, base 2 (Evidently's threshold; it uses base e).
+        ks: Kolmogorov-Smirnov statistic D, the largest CDF gap (the reported ``ks`` check).
+        wasserstein: effect size a numeric column must exceed to drift: Wasserstein-1 distance in
+            reference standard deviations (Evidently's default 0.1).
+        chi2_p_value: p-value of the chi-squared test under which the reported ``chi2`` check alerts.
+        jensen_shannon: effect size a categorical column must exceed to drift: Jensen-Shannon
+            distance, base 2 (Evidently's threshold; it uses base e).
+        alpha: significance level of each column's test (KS, chi-squared) in the drift verdict.
+        drift_share: share of drifted columns (importance-weighted when known) at or above which
+            the whole window drifts.
     """
 
     psi: float = 0.2
@@ -62,6 +47,14 @@ class DriftThresholds:
     wasserstein: float = 0.1
     chi2_p_value: float = 0.01
     jensen_shannon: float = 0.1
+    alpha: float = 0.01
+    drift_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise InvalidInputError(f"drift alpha must be between 0 and 1 (exclusive), got {self.alpha}")
+        if not 0 < self.drift_share <= 1:
+            raise InvalidInputError(f"drift_share must be in (0, 1], got {self.drift_share}")
 
 
 def population_stability_index(
@@ -89,8 +82,16 @@ def _cdfs(
     a: kll_doubles_sketch, b: kll_doubles_sketch
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Every point either sketch retained (and both extremes), with each sketch's CDF there (≤ x)."""
-    (items_a, weights_a), (items_b, weights_b) = kll_items(a), kll_items(b)
-    extremes = [a.get_min_value(), a.get_max_value(), b.get_min_value(), b.get_max_value()]
+    extremes = (a.get_min_value(), a.get_max_value(), b.get_min_value(), b.get_max_value())
+    return _cdfs_of_points(kll_items(a), kll_items(b), extremes)
+
+
+def _cdfs_of_points(
+    a: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+    b: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+    extremes: tuple[float, ...],
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    (items_a, weights_a), (items_b, weights_b) = a, b
     points = np.unique(np.concatenate([items_a, items_b, extremes]))
     return points, _cdf(items_a, weights_a, points), _cdf(items_b, weights_b, points)
 
@@ -102,7 +103,7 @@ def _cdf(items: np.ndarray[Any, Any], weights: np.ndarray[Any, Any], points: np.
 
 
 def kolmogorov_smirnov(a: kll_doubles_sketch, b: kll_doubles_sketch) -> tuple[float, float]:
-    """KS statistic D between two non-empty KLL sketches and its asymptotic p-value.
+    """KS statistic D between two non-empty KLL sketches and its p-value (``ks_p_value``).
 
     Examples:
         >>> a, b = kll_doubles_sketch(200), kll_doubles_sketch(200)
@@ -110,14 +111,25 @@ def kolmogorov_smirnov(a: kll_doubles_sketch, b: kll_doubles_sketch) -> tuple[fl
         >>> round(kolmogorov_smirnov(a, b)[0], 12)
         0.2
     """
-    return _kolmogorov_smirnov(a.n, b.n, _cdfs(a, b))
-
-
-def _kolmogorov_smirnov(n_a: int, n_b: int, cdfs: tuple[Any, Any, Any]) -> tuple[float, float]:
-    _, cdf_a, cdf_b = cdfs
+    _, cdf_a, cdf_b = _cdfs(a, b)
     d = float(np.max(np.abs(cdf_a - cdf_b)))
-    effective_n = n_a * n_b / (n_a + n_b)
-    return d, float(special.kolmogorov(math.sqrt(effective_n) * d))
+    return d, ks_p_value(d, a.n, b.n)
+
+
+def ks_p_value(d: float, n: int, m: int) -> float:
+    """Two-sided p-value of the two-sample KS statistic ``d`` for samples of ``n`` and ``m`` values.
+
+    The distribution of the one-sample statistic at the effective size ``n m / (n + m)``, rounded:
+    ``scipy.stats.ks_2samp``'s asymptotic method, close to its exact one.
+
+    Examples:
+        >>> round(ks_p_value(0.2, 100, 100), 3), round(ks_p_value(0.2, 100_000, 20), 3)
+        (0.031, 0.353)
+    """
+    if d <= 0:
+        return 1.0
+    effective = max(1.0, round(n * m / (n + m)))
+    return float(np.clip(scipy_stats.kstwo.sf(d, effective), 0.0, 1.0))
 
 
 def wasserstein_distance(a: kll_doubles_sketch, b: kll_doubles_sketch) -> float:
@@ -140,18 +152,36 @@ def _wasserstein(cdfs: tuple[Any, Any, Any]) -> float:
     return float(np.sum(np.abs(cdf_a - cdf_b)[:-1] * np.diff(points)))
 
 
-def chi_squared(reference: np.ndarray[Any, Any], current: np.ndarray[Any, Any]) -> tuple[float, float, int]:
+def chi_squared(
+    reference: np.ndarray[Any, Any], current: np.ndarray[Any, Any], *, min_expected: float = _MIN_EXPECTED
+) -> tuple[float, float, int]:
     """Chi-squared test that two count vectors come from one distribution: statistic, p-value, dof.
 
-    Categories empty on both sides are dropped; with fewer than two left there is nothing to test.
+    Categories empty on both sides are dropped. Categories expected fewer than ``min_expected``
+    times in either sample are pooled into one, rarest first, until the pool is expected that often
+    too: the chi-squared distribution is a poor approximation of sparse cells (on a 20-row window it
+    would alarm on categories seen once). With fewer than two cells left there is nothing to test.
 
     Examples:
         >>> chi_squared(np.array([50, 50, 0]), np.array([50, 50, 0]))
         (0.0, 1.0, 1)
+        >>> chi_squared(np.array([500, 300, 200, 2, 1]), np.array([5, 3, 2, 1, 1]))[2]  # 3 pooled
+        1
     """
     table = np.vstack([reference, current]).astype(np.float64)
     table = table[:, table.sum(axis=0) > 0]
-    if table.shape[1] < 2:
+    totals = table.sum(axis=0)
+    rows = table.sum(axis=1)
+    if table.shape[1] >= 2 and rows.min() > 0:
+        needed = min_expected * totals.sum() / rows.min()  # a column total expected min_expected times
+        order = np.argsort(totals, kind="stable")
+        low = int(np.sum(totals < needed))
+        if low:
+            cumulative = np.cumsum(totals[order])
+            last = min(max(low - 1, int(np.searchsorted(cumulative, needed))), order.size - 1)
+            pooled = table[:, order[: last + 1]].sum(axis=1, keepdims=True)
+            table = np.hstack([table[:, order[last + 1 :]], pooled])
+    if table.shape[1] < 2 or rows.min() == 0:
         return 0.0, 1.0, 0
     expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
     statistic = float(((table - expected) ** 2 / expected).sum())
@@ -174,11 +204,17 @@ def jensen_shannon(reference: np.ndarray[Any, Any], current: np.ndarray[Any, Any
 
 
 def drift_checks(
-    reference: Profile, current: Profile, thresholds: DriftThresholds | None = None
+    reference: Profile,
+    current: Profile,
+    thresholds: DriftThresholds | None = None,
+    *,
+    importance: Mapping[str, float] | None = None,
 ) -> list[Check]:
     """Drift checks of every feature and the prediction of a window against its reference.
 
-    A column without values in the window (or the reference) gets no checks.
+    A column without values in the window (or the reference) gets no checks. The last check is
+    the window's verdict (``dataset_drift``), weighted by ``importance`` (column -> weight; columns
+    left out weigh 0) when given.
 
     Examples:
         >>> import pyarrow as pa
@@ -186,11 +222,12 @@ def drift_checks(
         >>> spec = ProfileSpec(numeric=("x",), prediction=None, label=None)
         >>> reference = ReferenceBuilder(spec).update(pa.table({"x": np.arange(1000.0)})).finish()
         >>> window = reference.window().update(pa.table({"x": np.arange(1000.0) + 500}))
-        >>> [(c.method, c.alert) for c in drift_checks(reference, window)]
-        [('psi', True), ('ks', True), ('wasserstein', True)]
+        >>> [(c.column, c.method, c.alert) for c in drift_checks(reference, window)]
+        [('x', 'psi', True), ('x', 'ks', True), ('x', 'wasserstein', True), ('*', 'drift_share', True)]
     """
     thresholds = thresholds or DriftThresholds()
     reference.require_comparable(current)
+    weights = _importance_weights(importance, reference.spec.compared)
     checks: list[Check] = []
     for name in reference.spec.compared:
         ref, cur = reference.columns[name], current.columns[name]
@@ -198,31 +235,119 @@ def drift_checks(
             checks += _numeric_checks(name, ref, cur, thresholds)
         elif isinstance(ref, CategoricalSketch) and isinstance(cur, CategoricalSketch):
             checks += _categorical_checks(name, ref, cur, thresholds)
-    return checks
+    dataset = dataset_drift(checks, threshold=thresholds.drift_share, importance=weights)
+    return checks + ([dataset] if dataset else [])
+
+
+def _importance_weights(
+    importance: Mapping[str, float] | None, columns: tuple[str, ...]
+) -> dict[str, float] | None:
+    if importance is None:
+        return None
+    unknown = sorted(set(importance) - set(columns))
+    if unknown:
+        raise InvalidInputError(
+            f"feature importance names column {unknown[0]!r}, which is not monitored; "
+            f"monitored columns: {list(columns)}"
+        )
+    bad = [name for name, weight in importance.items() if not (math.isfinite(weight) and weight >= 0)]
+    if bad:
+        raise InvalidInputError(
+            f"feature importance of {bad[0]!r} must be a finite number >= 0, got {importance[bad[0]]}"
+        )
+    if not any(importance.values()):
+        raise InvalidInputError("feature importance must give some column a weight above 0, got all zeros")
+    return {name: float(importance.get(name, 0.0)) for name in columns}
+
+
+def dataset_drift(
+    checks: Iterable[Check], *, threshold: float = 0.5, importance: Mapping[str, float] | None = None
+) -> Check | None:
+    """The window's verdict: the share of columns whose drift verdict alerts, against ``threshold``.
+
+    Each column counts once (its primary check), weighted by ``importance`` when given (columns
+    left out weigh 0); the window drifts when the share is at or above ``threshold``. None when no
+    column was checked (or none that has a weight).
+
+    Examples:
+        >>> a = Check("a", "drift", "wasserstein", 0.3, 0.1, True)
+        >>> checks = [a, Check("b", "drift", "wasserstein", 0.0, 0.1, False)]
+        >>> dataset_drift(checks).statistic, dataset_drift(checks).alert
+        (0.5, True)
+        >>> dataset_drift(checks, importance={"a": 1.0, "b": 3.0}).statistic
+        0.25
+    """
+    verdicts = {c.column: c.alert for c in checks if c.kind == "drift" and c.method in PRIMARY_METHODS}
+    weights = {name: 1.0 if importance is None else importance.get(name, 0.0) for name in verdicts}
+    total = sum(weights.values())
+    if not total:
+        return None
+    drifted = [name for name, alert in verdicts.items() if alert]
+    share = sum(weights[name] for name in drifted) / total
+    weighting = "equal weights" if importance is None else "weighted by feature importance"
+    listed = ", ".join(drifted) if drifted else "none"
+    return Check(
+        MULTIVARIATE,
+        "drift",
+        DATASET_METHOD,
+        share,
+        threshold,
+        share >= threshold,
+        detail=f"{len(drifted)} of {len(verdicts)} columns drift ({weighting}; at or above the threshold "
+        f"alerts): {listed}",
+    )
+
+
+def _rank_error(stats: NumericStats) -> float:
+    """How far the column's CDF may be off: 0 when exact, else its sketch's rank error (99 %)."""
+    if stats.values is not None or not stats.kll.is_estimation_mode():
+        return 0.0
+    return float(stats.kll.normalized_rank_error(False))
 
 
 def _numeric_checks(name: str, ref: NumericSketch, cur: NumericSketch, t: DriftThresholds) -> list[Check]:
-    if not (ref.stats.count and cur.stats.count):
+    a, b = ref.stats, cur.stats
+    if not (a.count and b.count):
         return []
     psi = population_stability_index(ref.counts, cur.counts, epsilon=t.psi_epsilon)
-    cdfs = _cdfs(ref.stats.kll, cur.stats.kll)  # once for both statistics
-    d, p_value = _kolmogorov_smirnov(ref.stats.kll.n, cur.stats.kll.n, cdfs)
-    norm = max(ref.stats.std, _MIN_NORM)
+    cdfs = _cdfs_of_points(a.points(), b.points(), (a.min, a.max, b.min, b.max))
+    error = _rank_error(a) + _rank_error(b)
+    if a.values is not None and b.values is not None:
+        result = scipy_stats.ks_2samp(a.values, b.values)
+        d, p_value, how = float(result.statistic), float(result.pvalue), "exact (raw values)"
+    else:
+        d = float(np.max(np.abs(cdfs[1] - cdfs[2])))
+        p_value = ks_p_value(max(d - error, 0.0), a.count, b.count)
+        how = f"from KLL sketches: D within ±{error:.2g}, tested as D - {error:.2g}"
+    norm = max(a.std, _MIN_NORM)
     w1 = _wasserstein(cdfs)
-    sizes = f"reference n={ref.stats.count}, window n={cur.stats.count}"
+    effect = w1 / norm
+    sizes = f"reference n={a.count}, window n={b.count}"
+    significant, large = p_value < t.alpha, effect > t.wasserstein
+    verdict = (
+        f"KS p-value {p_value:.3g} {'<' if significant else '>='} alpha {t.alpha:g} and normed Wasserstein "
+        f"{effect:.3g} {'>' if large else '<='} {t.wasserstein:g}: "
+        f"{'drift' if significant and large else 'no drift'}; distance {w1:.4g} / reference std "
+        f"{norm:.4g}; {sizes}; {how}"
+    )
     return [
         Check(
             name, "drift", "psi", psi, t.psi, psi > t.psi, detail=f"{ref.counts.size} reference-quantile bins"
         ),
-        Check(name, "drift", "ks", d, t.ks, d > t.ks, p_value=p_value, detail=sizes),
+        Check(name, "drift", "ks", d, t.ks, d > t.ks, p_value=p_value, detail=f"{sizes}; {how}"),
         Check(
             name,
             "drift",
-            "wasserstein",
-            w1 / norm,
+            NUMERIC_PRIMARY_METHOD,
+            effect,
             t.wasserstein,
-            w1 / norm > t.wasserstein,
-            detail=f"distance {w1:.4g} / reference std {norm:.4g}",
+            significant and large,
+            p_value=p_value,
+            detail=verdict,
+            effect_size=effect,
+            alpha=t.alpha,
+            reference_n=a.count,
+            window_n=b.count,
         ),
     ]
 
@@ -235,7 +360,14 @@ def _categorical_checks(
     expected, observed = ref.distribution(), cur.distribution()
     statistic, p_value, dof = chi_squared(expected, observed)
     js = jensen_shannon(expected, observed)
+    sizes = f"reference n={ref.count}, window n={cur.count}"
     categories = f"{len(ref.vocabulary)} categories + other + unseen"
+    significant, large = p_value < t.alpha, js > t.jensen_shannon
+    verdict = (
+        f"chi-squared p-value {p_value:.3g} {'<' if significant else '>='} alpha {t.alpha:g} and "
+        f"Jensen-Shannon {js:.3g} {'>' if large else '<='} {t.jensen_shannon:g}: "
+        f"{'drift' if significant and large else 'no drift'}; {categories}; {sizes}"
+    )
     return [
         Check(
             name,
@@ -246,16 +378,28 @@ def _categorical_checks(
             p_value < t.chi2_p_value,
             higher_is_worse=False,
             p_value=p_value,
-            detail=f"chi-squared {statistic:.4g} with {dof} degrees of freedom; the statistic is its p-value",
+            detail=f"chi-squared {statistic:.4g} with {dof} degrees of freedom (categories expected under "
+            f"{_MIN_EXPECTED:g} times pooled); the statistic is its p-value; {sizes}",
         ),
         Check(
-            name, "drift", "jensen_shannon", js, t.jensen_shannon, js > t.jensen_shannon, detail=categories
+            name,
+            "drift",
+            CATEGORICAL_PRIMARY_METHOD,
+            js,
+            t.jensen_shannon,
+            significant and large,
+            p_value=p_value,
+            detail=verdict,
+            effect_size=js,
+            alpha=t.alpha,
+            reference_n=ref.count,
+            window_n=cur.count,
         ),
     ]
 
 
 def drifted_columns(checks: Iterable[Check]) -> list[str]:
-    """Columns whose primary drift method alerts, in the order of the checks.
+    """Columns whose drift verdict (the primary check: significant and large enough) alerts, in order.
 
     Examples:
         >>> psi = Check("x", "drift", "psi", 0.5, 0.2, True)

@@ -10,7 +10,7 @@ do not cover from end to end (the week still going on, a month cut by ``--until`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -47,6 +47,7 @@ class MonitorSettings:
     reference: ReferenceOptions = field(default_factory=ReferenceOptions)
     accuracy_drop: float = 0.05
     webhook_url: str = ""
+    importance: Mapping[str, float] | None = None  # feature -> weight in the window's drift share
 
     @classmethod
     def from_config(cls, section: MonitorSection) -> MonitorSettings:
@@ -55,6 +56,7 @@ class MonitorSettings:
             drift=DriftThresholds(
                 psi=section.psi, ks=section.ks, wasserstein=section.wasserstein,
                 chi2_p_value=section.chi2_p_value, jensen_shannon=section.jensen_shannon,
+                alpha=section.drift_alpha, drift_share=section.drift_share,
             ),
             quality=QualityThresholds(
                 missing_rate_increase=section.missing_rate_increase,
@@ -168,7 +170,7 @@ def _checked(
         partial = False
     else:
         partial = (since is not None and start < since) or (until is not None and end > until)
-    checks = drift_checks(reference.profile, state.profile, settings.drift)
+    checks = drift_checks(reference.profile, state.profile, settings.drift, importance=settings.importance)
     checks += quality_checks(reference.profile, state.profile, settings.quality)
     if reference.multivariate is not None and state.reconstruction is not None:
         checks.append(reference.multivariate.check(state.reconstruction))

@@ -13,6 +13,7 @@ from typing import Literal
 
 CheckKind = Literal["drift", "quality", "performance"]
 MULTIVARIATE = "*"  # the column of a check over all features at once
+DATASET_DRIFT = "drift_share"  # the method of the window-level drift verdict (column "*")
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,10 @@ class Check:
     """One detector applied to one column (``"*"`` for a multivariate one) in one window.
 
     ``alert`` is the verdict: the statistic crossed the threshold in the bad direction
-    (``higher_is_worse`` says which one that is).
+    (``higher_is_worse`` says which one that is) and, for a check with ``alpha``, the test's
+    ``p_value`` is below it too (significance together with effect size). ``effect_size``,
+    ``alpha`` and the sample sizes (values compared in the reference and the window) are recorded
+    where a verdict used them, so a reader sees why it alerted or not.
     """
 
     column: str
@@ -32,6 +36,10 @@ class Check:
     higher_is_worse: bool = True
     p_value: float | None = None
     detail: str = ""
+    effect_size: float | None = None
+    alpha: float | None = None
+    reference_n: int | None = None
+    window_n: int | None = None
 
 
 @dataclass(frozen=True)
