@@ -461,7 +461,8 @@ class CategoryCounter:
         table = pa.table(
             {"value": pa.concat_arrays([self.values, values]), "count": np.concatenate([self.counts, counts])}
         )
-        grouped = table.group_by("value").aggregate([("count", "sum")])
+        # use_threads=False: a plan on Arrow's thread pool per batch costs more in hand-offs than it saves
+        grouped = table.group_by("value", use_threads=False).aggregate([("count", "sum")])
         self.values = grouped.column("value").combine_chunks()
         self.counts = grouped.column("count_sum").to_numpy().astype(np.int64)
         self.overflowed = self.overflowed or overflowed
