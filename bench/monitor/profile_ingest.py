@@ -37,7 +37,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve()
 CHILD = "--child"
-CONFIGS = ["rows-2", "rows-1", "chunks-2", "chunks-1", "chunks-auto", "chunks-2-1pool"]
+CONFIGS = ["rows-2", "rows-1", "rows-2-1pool", "chunks-2", "chunks-1", "chunks-auto", "chunks-2-1pool"]
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MLPROD_BENCH_ARROW_CPUS": "1"}
 
 

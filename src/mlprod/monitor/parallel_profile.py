@@ -6,21 +6,21 @@ queue, each feeds its own ``ReferenceBuilder`` (or window ``Profile``), and the 
 the sketches are mergeable, so the profile is as if read in one pass. Threads suffice because the heavy
 steps (Parquet decoding, Arrow casts and counts, NumPy sorts and sums) release the GIL.
 
-Why column chunks and not row batches (measured with ``bench/monitor/drift_speed.py`` on a 2-core VM
-shared by other jobs): reading a row group batch by batch holds every column of the row group at once
-(its compressed column chunks plus each decoded batch: ~195 MB per thread for 250,000 rows x 50
-columns). Memory a process touches for the first time is what a busy machine makes expensive: on a VM
-whose guest hands freed pages back to the host, a fresh page costs a host fault, 2-3 ms a MB of system
-time when other jobs churn memory, against ~0.1 ms a MB for a page the process reuses. Profiling
-1,000,000 rows cost ~1 s of CPU for the work and up to 2 s more for the first touches of ~500 MB,
-which is why mlprod's CPU seconds tripled under load while a peer's minutes of CPU barely moved.
-One column chunk at a time keeps each thread's Arrow memory at ~10 MB (one column of one row group,
-decoded; a row group longer than ``_WHOLE_CHUNK_ROWS`` streams in batches), so the process touches
-~60 MB instead.
+Why column chunks and not row batches (measured with ``bench/monitor/profile_ingest.py`` on a 2-core VM
+shared by other jobs, load average 12): reading a row group in record batches holds every column of
+the row group at once (its compressed column chunks and each decoded batch: Arrow held ~195 MB per
+thread for 250,000 rows x 50 columns). Memory a process touches for the first time is what a busy
+machine makes expensive: on that VM, whose guest reports freed pages to the host, a first touch cost
+2-3 ms of system time a MB under load, against ~0.1 ms for a page the process reuses. Profiling
+1,000,000 rows x 50 columns took 1.3 CPU s of work and 1.6 more in the kernel for ~520 MB of fresh
+memory with two threads, which is why the drift benchmark's CPU seconds doubled under load while a
+peer's minutes of work barely moved. One column chunk at a time keeps Arrow's memory at ~10 MB a
+thread (a row group longer than ``_WHOLE_CHUNK_ROWS`` streams in batches), the process grows by
+~70-90 MB and spends ~0.2 CPU s in the kernel.
 
 Why ``workers=None`` picks the count from the load: a thread beyond the idle cores does not make the
-profile sooner (the kernel shares CPU between processes, not threads, and a thread holding the GIL
-while preempted stalls the other) but costs CPU in switches and contention; see ``default_workers``.
+profile sooner (the threads share the CPU time the process gets, and one preempted while it holds
+the GIL stalls the other) and costs up to ~10 % more CPU in switches; see ``default_workers``.
 """
 
 from __future__ import annotations
