@@ -559,6 +559,8 @@ def report(runs: list[Run], specs: list[ColumnSpec], args: argparse.Namespace) -
     print(f"\ngoal: at least {GOAL:g}x faster than Evidently at {args.reference_rows:,} rows in wall time "
           f"and in CPU seconds, flagging the same shifted columns (load average now "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")  # fmt: skip
+    if args.reference_rows != 1_000_000:
+        print("  (the goal is set at 1,000,000 reference rows: at another size the verdicts are indicative)")
     if evidently is None:
         print("  Evidently not run (--skip-peers or --peers)")
     else:

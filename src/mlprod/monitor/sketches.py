@@ -458,13 +458,12 @@ class CategoryCounter:
         return self
 
     def _absorb(self, values: pa.Array, counts: np.ndarray[Any, Any], *, overflowed: bool) -> None:
-        table = pa.table(
-            {"value": pa.concat_arrays([self.values, values]), "count": np.concatenate([self.counts, counts])}
-        )
-        # use_threads=False: a plan on Arrow's thread pool per batch costs more in hand-offs than it saves
-        grouped = table.group_by("value", use_threads=False).aggregate([("count", "sum")])
-        self.values = grouped.column("value").combine_chunks()
-        self.counts = grouped.column("count_sum").to_numpy().astype(np.int64)
+        # each distinct value once (first seen first) and its counts added up; not Table.group_by, whose
+        # Acero engine costs ~0.3 CPU s to import in each process and a thread-pool plan per call
+        encoded = pc.dictionary_encode(pa.concat_arrays([self.values, values]))
+        totals = np.zeros(len(encoded.dictionary), dtype=np.int64)
+        np.add.at(totals, encoded.indices.to_numpy(), np.concatenate([self.counts, counts]))
+        self.values, self.counts = encoded.dictionary, totals
         self.overflowed = self.overflowed or overflowed
         if len(self.values) > self.max_known:
             names, ranked = _ranked(self.values, self.counts)
