@@ -44,15 +44,16 @@ rows in wall time and in CPU seconds, flagging the same shifted columns.
 
 Why the ratio fell on a busy machine, and what changed (``bench/monitor/profile_ingest.py`` measures
 each configuration): on this 2-core VM shared with other jobs the quiet-machine 69.7-91x fell to
-26-30x, and the CPU-seconds ratio with it, so mlprod burned more CPU for the same work, not only waited.
-The extra CPU was system time: the guest hands freed memory back to the host, so a page a process
-touches for the first time costs a host fault (2-3 ms a MB when other jobs churn memory, ~0.1 ms for
-a page reused), and mlprod's row-batch reading held every column of a row group per thread (~250 MB
-per thread, ~500 MB in all) for ~1 s of real work. Reading one column chunk at a time (~10 MB per
-thread) cut that, and a second thread only costs CPU when the cores are taken (the kernel shares CPU
-between processes, so it does not finish sooner), hence the thread count from the load. Arrow's,
-OpenMP's and OpenBLAS's thread pools were not the cause (one thread each changed nothing) and
-Evidently's minutes of pandas work pay the same fault cost on a far larger amount of work.
+26-30x, and the CPU-seconds ratio with it (29-31x), so mlprod burned more CPU for the same work, not
+only waited. The extra CPU was system time: at load 12, 1.6 of mlprod's 2.9 CPU s went to the kernel
+faulting in ~520 MB of fresh memory (a first touch cost 2-3 ms a MB under load on this VM, whose guest
+reports freed pages to the host, against ~0.1 ms for a reused page), because row-batch reading held
+every column of a row group per thread. Reading one column chunk at a time keeps ~10 MB a thread
+(0.2 CPU s in the kernel); a second thread only costs CPU when no core is idle, so the thread count
+comes from the load average; category counts no longer go through Arrow's Acero engine, whose import
+alone cost ~0.3 CPU s in each fresh process. Arrow's, OpenMP's and OpenBLAS's thread pools were not
+the cause (one thread each changed nothing). Evidently pays the same fault cost (11 of its 105 CPU s
+at load 12) on a far larger amount of work.
 """
 
 from __future__ import annotations

@@ -16,6 +16,22 @@ peak RSS during the timed part, and the CPU ratio against ``rows-2``.
   ``chunks-auto`` lets ``default_workers()`` pick N from the load average.
 * ``...-1pool``: the same with Arrow's CPU pool at one thread and OMP/OpenBLAS at one thread, to see
   whether those thread pools matter (they do not: the work calls them little).
+
+Measured on the 2-core VM shared with other jobs (``nice python bench/monitor/profile_ingest.py
+--rounds 3``, load average 7.0-10.8, Evidently running alongside; medians, per million rows):
+
+    config          threads  wall s/M  cpu s/M  sys s/M  faults  RSS growth MB  cpu vs rows-2
+    rows-2                2     10.33     2.92     1.75  23,466            510          1.00x
+    rows-1                1      6.91     2.03     0.86  18,675            276          0.69x
+    rows-2-1pool          2     10.62     3.18     1.85  24,391            513          1.09x
+    chunks-2              2      5.34     1.65     0.30  13,280             92          0.57x
+    chunks-1              1      5.12     1.54     0.25   7,608             67          0.53x
+    chunks-auto           1      5.15     1.47     0.17   5,881             65          0.50x
+    chunks-2-1pool        2      5.61     1.48     0.23  14,012             89          0.51x
+
+An earlier run at load 11.9-13.9 (4 rounds) gave rows-2 2.86 CPU s/M (1.60 in the kernel) and every
+``chunks`` configuration 1.45-1.51 (0.17-0.26 in the kernel): the CPU that load added was system
+time for fresh memory, and it follows the memory a configuration touches, not its thread count.
 """
 
 from __future__ import annotations
