@@ -50,8 +50,8 @@ faulting in ~520 MB of fresh memory (a first touch cost 2-3 ms a MB under load o
 reports freed pages to the host, against ~0.1 ms for a reused page), because row-batch reading held
 every column of a row group per thread. Reading one column chunk at a time keeps ~10 MB a thread
 (0.2 CPU s in the kernel); a second thread only costs CPU when no core is idle, so the thread count
-comes from the load average; category counts no longer go through Arrow's Acero engine, whose import
-alone cost ~0.3 CPU s in each fresh process. Arrow's, OpenMP's and OpenBLAS's thread pools were not
+comes from the load average; category counts no longer go through Arrow's Acero engine, which cost
+0.1-0.3 CPU s to load in each fresh process. Arrow's, OpenMP's and OpenBLAS's thread pools were not
 the cause (one thread each changed nothing). Evidently pays the same fault cost (11 of its 105 CPU s
 at load 12) on a far larger amount of work.
 """

@@ -458,8 +458,8 @@ class CategoryCounter:
         return self
 
     def _absorb(self, values: pa.Array, counts: np.ndarray[Any, Any], *, overflowed: bool) -> None:
-        # each distinct value once (first seen first) and its counts added up; not Table.group_by, whose
-        # Acero engine costs ~0.3 CPU s to import in each process and a thread-pool plan per call
+        # each distinct value once (first seen first) and its counts added up; not Table.group_by: loading
+        # its Acero engine cost 0.1-0.3 CPU s in each fresh process (measured end to end at 1M rows)
         encoded = pc.dictionary_encode(pa.concat_arrays([self.values, values]))
         totals = np.zeros(len(encoded.dictionary), dtype=np.int64)
         np.add.at(totals, encoded.indices.to_numpy(), np.concatenate([self.counts, counts]))
