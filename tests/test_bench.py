@@ -32,6 +32,11 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
             ["--reference-rows", "20000", "--current-rows", "5000", "--big-rows", "50000", "--skip-peers"],
             "mlprod flagged exactly the planted columns",
         ),
+        (
+            "monitor/profile_ingest.py",
+            ["--rounds", "1", "--reference-rows", "20000", "--configs", "rows-2,chunks-1"],
+            "every run flagged the same columns: yes",
+        ),
         ("monitor/flights_estimation.py", ["--tiny"], "MAE acc"),
         ("cli.py", ["--runs", "1", "--only", "models list", "data log"], "read commands within"),
         (
