@@ -32,6 +32,9 @@ Measured on the 2-core VM shared with other jobs (``nice python bench/monitor/pr
 An earlier run at load 11.9-13.9 (4 rounds) gave rows-2 2.86 CPU s/M (1.60 in the kernel) and every
 ``chunks`` configuration 1.45-1.51 (0.17-0.26 in the kernel): the CPU that load added was system
 time for fresh memory, and it follows the memory a configuration touches, not its thread count.
+At load 2.3-2.8 (3 rounds): rows-2 3.01 CPU s/M (1.69 in the kernel), 4.55 s/M wall; chunks-1 1.19
+and 1.66 s/M wall; chunks-2 1.26 and 2.10 (no core idle, so a second thread did not help); auto
+chose 1 thread.
 """
 
 from __future__ import annotations
