@@ -32,6 +32,11 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
             ["--reference-rows", "20000", "--current-rows", "5000", "--big-rows", "50000", "--skip-peers"],
             "mlprod flagged exactly the planted columns",
         ),
+        (
+            "monitor/profile_ingest.py",
+            ["--rounds", "1", "--reference-rows", "20000", "--configs", "rows-2,chunks-1"],
+            "every run flagged the same columns: yes",
+        ),
         ("monitor/flights_estimation.py", ["--tiny"], "MAE acc"),
         ("loop/decisions.py", ["--rollouts", "10"], "mSPRT (always valid): false rollbacks"),
         ("monitor/band_coverage.py", ["--tiny", "--skip-nannyml"], "inside the nominal 95 % band"),

@@ -21,6 +21,12 @@ def cpu_time() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def system_time() -> float:
+    """The part of ``cpu_time`` spent in the kernel (page faults, reads, thread switches)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_stime + children.ru_stime
+
+
 def runner_arguments(description: str | None) -> argparse.Namespace:
     """A runner's arguments: the reference and current Parquet files, the column kinds, the output."""
     parser = argparse.ArgumentParser(description=description)
@@ -49,12 +55,13 @@ class TimedPart:
 
     def __enter__(self) -> TimedPart:
         print(json.dumps({"timed_started": time.time()}), flush=True)
-        self._started, self._cpu_started = time.perf_counter(), cpu_time()
+        self._started, self._cpu_started, self._sys_started = time.perf_counter(), cpu_time(), system_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self._started
         self.cpu_seconds = cpu_time() - self._cpu_started
+        self.sys_seconds = system_time() - self._sys_started
 
 
 def report(
@@ -65,6 +72,7 @@ def report(
     figures = {
         "seconds": timed.seconds,
         "cpu_seconds": timed.cpu_seconds,
+        "sys_seconds": timed.sys_seconds,
         "read_seconds": inputs.read_seconds,
     }
     print(json.dumps({**figures, "version": version}))

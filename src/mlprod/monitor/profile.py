@@ -113,8 +113,11 @@ _CATEGORICAL_TYPES = (
 )
 
 
-def _column(table: pa.Table | pa.RecordBatch, name: str, kind: ColumnKind) -> Any:
-    """A watched column of a batch, checked to have a type its kind of sketch can count."""
+def read_column(table: pa.Table | pa.RecordBatch, name: str, kind: ColumnKind) -> Any:
+    """A watched column of a batch as its sketch counts it: numeric as a float64 NumPy array.
+
+    The column is checked to exist and to have a type its kind of sketch can count.
+    """
     if name not in table.schema.names:
         raise InvalidInputError(
             f"batch has no column {name!r} ({kind} in the profile spec); "
@@ -139,7 +142,7 @@ def _read_batch(batch: Batch, kinds: dict[str, ColumnKind]) -> tuple[dict[str, A
     All columns are read and checked before any sketch changes, so a bad batch changes nothing.
     """
     table = _as_table(batch)
-    return {name: _column(table, name, kind) for name, kind in kinds.items()}, table.num_rows
+    return {name: read_column(table, name, kind) for name, kind in kinds.items()}, table.num_rows
 
 
 def _count(batch: Batch, spec: ProfileSpec, columns: Mapping[str, Any]) -> int:

@@ -664,12 +664,12 @@ class CategoryCounter:
         return self
 
     def _absorb(self, values: pa.Array, counts: np.ndarray[Any, Any], *, overflowed: bool) -> None:
-        table = pa.table(
-            {"value": pa.concat_arrays([self.values, values]), "count": np.concatenate([self.counts, counts])}
-        )
-        grouped = table.group_by("value").aggregate([("count", "sum")])
-        self.values = grouped.column("value").combine_chunks()
-        self.counts = grouped.column("count_sum").to_numpy().astype(np.int64)
+        # each distinct value once (first seen first) and its counts added up; not Table.group_by: loading
+        # its Acero engine cost 0.1-0.3 CPU s in each fresh process (measured end to end at 1M rows)
+        encoded = pc.dictionary_encode(pa.concat_arrays([self.values, values]))
+        totals = np.zeros(len(encoded.dictionary), dtype=np.int64)
+        np.add.at(totals, encoded.indices.to_numpy(), np.concatenate([self.counts, counts]))
+        self.values, self.counts = encoded.dictionary, totals
         self.overflowed = self.overflowed or overflowed
         if len(self.values) > self.max_known:
             names, ranked = _ranked(self.values, self.counts)
