@@ -1,4 +1,9 @@
-"""What the root command's options set for every subcommand, and how they open the workspace."""
+"""What the root command's options set for every subcommand, how they open the workspace, and the
+consoles they print to.
+
+``out`` and ``err`` (Rich consoles) are made on first use (PEP 562): ``mlprod --version`` and
+``--help`` never import Rich.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from mlprod.progress import Step
     from mlprod.workspace import Workspace
 
@@ -23,8 +28,20 @@ class CliState:
 
 
 state = CliState()
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+if TYPE_CHECKING:
+    out: Console
+    err: Console
+
+
+def __getattr__(name: str) -> Any:
+    """``out`` (stdout) and ``err`` (stderr), each one Rich console made on first use."""
+    if name not in ("out", "err"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from rich.console import Console
+
+    console = Console(stderr=name == "err", soft_wrap=True)
+    globals()[name] = console
+    return console
 
 
 def open_workspace() -> Workspace:
