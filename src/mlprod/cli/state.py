@@ -8,13 +8,15 @@ consoles they print to.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from rich.console import Console
 
     from mlprod.progress import Step
@@ -53,6 +55,32 @@ def open_workspace() -> Workspace:
     return Workspace.find(environ=os.environ)
 
 
+T = TypeVar("T")
+
+
+def read_fast(query: Callable[[sqlite3.Connection], T | None]) -> T | None:
+    """``query``'s answer from the workspace's SQLite database, opened read-only without SQLAlchemy;
+    None when the full workspace must answer instead (``mlprod.meta.fast_read`` says when).
+
+    The config is read and checked as ``open_workspace`` would (same errors); only its database and
+    artifact paths are used.
+    """
+    from mlprod.config import CONFIG_FILENAME, load_config
+    from mlprod.meta.fast_read import open_read_only
+    from mlprod.workspace import SQLITE_FILENAME, locate, resolve_in
+
+    root = (
+        state.workspace.expanduser().resolve() if state.workspace is not None else locate(environ=os.environ)
+    )
+    if root is None or not (root / CONFIG_FILENAME).is_file():
+        return None
+    config = load_config(root / CONFIG_FILENAME, os.environ)
+    if config.database.url:
+        return None
+    with open_read_only(root / SQLITE_FILENAME, resolve_in(root, config.artifacts.path)) as connection:
+        return None if connection is None else query(connection)
+
+
 @contextmanager
 def status(title: str) -> Iterator[Step]:
     """A ``Step`` that shows ``title: <step>`` as a live status line on stderr when it is a terminal.
@@ -66,4 +94,4 @@ def status(title: str) -> Iterator[Step]:
         yield lambda what: shown.update(f"{title}: {what}")
 
 
-__all__ = ["CliState", "err", "open_workspace", "out", "state", "status"]
+__all__ = ["CliState", "err", "open_workspace", "out", "read_fast", "state", "status"]
