@@ -87,10 +87,11 @@ def status(title: str) -> Iterator[Step]:
 
     Piped or redirected, it shows nothing: progress is for people watching, not for logs or parsers.
     """
-    if not err.is_terminal:
+    console: Console = __getattr__("err")  # inside the module, the name alone would not reach the hook
+    if not console.is_terminal:
         yield lambda _what: None
         return
-    with err.status(title) as shown:
+    with console.status(title) as shown:
         yield lambda what: shown.update(f"{title}: {what}")
 
 
