@@ -24,11 +24,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from mlprod.artifacts import ArtifactStore
-from mlprod.config import CONFIG_FILENAME, Config, apply_env_overrides, load_config, render_config
+from mlprod.config_check import CONFIG_FILENAME
 from mlprod.errors import WorkspaceError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
+
+    from mlprod.config import Config
 
 HOME_ENV = "MLPROD_HOME"
 SQLITE_FILENAME = "meta.db"
@@ -43,8 +45,8 @@ class Workspace:
     """
 
     def __init__(self, root: Path, config: Config, *, create: bool = False) -> None:
-        # SQLAlchemy here, not at the top: ``locate`` and the read-only fast path
-        # (``mlprod.meta.fast_read``) must not pay for importing it.
+        # SQLAlchemy (and pydantic, for the config) here, not at the top: ``locate`` and the read-only
+        # fast path (``mlprod.meta.fast_read``) must not pay for importing them.
         from mlprod.meta.database import connect, is_at_head, schema_revision, upgrade_to_head
         from mlprod.meta.workspace_id import bind_existing, bind_new, empty_database, missing_database
 
@@ -92,6 +94,8 @@ class Workspace:
         environ: Mapping[str, str] | None = None,
     ) -> Workspace:
         """Create a workspace at ``path`` and open it; on failure leave nothing behind."""
+        from mlprod.config import Config, apply_env_overrides, render_config
+
         root = Path(path).expanduser().resolve()
         if (root / CONFIG_FILENAME).exists():
             raise WorkspaceError(f"{root} is already an mlprod workspace ({CONFIG_FILENAME} exists)")
@@ -122,6 +126,8 @@ class Workspace:
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> Workspace:
         """Open the workspace whose root is ``path``."""
+        from mlprod.config import load_config
+
         root = Path(path).expanduser().resolve()
         config_path = root / CONFIG_FILENAME
         if not root.is_dir():
@@ -168,6 +174,8 @@ class Workspace:
 
     def set_config(self, section: str, key: str, value: object) -> None:
         """Change one ``mlprod.toml`` setting on disk and here (environment overrides still apply)."""
+        from mlprod.config import load_config, render_config
+
         path = self.root / CONFIG_FILENAME
         on_disk = load_config(path, environ={})
         try:

@@ -62,22 +62,26 @@ def read_fast(query: Callable[[sqlite3.Connection], T | None]) -> T | None:
     """``query``'s answer from the workspace's SQLite database, opened read-only without SQLAlchemy;
     None when the full workspace must answer instead (``mlprod.meta.fast_read`` says when).
 
-    The config is read and checked as ``open_workspace`` would (same errors); only its database and
-    artifact paths are used.
+    The config is checked without pydantic when it certainly validates (``mlprod.config_check``), else
+    read as ``open_workspace`` would (same errors); only its database and artifact paths are used.
     """
-    from mlprod.config import CONFIG_FILENAME, load_config
+    from mlprod.config_check import plain_paths
     from mlprod.meta.fast_read import open_read_only
-    from mlprod.workspace import SQLITE_FILENAME, locate, resolve_in
+    from mlprod.workspace import CONFIG_FILENAME, SQLITE_FILENAME, locate, resolve_in
 
-    root = (
-        state.workspace.expanduser().resolve() if state.workspace is not None else locate(environ=os.environ)
-    )
+    root = state.workspace.expanduser().resolve() if state.workspace is not None else locate(environ=os.environ)
     if root is None or not (root / CONFIG_FILENAME).is_file():
         return None
-    config = load_config(root / CONFIG_FILENAME, os.environ)
-    if config.database.url:
+    paths = plain_paths(root / CONFIG_FILENAME, os.environ)
+    if paths is None:
+        from mlprod.config import load_config
+
+        config = load_config(root / CONFIG_FILENAME, os.environ)  # its errors, as open_workspace's
+        paths = (config.database.url, config.artifacts.path)
+    database_url, artifacts = paths
+    if database_url:
         return None
-    with open_read_only(root / SQLITE_FILENAME, resolve_in(root, config.artifacts.path)) as connection:
+    with open_read_only(root / SQLITE_FILENAME, resolve_in(root, artifacts)) as connection:
         return None if connection is None else query(connection)
 
 
