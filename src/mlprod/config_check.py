@@ -116,20 +116,19 @@ def _valid(field: Field, value: Any) -> bool:
 
 
 def _within(value: Any, rules: dict[str, Any]) -> bool:
-    checks = {
-        "ge": lambda bound: value >= bound,
-        "gt": lambda bound: value > bound,
-        "le": lambda bound: value <= bound,
-        "lt": lambda bound: value < bound,
-        "pattern": lambda pattern: re.search(pattern, value) is not None,
-    }
-    return all(checks[rule](bound) for rule, bound in rules.items())
+    return all(_holds(value, rule, bound) for rule, bound in rules.items())
+
+
+def _holds(value: Any, rule: str, bound: Any) -> bool:
+    if rule == "pattern":
+        return re.search(bound, value) is not None
+    return bool({"ge": value >= bound, "gt": value > bound, "le": value <= bound, "lt": value < bound}[rule])
 
 
 def _valid_set(value: Any) -> bool:
     return (
         isinstance(value, dict)
-        and SET_REQUIRED <= value.keys()
+        and value.keys() >= SET_REQUIRED
         and all(key in SET and _valid(SET[key], one) for key, one in value.items())
     )
 

@@ -65,11 +65,13 @@ def read_fast(query: Callable[[sqlite3.Connection], T | None]) -> T | None:
     The config is checked without pydantic when it certainly validates (``mlprod.config_check``), else
     read as ``open_workspace`` would (same errors); only its database and artifact paths are used.
     """
-    from mlprod.config_check import plain_paths
+    from mlprod.config_check import CONFIG_FILENAME, plain_paths
     from mlprod.meta.fast_read import open_read_only
-    from mlprod.workspace import CONFIG_FILENAME, SQLITE_FILENAME, locate, resolve_in
+    from mlprod.workspace import SQLITE_FILENAME, locate, resolve_in
 
-    root = state.workspace.expanduser().resolve() if state.workspace is not None else locate(environ=os.environ)
+    root = (
+        state.workspace.expanduser().resolve() if state.workspace is not None else locate(environ=os.environ)
+    )
     if root is None or not (root / CONFIG_FILENAME).is_file():
         return None
     paths = plain_paths(root / CONFIG_FILENAME, os.environ)

@@ -146,11 +146,114 @@ def alias_moves(connection: sqlite3.Connection, model: str) -> list[AliasMoveRow
     ]
 
 
+# -- versioned tables -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefRow:
+    """A branch or tag: ``mlprod.data.Ref``'s fields."""
+
+    name: str
+    kind: str
+    commit_id: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """A table with what ``mlprod data list`` shows of it: its key, its refs and its main head."""
+
+    name: str
+    key: tuple[str, ...]
+    has_expectations: bool
+    refs: list[RefRow]
+    head_id: str
+    head_rows: int
+
+
+@dataclass(frozen=True)
+class CommitRow:
+    """One commit: ``mlprod.data.CommitInfo``'s fields."""
+
+    id: str
+    table: str
+    parents: tuple[str, ...]
+    operation: str
+    message: str
+    author: str
+    created_at: datetime
+    num_rows: int
+    changes: dict[str, int]
+
+
+def table_refs(connection: sqlite3.Connection, table: str) -> list[RefRow] | None:
+    """The branches and tags of ``table``, by name; None for an unknown table."""
+    if connection.execute("SELECT 1 FROM data_tables WHERE name = ?", (table,)).fetchone() is None:
+        return None
+    rows = connection.execute(
+        "SELECT name, kind, commit_id, updated_at FROM data_refs WHERE table_name = ? ORDER BY name", (table,)
+    )
+    return [RefRow(name, kind, commit, _utc(at)) for name, kind, commit, at in rows]
+
+
+def tables(connection: sqlite3.Connection, branch: str = "main") -> list[TableRow] | None:
+    """Every table, by name, with its refs and the head of ``branch``; None when one lacks the branch."""
+    found = []
+    for name, key, expectations in connection.execute(
+        "SELECT name, key, expectations FROM data_tables ORDER BY name"
+    ).fetchall():
+        refs = table_refs(connection, name) or []
+        head = next((r.commit_id for r in refs if r.name == branch), None)
+        if head is None:
+            return None
+        row = connection.execute("SELECT num_rows FROM data_commits WHERE id = ?", (head,)).fetchone()
+        if row is None:
+            return None
+        found.append(TableRow(name, tuple(json.loads(key)), bool(_json(expectations)), refs, head, row[0]))
+    return found
+
+
+def table_log(
+    connection: sqlite3.Connection, table: str, ref: str, limit: int | None = None
+) -> list[CommitRow] | None:
+    """Commits reachable from the branch or tag ``ref`` along first parents, newest first; None when
+    ``ref`` is no branch or tag of ``table`` (a commit id, an unknown name: the full path answers)."""
+    head = connection.execute(
+        "SELECT commit_id FROM data_refs WHERE table_name = ? AND name = ?", (table, ref)
+    ).fetchone()
+    if head is None:
+        return None
+    rows = connection.execute(
+        "SELECT id, table_name, parents, operation, message, author, created_at, num_rows, changes "
+        "FROM data_commits WHERE table_name = ?",
+        (table,),
+    )
+    commits = {
+        id_: CommitRow(
+            id_, name, tuple(json.loads(parents)), op, message, who, _utc(at), n, dict(json.loads(changes))
+        )
+        for id_, name, parents, op, message, who, at, n, changes in rows
+    }
+    found: list[CommitRow] = []
+    current: str | None = head[0]
+    while current is not None and (limit is None or len(found) < limit):
+        commit = commits[current]
+        found.append(commit)
+        current = commit.parents[0] if commit.parents else None
+    return found
+
+
 __all__ = [
     "AliasMoveRow",
+    "CommitRow",
     "ModelRow",
+    "RefRow",
+    "TableRow",
     "alias_moves",
     "model_summaries",
     "open_read_only",
+    "table_log",
+    "table_refs",
+    "tables",
     "utc",
 ]
