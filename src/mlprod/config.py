@@ -20,7 +20,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlprod.config_check import CONFIG_FILENAME
 from mlprod.errors import ConfigError
 
 # MLPROD_* variables that are not config overrides; any other unknown one is a typo and an error.
