@@ -11,12 +11,14 @@ import pytest
 
 from mlprod.data import TableStore
 from mlprod.models import ModelVersion, Registry
+from mlprod.serve import RoutePlan, RouteStore
 from mlprod.workspace import Workspace
 from tests.cli.conftest import Run
 
 COMMANDS = [
     ["models", "list"], ["models", "history", "toy"], ["data", "list"], ["data", "log", "t"],
     ["data", "log", "t", "--ref", "v1", "--format", "json"], ["data", "branch", "t", "--format", "csv"],
+    ["routes", "history", "toy"], ["routes", "history", "toy", "--format", "json"],
     ["models", "history", "nope"], ["data", "log", "nope"], ["data", "branch", "nope"],
 ]  # fmt: skip
 
@@ -24,6 +26,9 @@ COMMANDS = [
 @pytest.fixture
 def filled(workspace: Workspace, registered: ModelVersion) -> Path:
     Registry(workspace).set_alias("toy", "staging", registered.version, why="try")
+    routes = RouteStore(workspace)
+    routes.set(RoutePlan.from_dict("toy", {"champion": "/1"}), why="pin")
+    routes.clear("toy", why="back")
     tables = TableStore(workspace)
     tables.create("t", key=["id"], data=pa.table({"id": [1, 2], "x": [1.0, 2.0]}), buckets=2)
     tables.tag("t", "v1")
@@ -41,6 +46,7 @@ def test_fast_and_full_paths_print_the_same(mlprod: Run, filled: Path) -> None:
         )
         assert fast.returncode == (2 if "nope" in args else 0), fast.stderr
     assert "@champion → 1, @staging → 1" in mlprod("-C", str(filled), "models", "list").stdout
+    assert '"champion": "/1"' in mlprod("-C", str(filled), "routes", "history", "toy").stdout
 
 
 def test_another_workspaces_database_is_refused(mlprod: Run, tmp_path: Path) -> None:

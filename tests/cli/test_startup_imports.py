@@ -47,7 +47,7 @@ ROOT_UNWANTED = ("sqlalchemy", "pydantic", "rich", "mlprod.cli.listing", "mlprod
 # and no pydantic config models (mlprod.config_check vouches for the config).
 FAST_COMMANDS = [
     ["models", "list"], ["models", "history", "toy"], ["data", "list"], ["data", "log", "signals"],
-    ["data", "branch", "signals"],
+    ["data", "branch", "signals"], ["routes", "history", "toy"],
 ]  # fmt: skip
 FAST_UNWANTED = ("sqlalchemy", "mlprod.config", "mlprod.meta.tables", *HEAVY)
 CHILD = textwrap.dedent("""

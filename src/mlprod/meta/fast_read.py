@@ -243,15 +243,46 @@ def table_log(
     return found
 
 
+# -- serving ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RouteChangeRow:
+    """One change of a routing plan: ``mlprod.serve.RouteChange``'s fields."""
+
+    model: str
+    revision: int
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    at: datetime
+    who: str
+    why: str
+
+
+def route_changes(connection: sqlite3.Connection, model: str) -> list[RouteChangeRow]:
+    """Every change of ``model``'s routing plan, oldest first."""
+    rows = connection.execute(
+        "SELECT model, revision, before, after, at, who, why FROM serving_route_changes "
+        "WHERE model = ? ORDER BY id",
+        (model,),
+    )
+    return [
+        RouteChangeRow(name, revision, _json(before), _json(after), _utc(at), who, why)
+        for name, revision, before, after, at, who, why in rows
+    ]
+
+
 __all__ = [
     "AliasMoveRow",
     "CommitRow",
     "ModelRow",
     "RefRow",
+    "RouteChangeRow",
     "TableRow",
     "alias_moves",
     "model_summaries",
     "open_read_only",
+    "route_changes",
     "table_log",
     "table_refs",
     "tables",
