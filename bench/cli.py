@@ -6,8 +6,8 @@ Builds a small workspace through the Python API (a versioned table with a tag, a
 trained and registered versions with an alias, an evaluation set with both versions evaluated and a
 leaderboard), then runs each read command as a user would (``python -m mlprod …`` in a new process)
 ``--runs`` times and prints its median wall and CPU time, each with its ratio to ``--version`` (the
-interpreter and the CLI's own start-up), and PASS/FAIL of the wall time against the goal. On a
-shared machine read the CPU ratio; the absolute goal is meant for a quiet one.
+interpreter and the CLI's own start-up; ``python -c pass`` is shown too), and PASS/FAIL of the wall
+time against the goal. On a shared machine read the CPU ratio; the absolute goal is meant for a quiet one.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def build_workspace(root: Path) -> None:
         build_leaderboard(ws, evaluation_set="later")
 
 
-def timed(args: list[str], *, runs: int, env: dict[str, str]) -> tuple[float, float]:
+def timed(args: list[str], *, runs: int, env: dict[str, str], module: bool = True) -> tuple[float, float]:
     """Median wall and CPU (user + system) ms from process start to exit; fails when the command does.
 
     CPU time is what the command costs whatever else runs on the machine; wall time is what a
@@ -134,13 +134,16 @@ def timed(args: list[str], *, runs: int, env: dict[str, str]) -> tuple[float, fl
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "mlprod", *args], env=env, capture_output=True, text=True
+            [sys.executable, *(["-m", "mlprod"] if module else []), *args],
+            env=env,
+            capture_output=True,
+            text=True,
         )
         walls.append((time.perf_counter() - started) * 1000)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append((after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000)
         if done.returncode != 0:
-            raise SystemExit(f"`mlprod {' '.join(args)}` failed ({done.returncode}): {done.stderr.strip()}")
+            raise SystemExit(f"`{' '.join(args)}` failed ({done.returncode}): {done.stderr.strip()}")
     return statistics.median(walls), statistics.median(cpus)
 
 
@@ -157,6 +160,7 @@ def main() -> None:
         build_workspace(root)
         print(f"workspace built in {time.perf_counter() - started:.1f} s; {options.runs} runs per command")
         env = {**os.environ, "MLPROD_HOME": str(root), "COLUMNS": "120"}
+        bare, bare_cpu = timed(["-c", "pass"], runs=options.runs, env=env, module=False)
         baseline, baseline_cpu = timed(["--version"], runs=options.runs, env=env)
         commands = [
             c
@@ -164,6 +168,8 @@ def main() -> None:
             if options.only is None or any(" ".join(c).startswith(o) for o in options.only)
         ]
         print(f"\n{'command':<52}{'wall ms':>8}{'ratio':>7}{'cpu ms':>8}{'ratio':>7}{'goal ms':>9}  result")
+        bare_ratios = f"{bare:>8.0f}{bare / baseline:>7.2f}{bare_cpu:>8.0f}{bare_cpu / baseline_cpu:>7.2f}"
+        print(f"{'python -c pass (the interpreter alone)':<52}{bare_ratios}")
         print(
             f"{'mlprod --version (baseline)':<52}{baseline:>8.0f}{1.0:>7.2f}{baseline_cpu:>8.0f}{1.0:>7.2f}"
         )

@@ -22,6 +22,7 @@ LAYER = {
             "lazy",
             "progress",
             "config",
+            "config_check",
             "names",
             "identity",
             "diskspace",

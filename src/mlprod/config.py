@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlprod.errors import ConfigError
 
-CONFIG_FILENAME = "mlprod.toml"
 # MLPROD_* variables that are not config overrides; any other unknown one is a typo and an error.
 OTHER_VARIABLES = frozenset({"MLPROD_HOME", "MLPROD_DEBUG"})
 TEST_VARIABLE_PREFIX = "MLPROD_TEST_"

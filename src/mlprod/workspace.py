@@ -21,15 +21,16 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from typing import TYPE_CHECKING
 
 from mlprod.artifacts import ArtifactStore
-from mlprod.config import CONFIG_FILENAME, Config, apply_env_overrides, load_config, render_config
+from mlprod.config_check import CONFIG_FILENAME
 from mlprod.errors import WorkspaceError
-from mlprod.meta.database import connect, is_at_head, schema_revision, upgrade_to_head
-from mlprod.meta.workspace_id import bind_existing, bind_new, empty_database, missing_database
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from mlprod.config import Config
 
 HOME_ENV = "MLPROD_HOME"
 SQLITE_FILENAME = "meta.db"
@@ -44,6 +45,11 @@ class Workspace:
     """
 
     def __init__(self, root: Path, config: Config, *, create: bool = False) -> None:
+        # SQLAlchemy (and pydantic, for the config) here, not at the top: ``locate`` and the read-only
+        # fast path (``mlprod.meta.fast_read``) must not pay for importing them.
+        from mlprod.meta.database import connect, is_at_head, schema_revision, upgrade_to_head
+        from mlprod.meta.workspace_id import bind_existing, bind_new, empty_database, missing_database
+
         self.root = root
         self.config = config
         artifacts = self.resolve_path(config.artifacts.path)
@@ -71,6 +77,8 @@ class Workspace:
     @property
     def redacted_database_url(self) -> str:
         """The database URL with its password hidden, for messages."""
+        from sqlalchemy.engine import make_url
+
         return make_url(self.database_url).render_as_string(hide_password=True)
 
     @property
@@ -86,6 +94,8 @@ class Workspace:
         environ: Mapping[str, str] | None = None,
     ) -> Workspace:
         """Create a workspace at ``path`` and open it; on failure leave nothing behind."""
+        from mlprod.config import Config, apply_env_overrides, render_config
+
         root = Path(path).expanduser().resolve()
         if (root / CONFIG_FILENAME).exists():
             raise WorkspaceError(f"{root} is already an mlprod workspace ({CONFIG_FILENAME} exists)")
@@ -116,6 +126,8 @@ class Workspace:
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> Workspace:
         """Open the workspace whose root is ``path``."""
+        from mlprod.config import load_config
+
         root = Path(path).expanduser().resolve()
         config_path = root / CONFIG_FILENAME
         if not root.is_dir():
@@ -162,6 +174,8 @@ class Workspace:
 
     def set_config(self, section: str, key: str, value: object) -> None:
         """Change one ``mlprod.toml`` setting on disk and here (environment overrides still apply)."""
+        from mlprod.config import load_config, render_config
+
         path = self.root / CONFIG_FILENAME
         on_disk = load_config(path, environ={})
         try:
@@ -173,8 +187,13 @@ class Workspace:
 
     def resolve_path(self, configured: str) -> Path:
         """A configured path, relative to the workspace root unless absolute."""
-        path = Path(configured).expanduser()
-        return path if path.is_absolute() else self.root / path
+        return resolve_in(self.root, configured)
+
+
+def resolve_in(root: Path, configured: str) -> Path:
+    """A configured path, relative to ``root`` unless absolute."""
+    path = Path(configured).expanduser()
+    return path if path.is_absolute() else root / path
 
 
 def locate(
@@ -207,6 +226,9 @@ def open_or_init(path: Path, *, environ: Mapping[str, str] | None = None) -> Wor
 
 def _missing_sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL when it does not exist (connecting would create it empty)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -246,4 +268,12 @@ def _remove_new_entries(root: Path, existed: bool, before: set[str]) -> None:
             target.unlink(missing_ok=True)
 
 
-__all__ = ["HOME_ENV", "Workspace", "default_demo_home", "locate", "open_or_init"]
+__all__ = [
+    "HOME_ENV",
+    "SQLITE_FILENAME",
+    "Workspace",
+    "default_demo_home",
+    "locate",
+    "open_or_init",
+    "resolve_in",
+]

@@ -5,6 +5,10 @@ against a workspace with tables, feature definitions and a registered model; aft
 notes which heavy libraries ``sys.modules`` holds. A command that pulls one in (an eager package
 ``__init__``, a module-level ``import pandas`` on its path) fails here, named, whatever the
 machine's speed. ``bench/cli.py`` measures the times themselves.
+
+Also: ``--version`` and ``--help`` load no command module (the command tree is lazy), and the
+listing commands that read SQLite through ``mlprod.meta.fast_read`` load neither SQLAlchemy nor the
+pydantic config models.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +40,16 @@ READ_COMMANDS = [
     ["eval", "sets"], ["eval", "profiles"],
     ["routes", "show"], ["routes", "history", "toy"], ["tokens", "list"], ["monitor", "alerts"],
 ]  # fmt: skip
+# The root's own options and help load no command module, no Rich, no pydantic, no SQLAlchemy.
+ROOT_COMMANDS = [["--version"], ["--help"]]
+ROOT_UNWANTED = ("sqlalchemy", "pydantic", "rich", "mlprod.cli.listing", "mlprod.workspace", *HEAVY)
+# Listing commands on a SQLite workspace read through sqlite3 (mlprod.meta.fast_read): no SQLAlchemy,
+# and no pydantic config models (mlprod.config_check vouches for the config).
+FAST_COMMANDS = [
+    ["models", "list"], ["models", "history", "toy"], ["data", "list"], ["data", "log", "signals"],
+    ["data", "branch", "signals"], ["routes", "history", "toy"],
+]  # fmt: skip
+FAST_UNWANTED = ("sqlalchemy", "mlprod.config", "mlprod.meta.tables", *HEAVY)
 CHILD = textwrap.dedent("""
     import json, sys
     from mlprod.cli.main import main
@@ -57,13 +72,37 @@ def full_workspace(workspace: Workspace, registered: ModelVersion) -> Path:
     return workspace.root
 
 
-def test_read_commands_import_no_heavy_library(full_workspace: Path) -> None:
+def _run_in_one_child(
+    cwd: Path, unwanted: tuple[str, ...], commands: list[list[str]]
+) -> list[dict[str, Any]]:
+    """Each command's exit code and the ``unwanted`` modules loaded after it (all in one process)."""
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(HEAVY), json.dumps(READ_COMMANDS)],
-        cwd=full_workspace, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", CHILD, json.dumps(unwanted), json.dumps(commands)],
+        cwd=cwd, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     results = [json.loads(line) for line in done.stderr.splitlines() if line.startswith('{"command"')]
-    assert [r["command"] for r in results] == [" ".join(c) for c in READ_COMMANDS], done.stderr
+    assert [r["command"] for r in results] == [" ".join(c) for c in commands], done.stderr
     assert [r for r in results if r["exit"] != 0] == [], done.stderr
+    return results
+
+
+def test_read_commands_import_no_heavy_library(full_workspace: Path) -> None:
+    results = _run_in_one_child(full_workspace, HEAVY, READ_COMMANDS)
     # sys.modules only grows: the first command showing a library is the one that imported it
+    assert results[-1]["heavy"] == [], next(r for r in results if r["heavy"])
+
+
+def test_version_and_help_load_no_command_module_nor_rich(full_workspace: Path) -> None:
+    results = _run_in_one_child(full_workspace, ROOT_UNWANTED, ROOT_COMMANDS)
+    assert results[-1]["heavy"] == [], next(r for r in results if r["heavy"])
+
+
+def test_a_group_help_loads_that_group_only(full_workspace: Path) -> None:
+    others = tuple(f"mlprod.cli.{m}" for m in ("data_commands", "eval_commands", "monitor_commands"))
+    results = _run_in_one_child(full_workspace, ("sqlalchemy", *others), [["models", "--help"]])
+    assert results[-1]["heavy"] == []
+
+
+def test_listing_commands_on_sqlite_import_no_sqlalchemy_nor_config_models(full_workspace: Path) -> None:
+    results = _run_in_one_child(full_workspace, FAST_UNWANTED, FAST_COMMANDS)
     assert results[-1]["heavy"] == [], next(r for r in results if r["heavy"])

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mlprod.cli.listing import Column, FormatOpt, emit, print_table
-from mlprod.cli.state import err, open_workspace, out
+from mlprod.cli.state import err, open_workspace, out, read_fast
 from mlprod.errors import InvalidInputError
 from mlprod.times import parse_optional_utc
 
 if TYPE_CHECKING:
     from mlprod.data import CommitResult
+    from mlprod.data.history import CommitInfo, Ref
 
 app = typer.Typer(
     help="Versioned tables: create, commit, log, show, checkout, branch, tag, diff, merge, expect, "
@@ -101,6 +102,33 @@ LIST_COLUMNS = (
 @app.command("list")
 def list_(output_format: FormatOpt = "table") -> None:
     """Every table: key, rows on main, branches and tags."""
+    from mlprod.meta.fast_read import tables as fast_tables
+
+    found = read_fast(fast_tables)
+    if found is None:
+        listed = _listed_tables()
+    else:
+        listed = [
+            {
+                "table": t.name,
+                "key": list(t.key),
+                "rows": t.head_rows,
+                "head": t.head_id,
+                "branches": [r.name for r in t.refs if r.kind == "branch"],
+                "tags": [r.name for r in t.refs if r.kind == "tag"],
+                "expectations": t.has_expectations,
+            }
+            for t in found
+        ]
+    emit(
+        listed,
+        LIST_COLUMNS,
+        output_format,
+        empty="no tables yet (mlprod data create NAME --key COLUMN --from FILE)",
+    )
+
+
+def _listed_tables() -> list[dict[str, Any]]:
     from mlprod.data import TableStore
 
     with open_workspace() as ws:
@@ -119,12 +147,7 @@ def list_(output_format: FormatOpt = "table") -> None:
                     "expectations": bool(info.expectations),
                 }
             )
-    emit(
-        listed,
-        LIST_COLUMNS,
-        output_format,
-        empty="no tables yet (mlprod data create NAME --key COLUMN --from FILE)",
-    )
+    return listed
 
 
 @app.command("log")
@@ -135,10 +158,16 @@ def log(
     output_format: FormatOpt = "table",
 ) -> None:
     """Commits reachable from a branch, newest first, with what each changed."""
-    from mlprod.data import TableStore
+    from mlprod.meta.fast_read import CommitRow, table_log
 
-    with open_workspace() as ws:
-        commits = TableStore(ws).log(table, ref, limit=limit)
+    commits: list[CommitRow] | list[CommitInfo] | None = read_fast(
+        lambda connection: table_log(connection, table, ref, limit)
+    )
+    if commits is None:
+        from mlprod.data import TableStore
+
+        with open_workspace() as ws:
+            commits = TableStore(ws).log(table, ref, limit=limit)
     listed = [
         {
             "commit": c.id,
@@ -247,19 +276,14 @@ def branch(
     output_format: FormatOpt = "table",
 ) -> None:
     """Create (or list, or delete) branches of a table."""
-    from mlprod.data import TableStore
+    from mlprod.meta.fast_read import RefRow, table_refs
 
-    with open_workspace() as ws:
-        tables = TableStore(ws)
-        if name is None:
-            refs = tables.refs(table)
-        elif delete:
-            tables.delete_branch(table, name)
-            out.print(f"branch {name} of {table} deleted (its commits stay in the history)")
-            return
-        else:
-            ref = tables.branch(table, name, start)
-            out.print(f"branch {name} of {table} created at {ref.commit_id[:12]}")
+    refs: list[RefRow] | list[Ref] | None = None
+    if name is None:
+        refs = read_fast(lambda connection: table_refs(connection, table))
+    if refs is None:
+        refs = _branch(table, name, start, delete=delete)
+        if refs is None:
             return
     columns = (
         Column("name", "name"),
@@ -271,6 +295,23 @@ def branch(
         {"name": r.name, "kind": r.kind, "commit": r.commit_id, "updated_at": r.updated_at} for r in refs
     ]
     emit(listed, columns, output_format)
+
+
+def _branch(table: str, name: str | None, start: str, *, delete: bool) -> list[Ref] | None:
+    """The refs of ``table`` when ``name`` is None; else create or delete branch ``name`` (None)."""
+    from mlprod.data import TableStore
+
+    with open_workspace() as ws:
+        tables = TableStore(ws)
+        if name is None:
+            return tables.refs(table)
+        if delete:
+            tables.delete_branch(table, name)
+            out.print(f"branch {name} of {table} deleted (its commits stay in the history)")
+        else:
+            ref = tables.branch(table, name, start)
+            out.print(f"branch {name} of {table} created at {ref.commit_id[:12]}")
+    return None
 
 
 @app.command("tag")

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mlprod.cli.listing import Column, FormatOpt, emit, print_table
-from mlprod.cli.state import open_workspace, out, status
+from mlprod.cli.state import open_workspace, out, read_fast, status
 from mlprod.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from mlprod.models import ModelVersion
+    from mlprod.models.registry import AliasMove, ModelSummary
 
 app = typer.Typer(
     help="Training runs and the model registry: train, runs, list, search, show, tag, alias, rollback, "
@@ -109,10 +110,14 @@ RUNS_COLUMNS = (
 @app.command("list")
 def list_(output_format: FormatOpt = "table") -> None:
     """Registered models with their latest version and aliases."""
-    from mlprod.models import Registry
+    from mlprod.meta.fast_read import ModelRow, model_summaries
 
-    with open_workspace() as ws:
-        models = Registry(ws).models()
+    models: list[ModelRow] | list[ModelSummary] | None = read_fast(model_summaries)
+    if models is None:
+        from mlprod.models import Registry
+
+        with open_workspace() as ws:
+            models = Registry(ws).models()
     listed = [
         {
             "model": m.name,
@@ -256,10 +261,16 @@ def history(
     name: Annotated[str, typer.Argument(help="Model name.")], output_format: FormatOpt = "table"
 ) -> None:
     """Every alias move of a model: when, action, from, to, who, why."""
-    from mlprod.models import Registry
+    from mlprod.meta.fast_read import AliasMoveRow, alias_moves
 
-    with open_workspace() as ws:
-        moves = Registry(ws).alias_history(name)
+    moves: list[AliasMoveRow] | list[AliasMove] | None = read_fast(
+        lambda connection: alias_moves(connection, name)
+    )
+    if moves is None:
+        from mlprod.models import Registry
+
+        with open_workspace() as ws:
+            moves = Registry(ws).alias_history(name)
     listed = [
         {
             "at": m.at,

@@ -7,12 +7,15 @@ Changes go to the metadata database; running servers pick them up within ``serve
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mlprod.cli.listing import Column, FormatOpt, emit
-from mlprod.cli.state import open_workspace, out
+from mlprod.cli.state import open_workspace, out, read_fast
+
+if TYPE_CHECKING:
+    from mlprod.serve.route_store import RouteChange
 
 app = typer.Typer(
     help="Routing plans for online serving: show, set, clear, history.",
@@ -112,10 +115,16 @@ def clear(name: NameArg, why: WhyOpt = "") -> None:
 @app.command("history")
 def history(name: NameArg, output_format: FormatOpt = "table") -> None:
     """Every change of a model's routing plan: when, who, why, before and after."""
-    from mlprod.serve import RouteStore
+    from mlprod.meta.fast_read import RouteChangeRow, route_changes
 
-    with open_workspace() as ws:
-        changes = RouteStore(ws).history(name)
+    changes: list[RouteChangeRow] | list[RouteChange] | None = read_fast(
+        lambda connection: route_changes(connection, name)
+    )
+    if changes is None:
+        from mlprod.serve import RouteStore
+
+        with open_workspace() as ws:
+            changes = RouteStore(ws).history(name)
     listed = [
         {"revision": c.revision, "at": c.at, "who": c.who, "why": c.why, "before": c.before, "after": c.after}
         for c in changes

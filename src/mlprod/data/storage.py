@@ -51,8 +51,18 @@ def write_parquet(objects: ArtifactStore, table: pa.Table) -> str:
 
 
 def read_parquet(objects: ArtifactStore, sha256: str, columns: Sequence[str] | None = None) -> pa.Table:
-    """Read a stored Parquet object after checking its sha256 (a tampered file raises)."""
-    return pq.read_table(io.BytesIO(objects.get_bytes(sha256)), columns=columns)
+    """Read a stored Parquet object after checking its sha256 (a tampered file raises).
+
+    Through ``ParquetFile``, not ``pq.read_table``: one in-memory file needs no dataset machinery, and
+    ``pyarrow.dataset`` would import pandas (about half a second of a read command's start-up).
+    """
+    names = None if columns is None else list(columns)
+    parquet = pq.ParquetFile(io.BytesIO(objects.get_bytes(sha256)))
+    found = set(parquet.schema_arrow.names)
+    missing = [name for name in names or () if name not in found]
+    if missing:
+        raise KeyError(f"no column(s) {', '.join(missing)} in Parquet object {sha256}")
+    return parquet.read(columns=names)
 
 
 def write_bucket(objects: ArtifactStore, rows: pa.Table, key: Sequence[str]) -> str | None:

@@ -11,7 +11,6 @@ so it is then opened read-only and immutable: reads work, and any write fails wi
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,9 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from mlprod.diskspace import full_error, nearly_full
 from mlprod.errors import DatabaseError, StorageFullError
+from mlprod.meta.revision import MIGRATIONS as _MIGRATIONS
+from mlprod.meta.revision import head_revision
 
-_MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -93,24 +93,6 @@ def schema_revision(engine: Engine) -> str | None:
     except SQLAlchemyError as exc:
         raise DatabaseError(f"cannot read the metadata database's schema version: {exc}") from exc
     return current[0] if len(current) == 1 else None
-
-
-_REVISION = re.compile(r"^(down_revision|revision)\b[^=\n]*=(.*)$", re.MULTILINE)
-
-
-def head_revision() -> str:
-    """The newest migration: the one revision no other migration names as its ``down_revision``."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for script in (_MIGRATIONS / "versions").glob("*.py"):
-        for field, value in _REVISION.findall(script.read_text(encoding="utf-8")):
-            (revisions if field == "revision" else parents).update(re.findall(r"['\"]([^'\"]+)['\"]", value))
-    heads = revisions - parents
-    if len(heads) != 1:
-        raise DatabaseError(
-            f"the migrations in {_MIGRATIONS} have {len(heads)} heads ({sorted(heads)}), not one"
-        )
-    return heads.pop()
 
 
 def _alembic_config() -> Any:
