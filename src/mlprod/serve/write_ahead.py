@@ -58,17 +58,32 @@ def new_segment_id() -> str:
 def encode(records: list[Record]) -> bytes:
     """One framed record holding a request's rows (all share request id, time, model, route, latency)."""
     first = records[0]
-    predictions = [r[7] for r in records]
+    latency, prediction = first[8], first[7]
     try:  # the JSON json.dumps writes (without its spaces), several times faster for a 7-item header
-        header = (
-            f"[{_string(first[0])},{first[2]:d},{_string(first[3])},{first[4]:d},{_string(first[5])},"
-            f"{_number(first[8])},[{','.join([_number(p) for p in predictions])}]]"
-        )
+        middle = _middles.get((first[3], first[4], first[5])) or _middle(first[3], first[4], first[5])
+        if len(records) == 1 and type(prediction) is float and prediction - prediction == 0.0:
+            predictions = f"{prediction!r}"  # finite: its repr is its JSON
+        else:
+            predictions = ",".join([_number(r[7]) for r in records])
+        lat = f"{latency!r}" if type(latency) is float and latency - latency == 0.0 else _number(latency)
+        header = f"[{_string(first[0])},{first[2]:d},{middle},{lat},[{predictions}]]"
     except (TypeError, ValueError):  # a value of another type (the Parquet write refuses the row later)
-        header = _encode_header([first[0], first[2], first[3], first[4], first[5], first[8], predictions])
+        values = [first[0], first[2], first[3], first[4], first[5], latency, [r[7] for r in records]]
+        header = _encode_header(values)
     text = f"{header}\n{first[6]}" if len(records) == 1 else "\n".join([header, *(r[6] for r in records)])
     payload = text.encode("utf-8", "surrogatepass")
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+_middles: dict[tuple[str, int, str], str] = {}  # model, version, route -> their JSON, written once
+
+
+def _middle(model: str, version: int, route: str) -> str:
+    text = f"{_string(model)},{version:d},{_string(route)}"
+    if len(_middles) >= 1024:  # a few models, versions and routes: bounded all the same
+        _middles.clear()
+    _middles[(model, version, route)] = text
+    return text
 
 
 def _number(value: float) -> str:
