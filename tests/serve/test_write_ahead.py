@@ -67,6 +67,55 @@ def test_append_is_on_disk_before_it_returns_and_the_segment_goes_after_the_flus
     assert read_prediction_log(tmp_path).column("request_id").to_pylist() == ["r1", "r1"]
 
 
+def test_a_mapped_segment_holds_records_across_its_chunks_and_is_cut_to_them_on_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(write_ahead, "CHUNK_BYTES", 8192)  # records straddle the mapped ranges
+    segment = write_ahead.Segment(tmp_path)
+    frames = [
+        write_ahead.encode([(f"r{i}", 0, 1, "m", 1, "champion", '{"s": "' + "x" * (i * 97) + '"}', 0.5, 1.0)])
+        for i in range(60)
+    ]  # the largest (~5.8 KB) and several together exceed a chunk
+    big = write_ahead.encode([("big", j, 1, "m", 1, "champion", '{"x": 1}', 0.5, 1.0) for j in range(3000)])
+    for frame in [*frames, big]:
+        segment.append(frame)
+    written = b"".join([*frames, big])
+    on_disk = segment.path.read_bytes()  # what a process reads while the writer lives (or after kill -9)
+    assert len(on_disk) > len(written) and on_disk.startswith(written)  # reserved zeros after the records
+    decoded = write_ahead.decode(on_disk)
+    assert [r[0] for r in decoded.records] == [f"r{i}" for i in range(60)] + ["big"] * 3000
+    assert (decoded.good_bytes, decoded.ignored_bytes) == (len(written), 0)  # the zeros are not a torn record
+    segment.close()
+    assert segment.path.read_bytes() == written  # cut to its records: appending after it stays readable
+
+
+def test_a_torn_record_before_the_reserved_zeros_is_reported(tmp_path: Path) -> None:
+    segment = write_ahead.Segment(tmp_path)
+    frame = write_ahead.encode([("a", 0, 1, "m", 1, "champion", "{}", 0.5, 1.0)])
+    segment.append(frame)
+    segment.append(frame[:6])  # as a process killed in the middle of copying its next record leaves it
+    decoded = write_ahead.decode(segment.path.read_bytes())
+    assert [r[0] for r in decoded.records] == ["a"]
+    assert (decoded.good_bytes, decoded.ignored_bytes) == (len(frame), 6)
+    segment.close()
+
+
+def test_the_header_is_the_json_of_its_values() -> None:
+    records = [
+        ('a"\\\udc80é\n', 0, 1_700_000_000_000_000, "m\u2028", 7, "canary", '{"x": 1}', float("nan"), 0.125),
+        ('a"\\\udc80é\n', 1, 1_700_000_000_000_000, "m\u2028", 7, "canary", "{}", float("-inf"), 0.125),
+        ('a"\\\udc80é\n', 2, 1_700_000_000_000_000, "m\u2028", 7, "canary", "{}", 1e-300, 0.125),
+    ]
+    frame = write_ahead.encode(records)
+    header = frame[8:].split(b"\n", 1)[0].decode("ascii")
+    assert header == (
+        '["a\\"\\\\\\udc80\\u00e9\\n",1700000000000000,"m\\u2028",7,"canary",0.125,[NaN,-Infinity,1e-300]]'
+    )
+    decoded = write_ahead.decode(frame).records
+    assert [r[:7] for r in decoded] == [r[:7] for r in records]
+    assert decoded[2][7] == 1e-300 and decoded[1][7] == float("-inf")
+
+
 def test_a_segment_that_cannot_be_written_refuses_the_append(tmp_path: Path) -> None:
     blocked = tmp_path / "log"
     blocked.write_text("a file where the log directory should be")

@@ -1,10 +1,11 @@
 """The prediction log: every prediction served, on disk before its answer is sent, then in Parquet.
 
 ``append`` (one call per answered request, before the answer goes out) encodes the request's rows
-and, with ``write_ahead`` on (the default), hands them to the operating system with one ``os.write``
-to the current write-ahead segment (``mlprod.serve.write_ahead``): from then on a crash of the
-process (``kill -9``, out-of-memory kill) cannot lose them. A background thread turns the rows into
-Parquet files ``date=YYYY-MM-DD/part-<segment id>.parquet``:
+and, with ``write_ahead`` on (the default), hands them to the operating system by copying them into
+the current write-ahead segment, a file mapped into memory (``mlprod.serve.write_ahead``; no system
+call per request): from then on a crash of the process (``kill -9``, out-of-memory kill) cannot lose
+them. A background thread turns the rows into Parquet files ``date=YYYY-MM-DD/part-<segment
+id>.parquet``:
 
 - on a fixed timer, every ``flush_interval`` seconds;
 - sooner when ``max_buffered_rows`` rows are waiting;
