@@ -202,7 +202,8 @@ def _run(
 def _local_settings() -> MonitorSettings:
     """The ``[monitor]`` thresholds of the workspace named by -C (or $MLPROD_HOME, or found upward),
     read from its mlprod.toml alone (no database is opened); the defaults when there is none."""
-    from mlprod.config import CONFIG_FILENAME, load_config
+    from mlprod.config import load_config
+    from mlprod.config_check import CONFIG_FILENAME
     from mlprod.errors import WorkspaceError
     from mlprod.monitor import MonitorSettings
     from mlprod.workspace import locate
