@@ -11,7 +11,8 @@ a search per block of source rows) does not. So the in-memory join is taken
 - on small inputs (``small``), where either join takes a few hundredths of a second and the estimate's
   own queries would cost as much as any difference: then nothing is measured;
 and DuckDB's query otherwise. The estimate counts the entity rows' distinct keys, the sum of their
-squared counts (so that skewed popularity counts its pairs) and the entity times' span.
+squared counts (so that skewed popularity counts its pairs) and the entity times' span; nothing else
+(distinct keys, time units) moves the choice, so nothing else is measured.
 
 Measured in CPU-seconds with ``bench/feature_store.py --matrix`` shapes in-process (500,000 entity x
 2M feature rows; 50,000 x 200,000 for 1,000 keys and Zipf), min of 3 alternating runs each on a
@@ -38,24 +39,18 @@ else:
 
 _MANY_PAIRS = 0.5  # pairs per entity row in a TTL bucket from which the in-memory join wins
 _SMALL_ROWS = 500_000  # entity and source rows together below which nothing is measured
-_SAMPLE = 4096  # source times looked at for their unit
 _SAMPLE_FROM, _SAMPLED = 100_000, 0.1  # entity rows past which a tenth of them is grouped by key
-_STEPS_US = (86_400_000_000, 3_600_000_000, 60_000_000, 1_000_000, 1_000, 1)
 
 
 @dataclass(frozen=True)
 class Shape:
-    """What the estimate needs: row counts, distinct entity keys, the sum of squared entity rows per
-    key, the entity times' span and the source times' unit (µs), how many key columns, and whether
-    times are compared as nanoseconds."""
+    """What the rule needs: row counts, the sum of squared entity rows per key, the entity times'
+    span (µs) and whether times are compared as nanoseconds."""
 
     entity_rows: int
     source_rows: int
-    keys: int
     squared: int
     span_us: int
-    step_us: int
-    key_columns: int
     nanoseconds: bool = False  # whether the join compares times as nanoseconds
 
     def pairs(self, ttl_us: int) -> float:
@@ -87,14 +82,15 @@ def measure(
     source: str,
     nanoseconds: bool = False,
 ) -> Shape:
-    """The shape of one view's join, cheaply (tens of ms for a million entity rows): a HyperLogLog
-    count of the entity keys, their squared counts from a sample of ``_SAMPLED`` of the rows, a count
-    of the source rows (Parquet metadata) and the unit of the first ``_SAMPLE`` entity times (in µs:
-    ``nanoseconds`` says whether the joins compare them as nanoseconds)."""
+    """The shape of one view's join, cheaply (a few ms for a million entity rows, two queries): the
+    row counts (the source's from Parquet metadata) and the entity times' span, then the entity keys'
+    squared counts from a sample of ``_SAMPLED`` of the rows (``nanoseconds`` says whether the joins
+    compare times as nanoseconds)."""
     keys = ", ".join(quote(k) for k in entity_keys)
-    ((rows, distinct, low, high),) = conn.execute(
-        f"SELECT count(*), approx_count_distinct(hash({keys})), epoch_us(min({quote(event)})::TIMESTAMPTZ), "
-        f"epoch_us(max({quote(event)})::TIMESTAMPTZ) FROM {quote(entities)}"
+    ((rows, source_rows, low, high),) = conn.execute(
+        f"SELECT count(*), (SELECT count(*) FROM {quote(source)}), "
+        f"epoch_us(min({quote(event)})::TIMESTAMPTZ), epoch_us(max({quote(event)})::TIMESTAMPTZ) "
+        f"FROM {quote(entities)}"
     ).fetchall()
     share = 1.0 if rows <= _SAMPLE_FROM else _SAMPLED
     sampled = f" USING SAMPLE {share * 100:g}% (system, 24)" if share < 1 else ""  # seeded: the same plan
@@ -104,19 +100,10 @@ def measure(
     ).fetchall()
     # a row sampled with probability q: E[sum n'^2] = q^2 sum n^2 + q (1 - q) sum n
     squared = max(((squares or 0) - (1 - share) * (seen or 0)) / share**2, rows or 0)
-    ((source_rows,),) = conn.execute(f"SELECT count(*) FROM {quote(source)}").fetchall()
-    sample = conn.execute(  # the entity rows' first times: cheaper than a source's, and the same clock
-        f"SELECT epoch_us({quote(event)}::TIMESTAMPTZ) FROM {quote(entities)} LIMIT {_SAMPLE}"
-    ).fetchall()
-    times = [t for (t,) in sample if t is not None]
-    step = next((s for s in _STEPS_US if all((t - times[0]) % s == 0 for t in times)), 1) if times else 1
     return Shape(
         entity_rows=int(rows),
         source_rows=int(source_rows),
-        keys=int(distinct),
         squared=int(squared),
         span_us=int(high - low) if high is not None and low is not None else 0,
-        step_us=step,
-        key_columns=len(entity_keys),
         nanoseconds=nanoseconds,
     )
