@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from mlprod.config import Config, EvaluationSetSection, load_config, render_config
-from mlprod.config_check import SCHEMA, SET, SET_REQUIRED, plain_paths
+from mlprod.config_check import NAMED_TABLES, SCHEMA, SET, SET_REQUIRED, plain_paths
 from mlprod.errors import ConfigError
 
 KINDS = {str: "str", int: "int", float: "float", bool: "bool", str | None: "str", list[str]: "list[str]"}
@@ -36,7 +36,10 @@ def _derived(model: type[BaseModel]) -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 def test_the_schema_is_the_pydantic_configs() -> None:
-    assert {name: _derived(info.annotation) for name, info in Config.model_fields.items()} == SCHEMA  # type: ignore[arg-type]
+    sections = {n: i for n, i in Config.model_fields.items() if n not in NAMED_TABLES}
+    assert {name: _derived(info.annotation) for name, info in sections.items()} == SCHEMA  # type: ignore[arg-type]
+    tables = {n for n, i in Config.model_fields.items() if typing.get_origin(i.annotation) is dict}
+    assert tables == NAMED_TABLES
     assert _derived(EvaluationSetSection) == SET
     assert {n for n, f in EvaluationSetSection.model_fields.items() if f.is_required()} == SET_REQUIRED
 
@@ -55,12 +58,24 @@ def test_a_rendered_config_is_vouched_for(tmp_path: Path) -> None:
     assert plain_paths(path, {}) == ("", "artifacts")
 
 
+def test_loop_specs_and_new_monitor_keys_are_vouched_for(tmp_path: Path) -> None:
+    path = tmp_path / "mlprod.toml"
+    path.write_text(
+        "[monitor]\nwindow = 'quarter'\ndrift_alpha = 0.05\ndrift_share = 0.3\n"
+        "[loop.weekly]\nmodel = 'flights'\n[loop.weekly.rollout]\nsteps = [5, 100]\n",
+        encoding="utf-8",
+    )
+    assert plain_paths(path, {}) == ("", "artifacts")
+    load_config(path, {})
+
+
 BAD = [
     "[serve]\nprot = 80\n", "[servr]\n", "[serve]\nport = 'eighty'\n", "[serve]\nport = 70000\n",
     "[serve]\nauth = 'sometimes'\n", "[monitor]\nks = 0\n",
     "[monitor]\nwebhook_url = 'ftp://x'\n", "[evaluate.sets.july]\ntable = 'f'\n",
     "[evaluate.sets.july]\ntable = 'f'\ntime = 't'\nperiod = 'year'\n", "[evaluate]\nprofiles = 3\n",
     "[evaluate.sets.july]\ntable = 'f'\ntime = 't'\nslices = [1]\n", "serve = 1\n", "not toml [",
+    "loop = 3\n", "[loop]\nweekly = 1\n", "[monitor]\ndrift_alpha = 1\n", "[monitor]\nwindow = 'rows:0'\n",
 ]  # fmt: skip
 
 

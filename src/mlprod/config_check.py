@@ -52,16 +52,19 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "profile": _S, "sets": _f("sets"), "profiles": _f("tables"),
     },
     "monitor": {
-        "window": _f("str", pattern="^(hour|day|week|month|[1-9][0-9]*)$"),
+        "window": _f("str", pattern="^(hour|day|week|month|quarter|year|[1-9][0-9]*|rows:[1-9][0-9]*)$"),
         "bins": _f("int", ge=2, le=1000), "max_categories": _f("int", ge=1),
         "reference_sample_rows": _f("int", ge=100), "psi": _f("float", gt=0),
         "ks": _f("float", gt=0, le=1), "wasserstein": _f("float", gt=0),
         "jensen_shannon": _f("float", gt=0, le=1), "chi2_p_value": _f("float", gt=0, lt=1),
+        "drift_alpha": _f("float", gt=0, lt=1), "drift_share": _f("float", gt=0, le=1),
         "missing_rate_increase": _f("float", ge=0, le=1), "out_of_range_rate": _f("float", ge=0, le=1),
         "unseen_rate": _f("float", ge=0, le=1), "accuracy_drop": _f("float", ge=0, le=1),
         "webhook_url": _f("str", pattern=r"^(https?://[^\s/]+\S*)?$"),
     },
 }  # fmt: skip
+# top-level sections that are named tables of anything (``[loop.NAME]``: checked by mlprod.loop)
+NAMED_TABLES = frozenset({"loop"})
 SET: dict[str, Field] = {
     "table": _S, "ref": _S, "time": _S, "start": _S, "end": _S,
     "period": _f("str", pattern="^(day|week|month)$"), "slices": _f("list[str]"),
@@ -92,6 +95,10 @@ def plain_paths(path: Path, environ: Mapping[str, str]) -> tuple[str, str] | Non
 
 def _valid_sections(raw: dict[str, Any]) -> bool:
     for name, section in raw.items():
+        if name in NAMED_TABLES:
+            if not _valid(("tables", {}), section):
+                return False
+            continue
         fields = SCHEMA.get(name)
         if fields is None or not isinstance(section, dict):
             return False
@@ -133,4 +140,4 @@ def _valid_set(value: Any) -> bool:
     )
 
 
-__all__ = ["CONFIG_FILENAME", "SCHEMA", "SET", "SET_REQUIRED", "plain_paths"]
+__all__ = ["CONFIG_FILENAME", "NAMED_TABLES", "SCHEMA", "SET", "SET_REQUIRED", "plain_paths"]
