@@ -33,12 +33,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from flights_estimation import NANNYML_VENV, load, train
+from flights_estimation import NANNYML_VENV, Estimates, load, train
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from mlprod.monitor.performance import PerformanceEstimator
@@ -47,22 +46,6 @@ BENCH = Path(__file__).resolve().parents[1]
 METRICS = ("accuracy", "roc_auc", "f1")
 THRESHOLD = 0.5
 GOAL_COVERAGE = 0.90
-
-
-@dataclass
-class Bands:
-    """One method's estimates and bands per metric, aligned with a data set's windows."""
-
-    name: str
-    values: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METRICS})
-    lower: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METRICS})
-    upper: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METRICS})
-    seconds: float = 0.0
-
-    def add(self, metric: str, value: float | None, lower: float | None, upper: float | None) -> None:
-        self.values[metric].append(_nan(value))
-        self.lower[metric].append(_nan(lower))
-        self.upper[metric].append(_nan(upper))
 
 
 def realized(windows: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -85,11 +68,11 @@ def mlprod_bands(
     seed: int,
     *,
     calibration_draws: int = 100,
-) -> Bands:
+) -> Estimates:
     started = time.process_time()
     estimator = PerformanceEstimator(threshold=THRESHOLD, seed=seed, calibration_draws=calibration_draws)
     estimator.fit(*reference, windows=reference_windows)
-    bands = Bands(name)
+    bands = Estimates(name, METRICS)
     for scores, _labels in windows:
         window = estimator.window().update(scores)  # labels withheld
         points = {p.metric: p for p in estimator.evaluate(window)}
@@ -107,7 +90,7 @@ def nannyml_bands(
     keys: list[object],
     *,
     chunk_size: int | None,
-) -> Bands:
+) -> Estimates:
     """NannyML CBPE in its venv; ``keys`` are the windows' start dates (weeks) or first row indices."""
     python = NANNYML_VENV / "bin" / "python"
     paths = [work / "nml_reference.parquet", work / "nml_analysis.parquet", work / "nml_out.json"]
@@ -121,7 +104,7 @@ def nannyml_bands(
     subprocess.run(command, check=True, env=environment, capture_output=True)
     output = json.loads(paths[2].read_text())
     by_key = {(c["first"] if chunk_size else c["start"]): c for c in output["chunks"]}
-    bands = Bands("NannyML CBPE")
+    bands = Estimates("NannyML CBPE", METRICS)
     for key in keys:
         chunk = by_key.get(key, {})
         for metric in METRICS:
@@ -143,7 +126,7 @@ def nannyml_frame(scores: np.ndarray, labels: np.ndarray, timestamps: object = N
     return frame
 
 
-def flights(args: argparse.Namespace, work: Path) -> tuple[str, dict[str, np.ndarray], list[Bands]]:
+def flights(args: argparse.Namespace, work: Path) -> tuple[str, dict[str, np.ndarray], list[Estimates]]:
     frame = load(args.sample, args.seed)
     frame["score"] = train(frame, args.rounds, args.seed)
     reference = frame[frame["month"].between(4, 6)]
@@ -175,7 +158,7 @@ def flights(args: argparse.Namespace, work: Path) -> tuple[str, dict[str, np.nda
 
 def synthetic(
     args: argparse.Namespace, work: Path, chunk_size: int
-) -> tuple[str, dict[str, np.ndarray], list[Bands]]:
+) -> tuple[str, dict[str, np.ndarray], list[Estimates]]:
     reference = pd.read_parquet(work / "synthetic" / "reference.parquet")
     analysis = pd.read_parquet(work / "synthetic" / "analysis.parquet")
     ref = (reference["y_pred_proba"].to_numpy(), reference["y_true"].to_numpy())
@@ -205,7 +188,7 @@ def synthetic(
 Pooled = dict[tuple[str, str, str], tuple[list[bool], list[float]]]
 
 
-def report(title: str, truth: dict[str, np.ndarray], runs: list[Bands], pooled: Pooled) -> None:
+def report(title: str, truth: dict[str, np.ndarray], runs: list[Estimates], pooled: Pooled) -> None:
     """Print one data set's table; add its windows to ``pooled`` under the data set's name."""
     print(title)
     print(
@@ -251,11 +234,7 @@ def verdicts(pooled: Pooled) -> None:
         )
 
 
-def _nan(value: object) -> float:
-    return float("nan") if value is None else float(value)  # type: ignore[arg-type]
-
-
-def _scored(run: Bands, metric: str, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _scored(run: Estimates, metric: str, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     low, high = np.asarray(run.lower[metric]), np.asarray(run.upper[metric])
     ok = np.isfinite(low) & np.isfinite(high) & np.isfinite(truth)
     return low[ok], high[ok], truth[ok]

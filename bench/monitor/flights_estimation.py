@@ -59,13 +59,23 @@ NANNYML_MAE = {"accuracy": 0.066, "roc_auc": 0.041}  # the issue's measurement
 
 @dataclass
 class Estimates:
-    """One method's weekly estimates (and bands) of each metric, aligned with the weeks."""
+    """One method's estimates (and bands) of each of ``metrics``, aligned with the windows."""
 
     name: str
-    values: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METRICS})
-    lower: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METRICS})
-    upper: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METRICS})
+    metrics: tuple[str, ...] = METRICS
+    values: dict[str, list[float]] = field(default_factory=dict)
+    lower: dict[str, list[float]] = field(default_factory=dict)
+    upper: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        for per_metric in (self.values, self.lower, self.upper):
+            per_metric.update({m: [] for m in self.metrics if m not in per_metric})
+
+    def add(self, metric: str, value: float | None, lower: float | None, upper: float | None) -> None:
+        self.values[metric].append(_nan(value))
+        self.lower[metric].append(_nan(lower))
+        self.upper[metric].append(_nan(upper))
 
 
 def load(sample: float, seed: int) -> pd.DataFrame:
@@ -132,9 +142,7 @@ def mlprod_estimates(
         points = {p.metric: p for p in estimator.evaluate(window, features_of(week))}
         for metric in METRICS:
             point = points[metric]
-            result.values[metric].append(_nan(point.estimated))
-            result.lower[metric].append(_nan(point.lower))
-            result.upper[metric].append(_nan(point.upper))
+            result.add(metric, point.estimated, point.lower, point.upper)
     result.seconds = time.perf_counter() - started
     return result
 

@@ -22,12 +22,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import cProfile
 import json
 import os
-import pstats
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -35,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from prepare import prepare_model
-from profile_protocol import Caller, _lifespan
+from profile_protocol import Caller, _lifespan, print_profile
 from run import mlprod_target
 
 KINDS = {"durable": "true", "buffered": os.environ.get("LOG_COST_BUFFERED", "false")}
@@ -123,13 +120,7 @@ async def _run(args: argparse.Namespace) -> None:
                   f"lowest, {statistics.median(ratios):.3f}x the median of the rounds' ratios "
                   f"({ratios[0]:.3f}x-{ratios[-1]:.3f}x)   goal >= 0.9x")  # fmt: skip
             if args.profile:
-                profiler = cProfile.Profile()
-                profiler.enable()
-                await callers[args.profile].many(args.requests)
-                profiler.disable()
-                print(f"\ncProfile of {args.requests} {args.profile} requests (own time, top {args.top}):")
-                stats = pstats.Stats(profiler, stream=sys.stdout)
-                stats.sort_stats("tottime").print_stats(args.top)
+                await print_profile(callers[args.profile], args.profile, args.requests, args.top, "tottime")
         finally:
             for inbox, task in lifespans:
                 await inbox.put({"type": "lifespan.shutdown"})

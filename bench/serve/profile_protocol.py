@@ -118,17 +118,23 @@ async def _run(args: argparse.Namespace) -> None:
                   f"{statistics.median(ratios):.2f}x the median of the rounds' ratios "
                   f"({ratios[0]:.2f}x-{ratios[-1]:.2f}x)")  # fmt: skip
             if args.profile:
-                profiler = cProfile.Profile()
-                profiler.enable()
-                await callers[args.profile].many(args.requests)
-                profiler.disable()
-                print(f"\ncProfile of {args.requests} {args.profile} requests (own time, top {args.top}):")
-                stats = pstats.Stats(profiler, stream=sys.stdout)
-                stats.sort_stats("tottime").print_stats(args.top)
-                stats.sort_stats("cumulative").print_stats(args.top)
+                caller = callers[args.profile]
+                await print_profile(caller, args.profile, args.requests, args.top, "tottime", "cumulative")
         finally:
             await inbox.put({"type": "lifespan.shutdown"})
             await lifespan
+
+
+async def print_profile(caller: Caller, name: str, requests: int, top: int, *orders: str) -> None:
+    """cProfile of ``requests`` calls of ``caller``, its ``top`` functions by each of ``orders``."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    await caller.many(requests)
+    profiler.disable()
+    print(f"\ncProfile of {requests} {name} requests (own time, top {top}):")
+    stats = pstats.Stats(profiler, stream=sys.stdout)
+    for order in orders:
+        stats.sort_stats(order).print_stats(top)
 
 
 def main() -> None:
